@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# One-command, idempotent set-up for Goinfer: Debian packages, npm test clients,
+# and a llama-server built from the llama.cpp source shipped inside node-llama-cpp.
+# Every step says what it does; a failure names the step and what to do next.
+#
+# Usage: scripts/setup.sh [deps|npm|llama|all]   (default: all)
+# Environment:
+#   GOINFER_CACHE  where llama-server is built and kept (default ~/.cache/goinfer)
+#   GI_LLAMA_EXE   an existing llama-server: skips the build entirely
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${GOINFER_CACHE:-$HOME/.cache/goinfer}"
+NLC_VERSION="3.21.1"   # node-llama-cpp release whose bundle pins the llama.cpp tag
+
+PACKAGES=(
+    build-essential cmake pkg-config git clang clang-format
+    libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libnghttp2-dev libssl-dev
+    libyaml-dev libjansson-dev libsqlite3-dev libcmocka-dev
+    python3-pytest python3-h2 python3-httpx
+    curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2
+)
+
+step=""
+say()  { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die()  { printf '\033[31m[setup] step "%s" failed:\033[0m %s\n' "$step" "$*" >&2; exit 1; }
+trap 'rc=$?; [ $rc -ne 0 ] && printf "[setup] step \"%s\" failed (exit %d); see the output above\n" "$step" $rc >&2' EXIT
+
+deps() {
+    step="debian packages"
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "debian packages: all ${#PACKAGES[@]} present"
+        return
+    fi
+    [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root or install them with apt-get"
+    say "debian packages: installing ${#missing[@]} missing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null || die "apt-get update failed; check the Debian archive is reachable"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >/tmp/goinfer-apt.log 2>&1 ||
+        { tail -20 /tmp/goinfer-apt.log; die "apt-get install failed; full log in /tmp/goinfer-apt.log"; }
+    say "debian packages: done"
+}
+
+npm_clients() {
+    step="npm test clients"
+    if [ -d "$ROOT/tests/client/node_modules/openai" ]; then
+        say "npm test clients: present"
+        return
+    fi
+    say "npm test clients: npm ci in tests/client"
+    (cd "$ROOT/tests/client" && npm ci --no-audit --no-fund --loglevel=error) ||
+        die "npm ci failed in tests/client; check the npm registry is reachable"
+}
+
+# Prints the path of llama-server, building it first when the cache lacks it.
+llama() {
+    step="llama-server"
+    if [ -n "${GI_LLAMA_EXE:-}" ]; then
+        [ -x "$GI_LLAMA_EXE" ] || die "GI_LLAMA_EXE=$GI_LLAMA_EXE is not an executable file; unset it to build one"
+        say "llama-server: using GI_LLAMA_EXE=$GI_LLAMA_EXE (no build)"
+        return
+    fi
+    mkdir -p "$CACHE/src"
+    local tgz="$CACHE/src/node-llama-cpp-$NLC_VERSION.tgz" pkg="$CACHE/src/node-llama-cpp-$NLC_VERSION"
+    if [ ! -f "$pkg/package/llama/llama.cpp.info.json" ]; then
+        step="llama-server: fetch node-llama-cpp@$NLC_VERSION"
+        say "$step"
+        (cd "$CACHE/src" && npm pack --silent "node-llama-cpp@$NLC_VERSION" >/dev/null) ||
+            die "npm pack failed; check the npm registry is reachable"
+        mkdir -p "$pkg" && tar -xzf "$tgz" -C "$pkg"
+    fi
+    local tag
+    tag="$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$pkg/package/llama/llama.cpp.info.json")"
+    [ -n "$tag" ] || die "no tag in $pkg/package/llama/llama.cpp.info.json"
+    local out="$CACHE/llama-$tag"
+    if [ -x "$out/bin/llama-server" ]; then
+        say "llama-server: cached $out/bin/llama-server ($tag)"
+        ln -sfn "$out" "$CACHE/llama-current"
+        return
+    fi
+    step="llama-server: build $tag"
+    local src="$CACHE/src/llama.cpp-$tag" bld="$CACHE/src/build-$tag"
+    [ -d "$src/tools/server" ] || { rm -rf "$src"; git clone -q "$pkg/package/llama/gitRelease.bundle" "$src"; } ||
+        die "git clone of the llama.cpp bundle failed"
+    say "llama-server: configuring $tag (log: $bld.log)"
+    cmake -S "$src" -B "$bld" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+        -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF >"$bld.log" 2>&1 ||
+        { tail -20 "$bld.log"; die "cmake configure failed; full log in $bld.log"; }
+    say "llama-server: compiling (about 10 minutes on 2 cores, once; progress below)"
+    cmake --build "$bld" --target llama-server -j"$(nproc)" 2>&1 | tee -a "$bld.log" |
+        grep --line-buffered -o '^\[ *[0-9]*%\]' | uniq | while read -r pct; do printf '\r[setup] llama-server: %s' "$pct"; done
+    echo
+    [ -x "$bld/bin/llama-server" ] || { tail -30 "$bld.log"; die "build failed; full log in $bld.log"; }
+    mkdir -p "$out/bin.tmp" && cp "$bld/bin/llama-server" "$out/bin.tmp/" && mv "$out/bin.tmp" "$out/bin"
+    ln -sfn "$out" "$CACHE/llama-current"
+    say "llama-server: built $out/bin/llama-server"
+}
+
+case "${1:-all}" in
+deps) deps ;;
+npm) npm_clients ;;
+llama) llama ;;
+all) deps; npm_clients; llama ;;
+*) echo "usage: $0 [deps|npm|llama|all]" >&2; exit 2 ;;
+esac
+step="done"

@@ -1,0 +1,48 @@
+/*
+ * Configuration: goinfer.yml, then GI_* variables, then flags (each overrides the one before).
+ * A problem in the file names the file, line and key.
+ */
+#ifndef GOINFER_CONF_CONF_H
+#define GOINFER_CONF_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONF_MAX_LISTEN 8
+
+struct conf_listen {
+    char *host;
+    int port;
+    unsigned services; /* ROUTER_SVC_* */
+};
+
+struct conf {
+    char *file; /* goinfer.yml read, or NULL */
+    char *models_dir;
+    char *api_key;
+    char **origins;
+    size_t n_origins;
+    struct conf_listen listen[CONF_MAX_LISTEN];
+    size_t n_listen;
+    char *llama_exe;
+    char *args_common, *args_goinfer, *args_verbose, *args_debug;
+    char *default_model;
+    char *host; /* for ":port" addresses; GI_HOST */
+    bool no_api_key, debug, quiet;
+};
+
+/* Loads everything: defaults, the file (-config, or ./goinfer.yml when present), env, flags.
+ * Returns 0; 1 when -help was asked (usage printed); or -errno with err filled. */
+int conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen);
+void conf_cleanup(struct conf *c);
+
+/* Pure helpers, exposed for tests. */
+/* ":4444" or "host:4444" with "goinfer", "openai"/"llama-swap", "admin" (comma/space list). */
+int conf_parse_listen(const char *addr, const char *services, const char *default_host,
+                      struct conf_listen *out, char *err, size_t errlen);
+/* Splits a command line the way a shell would for words and quotes (no expansion).
+ * Returns the number of words, or -EINVAL for an unclosed quote; *out is NULL-terminated. */
+int conf_split_args(const char *s, char ***out);
+void conf_free_args(char **v);
+
+#endif

@@ -1,0 +1,35 @@
+/* Logging: leveled, lower-case messages, one line each, to stderr. */
+#ifndef GOINFER_CORE_LOG_H
+#define GOINFER_CORE_LOG_H
+
+#include <stdbool.h>
+#include <stdnoreturn.h>
+
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+extern enum log_level log_threshold;
+
+void log_set_level(enum log_level level);
+
+/* The level is tested before the arguments are evaluated. */
+#define log_enabled(level) ((level) <= log_threshold)
+#define log_info(...)                                                                              \
+    do {                                                                                           \
+        if (log_enabled(LOG_LEVEL_INFO))                                                           \
+            log_emit(LOG_LEVEL_INFO, false, __VA_ARGS__);                                          \
+    } while (0)
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_enabled(LOG_LEVEL_DEBUG))                                                          \
+            log_emit(LOG_LEVEL_DEBUG, false, __VA_ARGS__);                                         \
+    } while (0)
+/* log_warn appends strerror(errno); log_warnx does not. */
+#define log_warn(...)  log_emit(LOG_LEVEL_WARN, true, __VA_ARGS__)
+#define log_warnx(...) log_emit(LOG_LEVEL_WARN, false, __VA_ARGS__)
+
+void log_emit(enum log_level level, bool with_errno, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+noreturn void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

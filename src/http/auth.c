@@ -1,0 +1,89 @@
+#include "auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/xmalloc.h"
+
+#define DIGEST_LEN 32
+
+struct auth {
+    unsigned char (*digests)[DIGEST_LEN];
+    size_t n;
+};
+
+static void
+digest(const char *p, size_t n, unsigned char out[DIGEST_LEN])
+{
+    unsigned int len = DIGEST_LEN;
+
+    EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
+}
+
+struct auth *
+auth_new(const char *const *keys)
+{
+    struct auth *a = xcalloc(1, sizeof(*a));
+
+    while (keys && keys[a->n])
+        a->n++;
+    a->digests = xcalloc(a->n ? a->n : 1, DIGEST_LEN);
+    for (size_t i = 0; i < a->n; i++)
+        digest(keys[i], strlen(keys[i]), a->digests[i]);
+    return a;
+}
+
+void
+auth_free(struct auth *a)
+{
+    if (a == NULL)
+        return;
+    OPENSSL_cleanse(a->digests, a->n * DIGEST_LEN);
+    free(a->digests);
+    free(a);
+}
+
+bool
+auth_open(const struct auth *a)
+{
+    return a->n == 0;
+}
+
+const char *
+auth_request_key(const struct http_request *req, size_t *len)
+{
+    size_t n = 0;
+    const char *v = http_header_get(req, "authorization", &n);
+
+    if (v != NULL && n > 7 && strncasecmp(v, "Bearer ", 7) == 0) {
+        v += 7;
+        n -= 7;
+        while (n > 0 && *v == ' ')
+            v++, n--;
+        *len = n;
+        return v;
+    }
+    v = http_header_get(req, "x-api-key", &n);
+    *len = n;
+    return v;
+}
+
+/* Hashing first makes the comparison independent of where, and whether, lengths differ. */
+bool
+auth_check(const struct auth *a, const char *key, size_t len)
+{
+    unsigned char d[DIGEST_LEN];
+    bool ok = false;
+
+    if (a->n == 0)
+        return true;
+    if (key == NULL)
+        return false;
+    digest(key, len, d);
+    for (size_t i = 0; i < a->n; i++)
+        ok |= CRYPTO_memcmp(d, a->digests[i], DIGEST_LEN) == 0;
+    return ok;
+}

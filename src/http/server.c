@@ -1,0 +1,780 @@
+#include "server.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "http/errors.h"
+
+/* Pipelined bytes kept while a request is in flight; past this we stop reading. */
+#define PENDING_MAX (64 * 1024)
+
+struct http_server {
+    uv_loop_t *loop;
+    struct http_limits limits;
+    http_handler_cb handler;
+    void *arg;
+    struct listener *listeners;
+    struct http_conn *conns; /* doubly linked, for shutdown */
+    size_t n_conns;
+    bool shutting_down;
+};
+
+struct listener {
+    uv_tcp_t tcp;
+    struct http_server *srv;
+    unsigned services;
+    struct listener *next;
+};
+
+struct http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct http_server *srv;
+    struct http_conn *prev, *next;
+    unsigned services;
+    http_parser parser;
+    struct buf hdr;     /* header names and values, NUL-separated */
+    size_t hdr_off[HTTP_MAX_HEADERS][2];
+    size_t n_hdr;
+    bool in_value;
+    enum { REJECT_NONE, REJECT_TOO_MANY, REJECT_HEADERS, REJECT_BODY } reject;
+    struct buf url;
+    struct buf pending; /* bytes read while a request is being handled */
+    struct http_request req;
+    bool in_request; /* parsed, handler running or response streaming */
+    bool kick;       /* the timer fires to parse pipelined bytes, not for a timeout */
+    bool closing;
+    int handles; /* open libuv handles; freed when 0 */
+    size_t queued;
+    char peer[64];
+};
+
+struct wreq {
+    uv_write_t w;
+    struct http_conn *conn;
+    size_t len;
+    char data[];
+};
+
+static uint64_t next_request_id = 1;
+static http_parser_settings parser_settings;
+
+static void conn_close(struct http_conn *c);
+static void conn_feed(struct http_conn *c, const char *data, size_t len);
+static void request_finish(struct http_conn *c);
+static struct http_request *synthetic_request(struct http_conn *c);
+
+/* ---- connection lifetime ---- */
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    struct http_conn *c = h->data;
+
+    if (--c->handles > 0)
+        return;
+    buf_cleanup(&c->hdr);
+    buf_cleanup(&c->url);
+    buf_cleanup(&c->pending);
+    buf_cleanup(&c->req.body);
+    free(c->req.log_model);
+    free(c);
+}
+
+/* Tells the handler its client is gone, then closes. Never frees inside a callback of c. */
+static void
+conn_close(struct http_conn *c)
+{
+    struct http_server *srv = c->srv;
+
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->in_request && !c->req.ended && c->req.on_abort != NULL) {
+        log_info("req=%llu client %s went away before the response ended",
+                 (unsigned long long)c->req.id, c->peer);
+        c->req.on_abort(&c->req);
+    }
+    c->in_request = false;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->n_conns--;
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void
+on_timeout(uv_timer_t *t)
+{
+    struct http_conn *c = t->data;
+
+    if (c->kick) {
+        struct buf rest = c->pending;
+
+        c->kick = false;
+        buf_init(&c->pending, PENDING_MAX);
+        conn_feed(c, rest.data, rest.len);
+        buf_cleanup(&rest);
+        return;
+    }
+    if (c->in_request) /* handler-driven; its own timeouts apply */
+        return;
+    if (c->hdr.len > 0 || c->url.len > 0) {
+        log_info("conn %s: request headers not received in time", c->peer);
+        http_respond_error(synthetic_request(c), 408, "timeout",
+                           "request headers not received within %llu ms",
+                           (unsigned long long)c->srv->limits.header_ms);
+        return;
+    }
+    conn_close(c);
+}
+
+static void
+arm_timer(struct http_conn *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* ---- writing ---- */
+
+static void
+on_written(uv_write_t *w, int status)
+{
+    struct wreq *wr = (struct wreq *)w;
+    struct http_conn *c = wr->conn;
+
+    c->queued -= wr->len;
+    free(wr);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->in_request && c->req.on_drain != NULL && c->queued <= c->srv->limits.write_high / 2)
+        c->req.on_drain(&c->req);
+}
+
+/* Queues bytes for the client: up to three parts copied into one write. */
+static int
+conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_t blen,
+           const char *d, size_t dlen)
+{
+    struct wreq *wr;
+    uv_buf_t ub;
+    int rc;
+
+    if (c->closing)
+        return -EPIPE;
+    wr = xmalloc(sizeof(*wr) + alen + blen + dlen);
+    wr->conn = c;
+    wr->len = alen + blen + dlen;
+    memcpy(wr->data, a, alen);
+    if (blen > 0)
+        memcpy(wr->data + alen, b, blen);
+    if (dlen > 0)
+        memcpy(wr->data + alen + blen, d, dlen);
+    ub = uv_buf_init(wr->data, (unsigned)wr->len);
+    rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+    if (rc < 0) {
+        free(wr);
+        return rc;
+    }
+    c->queued += wr->len;
+    return 0;
+}
+
+size_t
+http_pending_bytes(const struct http_request *req)
+{
+    return req->conn->queued;
+}
+
+bool
+http_over_high_water(const struct http_request *req)
+{
+    return req->conn->queued > req->conn->srv->limits.write_high;
+}
+
+/* ---- responses ---- */
+
+static void
+access_log(const struct http_request *req)
+{
+    double total = (double)(uv_hrtime() - req->t_start) / 1e6;
+    double ttfb = req->t_first ? (double)(req->t_first - req->t_start) / 1e6 : total;
+
+    log_info("req=%llu %s %s model=%s backend=%s status=%d bytes=%llu ttfb=%.1fms total=%.1fms",
+             (unsigned long long)req->id, req->method_name, req->path,
+             req->log_model ? req->log_model : "-", req->log_backend ? req->log_backend : "-",
+             req->status, (unsigned long long)req->bytes_out, ttfb, total);
+}
+
+int
+http_stream_start(struct http_request *req, int status, const struct http_header *headers,
+                  size_t n_headers, int64_t content_length)
+{
+    struct http_conn *c = req->conn;
+    struct buf h;
+    int rc;
+
+    if (req->started)
+        return -EALREADY;
+    req->started = true;
+    req->status = status;
+    req->t_first = uv_hrtime();
+    if (c->srv->shutting_down)
+        req->keep_alive = false;
+    buf_init(&h, 64 * 1024);
+    buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    for (size_t i = 0; i < n_headers; i++)
+        buf_printf(&h, "%.*s: %.*s\r\n", (int)headers[i].name_len, headers[i].name,
+                   (int)headers[i].value_len, headers[i].value);
+    if (content_length >= 0)
+        buf_printf(&h, "Content-Length: %lld\r\n", (long long)content_length);
+    else if (c->parser.http_minor >= 1 && c->parser.http_major == 1)
+        req->chunked = true, buf_printf(&h, "Transfer-Encoding: chunked\r\n");
+    else
+        req->keep_alive = false; /* HTTP/1.0: the body ends when the connection does */
+    buf_printf(&h, "Connection: %s\r\n\r\n", req->keep_alive ? "keep-alive" : "close");
+    rc = conn_write(c, h.data, h.len, NULL, 0, NULL, 0);
+    buf_cleanup(&h);
+    return rc;
+}
+
+int
+http_stream_write(struct http_request *req, const char *data, size_t len)
+{
+    char head[24];
+    int n;
+
+    if (len == 0)
+        return 0;
+    req->bytes_out += len;
+    if (!req->chunked)
+        return conn_write(req->conn, data, len, NULL, 0, NULL, 0);
+    n = snprintf(head, sizeof(head), "%zx\r\n", len);
+    return conn_write(req->conn, head, (size_t)n, data, len, "\r\n", 2);
+}
+
+void
+http_stream_end(struct http_request *req)
+{
+    struct http_conn *c = req->conn;
+
+    if (req->ended)
+        return;
+    if (req->chunked)
+        conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+    req->ended = true;
+    access_log(req);
+    request_finish(c);
+}
+
+void
+http_abort(struct http_request *req)
+{
+    if (req->ended)
+        return;
+    req->ended = true;
+    req->keep_alive = false;
+    access_log(req);
+    conn_close(req->conn);
+}
+
+void
+http_respond(struct http_request *req, int status, const char *content_type, const char *body,
+             size_t len)
+{
+    struct http_header h[2] = {
+        {"Content-Type", 12, content_type, strlen(content_type)},
+        {"Cache-Control", 13, "no-store", 8},
+    };
+
+    if (req->started) { /* too late for a status: cut the stream so the client sees it */
+        http_abort(req);
+        return;
+    }
+    if (http_stream_start(req, status, h, 2, (int64_t)len) == 0) {
+        http_stream_write(req, body, len);
+    }
+    http_stream_end(req);
+}
+
+void
+http_respond_error(struct http_request *req, int status, const char *type, const char *fmt, ...)
+{
+    va_list ap;
+    char *body;
+
+    va_start(ap, fmt);
+    body = http_error_json_v(status, type, fmt, ap);
+    va_end(ap);
+    http_respond(req, status, "application/json", body, strlen(body));
+    free(body);
+}
+
+/* ---- request parsing ---- */
+
+static int
+on_message_begin(http_parser *p)
+{
+    struct http_conn *c = p->data;
+
+    buf_reset(&c->hdr);
+    buf_reset(&c->url);
+    buf_reset(&c->req.body);
+    c->n_hdr = 0;
+    c->in_value = false;
+    c->reject = REJECT_NONE;
+    return 0;
+}
+
+/* Appends peer bytes to a bounded buffer, remembering which limit a refusal was for. */
+static int
+collect(struct http_conn *c, struct buf *b, const char *at, size_t len, int why)
+{
+    if (buf_append(b, at, len) == 0)
+        return 0;
+    c->reject = why;
+    return -1;
+}
+
+static int
+on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+
+    return collect(c, &c->url, at, len, REJECT_HEADERS);
+}
+
+static int
+on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+
+    if (c->in_value || c->n_hdr == 0) { /* a new header begins */
+        if (c->n_hdr > 0 && collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
+            return -1;
+        if (c->n_hdr == HTTP_MAX_HEADERS) {
+            c->reject = REJECT_TOO_MANY;
+            return -1;
+        }
+        c->hdr_off[c->n_hdr][0] = c->hdr.len;
+        c->hdr_off[c->n_hdr][1] = 0; /* 0: no value seen (a name never starts there) */
+        c->n_hdr++;
+        c->in_value = false;
+    }
+    return collect(c, &c->hdr, at, len, REJECT_HEADERS);
+}
+
+static int
+on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+
+    if (!c->in_value) {
+        if (collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
+            return -1;
+        c->hdr_off[c->n_hdr - 1][1] = c->hdr.len;
+        c->in_value = true;
+    }
+    return collect(c, &c->hdr, at, len, REJECT_HEADERS);
+}
+
+/* Turns the collected offsets into header pointers and splits the URL. */
+static int
+on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_request *r = &c->req;
+    const char *u, *q;
+
+    if (collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
+        return -1;
+    for (size_t i = 0; i < c->n_hdr; i++) {
+        size_t n0 = c->hdr_off[i][0], v0 = c->hdr_off[i][1];
+        r->headers[i].name = c->hdr.data + n0;
+        r->headers[i].name_len = strlen(c->hdr.data + n0);
+        r->headers[i].value = v0 ? c->hdr.data + v0 : "";
+        r->headers[i].value_len = v0 ? strlen(c->hdr.data + v0) : 0;
+    }
+    r->n_headers = c->n_hdr;
+    u = buf_cstr(&c->url);
+    q = strchr(u, '?');
+    free(r->path);
+    r->path = q ? xstrndup(u, (size_t)(q - u)) : xstrdup(u);
+    free(r->query);
+    r->query = q ? xstrdup(q + 1) : NULL;
+    if (p->content_length != ULLONG_MAX && p->content_length > c->req.body.max) {
+        c->reject = REJECT_BODY;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+
+    return collect(c, &c->req.body, at, len, REJECT_BODY);
+}
+
+static int
+on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_request *r = &c->req;
+
+    r->id = next_request_id++;
+    r->method = p->method;
+    r->method_name = http_method_str(p->method);
+    r->keep_alive = http_should_keep_alive(p) && !c->srv->shutting_down;
+    r->started = r->chunked = r->ended = false;
+    r->status = 0;
+    r->bytes_out = 0;
+    r->t_first = 0;
+    r->on_abort = r->on_drain = NULL;
+    r->handler_data = NULL;
+    free(r->log_model);
+    r->log_model = NULL;
+    r->log_backend = NULL;
+    c->in_request = true;
+    uv_timer_stop(&c->timer);
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static void __attribute__((constructor))
+init_settings(void)
+{
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_url = on_url;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+}
+
+/* Readies c->req for an error answer to bytes that never became a request. */
+static struct http_request *
+synthetic_request(struct http_conn *c)
+{
+    struct http_request *r = &c->req;
+
+    r->id = next_request_id++;
+    r->method_name = "-";
+    if (r->path == NULL)
+        r->path = xstrdup("-");
+    r->keep_alive = false;
+    r->started = r->ended = r->chunked = false;
+    r->on_abort = r->on_drain = NULL;
+    r->status = 0;
+    r->bytes_out = 0;
+    r->t_first = 0;
+    c->in_request = true;
+    return r;
+}
+
+/* Answers a request that could not be parsed, then closes. */
+static void
+reject_unparsable(struct http_conn *c)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    struct http_request *r = synthetic_request(c);
+
+    if (c->reject == REJECT_TOO_MANY)
+        http_respond_error(r, 431, "invalid_request_error",
+                           "too many request headers (limit %d)", HTTP_MAX_HEADERS);
+    else if (c->reject == REJECT_HEADERS || e == HPE_HEADER_OVERFLOW)
+        http_respond_error(r, 431, "invalid_request_error",
+                           "request headers too large (limit %zu bytes)", c->hdr.max);
+    else if (c->reject == REJECT_BODY)
+        http_respond_error(r, 413, "invalid_request_error",
+                           "request body too large (limit %zu bytes)", c->req.body.max);
+    else
+        http_respond_error(r, 400, "invalid_request_error", "malformed HTTP request: %s",
+                           http_errno_description(e));
+}
+
+/* Parses what it can; stops at the end of a request and keeps the rest in c->pending. */
+static void
+conn_feed(struct http_conn *c, const char *data, size_t len)
+{
+    size_t n;
+    enum http_errno e;
+
+    if (c->hdr.len == 0 && c->url.len == 0 && len > 0 && !c->in_request) {
+        c->req.t_start = uv_hrtime();
+        arm_timer(c, c->srv->limits.header_ms);
+    }
+    n = http_parser_execute(&c->parser, &parser_settings, data, len);
+    e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_PAUSED) {
+        if (n < len && buf_append(&c->pending, data + n, len - n) < 0) {
+            conn_close(c);
+            return;
+        }
+        c->srv->handler(&c->req, c->srv->arg);
+        return;
+    }
+    if (e != HPE_OK) {
+        reject_unparsable(c);
+        return;
+    }
+}
+
+/* Called when a response has ended: resets for the next request or closes. Pipelined bytes
+ * are parsed from a zero timer, not here, so a burst of them cannot recurse. */
+static void
+request_finish(struct http_conn *c)
+{
+    c->in_request = false;
+    if (!c->req.keep_alive || c->closing) {
+        conn_close(c);
+        return;
+    }
+    http_parser_pause(&c->parser, 0);
+    buf_reset(&c->hdr);
+    buf_reset(&c->url);
+    if (c->pending.len > 0) {
+        c->kick = true;
+        arm_timer(c, 0);
+        return;
+    }
+    arm_timer(c, c->srv->limits.keepalive_ms);
+}
+
+/* ---- accepting and reading ---- */
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)h;
+    (void)suggested;
+    b->base = xmalloc(16 * 1024);
+    b->len = 16 * 1024;
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct http_conn *c = s->data;
+
+    if (nread < 0) {
+        conn_close(c);
+    } else if (nread > 0 && (c->in_request || c->kick)) {
+        if (buf_append(&c->pending, b->base, (size_t)nread) < 0) {
+            log_info("conn %s: too many pipelined bytes, closing", c->peer);
+            conn_close(c);
+        }
+    } else if (nread > 0) {
+        conn_feed(c, b->base, (size_t)nread);
+    }
+    free(b->base);
+}
+
+static void
+peer_name(struct http_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+}
+
+static void
+on_connection(uv_stream_t *ls, int status)
+{
+    struct listener *l = ls->data;
+    struct http_server *srv = l->srv;
+    struct http_conn *c;
+
+    if (status < 0) {
+        log_warnx("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->services = l->services;
+    c->req.conn = c;
+    c->req.services = l->services;
+    buf_init(&c->hdr, srv->limits.header_bytes);
+    buf_init(&c->url, srv->limits.header_bytes);
+    buf_init(&c->pending, PENDING_MAX);
+    buf_init(&c->req.body, srv->limits.body_bytes);
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    peer_name(c);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    arm_timer(c, srv->limits.header_ms);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+struct http_server *
+http_server_new(uv_loop_t *loop, const struct http_limits *limits, http_handler_cb handler,
+                void *arg)
+{
+    struct http_server *srv = xcalloc(1, sizeof(*srv));
+
+    srv->loop = loop;
+    srv->limits = *limits;
+    srv->handler = handler;
+    srv->arg = arg;
+    return srv;
+}
+
+int
+http_server_listen(struct http_server *srv, const char *host, int port, unsigned services,
+                   int *bound_port)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss), rc;
+    struct listener *l = xcalloc(1, sizeof(*l));
+
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+        free(l);
+        return UV_EINVAL;
+    }
+    uv_tcp_init(srv->loop, &l->tcp);
+    l->tcp.data = l;
+    l->srv = srv;
+    l->services = services;
+    l->next = srv->listeners;
+    srv->listeners = l;
+    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (rc == 0)
+        rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+    if (rc == 0)
+        *bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port); /* same offset for v6 */
+    return rc;
+}
+
+static void
+on_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void
+http_server_shutdown(struct http_server *srv)
+{
+    struct http_conn *c, *next;
+
+    srv->shutting_down = true;
+    while (srv->listeners) {
+        struct listener *l = srv->listeners;
+
+        srv->listeners = l->next;
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    }
+    for (c = srv->conns; c != NULL; c = next) {
+        next = c->next;
+        if (!c->in_request)
+            conn_close(c);
+        else
+            c->req.keep_alive = false;
+    }
+}
+
+size_t
+http_server_active(const struct http_server *srv)
+{
+    return srv->n_conns;
+}
+
+/* Forcibly closes what is left; call after shutdown, before the loop's last run. */
+void
+http_server_free(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    http_server_shutdown(srv);
+    while (srv->conns)
+        conn_close(srv->conns);
+    free(srv);
+}
+
+const char *
+http_header_get(const struct http_request *req, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+
+    for (size_t i = 0; i < req->n_headers; i++) {
+        if (req->headers[i].name_len == n && strncasecmp(req->headers[i].name, name, n) == 0) {
+            if (len)
+                *len = req->headers[i].value_len;
+            return req->headers[i].value;
+        }
+    }
+    return NULL;
+}
+
+const char *
+http_status_text(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}

@@ -1,0 +1,99 @@
+/*
+ * HTTP/1.1 server: libuv TCP + http-parser. One request at a time per connection; the whole
+ * request body is read (bounded) before the handler runs, the response may stream.
+ *
+ * Lifetime: a request belongs to its connection. The handler borrows it from the handler call
+ * until it ends the response (http_respond*, http_stream_end, http_abort) or until on_abort
+ * tells it the client is gone; after either it must not touch the request again.
+ */
+#ifndef GOINFER_HTTP_SERVER_H
+#define GOINFER_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+
+#define HTTP_MAX_HEADERS 100
+
+struct http_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+struct http_limits {
+    size_t header_bytes;    /* request line + headers */
+    size_t body_bytes;      /* request body */
+    uint64_t header_ms;     /* time to receive a request's headers (slowloris) */
+    uint64_t keepalive_ms;  /* idle time between requests */
+    size_t write_high;      /* queued response bytes above which on_drain is armed */
+};
+
+struct http_request;
+struct http_server;
+
+typedef void (*http_handler_cb)(struct http_request *req, void *arg);
+typedef void (*http_request_cb)(struct http_request *req);
+
+struct http_request {
+    uint64_t id;
+    struct http_conn *conn;
+    unsigned services; /* bit set of the listener's services */
+    int method;        /* enum http_method */
+    const char *method_name;
+    char *path;  /* NUL-terminated path, no query */
+    char *query; /* NUL-terminated query without '?', or NULL */
+    struct http_header headers[HTTP_MAX_HEADERS];
+    size_t n_headers;
+    struct buf body;
+
+    /* Set by the handler. */
+    void *handler_data;
+    http_request_cb on_abort; /* client gone before the response ended */
+    http_request_cb on_drain; /* queued output fell below the low-water mark */
+    char *log_model;          /* for the access line; owned */
+    const char *log_backend;
+
+    /* Response state, owned by the server. */
+    int status;
+    bool started, chunked, ended, keep_alive;
+    uint64_t bytes_out;
+    uint64_t t_start, t_first; /* uv_hrtime() */
+};
+
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *limits,
+                                    http_handler_cb handler, void *arg);
+/* Binds host:port (port 0 picks one) for the given services; *bound_port gets the real port. */
+int http_server_listen(struct http_server *srv, const char *host, int port, unsigned services,
+                       int *bound_port);
+/* Stops accepting and closes idle connections; busy ones close after their response. */
+void http_server_shutdown(struct http_server *srv);
+size_t http_server_active(const struct http_server *srv);
+void http_server_free(struct http_server *srv);
+
+/* Case-insensitive header lookup; returns the value (length in *len) or NULL. */
+const char *http_header_get(const struct http_request *req, const char *name, size_t *len);
+
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const char *body, size_t len);
+/* An error in the OpenAI shape: {"error":{"message":..,"type":..,"code":status}}. */
+void http_respond_error(struct http_request *req, int status, const char *type, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+/* Starts a response; content_length < 0 means chunked (or close-delimited for HTTP/1.0). */
+int http_stream_start(struct http_request *req, int status, const struct http_header *headers,
+                      size_t n_headers, int64_t content_length);
+int http_stream_write(struct http_request *req, const char *data, size_t len);
+void http_stream_end(struct http_request *req);
+/* Ends the exchange by closing the connection: the client sees a truncated response. */
+void http_abort(struct http_request *req);
+/* Response bytes handed to the kernel's queue but not yet written. */
+size_t http_pending_bytes(const struct http_request *req);
+bool http_over_high_water(const struct http_request *req);
+
+const char *http_status_text(int status);
+
+#endif

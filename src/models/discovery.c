@@ -1,0 +1,278 @@
+#include "discovery.h"
+
+#include <sys/stat.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+#define MAX_DEPTH 32
+
+struct walk {
+    struct model_list *out;
+    char **mmproj; /* found projector files */
+    size_t n_mmproj;
+    dev_t seen_dev[4096]; /* folders visited, against symlink loops */
+    ino_t seen_ino[4096];
+    size_t n_seen;
+};
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+static const char *
+base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    return slash ? slash + 1 : path;
+}
+
+bool
+models_split_part(const char *path, int *part, int *count)
+{
+    const char *b = base_name(path);
+    size_t n = strlen(b);
+    int p = 0, c = 0, used = 0;
+
+    /* "-00001-of-00003.gguf" is 20 characters */
+    if (n < 20 || !ends_with(b, ".gguf"))
+        return false;
+    if (sscanf(b + n - 20, "-%5d-of-%5d.gguf%n", &p, &c, &used) != 2 || used != 20)
+        return false;
+    if (p < 1 || c < 1 || p > c)
+        return false;
+    *part = p;
+    *count = c;
+    return true;
+}
+
+bool
+models_is_mmproj(const char *path)
+{
+    return strncasecmp(base_name(path), "mmproj", 6) == 0;
+}
+
+char *
+models_name_from_path(const char *path)
+{
+    const char *b = base_name(path);
+    size_t n = strlen(b);
+    int part, count;
+
+    if (models_split_part(path, &part, &count))
+        n -= 20;
+    else if (ends_with(b, ".gguf"))
+        n -= 5;
+    return xstrndup(b, n);
+}
+
+static bool
+seen_before(struct walk *w, const struct stat *st)
+{
+    for (size_t i = 0; i < w->n_seen; i++)
+        if (w->seen_dev[i] == st->st_dev && w->seen_ino[i] == st->st_ino)
+            return true;
+    if (w->n_seen < sizeof(w->seen_ino) / sizeof(w->seen_ino[0])) {
+        w->seen_dev[w->n_seen] = st->st_dev;
+        w->seen_ino[w->n_seen++] = st->st_ino;
+    }
+    return false;
+}
+
+static void
+add_file(struct walk *w, const char *path, const struct stat *st)
+{
+    struct model_list *l = w->out;
+    int part = 1, count = 1;
+
+    if (models_is_mmproj(path)) {
+        w->mmproj = xrealloc(w->mmproj, (w->n_mmproj + 1) * sizeof(*w->mmproj));
+        w->mmproj[w->n_mmproj++] = xstrdup(path);
+        return;
+    }
+    if (models_split_part(path, &part, &count) && part != 1)
+        return; /* later shards are loaded by llama-server through the first */
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+    l->v[l->n].name = models_name_from_path(path);
+    l->v[l->n].path = xstrdup(path);
+    l->v[l->n].mmproj = NULL;
+    l->v[l->n].size = (uint64_t)st->st_size;
+    l->v[l->n].shards = count;
+    l->n++;
+}
+
+static void walk_dir(struct walk *w, const char *dir, int depth);
+
+static void
+walk_entry(struct walk *w, const char *dir, const char *name, int depth)
+{
+    char *path = xasprintf("%s/%s", dir, name);
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        log_warn("models: skipping %s", path);
+    else if (S_ISDIR(st.st_mode) && !seen_before(w, &st))
+        walk_dir(w, path, depth + 1);
+    else if (S_ISREG(st.st_mode) && ends_with(name, ".gguf"))
+        add_file(w, path, &st);
+    free(path);
+}
+
+static void
+walk_dir(struct walk *w, const char *dir, int depth)
+{
+    DIR *d;
+    struct dirent *e;
+
+    if (depth > MAX_DEPTH) {
+        log_warnx("models: %s is deeper than %d folders, not searched", dir, MAX_DEPTH);
+        return;
+    }
+    d = opendir(dir);
+    if (d == NULL) {
+        log_warn("models: cannot open %s", dir);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue; /* ., .., and hidden folders such as .git */
+        walk_entry(w, dir, e->d_name, depth);
+    }
+    closedir(d);
+}
+
+static int
+cmp_entry(const void *a, const void *b)
+{
+    const struct model_entry *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+
+    return c ? c : strcmp(x->path, y->path);
+}
+
+static bool
+same_dir(const char *a, const char *b)
+{
+    size_t la = (size_t)(base_name(a) - a), lb = (size_t)(base_name(b) - b);
+
+    return la == lb && strncmp(a, b, la) == 0;
+}
+
+/* A projector goes to the models in its own folder. */
+static void
+attach_mmproj(struct walk *w)
+{
+    for (size_t i = 0; i < w->n_mmproj; i++) {
+        for (size_t j = 0; j < w->out->n; j++) {
+            if (w->out->v[j].mmproj == NULL && same_dir(w->mmproj[i], w->out->v[j].path))
+                w->out->v[j].mmproj = xstrdup(w->mmproj[i]);
+        }
+        free(w->mmproj[i]);
+    }
+    free(w->mmproj);
+}
+
+/* Keeps the first of each name (sorted by path, so the choice is stable) and says so. */
+static void
+drop_duplicates(struct model_list *l)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < l->n; i++) {
+        if (k > 0 && strcmp(l->v[k - 1].name, l->v[i].name) == 0) {
+            log_warnx("models: %s and %s share the name %s; using the first", l->v[k - 1].path,
+                      l->v[i].path, l->v[i].name);
+            free(l->v[i].name);
+            free(l->v[i].path);
+            free(l->v[i].mmproj);
+            continue;
+        }
+        l->v[k++] = l->v[i];
+    }
+    l->n = k;
+}
+
+static int
+check_root(const char *root, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (stat(root, &st) != 0) {
+        int e = errno;
+
+        snprintf(err, errlen, "models folder %s: %s; set GI_MODELS_DIR (or models_dir in goinfer.yml) to folders holding *.gguf files, separated by ':'", root, strerror(e));
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "models folder %s is not a folder; set GI_MODELS_DIR to folders holding *.gguf files", root);
+        return -ENOTDIR;
+    }
+    return 0;
+}
+
+int
+models_discover(const char *roots, struct model_list *out, char *err, size_t errlen)
+{
+    struct walk *w = xcalloc(1, sizeof(*w));
+    char *copy = xstrdup(roots ? roots : ""), *save = NULL, *root;
+    int rc = 0;
+
+    out->v = NULL;
+    out->n = 0;
+    w->out = out;
+    for (root = strtok_r(copy, ":", &save); root; root = strtok_r(NULL, ":", &save)) {
+        struct stat st;
+
+        rc = check_root(root, err, errlen);
+        if (rc < 0)
+            goto out;
+        if (stat(root, &st) == 0 && !seen_before(w, &st))
+            walk_dir(w, root, 0);
+    }
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof(*out->v), cmp_entry);
+    drop_duplicates(out);
+    attach_mmproj(w);
+    w->mmproj = NULL;
+out:
+    if (rc < 0) {
+        attach_mmproj(w);
+        model_list_cleanup(out);
+    }
+    free(copy);
+    free(w);
+    return rc;
+}
+
+void
+model_list_cleanup(struct model_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].name);
+        free(l->v[i].path);
+        free(l->v[i].mmproj);
+    }
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+const struct model_entry *
+model_list_find(const struct model_list *l, const char *name, size_t len)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(l->v[i].name) == len && strncmp(l->v[i].name, name, len) == 0)
+            return &l->v[i];
+    return NULL;
+}

@@ -1,0 +1,39 @@
+/*
+ * Model discovery: finds *.gguf files under ':'-separated roots, recursively, following
+ * symlinked folders without looping. A split model is one model addressed by its first
+ * shard; mmproj files are attached to the model beside them, not listed.
+ */
+#ifndef GOINFER_MODELS_DISCOVERY_H
+#define GOINFER_MODELS_DISCOVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct model_entry {
+    char *name;   /* what requests use in "model" */
+    char *path;   /* the .gguf (first shard of a split model) */
+    char *mmproj; /* companion projector, or NULL */
+    uint64_t size;
+    int shards;
+};
+
+struct model_list {
+    struct model_entry *v;
+    size_t n;
+};
+
+/* Fills *out (sorted by name). Returns 0, or a negative errno with a message in err. */
+int models_discover(const char *roots, struct model_list *out, char *err, size_t errlen);
+void model_list_cleanup(struct model_list *l);
+const struct model_entry *model_list_find(const struct model_list *l, const char *name,
+                                          size_t len);
+
+/* Pure helpers, exposed for tests. */
+/* "dir/Foo-Q4_K_M.gguf" -> "Foo-Q4_K_M"; a split's "-00001-of-00003" is dropped. */
+char *models_name_from_path(const char *path);
+/* True for "x-00002-of-00003.gguf"; sets the 1-based part and the count. */
+bool models_split_part(const char *path, int *part, int *count);
+bool models_is_mmproj(const char *path);
+
+#endif

@@ -1,0 +1,170 @@
+#include "proxy.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+struct proxy {
+    struct http_request *req;
+    struct http_client *client;
+    const struct model_entry *model;
+    struct swap_lease lease;
+    struct http_fetch *fetch;
+    bool paused;
+};
+
+/* Response headers worth passing on; hop-by-hop ones and lengths are ours to set. */
+static const char *const pass_headers[] = {"content-type", "cache-control", "content-encoding",
+                                           NULL};
+
+static void
+proxy_free(struct proxy *p)
+{
+    swap_release(&p->lease);
+    free(p);
+}
+
+/* The client went away: abort upstream at once so llama-server frees its slot. */
+static void
+on_client_abort(struct http_request *req)
+{
+    struct proxy *p = req->handler_data;
+
+    http_fetch_cancel(p->fetch);
+    proxy_free(p);
+}
+
+static void
+on_client_drain(struct http_request *req)
+{
+    struct proxy *p = req->handler_data;
+
+    if (p->paused && !http_over_high_water(req)) {
+        p->paused = false;
+        req->on_drain = NULL;
+        http_fetch_resume(p->fetch);
+    }
+}
+
+static void
+on_upstream_response(void *arg, long status, const struct http_header *h, size_t n)
+{
+    struct proxy *p = arg;
+    struct http_header out[8];
+    size_t k = 0;
+    int64_t length = -1;
+
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name_len == 14 && strncasecmp(h[i].name, "content-length", 14) == 0) {
+            length = strtoll(h[i].value, NULL, 10);
+            continue;
+        }
+        for (size_t j = 0; pass_headers[j] && k < 6; j++)
+            if (strlen(pass_headers[j]) == h[i].name_len &&
+                strncasecmp(h[i].name, pass_headers[j], h[i].name_len) == 0)
+                out[k++] = h[i];
+    }
+    out[k++] = (struct http_header){"X-Accel-Buffering", 17, "no", 2};
+    http_stream_start(p->req, (int)status, out, k, length);
+}
+
+static int
+on_upstream_body(void *arg, const char *data, size_t len)
+{
+    struct proxy *p = arg;
+
+    if (http_over_high_water(p->req)) { /* backpressure: curl keeps these bytes for later */
+        p->paused = true;
+        p->req->on_drain = on_client_drain;
+        return HTTP_FETCH_PAUSE;
+    }
+    return http_stream_write(p->req, data, len) < 0 ? -1 : 0;
+}
+
+static void
+on_upstream_done(void *arg, int err, const char *msg)
+{
+    struct proxy *p = arg;
+    struct http_request *req = p->req;
+
+    p->fetch = NULL;
+    req->on_abort = NULL;
+    req->on_drain = NULL;
+    if (err == 0) {
+        http_stream_end(req);
+    } else if (!req->started) {
+        http_respond_error(req, 502, "upstream_error",
+                           "llama-server for model %s failed before answering: %s",
+                           p->model->name, msg);
+    } else {
+        log_warnx("req=%llu llama-server for model %s failed mid-response: %s",
+                  (unsigned long long)req->id, p->model->name, msg);
+        http_abort(req);
+    }
+    proxy_free(p);
+}
+
+static void
+start_upstream(struct proxy *p)
+{
+    static const struct http_fetch_cb cb = {on_upstream_response, on_upstream_body,
+                                            on_upstream_done};
+    struct http_request *req = p->req;
+    struct http_header h[2];
+    size_t nh = 0, n;
+    const char *v;
+    char *url;
+    struct http_fetch_opts o = {0};
+
+    v = http_header_get(req, "content-type", &n);
+    h[nh++] = v ? (struct http_header){"Content-Type", 12, v, n}
+                : (struct http_header){"Content-Type", 12, "application/json", 16};
+    v = http_header_get(req, "accept", &n);
+    if (v)
+        h[nh++] = (struct http_header){"Accept", 6, v, n};
+    url = req->query ? xasprintf("%s%s?%s", swap_lease_url(&p->lease), req->path, req->query)
+                     : xasprintf("%s%s", swap_lease_url(&p->lease), req->path);
+    o.method = req->method_name;
+    o.url = url;
+    o.headers = h;
+    o.n_headers = nh;
+    o.body = req->body.len ? req->body.data : "";
+    o.body_len = req->body.len;
+    p->fetch = http_fetch_start(p->client, &o, &cb, p);
+    free(url);
+}
+
+static void
+on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
+{
+    struct proxy *p = arg;
+
+    (void)lease;
+    if (err == 0) {
+        start_upstream(p);
+        return;
+    }
+    p->req->on_abort = NULL;
+    http_respond_error(p->req, err == -ESHUTDOWN ? 503 : 502, "upstream_error", "%s", msg);
+    free(p);
+}
+
+void
+proxy_forward(struct http_request *req, struct swap *swap, struct http_client *client,
+              const struct model_entry *m)
+{
+    struct proxy *p = xcalloc(1, sizeof(*p));
+
+    p->req = req;
+    p->client = client;
+    p->model = m;
+    req->handler_data = p;
+    req->on_abort = on_client_abort;
+    req->log_backend = "local";
+    swap_acquire(swap, &p->lease, m, on_model_ready, p);
+}

@@ -1,0 +1,14 @@
+/* Forwards one request to the llama-server of a model and streams the answer back as it comes. */
+#ifndef GOINFER_ROUTER_PROXY_H
+#define GOINFER_ROUTER_PROXY_H
+
+#include "http/client.h"
+#include "http/server.h"
+#include "models/discovery.h"
+#include "swap/swap.h"
+
+/* Takes over req until its response ends; m is borrowed for as long. */
+void proxy_forward(struct http_request *req, struct swap *swap, struct http_client *client,
+                   const struct model_entry *m);
+
+#endif

@@ -1,0 +1,32 @@
+/* Request routing: authentication, the route table, and which model a request is for. */
+#ifndef GOINFER_ROUTER_ROUTER_H
+#define GOINFER_ROUTER_ROUTER_H
+
+#include "http/auth.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "models/discovery.h"
+#include "swap/swap.h"
+
+/* Services a listener offers (goinfer.yml "listen"). */
+#define ROUTER_SVC_GOINFER 1u /* Goinfer's own endpoints: /completions, /models, ... */
+#define ROUTER_SVC_OPENAI  2u /* the OpenAI-compatible /v1 API (llama-swap's role in the seed) */
+#define ROUTER_SVC_ADMIN   4u
+
+struct router_deps {
+    const struct model_list *models;
+    const char *default_model; /* NULL: the first model */
+    struct auth *auth;
+    struct swap *swap;
+    struct http_client *client;
+};
+
+struct router;
+
+/* Borrows deps for its life. */
+struct router *router_new(const struct router_deps *deps);
+void router_free(struct router *r);
+/* The http_handler_cb: arg is the router. */
+void router_handle(struct http_request *req, void *arg);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * Which model runs: starts a llama-server child for the model a request names, waits for it
+ * to be ready, and swaps models one at a time without ever cutting an in-flight request.
+ *
+ * Requests take a lease. Leases are granted in arrival order; requests for the running model
+ * go straight through unless an earlier request waits for another model, which then gets its
+ * turn as soon as the running model is idle (so no model starves).
+ */
+#ifndef GOINFER_SWAP_SWAP_H
+#define GOINFER_SWAP_SWAP_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http/client.h"
+#include "models/discovery.h"
+
+struct swap_conf {
+    const char *llama_exe;
+    char **args;    /* extra llama-server arguments for every model; borrowed */
+    size_t n_args;
+    uint64_t ready_timeout_ms; /* spawn to /health ok */
+    uint64_t stop_grace_ms;    /* SIGTERM to SIGKILL */
+    uint64_t probe_ms;         /* readiness poll interval */
+};
+
+struct swap;
+struct swap_lease;
+struct swap_instance;
+
+/*
+ * err 0: the model is ready at swap_lease_url(lease); the caller must swap_release(lease).
+ * err < 0: it could not be made ready; msg says why; the lease is idle again.
+ * May run before swap_acquire returns.
+ */
+typedef void (*swap_ready_cb)(struct swap_lease *lease, int err, const char *msg, void *arg);
+
+/* Embedded in the caller's request state; the caller owns its memory. */
+struct swap_lease {
+    enum { SWAP_LEASE_IDLE, SWAP_LEASE_WAITING, SWAP_LEASE_GRANTED } state;
+    struct swap *swap;
+    struct swap_instance *inst;
+    swap_ready_cb cb;
+    void *arg;
+    struct swap_lease *next; /* wait queue */
+};
+
+/* Borrows conf (and its strings) for the life of the swap. */
+struct swap *swap_new(uv_loop_t *loop, struct http_client *client, const struct swap_conf *conf,
+                      const struct model_list *models);
+void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_entry *m,
+                  swap_ready_cb cb, void *arg);
+/* Ends a granted lease, or withdraws a waiting one (its callback then never runs); no-op when
+ * idle. */
+void swap_release(struct swap_lease *l);
+const char *swap_lease_url(const struct swap_lease *l);
+/* The models running or starting, as a JSON array. */
+json_t *swap_running(const struct swap *s);
+/* Refuses new leases, stops every child; done runs once all have exited. */
+void swap_shutdown(struct swap *s, void (*done)(void *arg), void *arg);
+void swap_free(struct swap *s);
+
+#endif

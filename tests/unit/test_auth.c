@@ -1,0 +1,69 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http/auth.h"
+
+static void
+checks_keys(void **state)
+{
+    const char *keys[] = {"secret-one", "secret-two", NULL};
+    struct auth *a = auth_new(keys);
+
+    (void)state;
+    assert_false(auth_open(a));
+    assert_true(auth_check(a, "secret-one", 10));
+    assert_true(auth_check(a, "secret-two", 10));
+    assert_false(auth_check(a, "secret-onf", 10)); /* right length, wrong key */
+    assert_false(auth_check(a, "secret-on", 9));
+    assert_false(auth_check(a, NULL, 0));
+    auth_free(a);
+}
+
+static void
+no_keys_is_open(void **state)
+{
+    struct auth *a = auth_new(NULL);
+
+    (void)state;
+    assert_true(auth_open(a));
+    assert_true(auth_check(a, NULL, 0));
+    auth_free(a);
+}
+
+static void
+reads_bearer_and_x_api_key(void **state)
+{
+    struct http_request r;
+    size_t len = 0;
+    const char *k;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.headers[0] = (struct http_header){"Authorization", 13, "Bearer abc", 10};
+    r.n_headers = 1;
+    k = auth_request_key(&r, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(k, "abc", 3);
+    r.headers[0] = (struct http_header){"X-Api-Key", 9, "xyz", 3};
+    k = auth_request_key(&r, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(k, "xyz", 3);
+    r.n_headers = 0;
+    assert_null(auth_request_key(&r, &len));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(checks_keys),
+        cmocka_unit_test(no_keys_is_open),
+        cmocka_unit_test(reads_bearer_and_x_api_key),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

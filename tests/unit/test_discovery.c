@@ -1,0 +1,104 @@
+#include <sys/stat.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "models/discovery.h"
+
+static void
+names_from_paths(void **state)
+{
+    char *n;
+    int part = 0, count = 0;
+
+    (void)state;
+    n = models_name_from_path("/m/Qwen2.5-0.5B-Q8_0.gguf");
+    assert_string_equal(n, "Qwen2.5-0.5B-Q8_0");
+    free(n);
+    n = models_name_from_path("/m/big-00001-of-00003.gguf");
+    assert_string_equal(n, "big");
+    free(n);
+    assert_true(models_split_part("/m/big-00002-of-00003.gguf", &part, &count));
+    assert_int_equal(part, 2);
+    assert_int_equal(count, 3);
+    assert_false(models_split_part("/m/big-00004-of-00003.gguf", &part, &count));
+    assert_false(models_split_part("/m/big.gguf", &part, &count));
+    assert_true(models_is_mmproj("/m/mmproj-big-f16.gguf"));
+    assert_false(models_is_mmproj("/m/big.gguf"));
+}
+
+static void
+touch(const char *dir, const char *name)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("GGUF", f);
+    fclose(f);
+}
+
+/* A tree with a split model, a projector, a duplicate name, a symlink loop and a non-model. */
+static void
+walks_tree(void **state)
+{
+    char root[] = "/tmp/goinfer-test-XXXXXX", sub[64], link[80], err[512];
+    struct model_list l;
+    const struct model_entry *e;
+
+    (void)state;
+    assert_non_null(mkdtemp(root));
+    snprintf(sub, sizeof(sub), "%s/sub", root);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    touch(root, "a.gguf");
+    touch(root, "notes.txt");
+    touch(sub, "b-00001-of-00002.gguf");
+    touch(sub, "b-00002-of-00002.gguf");
+    touch(sub, "mmproj-b.gguf");
+    touch(sub, "a.gguf");
+    snprintf(link, sizeof(link), "%s/loop", sub);
+    assert_int_equal(symlink(root, link), 0);
+    assert_int_equal(models_discover(root, &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 2);
+    e = model_list_find(&l, "b", 1);
+    assert_non_null(e);
+    assert_int_equal(e->shards, 2);
+    assert_non_null(e->mmproj);
+    assert_non_null(strstr(e->mmproj, "mmproj-b.gguf"));
+    e = model_list_find(&l, "a", 1);
+    assert_non_null(e);
+    assert_null(e->mmproj);
+    model_list_cleanup(&l);
+}
+
+static void
+missing_root_is_a_clear_error(void **state)
+{
+    char err[512];
+    struct model_list l;
+
+    (void)state;
+    assert_true(models_discover("/nonexistent/models", &l, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "/nonexistent/models"));
+    assert_non_null(strstr(err, "GI_MODELS_DIR"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(names_from_paths),
+        cmocka_unit_test(walks_tree),
+        cmocka_unit_test(missing_root_is_a_clear_error),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
