@@ -90,13 +90,13 @@ pick_model(struct router *r, struct http_request *req)
         name = xstrdup(r->d.models->v[0].name);
     if (name != NULL)
         m = model_list_find(r->d.models, name, strlen(name));
+    req->log_model = name; /* owned by the request from here */
     if (m == NULL) {
         names = model_names(r->d.models);
         http_respond_error(req, 404, "model_not_found",
                            "model '%s' not found; available models: %s", name ? name : "", names);
         free(names);
     }
-    req->log_model = name;
     return m;
 }
 

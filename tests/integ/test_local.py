@@ -1,0 +1,226 @@
+"""Local mode end to end: the real goinfer, the real llama-server, tiny real models."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+
+from conftest import API_KEY, ROOT, alive, auth, children_of
+
+CHAT = {"messages": [{"role": "user", "content": "Hello world"}], "max_tokens": 8}
+
+
+def chat(client, g, model, stream=False, service="goinfer", **extra):
+    body = dict(CHAT, model=model, stream=stream, **extra)
+    return client.post(g.url(service) + "/v1/chat/completions", json=body, headers=auth())
+
+
+def sse_events(text):
+    return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+
+
+def test_health_is_public_and_models_need_a_key(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = client.get(g.url() + "/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    r = client.get(g.url("openai") + "/v1/models")
+    assert r.status_code == 401
+    assert "missing API key" in r.json()["error"]["message"]
+    r = client.get(g.url("openai") + "/v1/models", headers={"Authorization": "Bearer " + "x" * len(API_KEY)})
+    assert r.status_code == 401 and r.json()["error"]["message"] == "invalid API key"
+    r = client.get(g.url("openai") + "/v1/models", headers={"x-api-key": API_KEY})
+    assert r.status_code == 200
+    ids = [m["id"] for m in r.json()["data"]]
+    # the split model is listed once, by its base name; every file is a model of its own
+    assert ids == ["broken", "split", "tiny-a", "tiny-b"]
+
+
+def test_chat_completion_from_real_llama_server(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = chat(client, g, "tiny-a")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion"
+    assert isinstance(body["choices"][0]["message"]["content"], str)
+    assert body["usage"]["completion_tokens"] > 0
+    assert r.headers["x-accel-buffering"] == "no"
+    g.wait_log(r"req=\d+ POST /v1/chat/completions model=tiny-a backend=local status=200")
+
+
+def test_chat_stream_is_forwarded_as_sse(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    with client.stream("POST", g.url("openai") + "/v1/chat/completions", headers=auth(),
+                       json=dict(CHAT, model="tiny-a", stream=True)) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["transfer-encoding"] == "chunked"
+        chunks = list(r.iter_raw())
+    events = sse_events(b"".join(chunks).decode())
+    assert events[-1] == "[DONE]"
+    deltas = [json.loads(e) for e in events[:-1]]
+    assert all(d["object"] == "chat.completion.chunk" for d in deltas)
+    assert len(deltas) >= 3
+
+
+def test_llama_native_completions_on_goinfer_port(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = client.post(g.url() + "/completions", headers=auth(),
+                    json={"model": "tiny-b", "prompt": "Hello", "n_predict": 4})
+    assert r.status_code == 200, r.text
+    assert isinstance(r.json()["content"], str)
+    # /completions is Goinfer's own endpoint: not on the OpenAI-only listener
+    r = client.post(g.url("openai") + "/completions", headers=auth(), json={"prompt": "x"})
+    assert r.status_code == 404
+
+
+def test_swap_between_models_and_back(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    for model in ["tiny-a", "tiny-b", "tiny-a", "split"]:
+        r = chat(client, g, model)
+        assert r.status_code == 200, r.text
+        running = client.get(g.url() + "/health").json()["running"]
+        assert [x["model"] for x in running] == [model]
+    assert len(children_of(g.proc.pid)) == 1  # one llama-server at a time
+    g.wait_log(r"model tiny-a: stopping to make room for tiny-b")
+
+
+def test_default_model_when_none_named(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir, env={"GI_DEFAULT_MODEL": "tiny-b"})
+    r = client.post(g.url() + "/v1/chat/completions", headers=auth(), json=CHAT)
+    assert r.status_code == 200, r.text
+    g.wait_log(r"model=tiny-b backend=local status=200")
+
+
+def test_bad_requests_get_openai_shaped_errors(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = chat(client, g, "no-such-model")
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["type"] == "model_not_found" and err["code"] == 404
+    assert "no-such-model" in err["message"] and "tiny-a, tiny-b" in err["message"]
+    r = client.post(g.url() + "/v1/chat/completions", headers=auth(), content=b'{"model": ')
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    r = client.post(g.url() + "/v1/chat/completions", headers=auth(), json={"model": 7})
+    assert r.status_code == 400 and "must be a string" in r.json()["error"]["message"]
+    r = client.get(g.url() + "/v1/chat/completions", headers=auth())
+    assert r.status_code == 405
+    r = client.get(g.url() + "/nope", headers=auth())
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+
+
+def test_corrupt_model_fails_clearly_and_others_keep_working(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = chat(client, g, "broken")
+    assert r.status_code == 502
+    msg = r.json()["error"]["message"]
+    assert "llama-server for model broken exited at start-up" in msg
+    assert "gguf" in msg.lower()  # llama-server's own words about the file
+    assert chat(client, g, "tiny-a").status_code == 200
+    assert chat(client, g, "broken").status_code == 502  # tried again, not cached as running
+
+
+def test_concurrent_requests_during_a_load_join_it(models_dir, start_goinfer):
+    g = start_goinfer(models_dir)
+    import concurrent.futures as cf
+
+    def one(model):
+        with httpx.Client(timeout=60) as c:
+            return chat(c, g, model).status_code
+
+    models = ["tiny-a", "tiny-b"] * 4
+    with cf.ThreadPoolExecutor(8) as ex:
+        codes = list(ex.map(one, models))
+    assert codes == [200] * 8
+    starts = g.log().count("starting on port")
+    assert starts <= 8  # requests waiting for a model joined its load
+
+
+def test_sigterm_finishes_streams_and_stops_children(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    assert chat(client, g, "tiny-a").status_code == 200
+    kids = children_of(g.proc.pid)
+    assert len(kids) == 1
+    with client.stream("POST", g.url() + "/v1/chat/completions", headers=auth(),
+                       json=dict(CHAT, model="tiny-a", stream=True, max_tokens=200)) as r:
+        g.proc.send_signal(signal.SIGTERM)
+        text = b"".join(r.iter_raw()).decode()
+    assert sse_events(text)[-1] == "[DONE]"  # the in-flight stream ended normally
+    assert g.proc.wait(30) == 0
+    assert not alive(kids[0])
+    g.wait_log(r"all llama-server children stopped")
+    assert "goinfer stopped" in g.log()
+
+
+def test_no_orphan_when_goinfer_is_killed(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    assert chat(client, g, "tiny-a").status_code == 200
+    kids = children_of(g.proc.pid)
+    assert len(kids) == 1
+    g.proc.kill()
+    g.proc.wait(10)
+    deadline = time.monotonic() + 5
+    while alive(kids[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(kids[0]), "llama-server outlived a SIGKILLed goinfer"
+
+
+def test_crashed_child_is_restarted_on_next_request(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    assert chat(client, g, "tiny-a").status_code == 200
+    kid = children_of(g.proc.pid)[0]
+    os.kill(kid, signal.SIGKILL)
+    g.wait_log(r"model tiny-a: llama-server exited unexpectedly")
+    assert chat(client, g, "tiny-a").status_code == 200
+    assert children_of(g.proc.pid) != [kid]
+
+
+def run_goinfer_expecting_failure(env, args=()):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    e.update(env)
+    from conftest import GOINFER
+    p = subprocess.run([str(GOINFER), "-no-api-key", *args], env=e, capture_output=True,
+                       text=True, timeout=30, cwd="/")
+    assert p.returncode == 1, p.stderr
+    return p.stderr
+
+
+def test_start_up_errors_say_what_to_do(models_dir, tmp_path):
+    from conftest import llama_exe
+    err = run_goinfer_expecting_failure({"GI_MODELS_DIR": "/no/such/dir", "GI_LLAMA_EXE": llama_exe()})
+    assert "/no/such/dir" in err and "GI_MODELS_DIR" in err
+    err = run_goinfer_expecting_failure({"GI_MODELS_DIR": str(models_dir), "GI_LLAMA_EXE": "/no/llama"})
+    assert "/no/llama" in err and "GI_LLAMA_EXE" in err
+    notexec = tmp_path / "llama-server"
+    notexec.write_text("#!/bin/sh\n")
+    err = run_goinfer_expecting_failure({"GI_MODELS_DIR": str(models_dir), "GI_LLAMA_EXE": str(notexec)})
+    assert "not an executable" in err
+    err = run_goinfer_expecting_failure({}, ["-config", str(tmp_path / "none.yml")])
+    assert "none.yml" in err
+    bad = tmp_path / "bad.yml"
+    bad.write_text("models_dir: /x\nlisten:\n  \":99999\": goinfer\n")
+    err = run_goinfer_expecting_failure({}, ["-config", str(bad)])
+    assert "bad.yml:3: listen:" in err and "65535" in err
+
+
+def test_no_api_key_refused_unless_asked(models_dir):
+    from conftest import GOINFER, llama_exe
+    e = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    e.update(GI_MODELS_DIR=str(models_dir), GI_LLAMA_EXE=llama_exe())
+    p = subprocess.run([str(GOINFER)], env=e, capture_output=True, text=True, timeout=30, cwd="/")
+    assert p.returncode == 1 and "-no-api-key" in p.stderr
+
+
+def test_openai_sdk_client(models_dir, start_goinfer):
+    g = start_goinfer(models_dir)
+    client_dir = ROOT / "tests" / "client"
+    if not (client_dir / "node_modules" / "openai").exists():
+        raise AssertionError("the openai npm package is missing: run `make setup`")
+    for service in ("goinfer", "openai"):
+        env = dict(os.environ, GOINFER_URL=g.url(service) + "/v1", GOINFER_KEY=API_KEY,
+                   GOINFER_MODEL="tiny-a")
+        p = subprocess.run(["node", "--test", "openai_sdk.test.mjs"], cwd=client_dir, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "# pass 5" in p.stdout and "# fail 0" in p.stdout
