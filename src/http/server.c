@@ -85,6 +85,8 @@ on_handle_closed(uv_handle_t *h)
     buf_cleanup(&c->url);
     buf_cleanup(&c->pending);
     buf_cleanup(&c->req.body);
+    free(c->req.path);
+    free(c->req.query);
     free(c->req.log_model);
     free(c);
 }

@@ -65,13 +65,16 @@ static char *
 model_names(const struct model_list *l)
 {
     struct buf b;
+    char *s;
 
     buf_init(&b, 64 * 1024);
     for (size_t i = 0; i < l->n; i++)
         buf_printf(&b, "%s%s", i ? ", " : "", l->v[i].name);
     if (l->n == 0)
         buf_printf(&b, "(none: put *.gguf files under GI_MODELS_DIR)");
-    return xstrdup(buf_cstr(&b));
+    s = xstrdup(buf_cstr(&b));
+    buf_cleanup(&b);
+    return s;
 }
 
 static const struct model_entry *

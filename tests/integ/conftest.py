@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("GOINFER_BUILD", ROOT / "build"))
-GOINFER = Path(os.environ.get("GOINFER_BIN", BUILD / "goinfer"))
+BUILD = (ROOT / os.environ.get("GOINFER_BUILD", "build")).resolve()
+GOINFER = BUILD / "goinfer"
 MKMODEL = BUILD / "mkmodel"
 CACHE = Path(os.environ.get("GOINFER_CACHE", Path.home() / ".cache" / "goinfer"))
 API_KEY = "test-key-0123456789abcdef"
@@ -143,9 +143,14 @@ def start_goinfer(tmp_path):
         return g.wait_ready() if ready else g
 
     yield start
+    problems = []
     for g in started:
-        if g.proc.poll() is None:
-            g.stop()
+        if g.proc.poll() is not None:
+            continue  # the test ended it on purpose and checked what it wanted
+        rc = g.stop()
+        if rc != 0 or "Sanitizer" in g.log() or "runtime error" in g.log():
+            problems.append(f"goinfer exited with {rc} on SIGTERM:\n{g.log()}")
+    assert not problems, "\n".join(problems)
 
 
 def auth():

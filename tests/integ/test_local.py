@@ -147,7 +147,7 @@ def test_sigterm_finishes_streams_and_stops_children(models_dir, start_goinfer, 
         g.proc.send_signal(signal.SIGTERM)
         text = b"".join(r.iter_raw()).decode()
     assert sse_events(text)[-1] == "[DONE]"  # the in-flight stream ended normally
-    assert g.proc.wait(30) == 0
+    assert g.proc.wait(30) == 0, g.log()
     assert not alive(kids[0])
     g.wait_log(r"all llama-server children stopped")
     assert "goinfer stopped" in g.log()
