@@ -85,7 +85,7 @@ llama() {
     fi
     step="llama-server: build $tag"
     local src="$CACHE/src/llama.cpp-$tag" bld="$CACHE/src/build-$tag"
-    [ -d "$src/tools/server" ] || { rm -rf "$src"; git clone -q "$pkg/package/llama/gitRelease.bundle" "$src"; } ||
+    [ -d "$src/tools/server" ] || { rm -rf "$src"; git -c advice.detachedHead=false clone -q "$pkg/package/llama/gitRelease.bundle" "$src"; } ||
         die "git clone of the llama.cpp bundle failed"
     say "llama-server: configuring $tag (log: $bld.log)"
     cmake -S "$src" -B "$bld" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
