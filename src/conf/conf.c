@@ -1,6 +1,7 @@
 #include "conf.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,12 +164,24 @@ ystring(struct yctx *y, const yaml_node_t *n, const char *key, char **out)
     return 0;
 }
 
-typedef int (*ykey_cb)(struct yctx *y, const yaml_node_t *n, const char *key);
+struct ykey;
+typedef int (*ykey_cb)(struct yctx *y, const yaml_node_t *n, const struct ykey *key);
 
+/* A directive: its name, its handler, and for plain strings the field it sets. */
 struct ykey {
     const char *name;
     ykey_cb set;
+    size_t off;
 };
+
+/* Sets the char * field of struct conf at key->off. */
+static int
+set_string(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
+{
+    return ystring(y, n, key->name, (char **)((char *)y->c + key->off));
+}
+
+#define STRING_KEY(name, field) {name, set_string, offsetof(struct conf, field)}
 
 /* Applies a table of keys to a mapping; an unknown key is an error naming the known ones. */
 static int
@@ -199,29 +212,11 @@ ymap(struct yctx *y, const yaml_node_t *n, const char *where, const struct ykey 
             buf_cleanup(&known);
             return -EINVAL;
         }
-        rc = e->set(y, v, name);
+        rc = e->set(y, v, e);
         if (rc < 0)
             return rc;
     }
     return 0;
-}
-
-static int
-set_models_dir(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    return ystring(y, n, k, &y->c->models_dir);
-}
-
-static int
-set_api_key(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    return ystring(y, n, k, &y->c->api_key);
-}
-
-static int
-set_default_model(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    return ystring(y, n, k, &y->c->default_model);
 }
 
 static void
@@ -232,8 +227,10 @@ add_origin(struct conf *c, const char *s, size_t n)
 }
 
 static int
-set_origins(struct yctx *y, const yaml_node_t *n, const char *k)
+set_origins(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
 {
+    const char *k = key->name;
+
     if (n->type == YAML_SCALAR_NODE) {
         if (n->data.scalar.length > 0)
             add_origin(y->c, (char *)n->data.scalar.value, n->data.scalar.length);
@@ -253,8 +250,9 @@ set_origins(struct yctx *y, const yaml_node_t *n, const char *k)
 }
 
 static int
-set_listen(struct yctx *y, const yaml_node_t *n, const char *k)
+set_listen(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
 {
+    const char *k = key->name;
     char msg[256];
 
     if (n->type != YAML_MAPPING_NODE)
@@ -277,59 +275,31 @@ set_listen(struct yctx *y, const yaml_node_t *n, const char *k)
 }
 
 static int
-set_exe(struct yctx *y, const yaml_node_t *n, const char *k)
+set_args(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
 {
-    return ystring(y, n, k, &y->c->llama_exe);
-}
+    static const struct ykey keys[] = {
+        STRING_KEY("common", args_common), STRING_KEY("goinfer", args_goinfer),
+        STRING_KEY("verbose", args_verbose), STRING_KEY("debug", args_debug), {NULL, NULL, 0}};
 
-static int
-set_common(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    return ystring(y, n, k, &y->c->args_common);
-}
-
-static int
-set_goinfer(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    return ystring(y, n, k, &y->c->args_goinfer);
-}
-
-static int
-set_verbose(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    return ystring(y, n, k, &y->c->args_verbose);
-}
-
-static int
-set_debug(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    return ystring(y, n, k, &y->c->args_debug);
-}
-
-static int
-set_args(struct yctx *y, const yaml_node_t *n, const char *k)
-{
-    static const struct ykey keys[] = {{"common", set_common},   {"goinfer", set_goinfer},
-                                       {"verbose", set_verbose}, {"debug", set_debug},
-                                       {NULL, NULL}};
-
-    (void)k;
+    (void)key;
     return ymap(y, n, "llama.args", keys);
 }
 
 static int
-set_llama(struct yctx *y, const yaml_node_t *n, const char *k)
+set_llama(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
 {
-    static const struct ykey keys[] = {{"exe", set_exe}, {"args", set_args}, {NULL, NULL}};
+    static const struct ykey keys[] = {
+        STRING_KEY("exe", llama_exe), {"args", set_args, 0}, {NULL, NULL, 0}};
 
-    (void)k;
+    (void)key;
     return ymap(y, n, "llama", keys);
 }
 
 static const struct ykey top_keys[] = {
-    {"models_dir", set_models_dir}, {"api_key", set_api_key}, {"origins", set_origins},
-    {"listen", set_listen},         {"llama", set_llama},     {"default_model", set_default_model},
-    {NULL, NULL}};
+    STRING_KEY("models_dir", models_dir), STRING_KEY("api_key", api_key),
+    {"origins", set_origins, 0},          {"listen", set_listen, 0},
+    {"llama", set_llama, 0},              STRING_KEY("default_model", default_model),
+    {NULL, NULL, 0}};
 
 static int
 load_file(struct conf *c, const char *file, char *err, size_t errlen)
