@@ -93,9 +93,13 @@ llama() {
         -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF >"$bld.log" 2>&1 ||
         { tail -20 "$bld.log"; die "cmake configure failed; full log in $bld.log"; }
     say "llama-server: compiling (about 10 minutes on 2 cores, once; progress below)"
+    local last="" pct
     cmake --build "$bld" --target llama-server -j"$(nproc)" 2>&1 | tee -a "$bld.log" |
-        grep --line-buffered -o '^\[ *[0-9]*%\]' | uniq | while read -r pct; do printf '\r[setup] llama-server: %s' "$pct"; done
-    echo
+        grep --line-buffered -o '^\[ *[0-9]*%\]' | while read -r pct; do
+            pct="${pct//[^0-9]/}"
+            [ "$((pct / 10))" = "$last" ] || printf '[setup] llama-server: %s%% compiled\n' "$pct"
+            last="$((pct / 10))"
+        done
     [ -x "$bld/bin/llama-server" ] || { tail -30 "$bld.log"; die "build failed; full log in $bld.log"; }
     mkdir -p "$out/bin.tmp" && cp "$bld/bin/llama-server" "$out/bin.tmp/" && mv "$out/bin.tmp" "$out/bin"
     ln -sfn "$out" "$CACHE/llama-current"

@@ -15,6 +15,7 @@ struct proxy {
     const struct model_entry *model;
     struct swap_lease lease;
     struct http_fetch *fetch;
+    char *path;
     bool paused;
 };
 
@@ -26,6 +27,7 @@ static void
 proxy_free(struct proxy *p)
 {
     swap_release(&p->lease);
+    free(p->path);
     free(p);
 }
 
@@ -127,14 +129,16 @@ start_upstream(struct proxy *p)
     v = http_header_get(req, "accept", &n);
     if (v)
         h[nh++] = (struct http_header){"Accept", 6, v, n};
-    url = req->query ? xasprintf("%s%s?%s", swap_lease_url(&p->lease), req->path, req->query)
-                     : xasprintf("%s%s", swap_lease_url(&p->lease), req->path);
+    url = req->query ? xasprintf("%s%s?%s", swap_lease_url(&p->lease), p->path, req->query)
+                     : xasprintf("%s%s", swap_lease_url(&p->lease), p->path);
     o.method = req->method_name;
     o.url = url;
     o.headers = h;
     o.n_headers = nh;
-    o.body = req->body.len ? req->body.data : "";
-    o.body_len = req->body.len;
+    if (req->body.len > 0 || strcmp(req->method_name, "POST") == 0) {
+        o.body = req->body.len ? req->body.data : "";
+        o.body_len = req->body.len;
+    }
     p->fetch = http_fetch_start(p->client, &o, &cb, p);
     free(url);
 }
@@ -151,15 +155,17 @@ on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
     }
     p->req->on_abort = NULL;
     http_respond_error(p->req, err == -ESHUTDOWN ? 503 : 502, "upstream_error", "%s", msg);
+    free(p->path);
     free(p);
 }
 
 void
 proxy_forward(struct http_request *req, struct swap *swap, struct http_client *client,
-              const struct model_entry *m)
+              const struct model_entry *m, const char *path)
 {
     struct proxy *p = xcalloc(1, sizeof(*p));
 
+    p->path = xstrdup(path);
     p->req = req;
     p->client = client;
     p->model = m;

@@ -7,8 +7,9 @@
 #include "models/discovery.h"
 #include "swap/swap.h"
 
-/* Takes over req until its response ends; m is borrowed for as long. */
+/* Takes over req until its response ends; m is borrowed for as long. path is the upstream
+ * path (copied). */
 void proxy_forward(struct http_request *req, struct swap *swap, struct http_client *client,
-                   const struct model_entry *m);
+                   const struct model_entry *m, const char *path);
 
 #endif

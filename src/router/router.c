@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/buf.h"
@@ -77,20 +78,43 @@ model_names(const struct model_list *l)
     return s;
 }
 
+/* The model a request names: JSON "model" (whatever the Content-Type), a multipart "model"
+ * field, ?model=, else the default. Sets *name (owned by the caller) even when unknown. */
+static int
+requested_model(struct router *r, struct http_request *req, char **name, char *err,
+                size_t errlen)
+{
+    size_t ct_len = 0, i = 0;
+    const char *ct = http_header_get(req, "content-type", &ct_len);
+    int rc = 0;
+
+    *name = NULL;
+    while (i < req->body.len && strchr(" \t\r\n", req->body.data[i]) != NULL)
+        i++;
+    if (ct && ct_len >= 19 && strncasecmp(ct, "multipart/form-data", 19) == 0)
+        rc = select_model_from_multipart(req->body.data, req->body.len, ct, ct_len, name);
+    else if (i < req->body.len)
+        rc = select_model_from_json(req->body.data, req->body.len, name, err, errlen);
+    if (rc == 0 && *name == NULL && req->query)
+        rc = select_model_from_query(req->query, name);
+    if (rc == 0 && *name == NULL && r->d.default_model)
+        *name = xstrdup(r->d.default_model);
+    if (rc == 0 && *name == NULL && r->d.models->n > 0)
+        *name = xstrdup(r->d.models->v[0].name);
+    return rc;
+}
+
+/* Finds the model or answers 400/404; the name goes to the access log either way. */
 static const struct model_entry *
 pick_model(struct router *r, struct http_request *req)
 {
     char err[512], *name = NULL, *names;
     const struct model_entry *m = NULL;
 
-    if (select_model_from_json(req->body.data, req->body.len, &name, err, sizeof(err)) < 0) {
+    if (requested_model(r, req, &name, err, sizeof(err)) < 0) {
         http_respond_error(req, 400, "invalid_request_error", "%s", err);
         return NULL;
     }
-    if (name == NULL && r->d.default_model)
-        name = xstrdup(r->d.default_model);
-    if (name == NULL && r->d.models->n > 0)
-        name = xstrdup(r->d.models->v[0].name);
     if (name != NULL)
         m = model_list_find(r->d.models, name, strlen(name));
     req->log_model = name; /* owned by the request from here */
@@ -109,17 +133,98 @@ handle_proxy(struct router *r, struct http_request *req)
     const struct model_entry *m = pick_model(r, req);
 
     if (m != NULL)
-        proxy_forward(req, r->d.swap, r->d.client, m);
+        proxy_forward(req, r->d.swap, r->d.client, m, req->path);
 }
 
+static bool
+has_dot_segment(const char *p)
+{
+    return strstr(p, "/../") || strstr(p, "/./") || strcasestr(p, "%2e") ||
+           (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0) ||
+           (strlen(p) >= 2 && strcmp(p + strlen(p) - 2, "/.") == 0);
+}
+
+/* /upstream/<model>/<path>: straight to that model's llama-server (its web UI, /slots...). */
+static void
+handle_upstream(struct router *r, struct http_request *req)
+{
+    const char *sub = req->path + strlen("/upstream/"), *rest;
+    const char **names = xcalloc(r->d.models->n + 1, sizeof(*names));
+    int i;
+
+    for (size_t k = 0; k < r->d.models->n; k++)
+        names[k] = r->d.models->v[k].name;
+    i = select_upstream_prefix(sub, names, &rest);
+    free(names);
+    if (i < 0) {
+        char *all = model_names(r->d.models);
+
+        http_respond_error(req, 404, "model_not_found",
+                           "no model prefixes %s; use /upstream/<model>/<path> with one of: %s",
+                           req->path, all);
+        free(all);
+        return;
+    }
+    if (has_dot_segment(rest)) {
+        http_respond_error(req, 400, "invalid_request_error",
+                           "path segments '.' and '..' are not allowed in /upstream/");
+        return;
+    }
+    req->log_model = xstrdup(r->d.models->v[i].name);
+    proxy_forward(req, r->d.swap, r->d.client, &r->d.models->v[i], *rest ? rest : "/");
+}
+
+static void
+handle_running(struct router *r, struct http_request *req)
+{
+    respond_json(req, 200, json_pack("{s:o}", "running", swap_running(r->d.swap)));
+}
+
+static void
+handle_unload(struct router *r, struct http_request *req)
+{
+    int n = swap_unload_all(r->d.swap);
+
+    respond_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "stopping", n));
+}
+
+#define GI ROUTER_SVC_GOINFER
+
+/* Exact paths; a path ending in '/' matches as a prefix. */
 static const struct route routes[] = {
     {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, true, handle_health},
     {"GET", "/v1/models", SVC_ANY, false, handle_models},
-    {"POST", "/v1/chat/completions", SVC_ANY, false, handle_proxy},
-    {"POST", "/v1/completions", SVC_ANY, false, handle_proxy},
-    {"POST", "/completions", ROUTER_SVC_GOINFER, false, handle_proxy},
-    {"POST", "/completion", ROUTER_SVC_GOINFER, false, handle_proxy},
+    {"GET", "/running", GI | ROUTER_SVC_ADMIN, false, handle_running},
+    {"GET", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
+    {"POST", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
+    /* llama.cpp's native API, on Goinfer's listener */
+    {"POST", "/completions", GI, false, handle_proxy},
+    {"POST", "/completion", GI, false, handle_proxy},
+    {"POST", "/infill", GI, false, handle_proxy},
+    {"POST", "/rerank", GI, false, handle_proxy},
+    {"POST", "/reranking", GI, false, handle_proxy},
+    {"POST", "/tokenize", GI, false, handle_proxy},
+    {"POST", "/detokenize", GI, false, handle_proxy},
+    {"POST", "/embedding", GI, false, handle_proxy},
+    {"POST", "/embeddings", GI, false, handle_proxy},
+    {"POST", "/apply-template", GI, false, handle_proxy},
+    {"GET", "/props", GI, false, handle_proxy},
+    {"GET", "/slots", GI, false, handle_proxy},
+    /* every OpenAI-style route llama-server has: chat, completions, embeddings, responses,
+     * messages, rerank, audio transcriptions (multipart) */
+    {"POST", "/v1/", SVC_ANY, false, handle_proxy},
+    {"*", "/upstream/", SVC_ANY, false, handle_upstream},
 };
+
+static bool
+path_matches(const struct route *rt, const char *path)
+{
+    size_t n = strlen(rt->path);
+
+    if (rt->path[n - 1] == '/')
+        return strncmp(path, rt->path, n) == 0 && path[n] != '\0';
+    return strcmp(path, rt->path) == 0;
+}
 
 static bool
 authorized(struct router *r, struct http_request *req)
@@ -144,10 +249,10 @@ router_handle(struct http_request *req, void *arg)
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *rt = &routes[i];
 
-        if (strcmp(rt->path, req->path) != 0 || !(rt->services & req->services))
+        if (!path_matches(rt, req->path) || !(rt->services & req->services))
             continue;
         path_known = true;
-        if (strcmp(rt->method, req->method_name) != 0)
+        if (strcmp(rt->method, "*") != 0 && strcmp(rt->method, req->method_name) != 0)
             continue;
         if (!rt->public && !authorized(r, req))
             return;

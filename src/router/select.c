@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "core/xmalloc.h"
 
@@ -41,4 +43,117 @@ select_model_from_json(const char *body, size_t len, char **name, char *err, siz
 out:
     json_decref(root);
     return rc;
+}
+
+/* Finds needle in the first n bytes of hay (memmem with a length cap, for readability). */
+static const char *
+find(const char *hay, size_t n, const char *needle, size_t m)
+{
+    return memmem(hay, n, needle, m);
+}
+
+int
+select_model_from_multipart(const char *body, size_t len, const char *content_type,
+                            size_t ct_len, char **name)
+{
+    const char *b = find(content_type, ct_len, "boundary=", 9), *p, *end = body + len;
+    char delim[80];
+    size_t blen;
+    int n;
+
+    *name = NULL;
+    if (b == NULL)
+        return 0;
+    b += 9;
+    blen = (size_t)(content_type + ct_len - b);
+    if (blen > 0 && b[0] == '"')
+        b++, blen = strcspn(b, "\"") < blen ? strcspn(b, "\"") : blen - 1;
+    n = snprintf(delim, sizeof(delim), "--%.*s", (int)blen, b);
+    if (n < 0 || (size_t)n >= sizeof(delim) || blen == 0)
+        return 0;
+    /* Each part: delimiter, headers, blank line, value, CRLF, next delimiter. */
+    for (p = find(body, len, delim, (size_t)n); p != NULL;) {
+        const char *hdr_end = find(p, (size_t)(end - p), "\r\n\r\n", 4), *val, *next;
+
+        if (hdr_end == NULL)
+            break;
+        val = hdr_end + 4;
+        next = find(val, (size_t)(end - val), delim, (size_t)n);
+        if (next == NULL)
+            break;
+        if (find(p, (size_t)(hdr_end - p), "name=\"model\"", 12) != NULL && next - val >= 2) {
+            *name = xstrndup(val, (size_t)(next - val - 2)); /* drop the CRLF before delim */
+            return 0;
+        }
+        p = next;
+    }
+    return 0;
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) ('+' is a space, as in forms); a bad escape is kept as is. */
+static char *
+url_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1), *o = out;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            *o++ = s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+int
+select_model_from_query(const char *query, char **name)
+{
+    const char *p = query;
+
+    *name = NULL;
+    while (p != NULL && *p) {
+        size_t n = strcspn(p, "&");
+
+        if (n > 6 && strncmp(p, "model=", 6) == 0) {
+            *name = url_decode(p + 6, n - 6);
+            return 0;
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+    return 0;
+}
+
+int
+select_upstream_prefix(const char *path, const char *const *names, const char **rest)
+{
+    int best = -1;
+    size_t best_len = 0;
+
+    for (int i = 0; names[i] != NULL; i++) {
+        size_t n = strlen(names[i]);
+
+        if (n > best_len && strncmp(path, names[i], n) == 0 && (path[n] == '/' || !path[n])) {
+            best = i;
+            best_len = n;
+        }
+    }
+    *rest = best >= 0 ? path + best_len : path;
+    return best;
 }

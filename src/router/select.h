@@ -11,4 +11,18 @@
  */
 int select_model_from_json(const char *body, size_t len, char **name, char *err, size_t errlen);
 
+/*
+ * Reads the "model" field of a multipart/form-data body (audio transcription uploads).
+ * content_type is the request's Content-Type with its boundary. Returns 0 with *name set or NULL.
+ */
+int select_model_from_multipart(const char *body, size_t len, const char *content_type,
+                                size_t ct_len, char **name);
+/* Reads model=... from a URL query string (percent-decoded). Returns 0 with *name or NULL. */
+int select_model_from_query(const char *query, char **name);
+/*
+ * For /upstream/<model>/<rest>: finds the longest known name that prefixes path (names may hold
+ * '/'). names is a NULL-terminated list. Returns the index, or -1; *rest points into path.
+ */
+int select_upstream_prefix(const char *path, const char *const *names, const char **rest);
+
 #endif

@@ -28,6 +28,7 @@ struct swap_instance {
     long probe_status;
     uv_timer_t probe_timer;
     uint64_t started_at;
+    bool unload_when_idle;
 };
 
 struct swap {
@@ -166,6 +167,7 @@ on_child_exit(struct proc *p, int64_t status, int term_signal, void *arg)
     in->probe = NULL;
     in->proc = NULL;
     in->state = ST_STOPPED;
+    in->unload_when_idle = false;
     if (was == ST_STARTING) {
         char *why = xasprintf("llama-server for model %s exited at start-up (%s %d); its last "
                               "output: %s",
@@ -370,8 +372,15 @@ swap_release(struct swap_lease *l)
     if (l->state == SWAP_LEASE_WAITING) {
         queue_remove(s, l);
     } else if (l->state == SWAP_LEASE_GRANTED) {
-        if (--l->inst->inflight == 0)
+        struct swap_instance *in = l->inst;
+
+        if (--in->inflight == 0 && in->unload_when_idle && in->state == ST_READY) {
+            in->unload_when_idle = false;
+            in->state = ST_STOPPING;
+            proc_stop(in->proc, s->conf->stop_grace_ms);
+        } else if (in->inflight == 0) {
             schedule(s);
+        }
     }
     l->state = SWAP_LEASE_IDLE;
 }
@@ -380,6 +389,31 @@ const char *
 swap_lease_url(const struct swap_lease *l)
 {
     return l->inst->url;
+}
+
+int
+swap_unload_all(struct swap *s)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < s->n_inst; i++) {
+        struct swap_instance *in = &s->inst[i];
+
+        if (in->state == ST_STOPPED || in->state == ST_STOPPING)
+            continue;
+        n++;
+        if (in->state == ST_READY && in->inflight > 0) {
+            in->unload_when_idle = true;
+            continue;
+        }
+        if (in->state == ST_STARTING)
+            fail_waiting(s, in, -ECANCELED, "the model was unloaded while it was starting");
+        log_info("model %s: unloading", in->model->name);
+        uv_timer_stop(&in->probe_timer);
+        in->state = ST_STOPPING;
+        proc_stop(in->proc, s->conf->stop_grace_ms);
+    }
+    return n;
 }
 
 json_t *

@@ -55,6 +55,8 @@ void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_entry
  * idle. */
 void swap_release(struct swap_lease *l);
 const char *swap_lease_url(const struct swap_lease *l);
+/* Stops every model: idle ones now, busy ones when their last request ends. Returns how many. */
+int swap_unload_all(struct swap *s);
 /* The models running or starting, as a JSON array. */
 json_t *swap_running(const struct swap *s);
 /* Refuses new leases, stops every child; done runs once all have exited. */

@@ -1,0 +1,70 @@
+"""Endpoints beyond chat: llama.cpp's native routes, /upstream/<model>/, /running, /unload,
+and how the model is chosen (JSON body, multipart field, ?model=)."""
+from conftest import API_KEY, auth
+
+
+def test_native_routes_pick_the_model(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = client.post(g.url() + "/tokenize", headers=auth(), json={"model": "tiny-b", "content": "Hello"})
+    assert r.status_code == 200 and isinstance(r.json()["tokens"], list)
+    r = client.get(g.url() + "/props?model=tiny-a", headers=auth())
+    assert r.status_code == 200
+    assert "tiny-a.gguf" in r.json()["model_path"]
+    r = client.post(g.url() + "/infill", headers=auth(),
+                    json={"model": "tiny-a", "input_prefix": "def f(", "input_suffix": ")", "n_predict": 2})
+    assert r.status_code in (200, 400, 501), r.text  # reached llama-server, which answers for itself
+    assert g.wait_log(r"POST /infill model=tiny-a backend=local")
+
+
+def test_upstream_prefix_reaches_that_model(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = client.get(g.url() + "/upstream/tiny-b/props", headers=auth())
+    assert r.status_code == 200 and "tiny-b.gguf" in r.json()["model_path"]
+    r = client.get(g.url() + "/upstream/tiny-b/health", headers=auth())
+    assert r.status_code == 200
+    r = client.get(g.url() + "/upstream/nope/props", headers=auth())
+    assert r.status_code == 404 and "tiny-a" in r.json()["error"]["message"]
+
+
+def raw_request(g, text):
+    """Sends bytes exactly as written (clients normalise paths) and returns the response."""
+    import socket
+    host, port = g.ports["goinfer"]
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(text.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.decode(errors="replace")
+
+
+def test_upstream_refuses_path_traversal(models_dir, start_goinfer):
+    g = start_goinfer(models_dir)
+    for path in ["/upstream/tiny-a/../../etc/passwd", "/upstream/tiny-a/%2e%2e/x",
+                 "/upstream/tiny-a/a/.."]:
+        resp = raw_request(g, f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                              f"Bearer {API_KEY}\r\nConnection: close\r\n\r\n")
+        assert resp.startswith("HTTP/1.1 400 "), (path, resp)
+        assert "not allowed" in resp
+
+
+def test_multipart_model_field_selects_the_model(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = client.post(g.url("openai") + "/v1/audio/transcriptions", headers=auth(),
+                    data={"model": "tiny-b"}, files={"file": ("a.wav", b"RIFF....WAVE", "audio/wav")})
+    assert r.status_code != 404, r.text  # the model was found; llama-server answers the rest
+    g.wait_log(r"POST /v1/audio/transcriptions model=tiny-b backend=local")
+
+
+def test_running_and_unload(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    assert client.get(g.url() + "/running", headers=auth()).json() == {"running": []}
+    client.post(g.url() + "/v1/chat/completions", headers=auth(),
+                json={"model": "tiny-a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    running = client.get(g.url() + "/running", headers=auth()).json()["running"]
+    assert [(x["model"], x["state"]) for x in running] == [("tiny-a", "ready")]
+    r = client.get(g.url() + "/unload", headers=auth())
+    assert r.status_code == 200 and r.json()["stopping"] == 1
+    g.wait_log(r"model tiny-a: stopped")
+    assert client.get(g.url() + "/running", headers=auth()).json() == {"running": []}
+    assert client.get(g.url() + "/running").status_code == 401
