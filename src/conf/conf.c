@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <yaml.h>
 
+#include "conf/swapconf.h"
+#include "conf/yaml.h"
 #include "core/buf.h"
 #include "core/xmalloc.h"
 #include "router/router.h"
@@ -137,202 +138,112 @@ conf_free_args(char **v)
     free(v);
 }
 
-/* ---- goinfer.yml ---- */
-
-struct yctx {
-    yaml_document_t *doc;
-    const char *file;
-    struct conf *c;
-    char *err;
-    size_t errlen;
-};
+/* ---- goinfer.yml (and llama-swap.yml beside it) ---- */
 
 static int
-yerr(struct yctx *y, const yaml_node_t *n, const char *key, const char *what)
+set_listen(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
 {
-    snprintf(y->err, y->errlen, "%s:%zu: %s: %s", y->file, n->start_mark.line + 1, key, what);
-    return -EINVAL;
-}
-
-static int
-ystring(struct yctx *y, const yaml_node_t *n, const char *key, char **out)
-{
-    if (n->type != YAML_SCALAR_NODE)
-        return yerr(y, n, key, "expected a string");
-    free(*out);
-    *out = xstrndup((const char *)n->data.scalar.value, n->data.scalar.length);
-    return 0;
-}
-
-struct ykey;
-typedef int (*ykey_cb)(struct yctx *y, const yaml_node_t *n, const struct ykey *key);
-
-/* A directive: its name, its handler, and for plain strings the field it sets. */
-struct ykey {
-    const char *name;
-    ykey_cb set;
-    size_t off;
-};
-
-/* Sets the char * field of struct conf at key->off. */
-static int
-set_string(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
-{
-    return ystring(y, n, key->name, (char **)((char *)y->c + key->off));
-}
-
-#define STRING_KEY(name, field) {name, set_string, offsetof(struct conf, field)}
-
-/* Applies a table of keys to a mapping; an unknown key is an error naming the known ones. */
-static int
-ymap(struct yctx *y, const yaml_node_t *n, const char *where, const struct ykey *keys)
-{
-    if (n->type != YAML_MAPPING_NODE)
-        return yerr(y, n, where, "expected a mapping");
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
-        const struct ykey *e = keys;
-        char *name;
-        int rc;
-
-        if (k->type != YAML_SCALAR_NODE)
-            return yerr(y, k, where, "keys must be strings");
-        name = (char *)k->data.scalar.value;
-        while (e->name && strcmp(e->name, name) != 0)
-            e++;
-        if (e->name == NULL) {
-            struct buf known;
-
-            buf_init(&known, 4096);
-            for (e = keys; e->name; e++)
-                buf_printf(&known, "%s%s", e == keys ? "" : ", ", e->name);
-            snprintf(y->err, y->errlen, "%s:%zu: unknown key '%s' in %s (known: %s)", y->file,
-                     k->start_mark.line + 1, name, where, buf_cstr(&known));
-            buf_cleanup(&known);
-            return -EINVAL;
-        }
-        rc = e->set(y, v, e);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-static void
-add_origin(struct conf *c, const char *s, size_t n)
-{
-    c->origins = xrealloc(c->origins, (c->n_origins + 1) * sizeof(*c->origins));
-    c->origins[c->n_origins++] = xstrndup(s, n);
-}
-
-static int
-set_origins(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
-{
-    const char *k = key->name;
-
-    if (n->type == YAML_SCALAR_NODE) {
-        if (n->data.scalar.length > 0)
-            add_origin(y->c, (char *)n->data.scalar.value, n->data.scalar.length);
-        return 0;
-    }
-    if (n->type != YAML_SEQUENCE_NODE)
-        return yerr(y, n, k, "expected a list of origins");
-    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
-         i++) {
-        yaml_node_t *e = yaml_document_get_node(y->doc, *i);
-
-        if (e->type != YAML_SCALAR_NODE)
-            return yerr(y, e, k, "expected an origin such as https://app.example.com");
-        add_origin(y->c, (char *)e->data.scalar.value, e->data.scalar.length);
-    }
-    return 0;
-}
-
-static int
-set_listen(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
-{
-    const char *k = key->name;
+    struct conf *c = obj;
     char msg[256];
 
     if (n->type != YAML_MAPPING_NODE)
-        return yerr(y, n, k, "expected a mapping of address to services, e.g. \":4444\": goinfer");
-    y->c->n_listen = 0;
+        return yerr(y, n, key->name,
+                    "expected a mapping of address to services, e.g. \":4444\": goinfer");
+    c->n_listen = 0;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *a = yaml_document_get_node(y->doc, p->key);
-        yaml_node_t *s = yaml_document_get_node(y->doc, p->value);
+        yaml_node_t *a = ynode(y, p->key), *s = ynode(y, p->value);
 
         if (a->type != YAML_SCALAR_NODE || s->type != YAML_SCALAR_NODE)
-            return yerr(y, a, k, "expected \"host:port\": services");
-        if (y->c->n_listen == CONF_MAX_LISTEN)
-            return yerr(y, a, k, "too many addresses");
-        if (conf_parse_listen((char *)a->data.scalar.value, (char *)s->data.scalar.value,
-                              y->c->host, &y->c->listen[y->c->n_listen], msg, sizeof(msg)) < 0)
-            return yerr(y, a, k, msg);
-        y->c->n_listen++;
+            return yerr(y, a, key->name, "expected \"host:port\": services");
+        if (c->n_listen == CONF_MAX_LISTEN)
+            return yerr(y, a, key->name, "too many addresses");
+        if (conf_parse_listen((char *)a->data.scalar.value, (char *)s->data.scalar.value, c->host,
+                              &c->listen[c->n_listen], msg, sizeof(msg)) < 0)
+            return yerr(y, a, key->name, msg);
+        c->n_listen++;
     }
     return 0;
 }
 
 static int
-set_args(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
+set_args(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
 {
     static const struct ykey keys[] = {
-        STRING_KEY("common", args_common), STRING_KEY("goinfer", args_goinfer),
-        STRING_KEY("verbose", args_verbose), STRING_KEY("debug", args_debug), {NULL, NULL, 0}};
+        YKEY_STRING("common", struct conf, args_common),
+        YKEY_STRING("goinfer", struct conf, args_goinfer),
+        YKEY_STRING("verbose", struct conf, args_verbose),
+        YKEY_STRING("debug", struct conf, args_debug),
+        {NULL, NULL, 0}};
 
     (void)key;
-    return ymap(y, n, "llama.args", keys);
+    return ymap(y, n, "llama.args", keys, obj);
 }
 
 static int
-set_llama(struct yctx *y, const yaml_node_t *n, const struct ykey *key)
+set_llama(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
 {
     static const struct ykey keys[] = {
-        STRING_KEY("exe", llama_exe), {"args", set_args, 0}, {NULL, NULL, 0}};
+        YKEY_STRING("exe", struct conf, llama_exe), {"args", set_args, 0}, {NULL, NULL, 0}};
 
     (void)key;
-    return ymap(y, n, "llama", keys);
+    return ymap(y, n, "llama", keys, obj);
 }
 
-static const struct ykey top_keys[] = {
-    STRING_KEY("models_dir", models_dir), STRING_KEY("api_key", api_key),
-    {"origins", set_origins, 0},          {"listen", set_listen, 0},
-    {"llama", set_llama, 0},              STRING_KEY("default_model", default_model),
+/* The llama-swap handlers fill c->swap. */
+#define SWAP_HANDLER(fn)                                                                           \
+    static int fn##_wrap(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)   \
+    {                                                                                              \
+        return swapconf_##fn(y, n, k, &((struct conf *)obj)->swap);                                \
+    }
+SWAP_HANDLER(set_macros)
+SWAP_HANDLER(set_models)
+SWAP_HANDLER(set_groups)
+SWAP_HANDLER(set_hooks)
+
+#define LLAMA_SWAP_KEYS                                                                            \
+    {"macros", set_macros_wrap, 0}, {"models", set_models_wrap, 0},                                \
+        {"groups", set_groups_wrap, 0}, {"hooks", set_hooks_wrap, 0},                              \
+        YKEY_U64("healthCheckTimeout", struct conf, swap.health_check_timeout),                    \
+        YKEY_U64("startPort", struct conf, swap.start_port),                                       \
+        YKEY_STRING("logLevel", struct conf, swap.log_level),                                      \
+        YKEY_U64("metricsMaxInMemory", struct conf, swap.metrics_max),                             \
+        YKEY_BOOL("logToStdout", struct conf, swap.log_to_stdout_unused)
+
+static const struct ykey goinfer_keys[] = {
+    YKEY_STRING("models_dir", struct conf, models_dir),
+    YKEY_STRING("api_key", struct conf, api_key),
+    YKEY_LIST("origins", struct conf, origins),
+    {"listen", set_listen, 0},
+    {"llama", set_llama, 0},
+    YKEY_STRING("default_model", struct conf, default_model),
+    LLAMA_SWAP_KEYS,
     {NULL, NULL, 0}};
 
-static int
-load_file(struct conf *c, const char *file, char *err, size_t errlen)
-{
-    FILE *f = fopen(file, "rb");
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    yaml_node_t *root;
-    struct yctx y = {&doc, file, c, err, errlen};
-    int rc = 0;
+static const struct ykey llama_swap_keys[] = {LLAMA_SWAP_KEYS, {NULL, NULL, 0}};
 
-    if (f == NULL) {
-        rc = -errno;
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        return rc;
-    }
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        snprintf(err, errlen, "%s:%zu: %s", file, parser.problem_mark.line + 1,
-                 parser.problem ? parser.problem : "invalid YAML");
-        rc = -EINVAL;
-        goto out_parser;
-    }
-    root = yaml_document_get_root_node(&doc);
-    if (root != NULL)
-        rc = ymap(&y, root, "goinfer.yml", top_keys);
-    yaml_document_delete(&doc);
-out_parser:
-    yaml_parser_delete(&parser);
-    fclose(f);
-    free(c->file);
+/* Reads goinfer.yml, then llama-swap.yml from the same folder when there is one. */
+static int
+load_files(struct conf *c, const char *file, char *err, size_t errlen)
+{
+    struct yctx y = {.err = err, .errlen = errlen, .user = c};
+    const char *slash = strrchr(file, '/');
+    char *swap_file;
+    int rc;
+
     c->file = xstrdup(file);
+    rc = yload(&y, file, goinfer_keys, c);
+    if (rc < 0)
+        return rc;
+    swap_file = slash ? xasprintf("%.*s/llama-swap.yml", (int)(slash - file), file)
+                      : xstrdup("llama-swap.yml");
+    if (access(swap_file, F_OK) == 0) {
+        c->swap_file = swap_file;
+        rc = yload(&y, swap_file, llama_swap_keys, c);
+    } else {
+        free(swap_file);
+    }
+    if (rc == 0)
+        rc = swapconf_validate(&c->swap, err, errlen);
     return rc;
 }
 
@@ -359,16 +270,18 @@ apply_env(struct conf *c)
     env_string("GI_API_KEY", &c->api_key);
     env_string("GI_DEFAULT_MODEL", &c->default_model);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
-        for (size_t i = 0; i < c->n_origins; i++)
-            free(c->origins[i]);
-        c->n_origins = 0;
+        ylist_free(c->origins);
+        c->origins = xcalloc(1, sizeof(*c->origins));
         for (const char *p = origins; *p;) {
-            size_t n;
+            size_t n, k = ylist_len(c->origins);
 
             p += strspn(p, ", ");
             n = strcspn(p, ", ");
-            if (n > 0)
-                add_origin(c, p, n);
+            if (n == 0)
+                break;
+            c->origins = xrealloc(c->origins, (k + 2) * sizeof(*c->origins));
+            c->origins[k] = xstrndup(p, n);
+            c->origins[k + 1] = NULL;
             p += n;
         }
     }
@@ -451,7 +364,7 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
     if (f.config == NULL && access("goinfer.yml", F_OK) == 0)
         f.config = "goinfer.yml";
     if (f.config != NULL) {
-        rc = load_file(c, f.config, err, errlen);
+        rc = load_files(c, f.config, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -472,9 +385,9 @@ conf_cleanup(struct conf *c)
     if (c->api_key)
         explicit_bzero(c->api_key, strlen(c->api_key));
     free(c->api_key);
-    for (size_t i = 0; i < c->n_origins; i++)
-        free(c->origins[i]);
-    free(c->origins);
+    ylist_free(c->origins);
+    free(c->swap_file);
+    swapconf_cleanup(&c->swap);
     for (size_t i = 0; i < c->n_listen; i++)
         free(c->listen[i].host);
     free(c->llama_exe);

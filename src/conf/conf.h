@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "conf/swapconf.h"
+
 #define CONF_MAX_LISTEN 8
 
 struct conf_listen {
@@ -17,11 +19,11 @@ struct conf_listen {
 };
 
 struct conf {
-    char *file; /* goinfer.yml read, or NULL */
+    char *file;      /* goinfer.yml read, or NULL */
+    char *swap_file; /* llama-swap.yml read beside it, or NULL */
     char *models_dir;
     char *api_key;
-    char **origins;
-    size_t n_origins;
+    char **origins; /* NULL-terminated */
     struct conf_listen listen[CONF_MAX_LISTEN];
     size_t n_listen;
     char *llama_exe;
@@ -29,6 +31,7 @@ struct conf {
     char *default_model;
     char *host; /* for ":port" addresses; GI_HOST */
     bool no_api_key, debug, quiet;
+    struct swapconf swap; /* the model section, in llama-swap's syntax */
 };
 
 /* Loads everything: defaults, the file (-config, or ./goinfer.yml when present), env, flags.

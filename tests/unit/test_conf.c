@@ -92,7 +92,8 @@ yaml_file_and_env(void **state)
                      0);
     assert_string_equal(c.models_dir, "/m");
     assert_string_equal(c.api_key, "k1");
-    assert_int_equal(c.n_origins, 1);
+    assert_string_equal(c.origins[0], "http://localhost");
+    assert_null(c.origins[1]);
     assert_int_equal(c.n_listen, 1);
     assert_int_equal(c.listen[0].services, ROUTER_SVC_GOINFER | ROUTER_SVC_OPENAI);
     assert_string_equal(c.args_common, "--props");
@@ -136,6 +137,124 @@ unknown_flag(void **state)
     conf_cleanup(&c);
 }
 
+/* The seed README's llama-swap.yml, trimmed: macros nest, ${PORT} waits for start time. */
+static const char *seed_swap =
+    "logLevel: info\n"
+    "healthCheckTimeout: 500\n"
+    "metricsMaxInMemory: 1000\n"
+    "startPort: 6000\n"
+    "macros:\n"
+    "    cmd-fim: /bin/llama-server --props --no-warmup\n"
+    "    cmd-common: ${cmd-fim} --port ${PORT}\n"
+    "    cmd-goinfer: ${cmd-common} --chat-template-file template.jinja\n"
+    "models:\n"
+    "  org/Qwen:\n"
+    "    description: \"Small\"\n"
+    "    name: Qwen2.5\n"
+    "    useModelName: \"Qwen2.5-Coder\"\n"
+    "    aliases:\n"
+    "      - \"qwen-a\"\n"
+    "      - \"qwen-b\"\n"
+    "    env: []\n"
+    "    cmd: ${cmd-common}  -m /m/q.gguf\n"
+    "    proxy: http://localhost:${PORT}\n"
+    "    checkEndpoint: /health\n"
+    "    unlisted: false\n"
+    "    ttl: 3600\n"
+    "    filters:\n"
+    "      strip_params: \"temperature,top_p,top_k\"\n"
+    "  GI_org/Qwen:\n"
+    "      cmd: ${cmd-goinfer}  -m /m/q.gguf\n"
+    "      unlisted: true\n"
+    "hooks:\n"
+    "  on_startup:\n"
+    "    preload:\n"
+    "      - \"org/Qwen\"\n"
+    "groups:\n"
+    "  \"group1\":\n"
+    "    swap: true\n"
+    "    exclusive: true\n"
+    "    members:\n"
+    "      - \"org/Qwen\"\n"
+    "  \"forever\":\n"
+    "    persistent: true\n"
+    "    swap: false\n"
+    "    exclusive: false\n"
+    "    members: [\"GI_org/Qwen\"]\n";
+
+static void
+llama_swap_section(void **state)
+{
+    struct conf c;
+    char err[512];
+    const struct conf_model *m;
+
+    (void)state;
+    assert_int_equal(load(seed_swap, &c, err), 0);
+    assert_int_equal(c.swap.n_models, 2);
+    m = &c.swap.models[0];
+    assert_string_equal(m->name, "org/Qwen");
+    assert_string_equal(m->cmd, "/bin/llama-server --props --no-warmup --port ${PORT}  -m /m/q.gguf");
+    assert_string_equal(m->proxy, "http://localhost:${PORT}");
+    assert_string_equal(m->aliases[1], "qwen-b");
+    assert_int_equal(m->ttl, 3600);
+    assert_string_equal(m->strip_params, "temperature,top_p,top_k");
+    m = &c.swap.models[1];
+    assert_true(m->unlisted);
+    assert_string_equal(m->proxy, "http://127.0.0.1:${PORT}"); /* the default */
+    assert_string_equal(m->check_endpoint, "/health");
+    assert_non_null(strstr(m->cmd, "--chat-template-file template.jinja"));
+    assert_int_equal(c.swap.n_groups, 2);
+    assert_true(c.swap.groups[1].persistent);
+    assert_false(c.swap.groups[1].swap);
+    assert_string_equal(c.swap.preload[0], "org/Qwen");
+    assert_int_equal(c.swap.health_check_timeout, 500);
+    assert_int_equal(c.swap.start_port, 6000);
+    conf_cleanup(&c);
+}
+
+static void
+llama_swap_errors(void **state)
+{
+    struct conf c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(load("models:\n  a:\n    cmd: ${nope} -m x\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "unknown macro ${nope}"));
+    assert_non_null(strstr(err, ":3: a:"));
+    conf_cleanup(&c);
+    assert_int_equal(load("models:\n  a:\n    cmd: x\n    tll: 5\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, ":4: unknown key 'tll' in a"));
+    conf_cleanup(&c);
+    assert_int_equal(load("models:\n  a:\n    proxy: http://x\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "cmd is required"));
+    conf_cleanup(&c);
+    assert_int_equal(load("models:\n  a:\n    cmd: x\ngroups:\n  g:\n    members: [b]\n", &c,
+                          err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "member b is not a model"));
+    conf_cleanup(&c);
+    assert_int_equal(load("models:\n  a:\n    cmd: x\n    ttl: soon\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "ttl: expected a whole number"));
+    conf_cleanup(&c);
+    setenv("GOINFER_TEST_EXE", "/opt/llama", 1);
+    assert_int_equal(load("models:\n  a:\n    cmd: ${env.GOINFER_TEST_EXE} -m x\n", &c, err), 0);
+    assert_string_equal(c.swap.models[0].cmd, "/opt/llama -m x");
+    conf_cleanup(&c);
+}
+
+static void
+subst_late_macros(void **state)
+{
+    char *s;
+
+    (void)state;
+    s = swapconf_subst("srv --port ${PORT} --alias ${MODEL_ID} --p2 ${PORT}", "PORT", "6001");
+    assert_string_equal(s, "srv --port 6001 --alias ${MODEL_ID} --p2 6001");
+    free(s);
+}
+
 int
 main(void)
 {
@@ -145,6 +264,9 @@ main(void)
         cmocka_unit_test(yaml_file_and_env),
         cmocka_unit_test(yaml_errors_name_line_and_key),
         cmocka_unit_test(unknown_flag),
+        cmocka_unit_test(llama_swap_section),
+        cmocka_unit_test(llama_swap_errors),
+        cmocka_unit_test(subst_late_macros),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

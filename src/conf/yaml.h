@@ -1,0 +1,55 @@
+/*
+ * Directive tables over libyaml's document nodes: each key has a handler and, for plain
+ * values, the offset of the field it sets. Errors read "file:line: key: what is wrong".
+ */
+#ifndef GOINFER_CONF_YAML_H
+#define GOINFER_CONF_YAML_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <yaml.h>
+
+struct yctx {
+    yaml_document_t *doc;
+    const char *file;
+    char *err;
+    size_t errlen;
+    void *user; /* the struct conf being built */
+};
+
+struct ykey;
+/* obj is the struct the table describes (a struct conf, a model, a group...). */
+typedef int (*ykey_cb)(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
+
+struct ykey {
+    const char *name;
+    ykey_cb set;
+    size_t off;
+};
+
+#define YKEY_STRING(name, type, field) {name, ystring_key, offsetof(type, field)}
+#define YKEY_BOOL(name, type, field)   {name, ybool_key, offsetof(type, field)}
+#define YKEY_U64(name, type, field)    {name, yu64_key, offsetof(type, field)}
+#define YKEY_LIST(name, type, field)   {name, ylist_key, offsetof(type, field)}
+
+int yerr(struct yctx *y, const yaml_node_t *n, const char *key, const char *what);
+yaml_node_t *ynode(struct yctx *y, int index);
+/* Applies keys to every pair of mapping n; an unknown key is an error listing the known. */
+int ymap(struct yctx *y, const yaml_node_t *n, const char *where, const struct ykey *keys,
+         void *obj);
+int ystring(struct yctx *y, const yaml_node_t *n, const char *key, char **out);
+
+/* Field setters for the YKEY_* macros. */
+int ystring_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
+int ybool_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
+int yu64_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
+/* A list of strings (a sequence, or one scalar) into a NULL-terminated char ** field. */
+int ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
+void ylist_free(char **v);
+size_t ylist_len(char *const *v);
+
+/* Parses file and applies keys to its root mapping. Returns 0 or -errno with y->err set. */
+int yload(struct yctx *y, const char *file, const struct ykey *keys, void *obj);
+
+#endif
