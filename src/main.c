@@ -15,6 +15,7 @@
 #include "http/auth.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "models/catalog.h"
 #include "models/discovery.h"
 #include "proc/proc.h"
 #include "router/router.h"
@@ -26,7 +27,8 @@ struct app {
     uv_loop_t *loop;
     struct conf conf;
     struct model_list models;
-    char **llama_args;
+    struct catalog cat;
+    char *llama_exe;
     struct swap_conf swap_conf;
     struct http_client *client;
     struct swap *swap;
@@ -137,18 +139,12 @@ setup_models(struct app *a)
 static void
 setup_backends(struct app *a)
 {
-    char *args = xasprintf("%s %s", a->conf.args_common ? a->conf.args_common : "",
-                           a->conf.debug && a->conf.args_debug ? a->conf.args_debug : "");
-    int n = conf_split_args(args, &a->llama_args);
     const char *keys[2] = {a->conf.api_key, NULL};
+    char err[512];
 
-    free(args);
-    if (n < 0)
-        fatalx("llama.args: unclosed quote");
-    a->swap_conf.llama_exe = find_llama_exe(&a->conf);
-    a->swap_conf.args = a->llama_args;
-    a->swap_conf.n_args = (size_t)n;
-    a->swap_conf.ready_timeout_ms = 120000;
+    a->llama_exe = find_llama_exe(&a->conf);
+    if (catalog_build(&a->cat, &a->conf, &a->models, a->llama_exe, err, sizeof(err)) < 0)
+        fatalx("%s: %s", a->conf.file ? a->conf.file : "config", err);
     a->swap_conf.stop_grace_ms = 5000;
     a->swap_conf.probe_ms = 5;
     if (a->conf.api_key == NULL && !a->conf.no_api_key)
@@ -156,7 +152,7 @@ setup_backends(struct app *a)
                "on a private machine");
     a->auth = auth_new(a->conf.no_api_key ? NULL : keys);
     a->client = http_client_new(a->loop);
-    a->swap = swap_new(a->loop, a->client, &a->swap_conf, &a->models);
+    a->swap = swap_new(a->loop, a->client, &a->swap_conf, &a->cat);
 }
 
 static void
@@ -169,7 +165,7 @@ setup_listeners(struct app *a)
         .keepalive_ms = 75000,
         .write_high = 256 * 1024,
     };
-    struct router_deps d = {&a->models, a->conf.default_model, a->auth, a->swap, a->client};
+    struct router_deps d = {&a->cat, a->conf.default_model, a->auth, a->swap, a->client};
 
     a->router = router_new(&d);
     a->server = http_server_new(a->loop, &limits, router_handle, a->router);
@@ -218,12 +214,13 @@ main(int argc, char **argv)
     a.sigint.data = a.sigterm.data = a.drain.data = &a;
     uv_signal_start(&a.sigint, on_signal, SIGINT);
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-    log_info("goinfer ready: %zu models", a.models.n);
+    swap_preload(a.swap);
+    log_info("goinfer ready: %zu models", a.cat.n);
     uv_run(a.loop, UV_RUN_DEFAULT);
     router_free(a.router);
     auth_free(a.auth);
-    conf_free_args(a.llama_args);
-    free((char *)a.swap_conf.llama_exe);
+    free(a.llama_exe);
+    catalog_cleanup(&a.cat);
     model_list_cleanup(&a.models);
     conf_cleanup(&a.conf);
     uv_loop_close(a.loop);

@@ -191,22 +191,31 @@ launcher_argv(char *const argv[])
     return v;
 }
 
-struct proc *
-proc_spawn(uv_loop_t *loop, char *const argv[], const char *tag, proc_exit_cb cb, void *arg,
-           int *err)
+/* Our environment with extra "K=V" entries first, so they win in getenv(). */
+static char **
+child_env(char *const extra[])
 {
-    struct proc *p = xcalloc(1, sizeof(*p));
-    uv_process_options_t o;
-    uv_stdio_container_t stdio[3];
-    char **v = launcher ? launcher_argv(argv) : (char **)argv;
-    int rc;
+    extern char **environ;
+    size_t n = 0, m = 0;
+    char **v;
 
-    p->tag = xstrdup(tag);
-    p->cb = cb;
-    p->arg = arg;
+    while (extra && extra[m])
+        m++;
+    while (environ[n])
+        n++;
+    v = xcalloc(n + m + 1, sizeof(*v));
+    memcpy(v, extra, m * sizeof(*v));
+    memcpy(v + m, environ, n * sizeof(*v));
+    return v;
+}
+
+static void
+init_handles(struct proc *p, uv_loop_t *loop, uv_stdio_container_t stdio[3])
+{
     uv_timer_init(loop, &p->kill_timer);
     p->kill_timer.data = p;
     p->open_handles = 4; /* timer, two pipes, process (initialized by uv_spawn even on failure) */
+    stdio[0].flags = UV_IGNORE;
     for (int i = 0; i < 2; i++) {
         uv_pipe_init(loop, &p->out[i].pipe, 0);
         p->out[i].pipe.data = &p->out[i];
@@ -215,10 +224,27 @@ proc_spawn(uv_loop_t *loop, char *const argv[], const char *tag, proc_exit_cb cb
         stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
         stdio[i + 1].data.stream = (uv_stream_t *)&p->out[i].pipe;
     }
-    stdio[0].flags = UV_IGNORE;
+}
+
+struct proc *
+proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag,
+           proc_exit_cb cb, void *arg, int *err)
+{
+    struct proc *p = xcalloc(1, sizeof(*p));
+    uv_process_options_t o;
+    uv_stdio_container_t stdio[3];
+    char **v = launcher ? launcher_argv(argv) : (char **)argv;
+    char **e = env ? child_env(env) : NULL;
+    int rc;
+
+    p->tag = xstrdup(tag);
+    p->cb = cb;
+    p->arg = arg;
+    init_handles(p, loop, stdio);
     memset(&o, 0, sizeof(o));
     o.file = v[0];
     o.args = v;
+    o.env = e;
     o.exit_cb = on_exit_cb;
     o.flags = UV_PROCESS_DETACHED; /* setsid: its own process group, so we can signal it all */
     o.stdio = stdio;
@@ -229,6 +255,7 @@ proc_spawn(uv_loop_t *loop, char *const argv[], const char *tag, proc_exit_cb cb
         free(v[2]);
         free(v);
     }
+    free(e);
     if (rc < 0) {
         *err = rc;
         p->exited = p->reported = true;

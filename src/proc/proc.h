@@ -19,9 +19,10 @@ void proc_set_launcher(const char *self_exe);
 /* Entry point of the launcher ("goinfer --child-exec PPID EXE ARGS..."); never returns. */
 int proc_launcher_main(int argc, char **argv);
 
-/* Starts argv[0] with argv; tag names it in logs. Returns NULL and *err on failure. */
-struct proc *proc_spawn(uv_loop_t *loop, char *const argv[], const char *tag, proc_exit_cb cb,
-                        void *arg, int *err);
+/* Starts argv[0] with argv and our environment plus env ("K=V", NULL-terminated, may be NULL);
+ * tag names it in logs. Returns NULL and *err on failure. */
+struct proc *proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag,
+                        proc_exit_cb cb, void *arg, int *err);
 /* SIGTERM to the process group now, SIGKILL after grace_ms; no-op once exited. */
 void proc_stop(struct proc *p, uint64_t grace_ms);
 void proc_free(struct proc *p);

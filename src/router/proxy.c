@@ -8,11 +8,12 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "router/select.h"
 
 struct proxy {
     struct http_request *req;
     struct http_client *client;
-    const struct model_entry *model;
+    const struct model_def *model;
     struct swap_lease lease;
     struct http_fetch *fetch;
     char *path;
@@ -120,7 +121,7 @@ start_upstream(struct proxy *p)
     struct http_header h[2];
     size_t nh = 0, n;
     const char *v;
-    char *url;
+    char *url, *rewritten = NULL;
     struct http_fetch_opts o = {0};
 
     v = http_header_get(req, "content-type", &n);
@@ -139,7 +140,13 @@ start_upstream(struct proxy *p)
         o.body = req->body.len ? req->body.data : "";
         o.body_len = req->body.len;
     }
+    if (req->body.len > 0 && select_rewrite_body(req->body.data, req->body.len,
+                                                 p->model->strip_params,
+                                                 p->model->use_model_name, &rewritten,
+                                                 &o.body_len) == 1)
+        o.body = rewritten;
     p->fetch = http_fetch_start(p->client, &o, &cb, p);
+    free(rewritten);
     free(url);
 }
 
@@ -154,14 +161,17 @@ on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
         return;
     }
     p->req->on_abort = NULL;
-    http_respond_error(p->req, err == -ESHUTDOWN ? 503 : 502, "upstream_error", "%s", msg);
+    if (err == -EBUSY)
+        http_respond_error(p->req, 429, "rate_limit_error", "%s", msg);
+    else
+        http_respond_error(p->req, err == -ESHUTDOWN ? 503 : 502, "upstream_error", "%s", msg);
     free(p->path);
     free(p);
 }
 
 void
 proxy_forward(struct http_request *req, struct swap *swap, struct http_client *client,
-              const struct model_entry *m, const char *path)
+              const struct model_def *m, const char *path)
 {
     struct proxy *p = xcalloc(1, sizeof(*p));
 

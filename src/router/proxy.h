@@ -4,12 +4,12 @@
 
 #include "http/client.h"
 #include "http/server.h"
-#include "models/discovery.h"
+#include "models/catalog.h"
 #include "swap/swap.h"
 
 /* Takes over req until its response ends; m is borrowed for as long. path is the upstream
  * path (copied). */
 void proxy_forward(struct http_request *req, struct swap *swap, struct http_client *client,
-                   const struct model_entry *m, const char *path);
+                   const struct model_def *m, const char *path);
 
 #endif

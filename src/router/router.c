@@ -44,7 +44,7 @@ static void
 handle_health(struct router *r, struct http_request *req)
 {
     respond_json(req, 200,
-                 json_pack("{s:s, s:i, s:o}", "status", "ok", "models", (int)r->d.models->n,
+                 json_pack("{s:s, s:i, s:o}", "status", "ok", "models", (int)r->d.cat->n,
                            "running", swap_running(r->d.swap)));
 }
 
@@ -53,25 +53,30 @@ handle_models(struct router *r, struct http_request *req)
 {
     json_t *data = json_array();
 
-    for (size_t i = 0; i < r->d.models->n; i++)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id",
-                                              r->d.models->v[i].name, "object", "model",
-                                              "created", (json_int_t)r->started, "owned_by",
-                                              "goinfer"));
+    for (size_t i = 0; i < r->d.cat->n; i++) {
+        const struct model_def *m = &r->d.cat->v[i];
+
+        if (m->unlisted)
+            continue;
+        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object",
+                                              "model", "created", (json_int_t)r->started,
+                                              "owned_by", "goinfer"));
+    }
     respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 /* "a, b, c" for error messages that tell the user what they could have asked for. */
 static char *
-model_names(const struct model_list *l)
+model_names(const struct catalog *l)
 {
     struct buf b;
     char *s;
 
     buf_init(&b, 64 * 1024);
     for (size_t i = 0; i < l->n; i++)
-        buf_printf(&b, "%s%s", i ? ", " : "", l->v[i].name);
-    if (l->n == 0)
+        if (!l->v[i].unlisted)
+            buf_printf(&b, "%s%s", b.len ? ", " : "", l->v[i].name);
+    if (b.len == 0)
         buf_printf(&b, "(none: put *.gguf files under GI_MODELS_DIR)");
     s = xstrdup(buf_cstr(&b));
     buf_cleanup(&b);
@@ -99,27 +104,28 @@ requested_model(struct router *r, struct http_request *req, char **name, char *e
         rc = select_model_from_query(req->query, name);
     if (rc == 0 && *name == NULL && r->d.default_model)
         *name = xstrdup(r->d.default_model);
-    if (rc == 0 && *name == NULL && r->d.models->n > 0)
-        *name = xstrdup(r->d.models->v[0].name);
+    for (size_t k = 0; rc == 0 && *name == NULL && k < r->d.cat->n; k++)
+        if (!r->d.cat->v[k].unlisted)
+            *name = xstrdup(r->d.cat->v[k].name);
     return rc;
 }
 
 /* Finds the model or answers 400/404; the name goes to the access log either way. */
-static const struct model_entry *
+static const struct model_def *
 pick_model(struct router *r, struct http_request *req)
 {
     char err[512], *name = NULL, *names;
-    const struct model_entry *m = NULL;
+    const struct model_def *m = NULL;
 
     if (requested_model(r, req, &name, err, sizeof(err)) < 0) {
         http_respond_error(req, 400, "invalid_request_error", "%s", err);
         return NULL;
     }
     if (name != NULL)
-        m = model_list_find(r->d.models, name, strlen(name));
+        m = catalog_find(r->d.cat, name, strlen(name));
     req->log_model = name; /* owned by the request from here */
     if (m == NULL) {
-        names = model_names(r->d.models);
+        names = model_names(r->d.cat);
         http_respond_error(req, 404, "model_not_found",
                            "model '%s' not found; available models: %s", name ? name : "", names);
         free(names);
@@ -130,7 +136,7 @@ pick_model(struct router *r, struct http_request *req)
 static void
 handle_proxy(struct router *r, struct http_request *req)
 {
-    const struct model_entry *m = pick_model(r, req);
+    const struct model_def *m = pick_model(r, req);
 
     if (m != NULL)
         proxy_forward(req, r->d.swap, r->d.client, m, req->path);
@@ -149,15 +155,15 @@ static void
 handle_upstream(struct router *r, struct http_request *req)
 {
     const char *sub = req->path + strlen("/upstream/"), *rest;
-    const char **names = xcalloc(r->d.models->n + 1, sizeof(*names));
+    const char **names = xcalloc(r->d.cat->n + 1, sizeof(*names));
     int i;
 
-    for (size_t k = 0; k < r->d.models->n; k++)
-        names[k] = r->d.models->v[k].name;
+    for (size_t k = 0; k < r->d.cat->n; k++)
+        names[k] = r->d.cat->v[k].name;
     i = select_upstream_prefix(sub, names, &rest);
     free(names);
     if (i < 0) {
-        char *all = model_names(r->d.models);
+        char *all = model_names(r->d.cat);
 
         http_respond_error(req, 404, "model_not_found",
                            "no model prefixes %s; use /upstream/<model>/<path> with one of: %s",
@@ -170,8 +176,8 @@ handle_upstream(struct router *r, struct http_request *req)
                            "path segments '.' and '..' are not allowed in /upstream/");
         return;
     }
-    req->log_model = xstrdup(r->d.models->v[i].name);
-    proxy_forward(req, r->d.swap, r->d.client, &r->d.models->v[i], *rest ? rest : "/");
+    req->log_model = xstrdup(r->d.cat->v[i].name);
+    proxy_forward(req, r->d.swap, r->d.client, &r->d.cat->v[i], *rest ? rest : "/");
 }
 
 static void

@@ -5,7 +5,7 @@
 #include "http/auth.h"
 #include "http/client.h"
 #include "http/server.h"
-#include "models/discovery.h"
+#include "models/catalog.h"
 #include "swap/swap.h"
 
 /* Services a listener offers (goinfer.yml "listen"). */
@@ -14,8 +14,8 @@
 #define ROUTER_SVC_ADMIN   4u
 
 struct router_deps {
-    const struct model_list *models;
-    const char *default_model; /* NULL: the first model */
+    const struct catalog *cat;
+    const char *default_model; /* NULL: the first listed model */
     struct auth *auth;
     struct swap *swap;
     struct http_client *client;

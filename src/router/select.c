@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -156,4 +157,32 @@ select_upstream_prefix(const char *path, const char *const *names, const char **
     }
     *rest = best >= 0 ? path + best_len : path;
     return best;
+}
+
+int
+select_rewrite_body(const char *body, size_t len, char *const *strip, const char *model,
+                    char **out, size_t *out_len)
+{
+    json_t *root;
+    bool changed = false;
+
+    if ((strip == NULL || strip[0] == NULL) && model == NULL)
+        return 0;
+    root = json_loadb(body, len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return 0;
+    }
+    for (size_t i = 0; strip && strip[i]; i++)
+        changed |= json_object_del(root, strip[i]) == 0;
+    if (model != NULL) {
+        json_object_set_new(root, "model", json_string(model));
+        changed = true;
+    }
+    *out = changed ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (*out == NULL)
+        return 0;
+    *out_len = strlen(*out);
+    return 1;
 }

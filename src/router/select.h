@@ -25,4 +25,12 @@ int select_model_from_query(const char *query, char **name);
  */
 int select_upstream_prefix(const char *path, const char *const *names, const char **rest);
 
+/*
+ * Rewrites a JSON object body for the upstream: drops the keys in strip (NULL-terminated, may
+ * be NULL) and sets "model" to model when not NULL. Returns 1 with *out (malloc'd) when it
+ * changed something, 0 when the body is to be sent as is.
+ */
+int select_rewrite_body(const char *body, size_t len, char *const *strip, const char *model,
+                        char **out, size_t *out_len);
+
 #endif

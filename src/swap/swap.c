@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf/conf.h"
+#include "conf/swapconf.h"
+#include "conf/yaml.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "proc/proc.h"
@@ -19,25 +22,30 @@ static const char *const state_names[] = {"stopped", "starting", "ready", "stopp
 
 struct swap_instance {
     struct swap *swap;
-    const struct model_entry *model;
+    const struct model_def *model;
     enum inst_state state;
     struct proc *proc;
-    char url[64];
+    char *url;
+    int port;
     int inflight;
+    bool unload_when_idle;
     struct http_fetch *probe;
     long probe_status;
     uv_timer_t probe_timer;
+    uv_timer_t ttl_timer;
     uint64_t started_at;
-    bool unload_when_idle;
+    bool doomed; /* during schedule(): an earlier request needs this one stopped */
 };
 
 struct swap {
     uv_loop_t *loop;
     struct http_client *client;
     const struct swap_conf *conf;
-    struct swap_instance *inst; /* one per model, same order as the model list */
+    const struct catalog *cat;
+    struct swap_instance *inst; /* one per catalog model, same order */
     size_t n_inst;
     struct swap_lease *queue, **queue_tail;
+    struct swap_lease *preload; /* leases held by hooks.on_startup.preload */
     bool shutting_down;
     void (*shutdown_done)(void *);
     void *shutdown_arg;
@@ -45,7 +53,6 @@ struct swap {
 };
 
 static void schedule(struct swap *s);
-static void start_instance(struct swap_instance *in);
 
 /* ---- the wait queue ---- */
 
@@ -81,28 +88,79 @@ fail_waiting(struct swap *s, struct swap_instance *in, int err, const char *msg)
     }
 }
 
-/* ---- readiness: poll /health every few ms, so a model is used the moment it is up ---- */
+static int
+waiting_for(const struct swap *s, const struct swap_instance *in)
+{
+    int n = 0;
+
+    for (const struct swap_lease *l = s->queue; l != NULL; l = l->next)
+        n += l->inst == in;
+    return n;
+}
+
+/* ---- stopping ---- */
+
+static void
+stop_instance(struct swap_instance *in, const char *why)
+{
+    struct swap *s = in->swap;
+
+    log_info("model %s: stopping (%s)", in->model->name, why);
+    uv_timer_stop(&in->probe_timer);
+    uv_timer_stop(&in->ttl_timer);
+    in->state = ST_STOPPING;
+    proc_stop(in->proc, s->conf->stop_grace_ms);
+}
+
+static void
+on_ttl(uv_timer_t *t)
+{
+    struct swap_instance *in = t->data;
+
+    if (in->state == ST_READY && in->inflight == 0)
+        stop_instance(in, "ttl: idle too long");
+}
+
+/* Called when a model has nothing in flight: TTL counts idle time only. */
+static void
+became_idle(struct swap_instance *in)
+{
+    if (in->unload_when_idle) {
+        in->unload_when_idle = false;
+        stop_instance(in, "unloaded");
+        return;
+    }
+    if (in->model->ttl_ms > 0)
+        uv_timer_start(&in->ttl_timer, on_ttl, in->model->ttl_ms, 0);
+}
+
+/* ---- readiness: poll the check endpoint every few ms, so a model is used the moment it is
+ * up ---- */
 
 static void probe_now(uv_timer_t *t);
 
 static void
-probe_later(struct swap_instance *in)
+mark_ready(struct swap_instance *in)
 {
-    uv_timer_start(&in->probe_timer, probe_now, in->swap->conf->probe_ms, 0);
+    in->state = ST_READY;
+    log_info("model %s: ready on %s in %.0f ms", in->model->name, in->url,
+             (double)(uv_hrtime() - in->started_at) / 1e6);
+    schedule(in->swap);
+    if (in->state == ST_READY && in->inflight == 0 && waiting_for(in->swap, in) == 0)
+        became_idle(in);
 }
 
 static void
 give_up_start(struct swap_instance *in)
 {
     char *why = xasprintf("llama-server for model %s was not ready within %llu ms; see its log "
-                          "lines above, or raise healthCheckTimeout",
-                          in->model->name, (unsigned long long)in->swap->conf->ready_timeout_ms);
+                          "(GET /logs), or raise healthCheckTimeout",
+                          in->model->name, (unsigned long long)in->swap->cat->ready_timeout_ms);
 
     log_warnx("%s", why);
     fail_waiting(in->swap, in, -ETIMEDOUT, why);
     free(why);
-    in->state = ST_STOPPING;
-    proc_stop(in->proc, in->swap->conf->stop_grace_ms);
+    stop_instance(in, "not ready in time");
 }
 
 static void
@@ -125,17 +183,14 @@ on_probe_done(void *arg, int err, const char *msg)
     if (in->state != ST_STARTING)
         return;
     if (err == 0 && in->probe_status == 200) {
-        in->state = ST_READY;
-        log_info("model %s: ready on %s in %.0f ms", in->model->name, in->url,
-                 (double)(uv_hrtime() - in->started_at) / 1e6);
-        schedule(in->swap);
+        mark_ready(in);
         return;
     }
-    if (uv_hrtime() - in->started_at > in->swap->conf->ready_timeout_ms * 1000000ull) {
+    if (uv_hrtime() - in->started_at > in->swap->cat->ready_timeout_ms * 1000000ull) {
         give_up_start(in);
         return;
     }
-    probe_later(in);
+    uv_timer_start(&in->probe_timer, probe_now, in->swap->conf->probe_ms, 0);
 }
 
 static void
@@ -143,17 +198,58 @@ probe_now(uv_timer_t *t)
 {
     struct swap_instance *in = t->data;
     static const struct http_fetch_cb cb = {on_probe_response, NULL, on_probe_done};
-    char url[96];
-    struct http_fetch_opts o = {.url = url, .connect_timeout_ms = 1000, .timeout_ms = 2000};
+    char *url;
+    struct http_fetch_opts o = {.connect_timeout_ms = 1000, .timeout_ms = 2000};
 
     if (in->state != ST_STARTING || in->probe != NULL)
         return;
-    snprintf(url, sizeof(url), "%s/health", in->url);
+    if (strcmp(in->model->check_endpoint, "none") == 0) {
+        mark_ready(in);
+        return;
+    }
+    url = xasprintf("%s%s", in->url, in->model->check_endpoint);
+    o.url = url;
     in->probe_status = 0;
     in->probe = http_fetch_start(in->swap->client, &o, &cb, in);
+    free(url);
 }
 
 /* ---- children ---- */
+
+static void
+all_stopped_check(struct swap *s)
+{
+    for (size_t i = 0; i < s->n_inst; i++)
+        if (s->inst[i].proc != NULL)
+            return;
+    if (s->shutdown_done)
+        s->shutdown_done(s->shutdown_arg);
+    s->shutdown_done = NULL;
+}
+
+static void
+report_exit(struct swap_instance *in, enum inst_state was, struct proc *p, int64_t status,
+            int term_signal)
+{
+    const char *how = term_signal ? "signal" : "exit code";
+    int code = term_signal ? term_signal : (int)status;
+
+    if (was == ST_STARTING) {
+        char *why = xasprintf("llama-server for model %s exited at start-up (%s %d); its last "
+                              "output: %s",
+                              in->model->name, how, code, proc_tail(p));
+
+        log_warnx("%s", why);
+        fail_waiting(in->swap, in, -ECHILD, why);
+        free(why);
+    } else if (was == ST_READY) {
+        log_warnx("model %s: llama-server exited unexpectedly (%s %d); the next request restarts "
+                  "it",
+                  in->model->name, how, code);
+    } else {
+        log_info("model %s: stopped", in->model->name);
+    }
+}
 
 static void
 on_child_exit(struct proc *p, int64_t status, int term_signal, void *arg)
@@ -163,159 +259,179 @@ on_child_exit(struct proc *p, int64_t status, int term_signal, void *arg)
     enum inst_state was = in->state;
 
     uv_timer_stop(&in->probe_timer);
+    uv_timer_stop(&in->ttl_timer);
     http_fetch_cancel(in->probe);
     in->probe = NULL;
     in->proc = NULL;
     in->state = ST_STOPPED;
     in->unload_when_idle = false;
-    if (was == ST_STARTING) {
-        char *why = xasprintf("llama-server for model %s exited at start-up (%s %d); its last "
-                              "output: %s",
-                              in->model->name, term_signal ? "signal" : "exit code",
-                              term_signal ? term_signal : (int)status, proc_tail(p));
-
-        log_warnx("%s", why);
-        fail_waiting(s, in, -ECHILD, why);
-        free(why);
-    } else if (was == ST_READY) {
-        log_warnx("model %s: llama-server exited unexpectedly (%s %d); the next request restarts "
-                  "it",
-                  in->model->name, term_signal ? "signal" : "exit code",
-                  term_signal ? term_signal : (int)status);
-    } else {
-        log_info("model %s: stopped", in->model->name);
-    }
+    report_exit(in, was, p, status, term_signal);
     proc_free(p);
-    if (s->shutting_down) {
-        for (size_t i = 0; i < s->n_inst; i++)
-            if (s->inst[i].proc != NULL)
-                return;
-        if (s->shutdown_done)
-            s->shutdown_done(s->shutdown_arg);
-        s->shutdown_done = NULL;
-        return;
-    }
-    schedule(s);
+    if (s->shutting_down)
+        all_stopped_check(s);
+    else
+        schedule(s);
 }
 
-/* A free loopback port: bind to port 0 and let the kernel choose. */
+/* A free loopback port: startPort + index when set and free, else one the kernel picks. */
 static int
-free_port(void)
+pick_port(const struct swap_instance *in)
 {
+    const struct swap *s = in->swap;
+    int want = s->cat->start_port ? (int)(s->cat->start_port + (size_t)(in - s->inst)) : 0;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
 
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    a.sin_port = htons((uint16_t)want);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        a.sin_port = 0;
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+            port = -errno;
+    }
+    if (port == -1 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
         port = ntohs(a.sin_port);
-    else
-        port = -errno;
     close(fd);
     return port;
 }
 
-static char **
-child_argv(const struct swap_conf *c, const struct model_entry *m, const char *port)
+/* cmd with ${PORT} and ${MODEL_ID} filled in, split into words. */
+static int
+start_argv(const struct swap_instance *in, const char *port, char ***argv)
 {
-    char **v = xcalloc(c->n_args + 12, sizeof(*v));
-    size_t k = 0;
+    char *a = swapconf_subst(in->model->cmd, "PORT", port);
+    char *b = swapconf_subst(a, "MODEL_ID", in->model->name);
+    int n = conf_split_args(b, argv);
 
-    v[k++] = (char *)c->llama_exe;
-    v[k++] = "-m";
-    v[k++] = m->path;
-    if (m->mmproj) {
-        v[k++] = "--mmproj";
-        v[k++] = m->mmproj;
-    }
-    v[k++] = "--host";
-    v[k++] = "127.0.0.1";
-    v[k++] = "--port";
-    v[k++] = (char *)port;
-    v[k++] = "--alias";
-    v[k++] = m->name;
-    for (size_t i = 0; i < c->n_args; i++)
-        v[k++] = c->args[i];
-    return v;
+    free(a);
+    free(b);
+    return n;
+}
+
+static void
+start_failed(struct swap_instance *in, const char *what)
+{
+    char *why = xasprintf("cannot start model %s: %s; check its cmd (or GI_LLAMA_EXE)",
+                          in->model->name, what);
+
+    log_warnx("%s", why);
+    fail_waiting(in->swap, in, -ECHILD, why);
+    free(why);
 }
 
 static void
 start_instance(struct swap_instance *in)
 {
     struct swap *s = in->swap;
-    int port = free_port(), err = 0;
-    char ports[16], tag[96];
-    char **argv;
+    char ports[16], tag[160], **argv = NULL, *url;
+    int port = pick_port(in), err = 0;
 
     if (port < 0) {
-        fail_waiting(s, in, port, "no free loopback port for llama-server");
+        start_failed(in, "no free loopback port");
         return;
     }
     snprintf(ports, sizeof(ports), "%d", port);
-    snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", port);
-    snprintf(tag, sizeof(tag), "llama-server:%s", in->model->name);
-    argv = child_argv(s->conf, in->model, ports);
-    in->started_at = uv_hrtime();
-    in->proc = proc_spawn(s->loop, argv, tag, on_child_exit, in, &err);
-    free(argv);
-    if (in->proc == NULL) {
-        char *why = xasprintf("cannot start %s for model %s: %s; set GI_LLAMA_EXE to a "
-                              "llama-server executable",
-                              s->conf->llama_exe, in->model->name, uv_strerror(err));
-
-        log_warnx("%s", why);
-        fail_waiting(s, in, err, why);
-        free(why);
+    if (start_argv(in, ports, &argv) <= 0) {
+        conf_free_args(argv);
+        start_failed(in, "its cmd is empty or has an unclosed quote");
         return;
     }
+    snprintf(tag, sizeof(tag), "model %s", in->model->name);
+    in->started_at = uv_hrtime();
+    in->proc = proc_spawn(s->loop, argv, in->model->env, tag, on_child_exit, in, &err);
+    if (in->proc == NULL) {
+        char *what = xasprintf("%s: %s", argv[0], uv_strerror(err));
+
+        start_failed(in, what);
+        free(what);
+        conf_free_args(argv);
+        return;
+    }
+    conf_free_args(argv);
+    url = swapconf_subst(in->model->proxy, "PORT", ports);
+    free(in->url);
+    in->url = url;
+    in->port = port;
     in->state = ST_STARTING;
-    log_info("model %s: starting on port %d", in->model->name, port);
     uv_timer_start(&in->probe_timer, probe_now, 0, 0);
 }
 
 /* ---- scheduling ---- */
 
-static struct swap_instance *
-busy_other(struct swap *s, const struct swap_instance *want)
+/* Stops the idle models that in's group rules exclude; true when none is left running. */
+static bool
+make_room(struct swap *s, struct swap_instance *in)
 {
-    for (size_t i = 0; i < s->n_inst; i++)
-        if (&s->inst[i] != want && s->inst[i].state != ST_STOPPED)
-            return &s->inst[i];
-    return NULL;
+    bool clear = true;
+
+    for (size_t i = 0; i < s->n_inst; i++) {
+        struct swap_instance *o = &s->inst[i];
+
+        if (o == in || o->state == ST_STOPPED || !catalog_conflicts(s->cat, in->model, o->model))
+            continue;
+        clear = false;
+        if (o->state == ST_READY && o->inflight == 0) {
+            char *why = xasprintf("to make room for %s", in->model->name);
+
+            stop_instance(o, why);
+            free(why);
+        }
+    }
+    return clear;
 }
 
-/* Grants what can be granted in arrival order; starts, or stops, at most one child. */
+static void
+doom_conflicts(struct swap *s, const struct swap_instance *in)
+{
+    for (size_t i = 0; i < s->n_inst; i++)
+        if (catalog_conflicts(s->cat, in->model, s->inst[i].model))
+            s->inst[i].doomed = true;
+}
+
+static void
+grant(struct swap *s, struct swap_lease *l)
+{
+    queue_remove(s, l);
+    l->state = SWAP_LEASE_GRANTED;
+    l->inst->inflight++;
+    uv_timer_stop(&l->inst->ttl_timer);
+    l->cb(l, 0, "", l->arg);
+}
+
+/*
+ * Grants, starts and stops in arrival order. A ready model serves its requests at once unless
+ * an earlier request waits for a model that needs it stopped: then it drains, so no model
+ * starves. Restarts the scan after each grant, since a callback may change the queue.
+ */
 static void
 schedule(struct swap *s)
 {
-    struct swap_lease *l;
-    struct swap_instance *in, *other;
+    bool again = true;
 
-    while ((l = s->queue) != NULL && !s->shutting_down) {
-        in = l->inst;
-        if (in->state == ST_READY) {
-            queue_remove(s, l);
-            l->state = SWAP_LEASE_GRANTED;
-            in->inflight++;
-            l->cb(l, 0, "", l->arg);
-            continue;
+    while (again && !s->shutting_down) {
+        again = false;
+        for (size_t i = 0; i < s->n_inst; i++)
+            s->inst[i].doomed = false;
+        for (struct swap_lease *l = s->queue; l != NULL; l = l->next) {
+            struct swap_instance *in = l->inst;
+
+            if (in->state == ST_READY && !in->doomed) {
+                grant(s, l);
+                again = true;
+                break;
+            }
+            if (in->state == ST_STOPPED && !in->doomed && make_room(s, in)) {
+                start_instance(in);
+                if (in->state == ST_STOPPED) { /* failed: its waiters left the queue */
+                    again = true;
+                    break;
+                }
+            }
+            if (in->state != ST_READY)
+                doom_conflicts(s, in);
         }
-        if (in->state == ST_STARTING || in->state == ST_STOPPING)
-            return;
-        other = busy_other(s, in);
-        if (other == NULL) {
-            start_instance(in);
-            continue; /* ready later, or its waiters were failed */
-        }
-        if (other->state == ST_READY && other->inflight == 0) {
-            log_info("model %s: stopping to make room for %s", other->model->name,
-                     in->model->name);
-            other->state = ST_STOPPING;
-            proc_stop(other->proc, s->conf->stop_grace_ms);
-        }
-        return; /* wait for the other to go idle or to exit */
     }
 }
 
@@ -323,39 +439,57 @@ schedule(struct swap *s)
 
 struct swap *
 swap_new(uv_loop_t *loop, struct http_client *client, const struct swap_conf *conf,
-         const struct model_list *models)
+         const struct catalog *cat)
 {
     struct swap *s = xcalloc(1, sizeof(*s));
 
     s->loop = loop;
     s->client = client;
     s->conf = conf;
+    s->cat = cat;
     s->queue_tail = &s->queue;
-    s->n_inst = models->n;
-    s->inst = xcalloc(models->n, sizeof(*s->inst));
-    for (size_t i = 0; i < models->n; i++) {
+    s->n_inst = cat->n;
+    s->inst = xcalloc(cat->n ? cat->n : 1, sizeof(*s->inst));
+    for (size_t i = 0; i < cat->n; i++) {
         s->inst[i].swap = s;
-        s->inst[i].model = &models->v[i];
+        s->inst[i].model = &cat->v[i];
         uv_timer_init(loop, &s->inst[i].probe_timer);
-        s->inst[i].probe_timer.data = &s->inst[i];
+        uv_timer_init(loop, &s->inst[i].ttl_timer);
+        s->inst[i].probe_timer.data = s->inst[i].ttl_timer.data = &s->inst[i];
     }
     return s;
 }
 
+static struct swap_instance *
+instance_of(struct swap *s, const struct model_def *m)
+{
+    for (size_t i = 0; i < s->n_inst; i++)
+        if (s->inst[i].model == m)
+            return &s->inst[i];
+    return NULL;
+}
+
 void
-swap_acquire(struct swap *s, struct swap_lease *l, const struct model_entry *m, swap_ready_cb cb,
+swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m, swap_ready_cb cb,
              void *arg)
 {
+    struct swap_instance *in = instance_of(s, m);
+    char msg[256];
+
     memset(l, 0, sizeof(*l));
     l->swap = s;
     l->cb = cb;
     l->arg = arg;
-    for (size_t i = 0; i < s->n_inst; i++)
-        if (s->inst[i].model == m)
-            l->inst = &s->inst[i];
-    if (l->inst == NULL || s->shutting_down) {
-        cb(l, l->inst ? -ESHUTDOWN : -ENOENT,
-           l->inst ? "goinfer is shutting down" : "unknown model", arg);
+    l->inst = in;
+    if (in == NULL || s->shutting_down) {
+        cb(l, in ? -ESHUTDOWN : -ENOENT, in ? "goinfer is shutting down" : "unknown model", arg);
+        return;
+    }
+    if (m->concurrency_limit > 0 &&
+        (unsigned)(in->inflight + waiting_for(s, in)) >= m->concurrency_limit) {
+        snprintf(msg, sizeof(msg), "model %s already has %u requests in progress "
+                 "(concurrencyLimit); retry later", m->name, m->concurrency_limit);
+        cb(l, -EBUSY, msg, arg);
         return;
     }
     l->state = SWAP_LEASE_WAITING;
@@ -374,12 +508,11 @@ swap_release(struct swap_lease *l)
     } else if (l->state == SWAP_LEASE_GRANTED) {
         struct swap_instance *in = l->inst;
 
-        if (--in->inflight == 0 && in->unload_when_idle && in->state == ST_READY) {
-            in->unload_when_idle = false;
-            in->state = ST_STOPPING;
-            proc_stop(in->proc, s->conf->stop_grace_ms);
-        } else if (in->inflight == 0) {
+        l->state = SWAP_LEASE_IDLE;
+        if (--in->inflight == 0 && in->state == ST_READY) {
             schedule(s);
+            if (in->state == ST_READY && in->inflight == 0 && waiting_for(s, in) == 0)
+                became_idle(in);
         }
     }
     l->state = SWAP_LEASE_IDLE;
@@ -389,6 +522,31 @@ const char *
 swap_lease_url(const struct swap_lease *l)
 {
     return l->inst->url;
+}
+
+static void
+on_preloaded(struct swap_lease *l, int err, const char *msg, void *arg)
+{
+    (void)arg;
+    if (err < 0)
+        log_warnx("preload: %s", msg);
+    else
+        swap_release(l);
+}
+
+void
+swap_preload(struct swap *s)
+{
+    size_t n = ylist_len(s->cat->preload);
+
+    s->preload = xcalloc(n ? n : 1, sizeof(*s->preload));
+    for (size_t i = 0; i < n; i++) {
+        const char *name = s->cat->preload[i];
+
+        log_info("preload: starting %s", name);
+        swap_acquire(s, &s->preload[i], catalog_find(s->cat, name, strlen(name)), on_preloaded,
+                     NULL);
+    }
 }
 
 int
@@ -408,10 +566,7 @@ swap_unload_all(struct swap *s)
         }
         if (in->state == ST_STARTING)
             fail_waiting(s, in, -ECANCELED, "the model was unloaded while it was starting");
-        log_info("model %s: unloading", in->model->name);
-        uv_timer_stop(&in->probe_timer);
-        in->state = ST_STOPPING;
-        proc_stop(in->proc, s->conf->stop_grace_ms);
+        stop_instance(in, "unloaded");
     }
     return n;
 }
@@ -426,10 +581,10 @@ swap_running(const struct swap *s)
 
         if (in->state == ST_STOPPED)
             continue;
-        json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i}", "model", in->model->name,
-                                           "state", state_names[in->state], "pid",
-                                           in->proc ? proc_pid(in->proc) : 0, "inflight",
-                                           in->inflight));
+        json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:s}", "model",
+                                           in->model->name, "state", state_names[in->state],
+                                           "pid", in->proc ? proc_pid(in->proc) : 0, "inflight",
+                                           in->inflight, "proxy", in->url ? in->url : ""));
     }
     return a;
 }
@@ -437,24 +592,14 @@ swap_running(const struct swap *s)
 void
 swap_shutdown(struct swap *s, void (*done)(void *arg), void *arg)
 {
-    bool any = false;
-
     s->shutting_down = true;
-    fail_waiting(s, NULL, -ESHUTDOWN, "goinfer is shutting down");
-    for (size_t i = 0; i < s->n_inst; i++) {
-        struct swap_instance *in = &s->inst[i];
-
-        uv_timer_stop(&in->probe_timer);
-        if (in->proc == NULL)
-            continue;
-        any = true;
-        in->state = ST_STOPPING;
-        proc_stop(in->proc, s->conf->stop_grace_ms);
-    }
     s->shutdown_done = done;
     s->shutdown_arg = arg;
-    if (!any && done)
-        done(arg);
+    fail_waiting(s, NULL, -ESHUTDOWN, "goinfer is shutting down");
+    for (size_t i = 0; i < s->n_inst; i++)
+        if (s->inst[i].proc != NULL && s->inst[i].state != ST_STOPPING)
+            stop_instance(&s->inst[i], "shutting down");
+    all_stopped_check(s);
 }
 
 static void
@@ -462,10 +607,13 @@ on_timer_closed(uv_handle_t *h)
 {
     struct swap *s = ((struct swap_instance *)h->data)->swap;
 
-    if (--s->closing_timers == 0) {
-        free(s->inst);
-        free(s);
-    }
+    if (--s->closing_timers > 0)
+        return;
+    for (size_t i = 0; i < s->n_inst; i++)
+        free(s->inst[i].url);
+    free(s->inst);
+    free(s->preload);
+    free(s);
 }
 
 void
@@ -475,14 +623,16 @@ swap_free(struct swap *s)
         return;
     if (s->n_inst == 0) {
         free(s->inst);
+        free(s->preload);
         free(s);
         return;
     }
-    s->closing_timers = (int)s->n_inst;
+    s->closing_timers = (int)s->n_inst * 2;
     for (size_t i = 0; i < s->n_inst; i++) {
         http_fetch_cancel(s->inst[i].probe);
         if (s->inst[i].proc)
             proc_free(s->inst[i].proc);
         uv_close((uv_handle_t *)&s->inst[i].probe_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&s->inst[i].ttl_timer, on_timer_closed);
     }
 }

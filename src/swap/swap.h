@@ -14,15 +14,11 @@
 #include <uv.h>
 
 #include "http/client.h"
-#include "models/discovery.h"
+#include "models/catalog.h"
 
 struct swap_conf {
-    const char *llama_exe;
-    char **args;    /* extra llama-server arguments for every model; borrowed */
-    size_t n_args;
-    uint64_t ready_timeout_ms; /* spawn to /health ok */
-    uint64_t stop_grace_ms;    /* SIGTERM to SIGKILL */
-    uint64_t probe_ms;         /* readiness poll interval */
+    uint64_t stop_grace_ms; /* SIGTERM to SIGKILL */
+    uint64_t probe_ms;      /* readiness poll interval */
 };
 
 struct swap;
@@ -46,11 +42,14 @@ struct swap_lease {
     struct swap_lease *next; /* wait queue */
 };
 
-/* Borrows conf (and its strings) for the life of the swap. */
+/* Borrows conf and cat for the life of the swap. */
 struct swap *swap_new(uv_loop_t *loop, struct http_client *client, const struct swap_conf *conf,
-                      const struct model_list *models);
-void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_entry *m,
+                      const struct catalog *cat);
+/* err -EBUSY: the model's concurrencyLimit is reached (answer 429). */
+void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m,
                   swap_ready_cb cb, void *arg);
+/* Starts the catalog's preload models (hooks.on_startup.preload). */
+void swap_preload(struct swap *s);
 /* Ends a granted lease, or withdraws a waiting one (its callback then never runs); no-op when
  * idle. */
 void swap_release(struct swap_lease *l);

@@ -83,7 +83,7 @@ def test_swap_between_models_and_back(models_dir, start_goinfer, client):
         running = client.get(g.url() + "/health").json()["running"]
         assert [x["model"] for x in running] == [model]
     assert len(children_of(g.proc.pid)) == 1  # one llama-server at a time
-    g.wait_log(r"model tiny-a: stopping to make room for tiny-b")
+    g.wait_log(r"model tiny-a: stopping \(to make room for tiny-b\)")
 
 
 def test_default_model_when_none_named(models_dir, start_goinfer, client):

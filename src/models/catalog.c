@@ -1,0 +1,241 @@
+#include "catalog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/yaml.h"
+#include "core/buf.h"
+#include "core/xmalloc.h"
+
+#define DEFAULT_GROUP "(default)"
+
+static char **
+list_dup(char *const *v)
+{
+    size_t n = ylist_len(v);
+    char **out = xcalloc(n + 1, sizeof(*out));
+
+    for (size_t i = 0; i < n; i++)
+        out[i] = xstrdup(v[i]);
+    return out;
+}
+
+/* "a, b,c" -> {"a","b","c"} */
+static char **
+split_commas(const char *s)
+{
+    char **out = xcalloc(1, sizeof(*out));
+    size_t k = 0;
+
+    while (s && *s) {
+        size_t n;
+
+        s += strspn(s, ", ");
+        n = strcspn(s, ", ");
+        if (n == 0)
+            break;
+        out = xrealloc(out, (k + 2) * sizeof(*out));
+        out[k++] = xstrndup(s, n);
+        out[k] = NULL;
+        s += n;
+    }
+    return out;
+}
+
+/* Single-quotes a word for the command line (conf_split_args reads it back). */
+static void
+quote(struct buf *b, const char *s)
+{
+    buf_append(b, "'", 1);
+    for (; *s; s++) {
+        if (*s == '\'')
+            buf_append(b, "'\\''", 4);
+        else
+            buf_append(b, s, 1);
+    }
+    buf_append(b, "' ", 2);
+}
+
+static char *
+discovered_cmd(const struct conf *conf, const struct model_entry *e, const char *exe, bool gi)
+{
+    struct buf b;
+    char *s;
+
+    buf_init(&b, 1 << 16);
+    quote(&b, exe);
+    buf_printf(&b, "-m ");
+    quote(&b, e->path);
+    if (e->mmproj) {
+        buf_printf(&b, "--mmproj ");
+        quote(&b, e->mmproj);
+    }
+    buf_printf(&b, "--host 127.0.0.1 --port ${PORT} --alias ${MODEL_ID}");
+    if (conf->args_common)
+        buf_printf(&b, " %s", conf->args_common);
+    if (conf->args_verbose && !conf->quiet)
+        buf_printf(&b, " %s", conf->args_verbose);
+    if (conf->args_debug && conf->debug)
+        buf_printf(&b, " %s", conf->args_debug);
+    if (gi && conf->args_goinfer)
+        buf_printf(&b, " %s", conf->args_goinfer);
+    s = xstrdup(buf_cstr(&b));
+    buf_cleanup(&b);
+    return s;
+}
+
+static struct model_def *
+add(struct catalog *cat, const char *name)
+{
+    struct model_def *d;
+
+    cat->v = xrealloc(cat->v, (cat->n + 1) * sizeof(*cat->v));
+    d = &cat->v[cat->n++];
+    memset(d, 0, sizeof(*d));
+    d->name = xstrdup(name);
+    d->aliases = xcalloc(1, sizeof(char *));
+    d->env = xcalloc(1, sizeof(char *));
+    d->strip_params = xcalloc(1, sizeof(char *));
+    d->proxy = xstrdup("http://127.0.0.1:${PORT}");
+    d->check_endpoint = xstrdup("/health");
+    return d;
+}
+
+static void
+add_discovered(struct catalog *cat, const struct conf *conf, const struct model_entry *e,
+               const char *exe, bool gi)
+{
+    char *name = gi ? xasprintf("GI_%s", e->name) : xstrdup(e->name);
+    struct model_def *d = add(cat, name);
+
+    free(name);
+    d->cmd = discovered_cmd(conf, e, exe, gi);
+    d->unlisted = gi;
+    d->path = xstrdup(e->path);
+    d->mmproj = e->mmproj ? xstrdup(e->mmproj) : NULL;
+    d->size = e->size;
+    d->shards = e->shards;
+}
+
+static void
+add_configured(struct catalog *cat, const struct conf_model *m)
+{
+    struct model_def *d = add(cat, m->name);
+
+    d->cmd = xstrdup(m->cmd);
+    d->cmd_stop = m->cmd_stop ? xstrdup(m->cmd_stop) : NULL;
+    free(d->proxy);
+    d->proxy = xstrdup(m->proxy);
+    free(d->check_endpoint);
+    d->check_endpoint = xstrdup(m->check_endpoint);
+    ylist_free(d->aliases);
+    d->aliases = list_dup(m->aliases);
+    ylist_free(d->env);
+    d->env = list_dup(m->env);
+    ylist_free(d->strip_params);
+    d->strip_params = split_commas(m->strip_params);
+    d->use_model_name = m->use_model_name ? xstrdup(m->use_model_name) : NULL;
+    d->description = m->description ? xstrdup(m->description) : NULL;
+    d->ttl_ms = m->ttl * 1000;
+    d->concurrency_limit = (unsigned)m->concurrency_limit;
+    d->unlisted = m->unlisted;
+}
+
+static size_t
+group_of(const struct swapconf *s, const char *name)
+{
+    for (size_t g = 0; g < s->n_groups; g++)
+        for (char **m = s->groups[g].members; m && *m; m++)
+            if (strcmp(*m, name) == 0)
+                return g + 1; /* 0 is the default group */
+    return 0;
+}
+
+static void
+build_groups(struct catalog *cat, const struct swapconf *s)
+{
+    cat->n_groups = s->n_groups + 1;
+    cat->groups = xcalloc(cat->n_groups, sizeof(*cat->groups));
+    cat->groups[0] = (struct model_group){xstrdup(DEFAULT_GROUP), true, true, false};
+    for (size_t g = 0; g < s->n_groups; g++)
+        cat->groups[g + 1] = (struct model_group){xstrdup(s->groups[g].name), s->groups[g].swap,
+                                                  s->groups[g].exclusive,
+                                                  s->groups[g].persistent};
+    for (size_t i = 0; i < cat->n; i++)
+        cat->v[i].group = group_of(s, cat->v[i].name);
+}
+
+int
+catalog_build(struct catalog *cat, const struct conf *conf, const struct model_list *found,
+              const char *llama_exe, char *err, size_t errlen)
+{
+    const struct swapconf *s = &conf->swap;
+
+    memset(cat, 0, sizeof(*cat));
+    for (size_t i = 0; i < s->n_models; i++)
+        add_configured(cat, &s->models[i]);
+    for (int gi = 0; gi < 2; gi++)
+        for (size_t i = 0; i < found->n; i++) {
+            char *name = gi ? xasprintf("GI_%s", found->v[i].name) : xstrdup(found->v[i].name);
+
+            if (catalog_find(cat, name, strlen(name)) == NULL)
+                add_discovered(cat, conf, &found->v[i], llama_exe, gi);
+            free(name);
+        }
+    build_groups(cat, s);
+    cat->preload = list_dup(s->preload);
+    cat->ready_timeout_ms = s->health_check_timeout ? s->health_check_timeout * 1000 : 120000;
+    cat->start_port = s->start_port;
+    for (char **p = cat->preload; *p; p++)
+        if (catalog_find(cat, *p, strlen(*p)) == NULL) {
+            snprintf(err, errlen, "hooks.on_startup.preload: %s is not a known model", *p);
+            return -EINVAL;
+        }
+    return 0;
+}
+
+void
+catalog_cleanup(struct catalog *cat)
+{
+    for (size_t i = 0; i < cat->n; i++) {
+        struct model_def *d = &cat->v[i];
+
+        free(d->name), free(d->cmd), free(d->cmd_stop), free(d->proxy);
+        free(d->check_endpoint), free(d->use_model_name), free(d->description);
+        free(d->path), free(d->mmproj);
+        ylist_free(d->aliases), ylist_free(d->env), ylist_free(d->strip_params);
+    }
+    for (size_t g = 0; g < cat->n_groups; g++)
+        free(cat->groups[g].name);
+    free(cat->v);
+    free(cat->groups);
+    ylist_free(cat->preload);
+    memset(cat, 0, sizeof(*cat));
+}
+
+const struct model_def *
+catalog_find(const struct catalog *cat, const char *name, size_t len)
+{
+    for (size_t i = 0; i < cat->n; i++)
+        if (strlen(cat->v[i].name) == len && strncmp(cat->v[i].name, name, len) == 0)
+            return &cat->v[i];
+    for (size_t i = 0; i < cat->n; i++)
+        for (char **a = cat->v[i].aliases; *a; a++)
+            if (strlen(*a) == len && strncmp(*a, name, len) == 0)
+                return &cat->v[i];
+    return NULL;
+}
+
+bool
+catalog_conflicts(const struct catalog *cat, const struct model_def *a, const struct model_def *b)
+{
+    const struct model_group *ga = &cat->groups[a->group], *gb = &cat->groups[b->group];
+
+    if (a == b)
+        return false;
+    if (a->group == b->group)
+        return ga->swap;
+    return ga->exclusive && !gb->persistent;
+}

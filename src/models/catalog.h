@@ -1,0 +1,65 @@
+/*
+ * The catalog: every model a request can name, from discovery (GI_MODELS_DIR) and from the
+ * llama-swap model section, with how to start it. A discovered model also gets a GI_<name>
+ * variant started with llama.args.goinfer (the seed's templating-free /completions use).
+ */
+#ifndef GOINFER_MODELS_CATALOG_H
+#define GOINFER_MODELS_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+#include "models/discovery.h"
+
+struct model_group {
+    char *name;
+    bool swap;       /* one member at a time */
+    bool exclusive;  /* starting a member stops the models of other groups */
+    bool persistent; /* other groups never stop this one's members */
+};
+
+struct model_def {
+    char *name;
+    char *cmd;  /* ${PORT} and ${MODEL_ID} are filled in at start */
+    char *cmd_stop;
+    char *proxy;
+    char *check_endpoint; /* "none": ready as soon as started */
+    char **aliases;
+    char **env;
+    char **strip_params;
+    char *use_model_name;
+    char *description;
+    uint64_t ttl_ms;
+    unsigned concurrency_limit; /* 0: no limit */
+    bool unlisted;
+    size_t group;
+    /* From discovery; NULL/0 for models defined only in YAML. */
+    char *path;
+    char *mmproj;
+    uint64_t size;
+    int shards;
+};
+
+struct catalog {
+    struct model_def *v;
+    size_t n;
+    struct model_group *groups;
+    size_t n_groups;
+    char **preload;
+    uint64_t ready_timeout_ms;
+    uint64_t start_port;
+};
+
+/* Builds from conf (YAML models win over discovered ones of the same name) and found. */
+int catalog_build(struct catalog *cat, const struct conf *conf, const struct model_list *found,
+                  const char *llama_exe, char *err, size_t errlen);
+void catalog_cleanup(struct catalog *cat);
+/* By name or alias. */
+const struct model_def *catalog_find(const struct catalog *cat, const char *name, size_t len);
+/* True when starting a must stop b (llama-swap's group rules). */
+bool catalog_conflicts(const struct catalog *cat, const struct model_def *a,
+                       const struct model_def *b);
+
+#endif
