@@ -122,6 +122,8 @@ setup_models(struct app *a)
 {
     char err[512];
 
+    if (a->conf.models_dir == NULL && a->conf.swap.n_models > 0)
+        return; /* every model is defined in the llama-swap section */
     if (a->conf.models_dir == NULL)
         fatalx("no models folder: set GI_MODELS_DIR (or models_dir in goinfer.yml) to folders "
                "holding *.gguf files, separated by ':'");

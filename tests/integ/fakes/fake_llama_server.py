@@ -6,6 +6,8 @@ It takes llama-server's command line and picks a behaviour from the model file's
   die-*    streams 2 events, then exits mid-stream (a child crash during generation)
   endless-* streams an event every 20 ms until the client goes; then writes the time it
            noticed to <model>.gone (proves goinfer aborts upstream when its client leaves)
+  echo-*   answers with the JSON body it received (proves what goinfer forwards)
+  slow-*   answers after 1 s (holds a request in flight)
 """
 import http.server
 import json
@@ -42,7 +44,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if KIND in ("echo", "slow"):
+            if KIND == "slow":
+                time.sleep(1)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
