@@ -113,6 +113,7 @@ on_signal(uv_signal_t *s, int signum)
     log_info("signal %d: no new connections; finishing %zu open ones", signum,
              http_server_active(a->server));
     http_server_shutdown(a->server);
+    router_shutdown(a->router);
     a->shutdown_at = uv_now(a->loop);
     uv_timer_start(&a->drain, on_drain_tick, 0, 50);
 }

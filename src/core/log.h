@@ -3,6 +3,7 @@
 #define GOINFER_CORE_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdnoreturn.h>
 
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
@@ -29,6 +30,20 @@ void log_set_level(enum log_level level);
 
 void log_emit(enum log_level level, bool with_errno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * Recent lines (ours and the children's) for GET /logs, and live subscribers for /logs/stream.
+ * A subscriber's callback must not block; lines logged from inside it are not re-broadcast.
+ */
+typedef void (*log_line_cb)(void *arg, const char *line, size_t len);
+struct log_sub;
+
+/* Adds a line to the history and subscribers without printing it (child output). */
+void log_capture(const char *line, size_t len);
+/* Calls cb with the stored history, oldest first, as one block of lines. */
+void log_history(log_line_cb cb, void *arg);
+struct log_sub *log_subscribe(log_line_cb cb, void *arg);
+void log_unsubscribe(struct log_sub *s);
+
 noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

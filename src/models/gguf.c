@@ -155,8 +155,8 @@ le(const unsigned char *p, unsigned n)
 {
     uint64_t v = 0;
 
-    while (n-- > 0)
-        v = v << 8 | p[n];
+    for (unsigned i = n; i > 0; i--)
+        v = v << 8 | p[i - 1];
     return v;
 }
 

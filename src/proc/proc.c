@@ -89,7 +89,15 @@ emit_line(struct proc *p, const char *s, size_t n)
         n--;
     if (n == 0)
         return;
+    char line[LINE_MAX_BYTES + 200];
+    int k;
+
     log_debug("[%s] %.*s", p->tag, (int)n, s);
+    if (!log_enabled(LOG_LEVEL_DEBUG)) { /* /logs shows the children's output either way */
+        k = snprintf(line, sizeof(line), "[%s] %.*s", p->tag, (int)n, s);
+        if (k > 0)
+            log_capture(line, (size_t)k < sizeof(line) ? (size_t)k : sizeof(line) - 1);
+    }
     tail_add(p, s, n);
 }
 

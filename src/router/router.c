@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/log.h"
 #include "core/xmalloc.h"
 #include "router/proxy.h"
 #include "router/select.h"
@@ -18,6 +19,15 @@
 struct router {
     struct router_deps d;
     time_t started;
+    struct logstream *streams; /* open /logs/stream responses, ended at shutdown */
+};
+
+struct logstream {
+    struct http_request *req;
+    struct router *r;
+    struct log_sub *sub;
+    uint64_t dropped;
+    struct logstream *prev, *next;
 };
 
 typedef void (*route_cb)(struct router *r, struct http_request *req);
@@ -194,6 +204,97 @@ handle_unload(struct router *r, struct http_request *req)
     respond_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "stopping", n));
 }
 
+static void
+write_history(void *arg, const char *text, size_t len)
+{
+    http_stream_write(arg, text, len);
+}
+
+static void
+handle_logs(struct router *r, struct http_request *req)
+{
+    struct http_header h = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
+
+    (void)r;
+    http_stream_start(req, 200, &h, 1, -1);
+    log_history(write_history, req);
+    http_stream_end(req);
+}
+
+static void
+logstream_close(struct logstream *ls)
+{
+    log_unsubscribe(ls->sub);
+    if (ls->prev)
+        ls->prev->next = ls->next;
+    else
+        ls->r->streams = ls->next;
+    if (ls->next)
+        ls->next->prev = ls->prev;
+    free(ls);
+}
+
+static void
+on_logstream_abort(struct http_request *req)
+{
+    logstream_close(req->handler_data);
+}
+
+/* A slow reader loses lines (and is told how many) rather than growing our memory. */
+static void
+on_log_line(void *arg, const char *line, size_t len)
+{
+    struct logstream *ls = arg;
+    char note[64];
+    int n;
+
+    if (http_over_high_water(ls->req)) {
+        ls->dropped++;
+        return;
+    }
+    if (ls->dropped > 0) {
+        n = snprintf(note, sizeof(note), "[%llu lines dropped: reader too slow]\n",
+                     (unsigned long long)ls->dropped);
+        http_stream_write(ls->req, note, (size_t)n);
+        ls->dropped = 0;
+    }
+    http_stream_write(ls->req, line, len);
+    http_stream_write(ls->req, "\n", 1);
+}
+
+static void
+handle_logs_stream(struct router *r, struct http_request *req)
+{
+    struct http_header h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                               {"X-Accel-Buffering", 17, "no", 2}};
+    struct logstream *ls = xcalloc(1, sizeof(*ls));
+
+    ls->req = req;
+    ls->r = r;
+    req->handler_data = ls;
+    req->on_abort = on_logstream_abort;
+    http_stream_start(req, 200, h, 2, -1);
+    if (req->query == NULL || strstr(req->query, "no-history") == NULL)
+        log_history(write_history, req);
+    ls->sub = log_subscribe(on_log_line, ls);
+    ls->next = r->streams;
+    if (r->streams)
+        r->streams->prev = ls;
+    r->streams = ls;
+}
+
+void
+router_shutdown(struct router *r)
+{
+    while (r->streams) {
+        struct http_request *req = r->streams->req;
+
+        req->on_abort = NULL;
+        logstream_close(r->streams);
+        http_stream_end(req);
+    }
+}
+
 #define GI ROUTER_SVC_GOINFER
 
 /* Exact paths; a path ending in '/' matches as a prefix. */
@@ -203,6 +304,8 @@ static const struct route routes[] = {
     {"GET", "/running", GI | ROUTER_SVC_ADMIN, false, handle_running},
     {"GET", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
     {"POST", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
+    {"GET", "/logs", GI | ROUTER_SVC_ADMIN, false, handle_logs},
+    {"GET", "/logs/stream", GI | ROUTER_SVC_ADMIN, false, handle_logs_stream},
     /* llama.cpp's native API, on Goinfer's listener */
     {"POST", "/completions", GI, false, handle_proxy},
     {"POST", "/completion", GI, false, handle_proxy},

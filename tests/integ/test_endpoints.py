@@ -1,5 +1,9 @@
 """Endpoints beyond chat: llama.cpp's native routes, /upstream/<model>/, /running, /unload,
 and how the model is chosen (JSON body, multipart field, ?model=)."""
+import time
+
+import httpx
+
 from conftest import API_KEY, auth
 
 
@@ -68,3 +72,38 @@ def test_running_and_unload(models_dir, start_goinfer, client):
     g.wait_log(r"model tiny-a: stopped")
     assert client.get(g.url() + "/running", headers=auth()).json() == {"running": []}
     assert client.get(g.url() + "/running").status_code == 401
+
+
+def test_logs_and_logs_stream(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    client.post(g.url() + "/completions", headers=auth(), json={"model": "tiny-a", "prompt": "hi", "n_predict": 2})
+    text = client.get(g.url() + "/logs", headers=auth()).text
+    assert "listening on" in text
+    assert "[model tiny-a]" in text  # the child's own output, captured without -debug
+    assert "POST /completions model=tiny-a" in text
+    import threading
+    got = []
+    with httpx.Client(timeout=30) as c2:
+        with c2.stream("GET", g.url() + "/logs/stream?no-history", headers=auth()) as r:
+            assert r.status_code == 200
+            threading.Timer(0.3, lambda: httpx.get(g.url() + "/health")).start()
+            for line in r.iter_lines():
+                got.append(line)
+                if "GET /health" in line:
+                    break
+    assert any("GET /health" in line for line in got)
+    assert not any("listening on" in line for line in got)  # no history asked
+
+
+def test_sigterm_ends_log_streams(models_dir, start_goinfer):
+    g = start_goinfer(models_dir)
+    with httpx.Client(timeout=30) as c:
+        with c.stream("GET", g.url() + "/logs/stream", headers=auth()) as r:
+            lines = r.iter_lines()
+            next(lines)
+            t0 = time.monotonic()
+            g.proc.terminate()
+            for _ in lines:
+                pass
+    assert g.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 3

@@ -488,7 +488,7 @@ wrong_types_and_ranges(void **state)
     free(w.b);
 
     header(&w, 3, 0);
-    kv_u(&w, "general.file_type", T_I64, INT64_MIN);
+    kv_u(&w, "general.file_type", T_I64, 1ull << 63); /* INT64_MIN */
     finish(&w);
     expect_einval(&w, "general.file_type is negative (-9223372036854775808)");
     free(w.b);
