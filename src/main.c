@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "conf/conf.h"
+#include "conf/write.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
@@ -139,6 +140,25 @@ setup_models(struct app *a)
                  a->models.v[i].mmproj ? a->models.v[i].mmproj : "");
 }
 
+/* -write: goinfer.yml and llama-swap.yml beside the -config path (default: here). */
+static void
+write_config(struct app *a)
+{
+    char err[512], *exe = find_llama_exe(&a->conf), *dir;
+    const char *slash = strrchr(a->conf.file, '/');
+    int rc;
+
+    dir = slash ? xstrndup(a->conf.file, (size_t)(slash - a->conf.file)) : xstrdup(".");
+    rc = conf_write_files(&a->conf, &a->models, exe, dir, err, sizeof(err));
+    if (rc < 0)
+        fatalx("-write: %s", err);
+    log_info("wrote %s/goinfer.yml (mode 0600, new API key) and %s/llama-swap.yml with %zu "
+             "models; previous files kept as .bak",
+             dir, dir, a->models.n);
+    free(dir);
+    free(exe);
+}
+
 static void
 setup_backends(struct app *a)
 {
@@ -150,6 +170,11 @@ setup_backends(struct app *a)
         fatalx("%s: %s", a->conf.file ? a->conf.file : "config", err);
     a->swap_conf.stop_grace_ms = 5000;
     a->swap_conf.probe_ms = 5;
+    if (a->conf.api_key != NULL && strncmp(a->conf.api_key, "PLEASE SET", 10) == 0) {
+        free(a->conf.api_key); /* the -write -no-api-key placeholder is no key at all */
+        a->conf.api_key = NULL;
+        keys[0] = NULL;
+    }
     if (a->conf.api_key == NULL && !a->conf.no_api_key)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
@@ -209,6 +234,10 @@ main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     a.loop = uv_default_loop();
     setup_models(&a);
+    if (a.conf.write) {
+        write_config(&a);
+        goto out;
+    }
     setup_backends(&a);
     setup_listeners(&a);
     uv_signal_init(a.loop, &a.sigint);
@@ -220,6 +249,8 @@ main(int argc, char **argv)
     swap_preload(a.swap);
     log_info("goinfer ready: %zu models", a.cat.n);
     uv_run(a.loop, UV_RUN_DEFAULT);
+    log_info("goinfer stopped");
+out:
     router_free(a.router);
     auth_free(a.auth);
     free(a.llama_exe);
@@ -228,6 +259,5 @@ main(int argc, char **argv)
     conf_cleanup(&a.conf);
     uv_loop_close(a.loop);
     curl_global_cleanup();
-    log_info("goinfer stopped");
     return 0;
 }

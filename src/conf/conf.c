@@ -131,6 +131,19 @@ conf_split_args(const char *s, char ***out)
 }
 
 void
+conf_quote_arg(struct buf *b, const char *s)
+{
+    buf_append(b, "'", 1);
+    for (; *s; s++) {
+        if (*s == '\'')
+            buf_append(b, "'\\''", 4);
+        else
+            buf_append(b, s, 1);
+    }
+    buf_append(b, "'", 1);
+}
+
+void
 conf_free_args(char **v)
 {
     for (size_t i = 0; v && v[i]; i++)
@@ -289,15 +302,17 @@ apply_env(struct conf *c)
 
 struct flags {
     const char *config;
-    bool debug, no_api_key, quiet, help;
+    bool debug, no_api_key, quiet, help, write;
 };
 
 static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: goinfer [-config goinfer.yml] [-no-api-key] [-debug] [-q]\n"
+            "usage: goinfer [-config goinfer.yml] [-write] [-no-api-key] [-debug] [-q]\n"
             "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
+            "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
+            "                 models found, keeping the old files as .bak, then exit\n"
             "  -no-api-key    serve without an API key (only on a private machine)\n"
             "  -debug         debug logs, including llama-server's output\n"
             "  -q             quiet: warnings and errors only\n"
@@ -325,6 +340,8 @@ parse_flags(struct flags *f, int argc, char **argv, char *err, size_t errlen)
             f->no_api_key = true;
         else if (strcmp(a, "q") == 0)
             f->quiet = true;
+        else if (strcmp(a, "write") == 0)
+            f->write = true;
         else if (strcmp(a, "h") == 0 || strcmp(a, "help") == 0)
             f->help = true;
         else {
@@ -361,9 +378,9 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
         return 1;
     }
     c->host = xstrdup(host && *host ? host : "127.0.0.1");
-    if (f.config == NULL && access("goinfer.yml", F_OK) == 0)
+    if (f.config == NULL && access("goinfer.yml", F_OK) == 0 && !f.write)
         f.config = "goinfer.yml";
-    if (f.config != NULL) {
+    if (f.config != NULL && !(f.write && access(f.config, F_OK) != 0)) {
         rc = load_files(c, f.config, err, errlen);
         if (rc < 0)
             return rc;
@@ -372,6 +389,9 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
     c->debug = f.debug;
     c->quiet = f.quiet;
     c->no_api_key = f.no_api_key;
+    c->write = f.write;
+    if (f.write && c->file == NULL)
+        c->file = xstrdup(f.config ? f.config : "goinfer.yml");
     if (c->n_listen == 0)
         default_listen(c);
     return 0;

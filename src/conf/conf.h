@@ -30,7 +30,7 @@ struct conf {
     char *args_common, *args_goinfer, *args_verbose, *args_debug;
     char *default_model;
     char *host; /* for ":port" addresses; GI_HOST */
-    bool no_api_key, debug, quiet;
+    bool no_api_key, debug, quiet, write;
     struct swapconf swap; /* the model section, in llama-swap's syntax */
 };
 
@@ -47,5 +47,8 @@ int conf_parse_listen(const char *addr, const char *services, const char *defaul
  * Returns the number of words, or -EINVAL for an unclosed quote; *out is NULL-terminated. */
 int conf_split_args(const char *s, char ***out);
 void conf_free_args(char **v);
+/* Appends s single-quoted, so conf_split_args reads it back as one word. */
+struct buf;
+void conf_quote_arg(struct buf *b, const char *s);
 
 #endif

@@ -44,18 +44,11 @@ split_commas(const char *s)
     return out;
 }
 
-/* Single-quotes a word for the command line (conf_split_args reads it back). */
 static void
 quote(struct buf *b, const char *s)
 {
-    buf_append(b, "'", 1);
-    for (; *s; s++) {
-        if (*s == '\'')
-            buf_append(b, "'\\''", 4);
-        else
-            buf_append(b, s, 1);
-    }
-    buf_append(b, "' ", 2);
+    conf_quote_arg(b, s);
+    buf_append(b, " ", 1);
 }
 
 static char *

@@ -1,0 +1,53 @@
+"""-write: generates goinfer.yml (fresh key, 0600, .bak kept) and llama-swap.yml that goinfer
+itself then serves from, plain and GI_ variants."""
+import os
+import re
+import stat
+import subprocess
+
+from conftest import GOINFER, Goinfer, llama_exe
+
+
+def write(cwd, models_dir, *flags):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env.update(GI_MODELS_DIR=str(models_dir), GI_LLAMA_EXE=llama_exe())
+    p = subprocess.run([str(GOINFER), "-write", *flags], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stderr
+
+
+def test_write_generates_working_config(models_dir, tmp_path, client):
+    out = write(tmp_path, models_dir)
+    assert "wrote ./goinfer.yml" in out
+    g_yml = (tmp_path / "goinfer.yml").read_text()
+    key = re.search(r'api_key: "([0-9a-f]{64})"', g_yml).group(1)
+    assert stat.S_IMODE((tmp_path / "goinfer.yml").stat().st_mode) == 0o600
+    swap = (tmp_path / "llama-swap.yml").read_text()
+    assert '"GI_tiny-a":' in swap and "unlisted: true" in swap
+    # a second -write keeps the first files and makes a new key
+    write(tmp_path, models_dir)
+    assert (tmp_path / "goinfer.yml.bak").read_text() == g_yml
+    assert key not in (tmp_path / "goinfer.yml").read_text()
+    key = re.search(r'api_key: "([0-9a-f]{64})"', (tmp_path / "goinfer.yml").read_text()).group(1)
+    # serve from the generated files (on ports the kernel picks instead of :4444/:5555)
+    text = (tmp_path / "goinfer.yml").read_text()
+    (tmp_path / "goinfer.yml").write_text(
+        text.replace('":4444": goinfer', '"127.0.0.1:0": goinfer').replace('":5555": openai', '"127.0.0.2:0": openai'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    g = Goinfer([], env, tmp_path).wait_ready()
+    try:
+        h = {"Authorization": f"Bearer {key}"}
+        ids = [m["id"] for m in client.get(g.url() + "/v1/models", headers=h).json()["data"]]
+        assert "tiny-a" in ids and "GI_tiny-a" not in ids
+        for model in ("tiny-a", "GI_tiny-a"):
+            r = client.post(g.url() + "/completions", headers=h,
+                            json={"model": model, "prompt": "Hello", "n_predict": 2})
+            assert r.status_code == 200, r.text
+    finally:
+        assert g.stop() == 0, g.log()
+
+
+def test_write_with_no_api_key_placeholder(models_dir, tmp_path):
+    write(tmp_path, models_dir, "-no-api-key")
+    assert 'api_key: "PLEASE SET YOUR API KEY"' in (tmp_path / "goinfer.yml").read_text()
