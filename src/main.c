@@ -1,71 +1,140 @@
 /* goinfer: flags, signals and wiring; nothing else. */
-#include <sys/stat.h>
 #include <curl/curl.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <uv.h>
 
-#include "conf/conf.h"
+#include "conf/generation.h"
 #include "conf/write.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
 #include "http/client.h"
 #include "http/server.h"
-#include "models/catalog.h"
-#include "models/discovery.h"
 #include "proc/proc.h"
 #include "router/router.h"
 #include "swap/swap.h"
 
 #define SHUTDOWN_GRACE_MS 10000
+#define RELOAD_DEBOUNCE_MS 200
 
 struct app {
+    int argc;
+    char **argv;
     uv_loop_t *loop;
-    struct conf conf;
-    struct model_list models;
-    struct catalog cat;
-    char *llama_exe;
+    struct generation gen; /* the configuration in force */
     struct swap_conf swap_conf;
     struct http_client *client;
     struct swap *swap;
     struct auth *auth;
     struct router *router;
     struct http_server *server;
-    uv_signal_t sigint, sigterm;
-    uv_timer_t drain;
+    uv_signal_t sigint, sigterm, sighup;
+    uv_fs_event_t watch;
+    uv_timer_t drain, debounce;
     uint64_t shutdown_at;
     bool stopping;
 };
 
-/* The llama-server to run: GI_LLAMA_EXE / llama.exe, else the one `make setup` built. */
-static char *
-find_llama_exe(const struct conf *c)
+static void
+log_level_from(const struct conf *c)
 {
-    const char *cache = getenv("GOINFER_CACHE");
-    const char *home = getenv("HOME");
-    char *exe;
-    struct stat st;
-
-    if (c->llama_exe != NULL)
-        exe = xstrdup(c->llama_exe);
-    else if (cache && *cache)
-        exe = xasprintf("%s/llama-current/bin/llama-server", cache);
-    else
-        exe = xasprintf("%s/.cache/goinfer/llama-current/bin/llama-server", home ? home : "");
-    if (stat(exe, &st) != 0)
-        fatalx("llama-server not found at %s: set GI_LLAMA_EXE (or llama.exe in goinfer.yml) "
-               "to a llama-server executable, or run `make setup` to build one",
-               exe);
-    if (!S_ISREG(st.st_mode) || access(exe, X_OK) != 0)
-        fatalx("%s is not an executable file: set GI_LLAMA_EXE to a llama-server executable",
-               exe);
-    return exe;
+    log_set_level(c->debug ? LOG_LEVEL_DEBUG : c->quiet ? LOG_LEVEL_WARN : LOG_LEVEL_INFO);
 }
+
+/* The keys clients must present; the -write -no-api-key placeholder counts as none. */
+static struct auth *
+make_auth(const struct conf *c)
+{
+    const char *keys[2] = {c->api_key, NULL};
+
+    if (c->no_api_key || (c->api_key && strncmp(c->api_key, "PLEASE SET", 10) == 0))
+        keys[0] = NULL;
+    if (keys[0] == NULL && !c->no_api_key)
+        return NULL;
+    return auth_new(keys);
+}
+
+static void
+router_deps_from(struct app *a, struct router_deps *d)
+{
+    d->cat = &a->gen.cat;
+    d->default_model = a->gen.conf.default_model;
+    d->auth = a->auth;
+    d->swap = a->swap;
+    d->client = a->client;
+}
+
+/* ---- reload: a new generation replaces the old only when it is entirely valid ---- */
+
+static void
+reload(struct app *a, const char *why)
+{
+    struct generation next, *old;
+    struct router_deps d;
+    struct auth *auth = NULL;
+    char err[1024] = "no API key (set api_key, GI_API_KEY or -no-api-key)";
+
+    if (generation_load(&next, a->argc, a->argv, err, sizeof(err)) == 0)
+        auth = make_auth(&next.conf);
+    if (auth == NULL) {
+        log_warnx("reload (%s) refused, the running configuration stays: %s", why, err);
+        generation_cleanup(&next);
+        return;
+    }
+    if (next.conf.n_listen != a->gen.conf.n_listen)
+        log_warnx("reload: listen addresses change only at restart");
+    old = xmalloc(sizeof(*old));
+    *old = a->gen; /* requests in flight may still point into it: kept until exit */
+    a->gen = next;
+    a->gen.older = old;
+    auth_free(a->auth);
+    a->auth = auth;
+    log_level_from(&a->gen.conf);
+    swap_reconfigure(a->swap, &a->gen.cat);
+    router_deps_from(a, &d);
+    router_set_deps(a->router, &d);
+    log_info("reloaded (%s): %zu models", why, a->gen.cat.n);
+}
+
+static void
+on_debounce(uv_timer_t *t)
+{
+    reload(t->data, "configuration file changed");
+}
+
+static void
+on_file_event(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    struct app *a = h->data;
+
+    (void)events;
+    if (status < 0 || name == NULL)
+        return;
+    if (strcmp(name, "goinfer.yml") == 0 || strcmp(name, "llama-swap.yml") == 0)
+        uv_timer_start(&a->debounce, on_debounce, RELOAD_DEBOUNCE_MS, 0);
+}
+
+/* Watches the folder, not the file: editors replace files by renaming over them. */
+static void
+watch_config(struct app *a)
+{
+    const char *file = a->gen.conf.file, *slash = file ? strrchr(file, '/') : NULL;
+    char *dir;
+
+    uv_fs_event_init(a->loop, &a->watch);
+    a->watch.data = a;
+    if (file == NULL)
+        return;
+    dir = slash ? xstrndup(file, (size_t)(slash - file)) : xstrdup(".");
+    if (uv_fs_event_start(&a->watch, on_file_event, dir, 0) < 0)
+        log_warnx("cannot watch %s for changes; use SIGHUP to reload", dir);
+    free(dir);
+}
+
+/* ---- shutdown ---- */
 
 static void
 on_children_stopped(void *arg)
@@ -75,7 +144,10 @@ on_children_stopped(void *arg)
     log_info("all llama-server children stopped");
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
+    uv_close((uv_handle_t *)&a->watch, NULL);
     uv_close((uv_handle_t *)&a->drain, NULL);
+    uv_close((uv_handle_t *)&a->debounce, NULL);
     http_server_free(a->server);
     a->server = NULL;
     http_client_free(a->client);
@@ -105,6 +177,10 @@ on_signal(uv_signal_t *s, int signum)
 {
     struct app *a = s->data;
 
+    if (signum == SIGHUP) {
+        reload(a, "SIGHUP");
+        return;
+    }
     if (a->stopping) {
         log_warnx("second signal: stopping now");
         a->shutdown_at = 0;
@@ -115,72 +191,51 @@ on_signal(uv_signal_t *s, int signum)
              http_server_active(a->server));
     http_server_shutdown(a->server);
     router_shutdown(a->router);
+    uv_fs_event_stop(&a->watch);
     a->shutdown_at = uv_now(a->loop);
     uv_timer_start(&a->drain, on_drain_tick, 0, 50);
 }
 
-static void
-setup_models(struct app *a)
-{
-    char err[512];
+/* ---- start-up ---- */
 
-    if (a->conf.models_dir == NULL && a->conf.swap.n_models > 0)
-        return; /* every model is defined in the llama-swap section */
-    if (a->conf.models_dir == NULL)
-        fatalx("no models folder: set GI_MODELS_DIR (or models_dir in goinfer.yml) to folders "
-               "holding *.gguf files, separated by ':'");
-    if (models_discover(a->conf.models_dir, &a->models, err, sizeof(err)) < 0)
-        fatalx("%s", err);
-    if (a->models.n == 0)
-        log_warnx("no *.gguf model found under %s; requests will get 404 until models are added",
-                  a->conf.models_dir);
-    for (size_t i = 0; i < a->models.n; i++)
-        log_info("model %s: %s%s%s", a->models.v[i].name, a->models.v[i].path,
-                 a->models.v[i].mmproj ? " + " : "",
-                 a->models.v[i].mmproj ? a->models.v[i].mmproj : "");
-}
-
-/* -write: goinfer.yml and llama-swap.yml beside the -config path (default: here). */
 static void
 write_config(struct app *a)
 {
-    char err[512], *exe = find_llama_exe(&a->conf), *dir;
-    const char *slash = strrchr(a->conf.file, '/');
-    int rc;
+    const char *file = a->gen.conf.file, *slash = strrchr(file, '/');
+    char err[512], *dir;
 
-    dir = slash ? xstrndup(a->conf.file, (size_t)(slash - a->conf.file)) : xstrdup(".");
-    rc = conf_write_files(&a->conf, &a->models, exe, dir, err, sizeof(err));
-    if (rc < 0)
+    if (a->gen.llama_exe == NULL) {
+        free(generation_llama_exe(&a->gen.conf, err, sizeof(err)));
+        fatalx("-write: %s", err);
+    }
+    dir = slash ? xstrndup(file, (size_t)(slash - file)) : xstrdup(".");
+    if (conf_write_files(&a->gen.conf, &a->gen.models, a->gen.llama_exe, dir, err,
+                         sizeof(err)) < 0)
         fatalx("-write: %s", err);
     log_info("wrote %s/goinfer.yml (mode 0600, new API key) and %s/llama-swap.yml with %zu "
              "models; previous files kept as .bak",
-             dir, dir, a->models.n);
+             dir, dir, a->gen.models.n);
     free(dir);
-    free(exe);
 }
 
 static void
 setup_backends(struct app *a)
 {
-    const char *keys[2] = {a->conf.api_key, NULL};
-    char err[512];
+    struct router_deps d;
 
-    a->llama_exe = find_llama_exe(&a->conf);
-    if (catalog_build(&a->cat, &a->conf, &a->models, a->llama_exe, err, sizeof(err)) < 0)
-        fatalx("%s: %s", a->conf.file ? a->conf.file : "config", err);
+    for (size_t i = 0; i < a->gen.cat.n; i++)
+        log_info("model %s: %s", a->gen.cat.v[i].name,
+                 a->gen.cat.v[i].path ? a->gen.cat.v[i].path : a->gen.cat.v[i].cmd);
     a->swap_conf.stop_grace_ms = 5000;
     a->swap_conf.probe_ms = 5;
-    if (a->conf.api_key != NULL && strncmp(a->conf.api_key, "PLEASE SET", 10) == 0) {
-        free(a->conf.api_key); /* the -write -no-api-key placeholder is no key at all */
-        a->conf.api_key = NULL;
-        keys[0] = NULL;
-    }
-    if (a->conf.api_key == NULL && !a->conf.no_api_key)
+    a->auth = make_auth(&a->gen.conf);
+    if (a->auth == NULL)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
-    a->auth = auth_new(a->conf.no_api_key ? NULL : keys);
     a->client = http_client_new(a->loop);
-    a->swap = swap_new(a->loop, a->client, &a->swap_conf, &a->cat);
+    a->swap = swap_new(a->loop, a->client, &a->swap_conf, &a->gen.cat);
+    router_deps_from(a, &d);
+    a->router = router_new(&d);
 }
 
 static void
@@ -193,12 +248,10 @@ setup_listeners(struct app *a)
         .keepalive_ms = 75000,
         .write_high = 256 * 1024,
     };
-    struct router_deps d = {&a->cat, a->conf.default_model, a->auth, a->swap, a->client};
 
-    a->router = router_new(&d);
     a->server = http_server_new(a->loop, &limits, router_handle, a->router);
-    for (size_t i = 0; i < a->conf.n_listen; i++) {
-        struct conf_listen *l = &a->conf.listen[i];
+    for (size_t i = 0; i < a->gen.conf.n_listen; i++) {
+        struct conf_listen *l = &a->gen.conf.listen[i];
         int port = 0, rc = http_server_listen(a->server, l->host, l->port, l->services, &port);
 
         if (rc < 0)
@@ -212,51 +265,71 @@ setup_listeners(struct app *a)
     }
 }
 
+static void
+setup_signals(struct app *a)
+{
+    uv_signal_t *sigs[] = {&a->sigint, &a->sigterm, &a->sighup};
+    int nums[] = {SIGINT, SIGTERM, SIGHUP};
+
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(a->loop, sigs[i]);
+        sigs[i]->data = a;
+        uv_signal_start(sigs[i], on_signal, nums[i]);
+    }
+    uv_timer_init(a->loop, &a->drain);
+    uv_timer_init(a->loop, &a->debounce);
+    a->drain.data = a->debounce.data = a;
+    watch_config(a);
+}
+
+static void
+cleanup(struct app *a)
+{
+    router_free(a->router);
+    auth_free(a->auth);
+    while (a->gen.older) {
+        struct generation *g = a->gen.older;
+
+        a->gen.older = g->older;
+        generation_cleanup(g);
+        free(g);
+    }
+    generation_cleanup(&a->gen);
+}
+
 int
 main(int argc, char **argv)
 {
-    struct app a = {0};
+    struct app a = {.argc = argc, .argv = argv};
     char err[1024], exe[4096];
     size_t exe_len = sizeof(exe);
     int rc;
 
     if (argc > 1 && strcmp(argv[1], "--child-exec") == 0)
         return proc_launcher_main(argc, argv);
-    rc = conf_load(&a.conf, argc, argv, err, sizeof(err));
-    if (rc == 1)
-        return 0;
-    if (rc < 0)
-        fatalx("%s", err);
-    log_set_level(a.conf.debug ? LOG_LEVEL_DEBUG : a.conf.quiet ? LOG_LEVEL_WARN : LOG_LEVEL_INFO);
     signal(SIGPIPE, SIG_IGN);
     if (uv_exepath(exe, &exe_len) == 0)
         proc_set_launcher(exe);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = generation_load(&a.gen, argc, argv, err, sizeof(err));
+    if (rc == 1)
+        return 0;
+    if (rc < 0)
+        fatalx("%s", err);
+    log_level_from(&a.gen.conf);
     a.loop = uv_default_loop();
-    setup_models(&a);
-    if (a.conf.write) {
+    if (a.gen.conf.write) {
         write_config(&a);
-        goto out;
+    } else {
+        setup_backends(&a);
+        setup_listeners(&a);
+        setup_signals(&a);
+        swap_preload(a.swap);
+        log_info("goinfer ready: %zu models", a.gen.cat.n);
+        uv_run(a.loop, UV_RUN_DEFAULT);
+        log_info("goinfer stopped");
     }
-    setup_backends(&a);
-    setup_listeners(&a);
-    uv_signal_init(a.loop, &a.sigint);
-    uv_signal_init(a.loop, &a.sigterm);
-    uv_timer_init(a.loop, &a.drain);
-    a.sigint.data = a.sigterm.data = a.drain.data = &a;
-    uv_signal_start(&a.sigint, on_signal, SIGINT);
-    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-    swap_preload(a.swap);
-    log_info("goinfer ready: %zu models", a.cat.n);
-    uv_run(a.loop, UV_RUN_DEFAULT);
-    log_info("goinfer stopped");
-out:
-    router_free(a.router);
-    auth_free(a.auth);
-    free(a.llama_exe);
-    catalog_cleanup(&a.cat);
-    model_list_cleanup(&a.models);
-    conf_cleanup(&a.conf);
+    cleanup(&a);
     uv_loop_close(a.loop);
     curl_global_cleanup();
     return 0;

@@ -232,3 +232,24 @@ catalog_conflicts(const struct catalog *cat, const struct model_def *a, const st
         return ga->swap;
     return ga->exclusive && !gb->persistent;
 }
+
+static bool
+same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool
+catalog_same_process(const struct model_def *a, const struct model_def *b)
+{
+    size_t n = ylist_len(a->env);
+
+    if (!same_str(a->cmd, b->cmd) || !same_str(a->cmd_stop, b->cmd_stop) ||
+        !same_str(a->proxy, b->proxy) || !same_str(a->check_endpoint, b->check_endpoint) ||
+        n != ylist_len(b->env))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(a->env[i], b->env[i]) != 0)
+            return false;
+    return true;
+}

@@ -58,6 +58,8 @@ int catalog_build(struct catalog *cat, const struct conf *conf, const struct mod
 void catalog_cleanup(struct catalog *cat);
 /* By name or alias. */
 const struct model_def *catalog_find(const struct catalog *cat, const char *name, size_t len);
+/* True when a and b run the same process (a reload then keeps it running). */
+bool catalog_same_process(const struct model_def *a, const struct model_def *b);
 /* True when starting a must stop b (llama-swap's group rules). */
 bool catalog_conflicts(const struct catalog *cat, const struct model_def *a,
                        const struct model_def *b);

@@ -13,6 +13,7 @@
 
 #define GGUF_HEADER_BYTES 24 /* magic, version, n_tensors, n_kv */
 #define GGUF_NO_KEY       UINT64_MAX
+#define GGUF_NELEM(a)     (sizeof(a) / sizeof((a)[0]))
 
 /* Value types, numbered as in ggml/include/gguf.h. */
 enum gguf_type {
@@ -37,13 +38,13 @@ static const struct {
     unsigned size; /* bytes of a scalar; 0 for string and array, whose size is in the data */
     bool is_int, is_signed;
 } TYPES[GGUF_T_COUNT] = {
-    [GGUF_T_U8] = { "u8", 1, true, false },      [GGUF_T_I8] = { "i8", 1, true, true },
-    [GGUF_T_U16] = { "u16", 2, true, false },    [GGUF_T_I16] = { "i16", 2, true, true },
-    [GGUF_T_U32] = { "u32", 4, true, false },    [GGUF_T_I32] = { "i32", 4, true, true },
-    [GGUF_T_F32] = { "f32", 4, false, false },   [GGUF_T_BOOL] = { "bool", 1, false, false },
-    [GGUF_T_STRING] = { "string", 0, false, false }, [GGUF_T_ARRAY] = { "array", 0, false, false },
-    [GGUF_T_U64] = { "u64", 8, true, false },    [GGUF_T_I64] = { "i64", 8, true, true },
-    [GGUF_T_F64] = { "f64", 8, false, false },
+    [GGUF_T_U8] = {"u8", 1, true, false},          [GGUF_T_I8] = {"i8", 1, true, true},
+    [GGUF_T_U16] = {"u16", 2, true, false},        [GGUF_T_I16] = {"i16", 2, true, true},
+    [GGUF_T_U32] = {"u32", 4, true, false},        [GGUF_T_I32] = {"i32", 4, true, true},
+    [GGUF_T_F32] = {"f32", 4, false, false},       [GGUF_T_BOOL] = {"bool", 1, false, false},
+    [GGUF_T_STRING] = {"string", 0, false, false}, [GGUF_T_ARRAY] = {"array", 0, false, false},
+    [GGUF_T_U64] = {"u64", 8, true, false},        [GGUF_T_I64] = {"i64", 8, true, true},
+    [GGUF_T_F64] = {"f64", 8, false, false},
 };
 
 /* The header fields we keep; each is a bit in parser.seen, against duplicate keys. */
@@ -66,31 +67,31 @@ struct key_field {
     enum field f;
 };
 
-/* Pass 1 looks for these full keys. */
+/* Whole keys, looked for in the first pass. */
 static const struct key_field GENERAL_KEYS[] = {
-    { "general.architecture", F_ARCH },     { "general.name", F_NAME },
-    { "general.file_type", F_FILE_TYPE },   { "tokenizer.chat_template", F_TEMPLATE },
-    { "clip.has_vision_encoder", F_VISION }, { "split.no", F_SPLIT_NO },
-    { "split.count", F_SPLIT_COUNT },
+    {"general.architecture", F_ARCH},      {"general.name", F_NAME},
+    {"general.file_type", F_FILE_TYPE},    {"tokenizer.chat_template", F_TEMPLATE},
+    {"clip.has_vision_encoder", F_VISION}, {"split.no", F_SPLIT_NO},
+    {"split.count", F_SPLIT_COUNT},
 };
 
-/* Pass 2, once the architecture is known, looks for "<arch>" followed by these. */
+/* "<arch>" followed by these, looked for once general.architecture has been read. */
 static const struct key_field ARCH_KEYS[] = {
-    { ".context_length", F_CONTEXT },
-    { ".block_count", F_BLOCKS },
-    { ".embedding_length", F_EMBD },
+    {".context_length", F_CONTEXT},
+    {".block_count", F_BLOCKS},
+    {".embedding_length", F_EMBD},
 };
 
 /* llama_ftype (include/llama.h) as quantized files are usually named. */
 static const char *const FILE_TYPES[] = {
-    [0] = "F32",       [1] = "F16",       [2] = "Q4_0",      [3] = "Q4_1",     [7] = "Q8_0",
-    [8] = "Q5_0",      [9] = "Q5_1",      [10] = "Q2_K",     [11] = "Q3_K_S",  [12] = "Q3_K_M",
-    [13] = "Q3_K_L",   [14] = "Q4_K_S",   [15] = "Q4_K_M",   [16] = "Q5_K_S",  [17] = "Q5_K_M",
-    [18] = "Q6_K",     [19] = "IQ2_XXS",  [20] = "IQ2_XS",   [21] = "Q2_K_S",  [22] = "IQ3_XS",
-    [23] = "IQ3_XXS",  [24] = "IQ1_S",    [25] = "IQ4_NL",   [26] = "IQ3_S",   [27] = "IQ3_M",
-    [28] = "IQ2_S",    [29] = "IQ2_M",    [30] = "IQ4_XS",   [31] = "IQ1_M",   [32] = "BF16",
-    [33] = "Q4_0_4_4", [34] = "Q4_0_4_8", [35] = "Q4_0_8_8", [36] = "TQ1_0",   [37] = "TQ2_0",
-    [38] = "MXFP4_MOE", [39] = "NVFP4",   [40] = "Q1_0",     [41] = "Q2_0",
+    [0] = "F32",        [1] = "F16",       [2] = "Q4_0",      [3] = "Q4_1",    [7] = "Q8_0",
+    [8] = "Q5_0",       [9] = "Q5_1",      [10] = "Q2_K",     [11] = "Q3_K_S", [12] = "Q3_K_M",
+    [13] = "Q3_K_L",    [14] = "Q4_K_S",   [15] = "Q4_K_M",   [16] = "Q5_K_S", [17] = "Q5_K_M",
+    [18] = "Q6_K",      [19] = "IQ2_XXS",  [20] = "IQ2_XS",   [21] = "Q2_K_S", [22] = "IQ3_XS",
+    [23] = "IQ3_XXS",   [24] = "IQ1_S",    [25] = "IQ4_NL",   [26] = "IQ3_S",  [27] = "IQ3_M",
+    [28] = "IQ2_S",     [29] = "IQ2_M",    [30] = "IQ4_XS",   [31] = "IQ1_M",  [32] = "BF16",
+    [33] = "Q4_0_4_4",  [34] = "Q4_0_4_8", [35] = "Q4_0_8_8", [36] = "TQ1_0",  [37] = "TQ2_0",
+    [38] = "MXFP4_MOE", [39] = "NVFP4",    [40] = "Q1_0",     [41] = "Q2_0",
 };
 
 #define LLAMA_FTYPE_GUESSED 1024 /* set by llama.cpp, not by files; ignored */
@@ -104,8 +105,9 @@ struct parser {
     struct gguf_info *out;
     char *err;
     size_t errlen;
-    uint64_t key; /* index of the key being read, GGUF_NO_KEY in the fixed header */
-    int pass;     /* 1: general keys, 2: "<arch>." keys */
+    uint64_t key;      /* index of the key being read, GGUF_NO_KEY in the fixed header */
+    int pass;          /* 1: all keys, 2: "<arch>." keys before general.architecture */
+    uint64_t arch_key; /* index of general.architecture */
     unsigned seen;
 };
 
@@ -179,8 +181,8 @@ read_string(struct parser *ps, uint64_t max, const char *what, struct value *v)
     if (take_le(&ps->c, 8, &n) != 0)
         return fail(ps, -EAGAIN, "%s length exceeds the file", what);
     if (n > max)
-        return fail(ps, -EINVAL, "%s length %" PRIu64 " exceeds the cap of %" PRIu64 " bytes",
-                    what, n, max);
+        return fail(ps, -EINVAL, "%s length %" PRIu64 " exceeds the cap of %" PRIu64 " bytes", what,
+                    n, max);
     if (left(&ps->c) < n)
         return fail(ps, -EAGAIN, "%s length %" PRIu64 " exceeds the file", what, n);
     v->type = GGUF_T_STRING;
@@ -194,17 +196,14 @@ static int
 read_scalar(struct parser *ps, uint32_t type, struct value *v)
 {
     unsigned size = TYPES[type].size;
-    uint64_t u;
+    uint64_t u, mask = size < 8 ? ((uint64_t)1 << (8 * size)) - 1 : UINT64_MAX;
 
     if (take_le(&ps->c, size, &u) != 0)
         return fail(ps, -EAGAIN, "%s value exceeds the file", TYPES[type].name);
     v->type = type;
-    v->neg = TYPES[type].is_signed && (u >> (8 * size - 1) & 1) != 0;
+    v->neg = TYPES[type].is_signed && (u & ((mask >> 1) + 1)) != 0;
     /* the magnitude of a negative value, without overflowing on the most negative one */
-    if (v->neg)
-        v->u = (~u & (UINT64_MAX >> (64 - 8 * size))) + 1;
-    else
-        v->u = u;
+    v->u = v->neg ? ((~u & mask) + 1) : u;
     return 0;
 }
 
@@ -293,14 +292,15 @@ static int
 store_arch(struct parser *ps, const struct value *v)
 {
     if (v->n == 0 || v->n >= sizeof(ps->out->arch))
-        return fail(ps, -EINVAL, "general.architecture length %" PRIu64 " is not 1 to %zu",
-                    v->n, sizeof(ps->out->arch) - 1);
+        return fail(ps, -EINVAL, "general.architecture length %" PRIu64 " is not 1 to %zu", v->n,
+                    sizeof(ps->out->arch) - 1);
     for (uint64_t i = 0; i < v->n; i++) {
         if (v->s[i] <= ' ' || v->s[i] > '~')
             return fail(ps, -EINVAL, "general.architecture has byte 0x%02x", v->s[i]);
     }
     memcpy(ps->out->arch, v->s, (size_t)v->n);
     ps->out->arch[v->n] = '\0';
+    ps->arch_key = ps->key;
     return 0;
 }
 
@@ -330,9 +330,9 @@ store_string(struct parser *ps, enum field f, const char *key, const struct valu
 static int
 store_number(struct parser *ps, enum field f, const char *key, const struct value *v)
 {
-    static const uint64_t max[] = { [F_FILE_TYPE] = INT32_MAX,    [F_SPLIT_NO] = UINT16_MAX,
-                                    [F_SPLIT_COUNT] = UINT16_MAX, [F_CONTEXT] = UINT64_MAX,
-                                    [F_BLOCKS] = UINT64_MAX,      [F_EMBD] = UINT64_MAX };
+    static const uint64_t max[] = {
+        [F_FILE_TYPE] = INT32_MAX, [F_SPLIT_NO] = UINT16_MAX, [F_SPLIT_COUNT] = UINT16_MAX,
+        [F_CONTEXT] = UINT64_MAX,  [F_BLOCKS] = UINT64_MAX,   [F_EMBD] = UINT64_MAX};
     struct gguf_info *o = ps->out;
 
     if (!TYPES[v->type].is_int)
@@ -380,22 +380,24 @@ store(struct parser *ps, enum field f, const char *key, const struct value *v)
     }
 }
 
-/* Finds which field a key holds in the current pass; F_NONE for the many we skip. */
+/*
+ * Which field a key holds: the first pass looks for whole keys, and for the architecture's keys
+ * once it has read general.architecture; the second only for the architecture's keys.
+ */
 static enum field
 match_key(const struct parser *ps, const struct value *k, const char **name)
 {
     const char *arch = ps->out->arch;
     size_t alen = strlen(arch);
 
-    for (size_t i = 0; ps->pass == 1 && i < sizeof(GENERAL_KEYS) / sizeof(GENERAL_KEYS[0]);
-         i++) {
+    for (size_t i = 0; ps->pass == 1 && i < GGUF_NELEM(GENERAL_KEYS); i++) {
         *name = GENERAL_KEYS[i].key;
         if (k->n == strlen(*name) && memcmp(k->s, *name, (size_t)k->n) == 0)
             return GENERAL_KEYS[i].f;
     }
-    if (ps->pass == 1 || k->n <= alen || memcmp(k->s, arch, alen) != 0)
+    if (alen == 0 || k->n <= alen || memcmp(k->s, arch, alen) != 0)
         return F_NONE;
-    for (size_t i = 0; i < sizeof(ARCH_KEYS) / sizeof(ARCH_KEYS[0]); i++) {
+    for (size_t i = 0; i < GGUF_NELEM(ARCH_KEYS); i++) {
         *name = ARCH_KEYS[i].key;
         if (k->n - alen == strlen(*name) && memcmp(k->s + alen, *name, (size_t)k->n - alen) == 0)
             return ARCH_KEYS[i].f;
@@ -406,7 +408,7 @@ match_key(const struct parser *ps, const struct value *k, const char **name)
 static int
 read_kv(struct parser *ps)
 {
-    struct value k, v;
+    struct value k = {0}, v;
     const char *name = NULL;
     char full[sizeof(ps->out->arch) + 32];
     enum field f;
@@ -426,7 +428,7 @@ read_kv(struct parser *ps)
     f = match_key(ps, &k, &name);
     if (f == F_NONE)
         return 0;
-    if (ps->pass == 2) {
+    if (f >= F_CONTEXT) {
         /* "<arch>.context_length" for messages; arch is printable and short */
         (void)snprintf(full, sizeof(full), "%s%s", ps->out->arch, name);
         name = full;
@@ -435,12 +437,12 @@ read_kv(struct parser *ps)
 }
 
 static int
-read_kvs(struct parser *ps, int pass)
+read_kvs(struct parser *ps, int pass, uint64_t n)
 {
     int rc;
 
     ps->pass = pass;
-    for (uint64_t i = 0; i < ps->out->n_kv; i++) {
+    for (uint64_t i = 0; i < n; i++) {
         ps->key = i;
         rc = read_kv(ps);
         if (rc != 0)
@@ -456,8 +458,9 @@ check_version(struct parser *ps, uint32_t v)
     if (v == 2 || v == 3)
         return 0;
     if (v == 1)
-        return fail(ps, -EINVAL, "unsupported GGUF version 1 (32-bit counts); convert the file "
-                                 "with a current llama.cpp");
+        return fail(ps, -EINVAL,
+                    "unsupported GGUF version 1 (32-bit counts); convert the file "
+                    "with a current llama.cpp");
     if (v > 0xffff && (v & 0xffff) == 0)
         return fail(ps, -EINVAL, "unsupported GGUF version %" PRIu32 " (a big-endian file?)", v);
     return fail(ps, -EINVAL, "unsupported GGUF version %" PRIu32, v);
@@ -466,7 +469,7 @@ check_version(struct parser *ps, uint32_t v)
 static int
 read_header(struct parser *ps)
 {
-    static const unsigned char magic[4] = { 'G', 'G', 'U', 'F' };
+    static const unsigned char magic[4] = {'G', 'G', 'U', 'F'};
     const unsigned char *p = ps->c.p;
     size_t have = left(&ps->c) < 4 ? left(&ps->c) : 4;
     struct gguf_info *o = ps->out;
@@ -500,18 +503,18 @@ info_reset(struct gguf_info *info)
 }
 
 /*
- * Two passes over the keys: "<arch>.context_length" may come before general.architecture,
- * and remembering every candidate key would need an allocation the file controls.
+ * "<arch>.context_length" may come before general.architecture, and remembering every key that
+ * might be it would need an allocation the file controls; so a second pass reads the keys
+ * before general.architecture again, usually none.
  */
 int
-gguf_parse(const unsigned char *buf, size_t len, struct gguf_info *out, char *err,
-           size_t errlen)
+gguf_parse(const unsigned char *buf, size_t len, struct gguf_info *out, char *err, size_t errlen)
 {
-    struct parser ps = { .c = { buf, buf != NULL ? buf + len : buf },
-                         .out = out,
-                         .err = err,
-                         .errlen = errlen,
-                         .key = GGUF_NO_KEY };
+    struct parser ps = {.c = {buf, buf != NULL ? buf + len : buf},
+                        .out = out,
+                        .err = err,
+                        .errlen = errlen,
+                        .key = GGUF_NO_KEY};
     const unsigned char *kvs;
     int rc;
 
@@ -522,10 +525,10 @@ gguf_parse(const unsigned char *buf, size_t len, struct gguf_info *out, char *er
     if (rc != 0)
         goto fail;
     kvs = ps.c.p;
-    rc = read_kvs(&ps, 1);
+    rc = read_kvs(&ps, 1, out->n_kv);
     if (rc == 0 && out->arch[0] != '\0') {
         ps.c.p = kvs;
-        rc = read_kvs(&ps, 2);
+        rc = read_kvs(&ps, 2, ps.arch_key);
     }
     if (rc != 0)
         goto fail;
@@ -549,8 +552,7 @@ gguf_file_type_name(int32_t file_type)
 {
     int32_t t = file_type & ~LLAMA_FTYPE_GUESSED;
 
-    if (file_type < 0 || (size_t)t >= sizeof(FILE_TYPES) / sizeof(FILE_TYPES[0]) ||
-        FILE_TYPES[t] == NULL)
+    if (file_type < 0 || (size_t)t >= GGUF_NELEM(FILE_TYPES) || FILE_TYPES[t] == NULL)
         return "";
     return FILE_TYPES[t];
 }
@@ -607,10 +609,9 @@ grow(struct file_buf *f, size_t max)
 }
 
 int
-gguf_read_file(const char *path, size_t max_bytes, struct gguf_info *out, char *err,
-               size_t errlen)
+gguf_read_file(const char *path, size_t max_bytes, struct gguf_info *out, char *err, size_t errlen)
 {
-    struct file_buf f = { .fd = -1 };
+    struct file_buf f = {.fd = -1};
     char msg[256] = "";
     int rc;
 

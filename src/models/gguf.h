@@ -25,14 +25,14 @@ struct gguf_info {
     char name[128]; /* general.name, truncated on a UTF-8 boundary, or "" */
     uint32_t version;
     uint64_t n_tensors, n_kv;
-    uint64_t context_length;   /* <arch>.context_length, 0 when absent */
-    uint64_t block_count;      /* <arch>.block_count, 0 when absent */
-    uint64_t embedding_length; /* <arch>.embedding_length, 0 when absent */
-    int32_t file_type;         /* general.file_type, -1 when absent */
-    char quant[16];            /* gguf_file_type_name(file_type): "F32", "Q4_K_M", ... or "" */
-    bool has_chat_template;    /* tokenizer.chat_template present */
-    char *chat_template;       /* owned copy, truncated to GGUF_MAX_TEMPLATE bytes, or NULL */
-    bool is_mmproj;            /* arch "clip" or clip.has_vision_encoder true */
+    uint64_t context_length;        /* <arch>.context_length, 0 when absent */
+    uint64_t block_count;           /* <arch>.block_count, 0 when absent */
+    uint64_t embedding_length;      /* <arch>.embedding_length, 0 when absent */
+    int32_t file_type;              /* general.file_type, -1 when absent */
+    char quant[16];                 /* gguf_file_type_name(file_type): "F32", "Q4_K_M", ... or "" */
+    bool has_chat_template;         /* tokenizer.chat_template present */
+    char *chat_template;            /* owned copy, truncated to GGUF_MAX_TEMPLATE bytes, or NULL */
+    bool is_mmproj;                 /* arch "clip" or clip.has_vision_encoder true */
     uint16_t split_no, split_count; /* split.no (0-based) / split.count, 0 when absent */
 };
 

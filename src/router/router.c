@@ -387,6 +387,12 @@ router_new(const struct router_deps *deps)
 }
 
 void
+router_set_deps(struct router *r, const struct router_deps *deps)
+{
+    r->d = *deps;
+}
+
+void
 router_free(struct router *r)
 {
     free(r);

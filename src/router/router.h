@@ -26,6 +26,8 @@ struct router;
 /* Borrows deps for its life. */
 struct router *router_new(const struct router_deps *deps);
 void router_free(struct router *r);
+/* After a reload: the new catalog, default model and keys. */
+void router_set_deps(struct router *r, const struct router_deps *deps);
 /* Ends the responses that never end by themselves (/logs/stream) so shutdown can finish. */
 void router_shutdown(struct router *r);
 /* The http_handler_cb: arg is the router. */

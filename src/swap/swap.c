@@ -34,7 +34,11 @@ struct swap_instance {
     uv_timer_t probe_timer;
     uv_timer_t ttl_timer;
     uint64_t started_at;
-    bool doomed; /* during schedule(): an earlier request needs this one stopped */
+    bool doomed;  /* during schedule(): an earlier request needs this one stopped */
+    bool retired; /* dropped or changed by a reload: stops when idle, freed after */
+    size_t index; /* position in the catalog, for startPort */
+    int closing;  /* timers being closed before the free */
+    struct swap_instance *next;
 };
 
 struct swap {
@@ -42,8 +46,7 @@ struct swap {
     struct http_client *client;
     const struct swap_conf *conf;
     const struct catalog *cat;
-    struct swap_instance *inst; /* one per catalog model, same order */
-    size_t n_inst;
+    struct swap_instance *all; /* one per catalog model, and retired ones still running */
     struct swap_lease *queue, **queue_tail;
     struct swap_lease *preload; /* leases held by hooks.on_startup.preload */
     bool shutting_down;
@@ -53,6 +56,9 @@ struct swap {
 };
 
 static void schedule(struct swap *s);
+static void instance_free(struct swap_instance *in);
+
+#define FOR_EACH_INSTANCE(s, in) for (struct swap_instance *in = (s)->all; in; in = in->next)
 
 /* ---- the wait queue ---- */
 
@@ -219,12 +225,14 @@ probe_now(uv_timer_t *t)
 static void
 all_stopped_check(struct swap *s)
 {
-    for (size_t i = 0; i < s->n_inst; i++)
-        if (s->inst[i].proc != NULL)
+    void (*done)(void *) = s->shutdown_done;
+
+    FOR_EACH_INSTANCE(s, in)
+        if (in->proc != NULL)
             return;
-    if (s->shutdown_done)
-        s->shutdown_done(s->shutdown_arg);
-    s->shutdown_done = NULL;
+    s->shutdown_done = NULL; /* done may free s */
+    if (done)
+        done(s->shutdown_arg);
 }
 
 static void
@@ -267,6 +275,8 @@ on_child_exit(struct proc *p, int64_t status, int term_signal, void *arg)
     in->unload_when_idle = false;
     report_exit(in, was, p, status, term_signal);
     proc_free(p);
+    if (in->retired && !s->shutting_down)
+        instance_free(in);
     if (s->shutting_down)
         all_stopped_check(s);
     else
@@ -278,7 +288,7 @@ static int
 pick_port(const struct swap_instance *in)
 {
     const struct swap *s = in->swap;
-    int want = s->cat->start_port ? (int)(s->cat->start_port + (size_t)(in - s->inst)) : 0;
+    int want = s->cat->start_port ? (int)(s->cat->start_port + in->index) : 0;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
@@ -366,11 +376,11 @@ make_room(struct swap *s, struct swap_instance *in)
 {
     bool clear = true;
 
-    for (size_t i = 0; i < s->n_inst; i++) {
-        struct swap_instance *o = &s->inst[i];
-
-        if (o == in || o->state == ST_STOPPED || !catalog_conflicts(s->cat, in->model, o->model))
+    FOR_EACH_INSTANCE(s, o) {
+        if (o == in || o->state == ST_STOPPED)
             continue;
+        if (!o->retired && !catalog_conflicts(s->cat, in->model, o->model))
+            continue; /* a retired model is in everyone's way until it has stopped */
         clear = false;
         if (o->state == ST_READY && o->inflight == 0) {
             char *why = xasprintf("to make room for %s", in->model->name);
@@ -385,9 +395,9 @@ make_room(struct swap *s, struct swap_instance *in)
 static void
 doom_conflicts(struct swap *s, const struct swap_instance *in)
 {
-    for (size_t i = 0; i < s->n_inst; i++)
-        if (catalog_conflicts(s->cat, in->model, s->inst[i].model))
-            s->inst[i].doomed = true;
+    FOR_EACH_INSTANCE(s, o)
+        if (!o->retired && catalog_conflicts(s->cat, in->model, o->model))
+            o->doomed = true;
 }
 
 static void
@@ -412,8 +422,8 @@ schedule(struct swap *s)
 
     while (again && !s->shutting_down) {
         again = false;
-        for (size_t i = 0; i < s->n_inst; i++)
-            s->inst[i].doomed = false;
+        FOR_EACH_INSTANCE(s, in)
+            in->doomed = false;
         for (struct swap_lease *l = s->queue; l != NULL; l = l->next) {
             struct swap_instance *in = l->inst;
 
@@ -437,6 +447,52 @@ schedule(struct swap *s)
 
 /* ---- public ---- */
 
+static struct swap_instance *
+instance_new(struct swap *s, const struct model_def *m, size_t index)
+{
+    struct swap_instance *in = xcalloc(1, sizeof(*in));
+
+    in->swap = s;
+    in->model = m;
+    in->index = index;
+    uv_timer_init(s->loop, &in->probe_timer);
+    uv_timer_init(s->loop, &in->ttl_timer);
+    in->probe_timer.data = in->ttl_timer.data = in;
+    in->next = s->all;
+    s->all = in;
+    return in;
+}
+
+static void
+on_instance_timer_closed(uv_handle_t *h)
+{
+    struct swap_instance *in = h->data;
+
+    if (--in->closing > 0)
+        return;
+    free(in->url);
+    free(in);
+}
+
+/* Unlinks and frees a stopped instance (timers close first). */
+static void
+instance_free(struct swap_instance *in)
+{
+    struct swap *s = in->swap;
+
+    for (struct swap_instance **pp = &s->all; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    http_fetch_cancel(in->probe);
+    if (in->proc)
+        proc_free(in->proc);
+    in->closing = 2;
+    uv_close((uv_handle_t *)&in->probe_timer, on_instance_timer_closed);
+    uv_close((uv_handle_t *)&in->ttl_timer, on_instance_timer_closed);
+}
+
 struct swap *
 swap_new(uv_loop_t *loop, struct http_client *client, const struct swap_conf *conf,
          const struct catalog *cat)
@@ -448,24 +504,17 @@ swap_new(uv_loop_t *loop, struct http_client *client, const struct swap_conf *co
     s->conf = conf;
     s->cat = cat;
     s->queue_tail = &s->queue;
-    s->n_inst = cat->n;
-    s->inst = xcalloc(cat->n ? cat->n : 1, sizeof(*s->inst));
-    for (size_t i = 0; i < cat->n; i++) {
-        s->inst[i].swap = s;
-        s->inst[i].model = &cat->v[i];
-        uv_timer_init(loop, &s->inst[i].probe_timer);
-        uv_timer_init(loop, &s->inst[i].ttl_timer);
-        s->inst[i].probe_timer.data = s->inst[i].ttl_timer.data = &s->inst[i];
-    }
+    for (size_t i = cat->n; i-- > 0;)
+        instance_new(s, &cat->v[i], i);
     return s;
 }
 
 static struct swap_instance *
 instance_of(struct swap *s, const struct model_def *m)
 {
-    for (size_t i = 0; i < s->n_inst; i++)
-        if (s->inst[i].model == m)
-            return &s->inst[i];
+    FOR_EACH_INSTANCE(s, in)
+        if (in->model == m && !in->retired)
+            return in;
     return NULL;
 }
 
@@ -554,9 +603,7 @@ swap_unload_all(struct swap *s)
 {
     int n = 0;
 
-    for (size_t i = 0; i < s->n_inst; i++) {
-        struct swap_instance *in = &s->inst[i];
-
+    FOR_EACH_INSTANCE(s, in) {
         if (in->state == ST_STOPPED || in->state == ST_STOPPING)
             continue;
         n++;
@@ -576,9 +623,7 @@ swap_running(const struct swap *s)
 {
     json_t *a = json_array();
 
-    for (size_t i = 0; i < s->n_inst; i++) {
-        const struct swap_instance *in = &s->inst[i];
-
+    FOR_EACH_INSTANCE(s, in) {
         if (in->state == ST_STOPPED)
             continue;
         json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:s}", "model",
@@ -596,24 +641,10 @@ swap_shutdown(struct swap *s, void (*done)(void *arg), void *arg)
     s->shutdown_done = done;
     s->shutdown_arg = arg;
     fail_waiting(s, NULL, -ESHUTDOWN, "goinfer is shutting down");
-    for (size_t i = 0; i < s->n_inst; i++)
-        if (s->inst[i].proc != NULL && s->inst[i].state != ST_STOPPING)
-            stop_instance(&s->inst[i], "shutting down");
+    FOR_EACH_INSTANCE(s, in)
+        if (in->proc != NULL && in->state != ST_STOPPING)
+            stop_instance(in, "shutting down");
     all_stopped_check(s);
-}
-
-static void
-on_timer_closed(uv_handle_t *h)
-{
-    struct swap *s = ((struct swap_instance *)h->data)->swap;
-
-    if (--s->closing_timers > 0)
-        return;
-    for (size_t i = 0; i < s->n_inst; i++)
-        free(s->inst[i].url);
-    free(s->inst);
-    free(s->preload);
-    free(s);
 }
 
 void
@@ -621,18 +652,91 @@ swap_free(struct swap *s)
 {
     if (s == NULL)
         return;
-    if (s->n_inst == 0) {
-        free(s->inst);
-        free(s->preload);
-        free(s);
-        return;
+    while (s->all)
+        instance_free(s->all);
+    free(s->preload);
+    free(s);
+}
+
+/* Removes and returns the live instance running m's process unchanged, or NULL. */
+static struct swap_instance *
+take_same(struct swap_instance **list, const struct model_def *m)
+{
+    for (struct swap_instance **pp = list; *pp; pp = &(*pp)->next) {
+        struct swap_instance *in = *pp;
+
+        if (!in->retired && strcmp(in->model->name, m->name) == 0 &&
+            catalog_same_process(in->model, m)) {
+            *pp = in->next;
+            return in;
+        }
     }
-    s->closing_timers = (int)s->n_inst * 2;
-    for (size_t i = 0; i < s->n_inst; i++) {
-        http_fetch_cancel(s->inst[i].probe);
-        if (s->inst[i].proc)
-            proc_free(s->inst[i].proc);
-        uv_close((uv_handle_t *)&s->inst[i].probe_timer, on_timer_closed);
-        uv_close((uv_handle_t *)&s->inst[i].ttl_timer, on_timer_closed);
+    return NULL;
+}
+
+/* Waiting requests follow their model to its new definition, or fail when it is gone. */
+static void
+repoint_waiters(struct swap *s, struct swap_instance *old)
+{
+    struct swap_lease *l, *next;
+
+    for (l = s->queue; l != NULL; l = next) {
+        struct swap_instance *in = NULL;
+
+        next = l->next;
+        if (l->inst != old)
+            continue;
+        FOR_EACH_INSTANCE(s, o)
+            if (!o->retired && strcmp(o->model->name, old->model->name) == 0)
+                in = o;
+        if (in != NULL) {
+            l->inst = in;
+            continue;
+        }
+        queue_remove(s, l);
+        l->state = SWAP_LEASE_IDLE;
+        l->cb(l, -ENOENT, "the model was removed from the configuration", l->arg);
     }
+}
+
+static void
+retire(struct swap *s, struct swap_instance *in)
+{
+    in->retired = true;
+    repoint_waiters(s, in);
+    if (in->state == ST_STOPPED)
+        instance_free(in);
+    else if (in->state == ST_READY && in->inflight > 0)
+        in->unload_when_idle = true;
+    else if (in->state != ST_STOPPING)
+        stop_instance(in, "its definition changed or was removed");
+}
+
+void
+swap_reconfigure(struct swap *s, const struct catalog *cat)
+{
+    struct swap_instance *old = s->all, *next;
+
+    s->all = NULL;
+    s->cat = cat;
+    for (size_t i = cat->n; i-- > 0;) {
+        struct swap_instance *keep = take_same(&old, &cat->v[i]);
+
+        if (keep == NULL) {
+            instance_new(s, &cat->v[i], i);
+            continue;
+        }
+        keep->model = &cat->v[i];
+        keep->index = i;
+        keep->next = s->all;
+        s->all = keep;
+    }
+    for (struct swap_instance *in = old; in != NULL; in = next) {
+        next = in->next; /* linking it into s->all rewrites in->next */
+        in->next = s->all;
+        s->all = in;
+        if (!in->retired)
+            retire(s, in);
+    }
+    schedule(s);
 }

@@ -48,6 +48,10 @@ struct swap *swap_new(uv_loop_t *loop, struct http_client *client, const struct 
 /* err -EBUSY: the model's concurrencyLimit is reached (answer 429). */
 void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m,
                   swap_ready_cb cb, void *arg);
+/* Serves cat's models from now on (borrowed, like the first): a model whose process definition
+ * did not change keeps running; the others stop once idle. The old catalog must outlive the
+ * requests still using it. */
+void swap_reconfigure(struct swap *s, const struct catalog *cat);
 /* Starts the catalog's preload models (hooks.on_startup.preload). */
 void swap_preload(struct swap *s);
 /* Ends a granted lease, or withdraws a waiting one (its callback then never runs); no-op when

@@ -12,12 +12,25 @@
 
 #include "models/gguf.h"
 
-enum { T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_F32, T_BOOL, T_STRING, T_ARRAY, T_U64, T_I64,
-       T_F64 };
+enum {
+    T_U8,
+    T_I8,
+    T_U16,
+    T_I16,
+    T_U32,
+    T_I32,
+    T_F32,
+    T_BOOL,
+    T_STRING,
+    T_ARRAY,
+    T_U64,
+    T_I64,
+    T_F64
+};
 
-static const unsigned WIDTH[] = { [T_U8] = 1,  [T_I8] = 1,  [T_U16] = 2, [T_I16] = 2,
-                                  [T_U32] = 4, [T_I32] = 4, [T_F32] = 4, [T_BOOL] = 1,
-                                  [T_U64] = 8, [T_I64] = 8, [T_F64] = 8 };
+static const unsigned WIDTH[] = {
+    [T_U8] = 1,  [T_I8] = 1,   [T_U16] = 2, [T_I16] = 2, [T_U32] = 4, [T_I32] = 4,
+    [T_F32] = 4, [T_BOOL] = 1, [T_U64] = 8, [T_I64] = 8, [T_F64] = 8};
 
 static const char CHATML[] = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
                              "{{ m['content'] }}<|im_end|>\n{% endfor %}";
@@ -266,19 +279,20 @@ expect_eagain(const struct w *w)
 static void
 bad_magic(void **state)
 {
-    struct w w = { 0 };
+    struct w w = {0};
     struct gguf_info info;
     char err[256];
 
     (void)state;
-    put(&w, "\x7f" "ELF\x02\x01\x01\x00", 8);
+    put(&w,
+        "\x7f"
+        "ELF\x02\x01\x01\x00",
+        8);
     expect_einval(&w, "not a GGUF file (magic 7f 45 4c 46)");
     w.len = 2;
     expect_einval(&w, "not a GGUF file");
-    assert_int_equal(gguf_parse((const unsigned char *)"GG", 2, &info, err, sizeof(err)),
-                     -EAGAIN);
-    assert_int_equal(gguf_parse((const unsigned char *)"GGx", 3, &info, err, sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(gguf_parse((const unsigned char *)"GG", 2, &info, err, sizeof(err)), -EAGAIN);
+    assert_int_equal(gguf_parse((const unsigned char *)"GGx", 3, &info, err, sizeof(err)), -EINVAL);
     free(w.b);
 }
 
@@ -347,7 +361,7 @@ hostile_counts(void **state)
 static void
 hostile_arrays(void **state)
 {
-    static const uint32_t types[] = { T_U8, T_U64, T_STRING, T_ARRAY };
+    static const uint32_t types[] = {T_U8, T_U64, T_STRING, T_ARRAY};
     struct w w;
 
     (void)state;
@@ -441,7 +455,7 @@ bad_structure(void **state)
 static void
 integer_widths(void **state)
 {
-    static const uint32_t types[] = { T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_U64, T_I64 };
+    static const uint32_t types[] = {T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_U64, T_I64};
     struct w w;
     struct gguf_info info;
     char err[256];
@@ -468,7 +482,7 @@ integer_widths(void **state)
 }
 
 static void
-wrong_types_and_ranges(void **state)
+numbers_checked(void **state)
 {
     struct w w;
 
@@ -504,7 +518,14 @@ wrong_types_and_ranges(void **state)
     finish(&w);
     expect_einval(&w, "split.count 70000 is out of range");
     free(w.b);
+}
 
+static void
+strings_checked(void **state)
+{
+    struct w w;
+
+    (void)state;
     header(&w, 3, 0);
     kv_u(&w, "general.architecture", T_U32, 1);
     finish(&w);
@@ -528,6 +549,12 @@ wrong_types_and_ranges(void **state)
     finish(&w);
     expect_einval(&w, "general.architecture length 0");
     free(w.b);
+
+    header(&w, 3, 0);
+    kv_s(&w, "clip.has_vision_encoder", "yes");
+    finish(&w);
+    expect_einval(&w, "clip.has_vision_encoder must be a bool, not string");
+    free(w.b);
 }
 
 /* The second template would leak and the second architecture would win silently. */
@@ -550,6 +577,15 @@ duplicate_keys(void **state)
     kv_u(&w, "llama.context_length", T_U32, 2);
     finish(&w);
     expect_einval(&w, "key 2: duplicate key llama.context_length");
+    free(w.b);
+
+    /* one before general.architecture, read by the second pass, one after it */
+    header(&w, 3, 0);
+    kv_u(&w, "llama.context_length", T_U32, 1);
+    kv_s(&w, "general.architecture", "llama");
+    kv_u(&w, "llama.context_length", T_U32, 2);
+    finish(&w);
+    expect_einval(&w, "duplicate key llama.context_length");
     free(w.b);
 }
 
@@ -741,7 +777,8 @@ main(void)
         cmocka_unit_test(string_array_skipped),
         cmocka_unit_test(bad_structure),
         cmocka_unit_test(integer_widths),
-        cmocka_unit_test(wrong_types_and_ranges),
+        cmocka_unit_test(numbers_checked),
+        cmocka_unit_test(strings_checked),
         cmocka_unit_test(duplicate_keys),
         cmocka_unit_test(long_strings_truncated),
         cmocka_unit_test(mmproj_detected),
