@@ -114,17 +114,25 @@ add_file(struct walk *w, const char *path, const struct stat *st)
 
 static void walk_dir(struct walk *w, const char *dir, int depth);
 
+/* Uses the type readdir gives, so only folders, links and *.gguf files cost a stat. */
 static void
-walk_entry(struct walk *w, const char *dir, const char *name, int depth)
+walk_entry(struct walk *w, const char *dir, const struct dirent *e, int depth)
 {
-    char *path = xasprintf("%s/%s", dir, name);
+    bool gguf = ends_with(e->d_name, ".gguf");
+    char *path;
     struct stat st;
 
+    if (e->d_type == DT_REG && !gguf)
+        return;
+    if (e->d_type != DT_REG && e->d_type != DT_DIR && e->d_type != DT_LNK &&
+        e->d_type != DT_UNKNOWN)
+        return; /* sockets, fifos, devices */
+    path = xasprintf("%s/%s", dir, e->d_name);
     if (stat(path, &st) != 0)
         log_warn("models: skipping %s", path);
     else if (S_ISDIR(st.st_mode) && !seen_before(w, &st))
         walk_dir(w, path, depth + 1);
-    else if (S_ISREG(st.st_mode) && ends_with(name, ".gguf"))
+    else if (S_ISREG(st.st_mode) && gguf)
         add_file(w, path, &st);
     free(path);
 }
@@ -147,7 +155,7 @@ walk_dir(struct walk *w, const char *dir, int depth)
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue; /* ., .., and hidden folders such as .git */
-        walk_entry(w, dir, e->d_name, depth);
+        walk_entry(w, dir, e, depth);
     }
     closedir(d);
 }
