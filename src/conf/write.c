@@ -106,6 +106,8 @@ model_cmd(struct buf *b, const char *macro, const struct model_entry *e)
         buf_printf(&v, " --mmproj ");
         conf_quote_arg(&v, e->mmproj);
     }
+    if (e->flags)
+        buf_printf(&v, " %s", e->flags);
     buf_printf(b, "    cmd: ");
     yq(b, buf_cstr(&v));
     buf_printf(b, "\n");

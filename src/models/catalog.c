@@ -74,6 +74,8 @@ discovered_cmd(const struct conf *conf, const struct model_entry *e, const char 
         buf_printf(&b, " %s", conf->args_debug);
     if (gi && conf->args_goinfer)
         buf_printf(&b, " %s", conf->args_goinfer);
+    if (e->flags)
+        buf_printf(&b, " %s", e->flags);
     s = xstrdup(buf_cstr(&b));
     buf_cleanup(&b);
     return s;
@@ -106,6 +108,7 @@ add_discovered(struct catalog *cat, const struct conf *conf, const struct model_
     free(name);
     d->cmd = discovered_cmd(conf, e, exe, gi);
     d->unlisted = gi;
+    d->use_model_name = gi ? xstrdup(e->name) : NULL; /* the seed's GI_ variant does this */
     d->path = xstrdup(e->path);
     d->mmproj = e->mmproj ? xstrdup(e->mmproj) : NULL;
     d->size = e->size;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/conf.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -63,18 +65,158 @@ models_is_mmproj(const char *path)
     return strncasecmp(base_name(path), "mmproj", 6) == 0;
 }
 
+/* Length of the stem: the base name without ".gguf", split suffix and "&" flags. */
+static size_t
+stem_len(const char *b)
+{
+    size_t n = strlen(b);
+    int part, count;
+    const char *amp;
+
+    if (models_split_part(b, &part, &count))
+        n -= 20;
+    else if (ends_with(b, ".gguf"))
+        n -= 5;
+    amp = memchr(b, '&', n);
+    return amp ? (size_t)(amp - b) : n;
+}
+
+/* A quantization tag in a file name: Q4_K_M, Q8_0, IQ4_XS, F16, BF16... or NULL. */
+static const char *
+quant_tag(const char *stem, size_t n, size_t *len)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = stem + i;
+        size_t k = 0;
+
+        if (i > 0 && stem[i - 1] != '-' && stem[i - 1] != '.' && stem[i - 1] != '_')
+            continue;
+        if (strncasecmp(p, "IQ", 2) == 0 || strncasecmp(p, "BF16", 4) == 0 ||
+            ((p[0] == 'Q' || p[0] == 'q' || p[0] == 'F' || p[0] == 'f') && p[1] >= '0' &&
+             p[1] <= '9')) {
+            while (i + k < n && stem[i + k] != '-' && stem[i + k] != '.')
+                k++;
+            *len = k;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* ".../models--org--Repo-GGUF/snapshots/<rev>/file.gguf" -> "org/Repo:QUANT", or NULL. */
+static char *
+hf_cache_name(const char *path, const char *stem, size_t n)
+{
+    const char *m = strstr(path, "/models--"), *sep, *end;
+    size_t qlen = 0, rlen;
+    const char *q = quant_tag(stem, n, &qlen);
+
+    if (m == NULL || strstr(m, "/snapshots/") == NULL)
+        return NULL;
+    m += 9;
+    sep = strstr(m, "--");
+    end = strchr(m, '/');
+    if (sep == NULL || end == NULL || sep > end)
+        return NULL;
+    rlen = (size_t)(end - sep - 2);
+    if (rlen > 5 && strncasecmp(sep + 2 + rlen - 5, "-GGUF", 5) == 0)
+        rlen -= 5;
+    if (q == NULL)
+        return xasprintf("%.*s/%.*s", (int)(sep - m), m, (int)rlen, sep + 2);
+    return xasprintf("%.*s/%.*s:%.*s", (int)(sep - m), m, (int)rlen, sep + 2, (int)qlen, q);
+}
+
 char *
 models_name_from_path(const char *path)
 {
     const char *b = base_name(path);
-    size_t n = strlen(b);
-    int part, count;
+    size_t n = stem_len(b);
+    char *hf = hf_cache_name(path, b, n);
 
-    if (models_split_part(path, &part, &count))
+    return hf ? hf : xstrndup(b, n);
+}
+
+char *
+models_flags_from_name(const char *path)
+{
+    const char *b = base_name(path), *amp;
+    size_t n = strlen(b), stem = stem_len(b);
+    int part, count;
+    struct buf out;
+    char *s;
+
+    if (models_split_part(b, &part, &count))
         n -= 20;
     else if (ends_with(b, ".gguf"))
         n -= 5;
-    return xstrndup(b, n);
+    if (stem == n)
+        return NULL;
+    buf_init(&out, 4096);
+    for (const char *p = b + stem; p < b + n; p = amp) {
+        const char *eq;
+
+        p++; /* skip '&' */
+        amp = memchr(p, '&', (size_t)(b + n - p));
+        amp = amp ? amp : b + n;
+        eq = memchr(p, '=', (size_t)(amp - p));
+        if (eq)
+            buf_printf(&out, "%s-%.*s %.*s", out.len ? " " : "", (int)(eq - p), p,
+                       (int)(amp - eq - 1), eq + 1);
+        else if (amp > p)
+            buf_printf(&out, "%s-%.*s", out.len ? " " : "", (int)(amp - p), p);
+    }
+    s = out.len ? xstrdup(buf_cstr(&out)) : NULL;
+    buf_cleanup(&out);
+    return s;
+}
+
+static bool
+set_by_goinfer(const char *w)
+{
+    static const char *const own[] = {"-m", "--model", "--port", "--host", NULL};
+
+    for (int i = 0; own[i]; i++)
+        if (strcmp(w, own[i]) == 0)
+            return true;
+    return false;
+}
+
+char *
+models_flags_from_script(const char *sh_path)
+{
+    FILE *f = fopen(sh_path, "r");
+    char line[4096], **words = NULL;
+    struct buf out;
+    char *s;
+
+    if (f == NULL)
+        return NULL;
+    buf_init(&out, 64 * 1024);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *hash = strchr(line, '#'), *bs = strrchr(line, '\\');
+
+        if (hash)
+            *hash = '\0';
+        if (bs && strspn(bs + 1, " \t\r\n") == strlen(bs + 1))
+            *bs = ' '; /* line continuation */
+        if (conf_split_args(line, &words) > 0)
+            for (size_t i = 0; words[i]; i++) {
+                if (out.len == 0 && i == 0 && strstr(words[i], "llama-server") != NULL)
+                    continue; /* the program itself */
+                if (set_by_goinfer(words[i])) {
+                    i += words[i + 1] != NULL;
+                    continue;
+                }
+                buf_printf(&out, "%s", out.len ? " " : "");
+                conf_quote_arg(&out, words[i]);
+            }
+        conf_free_args(words);
+        words = NULL;
+    }
+    fclose(f);
+    s = out.len ? xstrdup(buf_cstr(&out)) : NULL;
+    buf_cleanup(&out);
+    return s;
 }
 
 static bool
@@ -88,6 +230,21 @@ seen_before(struct walk *w, const struct stat *st)
         w->seen_ino[w->n_seen++] = st->st_ino;
     }
     return false;
+}
+
+/* "&k=v" flags in the name, else a <stem>.sh beside the model. */
+static char *
+companion_flags(const char *path)
+{
+    const char *b = base_name(path);
+    char *flags = models_flags_from_name(path), *sh;
+
+    if (flags != NULL)
+        return flags;
+    sh = xasprintf("%.*s%.*s.sh", (int)(b - path), path, (int)stem_len(b), b);
+    flags = models_flags_from_script(sh);
+    free(sh);
+    return flags;
 }
 
 static void
@@ -107,6 +264,7 @@ add_file(struct walk *w, const char *path, const struct stat *st)
     l->v[l->n].name = models_name_from_path(path);
     l->v[l->n].path = xstrdup(path);
     l->v[l->n].mmproj = NULL;
+    l->v[l->n].flags = companion_flags(path);
     l->v[l->n].size = (uint64_t)st->st_size;
     l->v[l->n].shards = count;
     l->n++;
@@ -204,6 +362,7 @@ drop_duplicates(struct model_list *l)
             free(l->v[i].name);
             free(l->v[i].path);
             free(l->v[i].mmproj);
+            free(l->v[i].flags);
             continue;
         }
         l->v[k++] = l->v[i];
@@ -270,6 +429,7 @@ model_list_cleanup(struct model_list *l)
         free(l->v[i].name);
         free(l->v[i].path);
         free(l->v[i].mmproj);
+        free(l->v[i].flags);
     }
     free(l->v);
     l->v = NULL;

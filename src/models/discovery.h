@@ -14,6 +14,7 @@ struct model_entry {
     char *name;   /* what requests use in "model" */
     char *path;   /* the .gguf (first shard of a split model) */
     char *mmproj; /* companion projector, or NULL */
+    char *flags;  /* extra llama-server flags: "&k=v" in the file name, or <stem>.sh */
     uint64_t size;
     int shards;
 };
@@ -30,8 +31,17 @@ const struct model_entry *model_list_find(const struct model_list *l, const char
                                           size_t len);
 
 /* Pure helpers, exposed for tests. */
-/* "dir/Foo-Q4_K_M.gguf" -> "Foo-Q4_K_M"; a split's "-00001-of-00003" is dropped. */
+/*
+ * The name requests use: "dir/Foo-Q4_K_M.gguf" -> "Foo-Q4_K_M"; a split's "-00001-of-00003"
+ * and "&k=v" flags are dropped; in a Hugging Face cache
+ * (".../models--org--Repo-GGUF/snapshots/<rev>/repo-Q4_K_M.gguf") it is "org/Repo:Q4_K_M".
+ */
 char *models_name_from_path(const char *path);
+/* "Foo&c=4096&ngl=99.gguf" -> "-c 4096 -ngl 99" (the seed's convention), or NULL. */
+char *models_flags_from_name(const char *path);
+/* The flags in a companion script: its words, without comments, the program and the flags
+ * Goinfer sets itself (-m, --model, --port, --host). NULL when unreadable. */
+char *models_flags_from_script(const char *sh_path);
 /* True for "x-00002-of-00003.gguf"; sets the 1-based part and the count. */
 bool models_split_part(const char *path, int *part, int *count);
 bool models_is_mmproj(const char *path);

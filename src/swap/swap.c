@@ -315,6 +315,7 @@ start_argv(const struct swap_instance *in, const char *port, char ***argv)
     char *b = swapconf_subst(a, "MODEL_ID", in->model->name);
     int n = conf_split_args(b, argv);
 
+    log_info("model %s: starting: %s", in->model->name, b);
     free(a);
     free(b);
     return n;

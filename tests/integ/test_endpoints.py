@@ -107,3 +107,18 @@ def test_sigterm_ends_log_streams(models_dir, start_goinfer):
                 pass
     assert g.proc.wait(10) == 0
     assert time.monotonic() - t0 < 3
+
+
+def test_per_model_flags_from_name_and_companion_script(tmp_path, start_goinfer, client):
+    from conftest import mkmodel
+    d = tmp_path / "flagged"
+    d.mkdir()
+    mkmodel(d / "small&c=1024&np=1.gguf", "-n", "small", "-c", "4096")
+    mkmodel(d / "scripted.gguf", "-n", "scripted", "-c", "4096")
+    (d / "scripted.sh").write_text("#!/bin/sh\n# my tuning\nllama-server -m scripted.gguf \\\n  -c 2048 -np 1\n")
+    g = start_goinfer(d)
+    ids = [m["id"] for m in client.get(g.url() + "/v1/models", headers=auth()).json()["data"]]
+    assert ids == ["scripted", "small"]
+    for model, ctx in (("small", 1024), ("scripted", 2048)):
+        props = client.get(g.url() + f"/props?model={model}", headers=auth()).json()
+        assert props["default_generation_settings"]["n_ctx"] == ctx, g.log()

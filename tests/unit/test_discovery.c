@@ -34,6 +34,46 @@ names_from_paths(void **state)
 }
 
 static void
+hf_cache_and_flag_names(void **state)
+{
+    char *n;
+
+    (void)state;
+    n = models_name_from_path("/h/hub/models--Qwen--Qwen2.5-0.5B-Instruct-GGUF/snapshots/abc/"
+                              "qwen2.5-0.5b-instruct-q4_k_m.gguf");
+    assert_string_equal(n, "Qwen/Qwen2.5-0.5B-Instruct:q4_k_m");
+    free(n);
+    n = models_name_from_path("/m/Mistral-7B&c=8192&ngl=99.gguf");
+    assert_string_equal(n, "Mistral-7B");
+    free(n);
+    n = models_flags_from_name("/m/Mistral-7B&c=8192&ngl=99&fa.gguf");
+    assert_string_equal(n, "-c 8192 -ngl 99 -fa");
+    free(n);
+    assert_null(models_flags_from_name("/m/plain.gguf"));
+}
+
+static void
+flags_from_companion_script(void **state)
+{
+    char path[] = "/tmp/goinfer-sh-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "#!/bin/sh\n# tuned for my GPU\n"
+                       "/opt/llama-server -m x.gguf --port 8080 \\\n  -ngl 99 --ctx-size 8192 "
+                       "--alias 'my model'\n";
+    char *f;
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    f = models_flags_from_script(path);
+    assert_string_equal(f, "'-ngl' '99' '--ctx-size' '8192' '--alias' 'my model'");
+    free(f);
+    unlink(path);
+    assert_null(models_flags_from_script("/nonexistent.sh"));
+}
+
+static void
 touch(const char *dir, const char *name)
 {
     char path[512];
@@ -96,6 +136,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(names_from_paths),
+        cmocka_unit_test(hf_cache_and_flag_names),
+        cmocka_unit_test(flags_from_companion_script),
         cmocka_unit_test(walks_tree),
         cmocka_unit_test(missing_root_is_a_clear_error),
     };
