@@ -247,6 +247,7 @@ setup_listeners(struct app *a)
         .header_ms = 30000,
         .keepalive_ms = 75000,
         .write_high = 256 * 1024,
+        .write_stall_ms = 60000,
     };
 
     a->server = http_server_new(a->loop, &limits, router_handle, a->router);

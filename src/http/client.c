@@ -335,11 +335,14 @@ http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms ? o->connect_timeout_ms : 5000L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through untouched */
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*"); /* upstreams are direct; ignore http_proxy */
     if (o->body != NULL) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
         curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body);
     }
-    if (o->method != NULL)
+    if (o->method != NULL && strcmp(o->method, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (o->method != NULL)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
     f->next = c->fetches;
     if (c->fetches)

@@ -15,6 +15,7 @@
 
 /* Pipelined bytes kept while a request is in flight; past this we stop reading. */
 #define PENDING_MAX (64 * 1024)
+#define READ_CHUNK  (16 * 1024)
 
 struct http_server {
     uv_loop_t *loop;
@@ -51,6 +52,10 @@ struct http_conn {
     struct http_request req;
     bool in_request; /* parsed, handler running or response streaming */
     bool kick;       /* the timer fires to parse pipelined bytes, not for a timeout */
+    bool flushing;   /* last response queued: shut down once it is written, then close */
+    bool stalled;    /* the client stopped reading; the timer bounds how long */
+    bool read_paused;
+    uv_shutdown_t shutdown_req;
     bool closing;
     int handles; /* open libuv handles; freed when 0 */
     size_t queued;
@@ -70,6 +75,9 @@ static http_parser_settings parser_settings;
 static void conn_close(struct http_conn *c);
 static void conn_feed(struct http_conn *c, const char *data, size_t len);
 static void request_finish(struct http_conn *c);
+static void flush_and_close(struct http_conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static struct http_request *synthetic_request(struct http_conn *c);
 
 /* ---- connection lifetime ---- */
@@ -126,17 +134,25 @@ on_timeout(uv_timer_t *t)
         struct buf rest = c->pending;
 
         c->kick = false;
-        buf_init(&c->pending, PENDING_MAX);
+        buf_init(&c->pending, PENDING_MAX + READ_CHUNK);
         conn_feed(c, rest.data, rest.len);
         buf_cleanup(&rest);
         return;
     }
+    if (c->stalled) {
+        log_info("req=%llu client %s read nothing for %llu ms, closing",
+                 (unsigned long long)c->req.id, c->peer,
+                 (unsigned long long)c->srv->limits.write_stall_ms);
+        conn_close(c);
+        return;
+    }
     if (c->in_request) /* handler-driven; its own timeouts apply */
         return;
-    if (c->hdr.len > 0 || c->url.len > 0) {
-        log_info("conn %s: request headers not received in time", c->peer);
+    if (!c->flushing && (c->hdr.len > 0 || c->url.len > 0)) {
+        log_info("conn %s: request not received in time", c->peer);
         http_respond_error(synthetic_request(c), 408, "timeout",
-                           "request headers not received within %llu ms",
+                           "request not received in time: each part of it (headers, body) "
+                           "must arrive within %llu ms",
                            (unsigned long long)c->srv->limits.header_ms);
         return;
     }
@@ -162,6 +178,10 @@ on_written(uv_write_t *w, int status)
     if (status < 0) {
         conn_close(c);
         return;
+    }
+    if (c->stalled && c->queued <= c->srv->limits.write_high / 2) {
+        c->stalled = false;
+        uv_timer_stop(&c->timer);
     }
     if (c->in_request && c->req.on_drain != NULL && c->queued <= c->srv->limits.write_high / 2)
         c->req.on_drain(&c->req);
@@ -193,6 +213,10 @@ conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_
         return rc;
     }
     c->queued += wr->len;
+    if (c->in_request && !c->stalled && c->queued > c->srv->limits.write_high) {
+        c->stalled = true; /* a reader that never reads must not hold its upstream forever */
+        arm_timer(c, c->srv->limits.write_stall_ms);
+    }
     return 0;
 }
 
@@ -260,7 +284,7 @@ http_stream_write(struct http_request *req, const char *data, size_t len)
     char head[24];
     int n;
 
-    if (len == 0)
+    if (len == 0 || req->method == HTTP_HEAD)
         return 0;
     req->bytes_out += len;
     if (!req->chunked)
@@ -276,7 +300,7 @@ http_stream_end(struct http_request *req)
 
     if (req->ended)
         return;
-    if (req->chunked)
+    if (req->chunked && req->method != HTTP_HEAD)
         conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     req->ended = true;
     access_log(req);
@@ -394,6 +418,18 @@ on_header_value(http_parser *p, const char *at, size_t len)
     return collect(c, &c->hdr, at, len, REJECT_HEADERS);
 }
 
+/* curl and others wait up to a second for "100 Continue" before sending a large body. */
+static void
+expect_continue(struct http_conn *c, const struct http_request *r)
+{
+    size_t n = 0;
+    const char *v = http_header_get(r, "expect", &n);
+
+    if (v != NULL && n == 12 && strncasecmp(v, "100-continue", 12) == 0 &&
+        c->parser.http_major == 1 && c->parser.http_minor >= 1)
+        conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
+}
+
 /* Turns the collected offsets into header pointers and splits the URL. */
 static int
 on_headers_complete(http_parser *p)
@@ -422,6 +458,8 @@ on_headers_complete(http_parser *p)
         c->reject = REJECT_BODY;
         return -1;
     }
+    expect_continue(c, r);
+    arm_timer(c, c->srv->limits.header_ms); /* now bounds the wait for each body part */
     return 0;
 }
 
@@ -430,6 +468,7 @@ on_body(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
 
+    arm_timer(c, c->srv->limits.header_ms);
     return collect(c, &c->req.body, at, len, REJECT_BODY);
 }
 
@@ -538,15 +577,41 @@ conn_feed(struct http_conn *c, const char *data, size_t len)
     }
 }
 
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    conn_close(req->data);
+}
+
+/* Closes once queued output is written (uv_close would cancel it), bounded by a timer. */
+static void
+flush_and_close(struct http_conn *c)
+{
+    if (c->closing || c->flushing)
+        return;
+    c->flushing = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    arm_timer(c, c->srv->limits.keepalive_ms);
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        conn_close(c);
+}
+
 /* Called when a response has ended: resets for the next request or closes. Pipelined bytes
  * are parsed from a zero timer, not here, so a burst of them cannot recurse. */
 static void
 request_finish(struct http_conn *c)
 {
     c->in_request = false;
+    c->stalled = false;
     if (!c->req.keep_alive || c->closing) {
-        conn_close(c);
+        flush_and_close(c);
         return;
+    }
+    if (c->read_paused) {
+        c->read_paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
     http_parser_pause(&c->parser, 0);
     buf_reset(&c->hdr);
@@ -566,8 +631,8 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     (void)h;
     (void)suggested;
-    b->base = xmalloc(16 * 1024);
-    b->len = 16 * 1024;
+    b->base = xmalloc(READ_CHUNK);
+    b->len = READ_CHUNK;
 }
 
 static void
@@ -578,9 +643,10 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         conn_close(c);
     } else if (nread > 0 && (c->in_request || c->kick)) {
-        if (buf_append(&c->pending, b->base, (size_t)nread) < 0) {
-            log_info("conn %s: too many pipelined bytes, closing", c->peer);
-            conn_close(c);
+        buf_append(&c->pending, b->base, (size_t)nread); /* max leaves room for one read */
+        if (c->pending.len >= PENDING_MAX) {
+            c->read_paused = true; /* resumed when the response in flight ends */
+            uv_read_stop(s);
         }
     } else if (nread > 0) {
         conn_feed(c, b->base, (size_t)nread);
@@ -626,7 +692,7 @@ on_connection(uv_stream_t *ls, int status)
     c->req.services = l->services;
     buf_init(&c->hdr, srv->limits.header_bytes);
     buf_init(&c->url, srv->limits.header_bytes);
-    buf_init(&c->pending, PENDING_MAX);
+    buf_init(&c->pending, PENDING_MAX + READ_CHUNK);
     buf_init(&c->req.body, srv->limits.body_bytes);
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);

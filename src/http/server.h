@@ -31,6 +31,7 @@ struct http_limits {
     uint64_t header_ms;     /* time to receive a request's headers (slowloris) */
     uint64_t keepalive_ms;  /* idle time between requests */
     size_t write_high;      /* queued response bytes above which on_drain is armed */
+    uint64_t write_stall_ms; /* a client reading nothing that long, with output queued, is cut */
 };
 
 struct http_request;

@@ -325,6 +325,14 @@ static const struct route routes[] = {
     {"*", "/upstream/", SVC_ANY, false, handle_upstream},
 };
 
+/* HEAD is answered wherever GET is, as HTTP wants. */
+static bool
+method_matches(const char *route, const char *method)
+{
+    return strcmp(route, "*") == 0 || strcmp(route, method) == 0 ||
+           (strcmp(route, "GET") == 0 && strcmp(method, "HEAD") == 0);
+}
+
 static bool
 path_matches(const struct route *rt, const char *path)
 {
@@ -361,7 +369,7 @@ router_handle(struct http_request *req, void *arg)
         if (!path_matches(rt, req->path) || !(rt->services & req->services))
             continue;
         path_known = true;
-        if (strcmp(rt->method, "*") != 0 && strcmp(rt->method, req->method_name) != 0)
+        if (!method_matches(rt->method, req->method_name))
             continue;
         if (!rt->public && !authorized(r, req))
             return;

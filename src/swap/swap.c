@@ -275,8 +275,8 @@ on_child_exit(struct proc *p, int64_t status, int term_signal, void *arg)
     in->unload_when_idle = false;
     report_exit(in, was, p, status, term_signal);
     proc_free(p);
-    if (in->retired && !s->shutting_down)
-        instance_free(in);
+    if (in->retired && in->inflight == 0 && !s->shutting_down)
+        instance_free(in); /* with requests still holding it, swap_release frees it */
     if (s->shutting_down)
         all_stopped_check(s);
     else
@@ -555,11 +555,15 @@ swap_release(struct swap_lease *l)
 
     if (l->state == SWAP_LEASE_WAITING) {
         queue_remove(s, l);
+        l->state = SWAP_LEASE_IDLE;
+        schedule(s); /* it may have been holding back requests for a model it doomed */
     } else if (l->state == SWAP_LEASE_GRANTED) {
         struct swap_instance *in = l->inst;
 
         l->state = SWAP_LEASE_IDLE;
-        if (--in->inflight == 0 && in->state == ST_READY) {
+        if (--in->inflight == 0 && in->retired && in->state == ST_STOPPED) {
+            instance_free(in);
+        } else if (in->inflight == 0 && in->state == ST_READY) {
             schedule(s);
             if (in->state == ST_READY && in->inflight == 0 && waiting_for(s, in) == 0)
                 became_idle(in);
@@ -705,8 +709,10 @@ retire(struct swap *s, struct swap_instance *in)
 {
     in->retired = true;
     repoint_waiters(s, in);
-    if (in->state == ST_STOPPED)
+    if (in->state == ST_STOPPED && in->inflight == 0)
         instance_free(in);
+    else if (in->state == ST_STOPPED)
+        return; /* swap_release frees it when its last request ends */
     else if (in->state == ST_READY && in->inflight > 0)
         in->unload_when_idle = true;
     else if (in->state != ST_STOPPING)
