@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest
 WERROR := $(if $(CI),-DGOINFER_WERROR=ON,)
 
-.PHONY: all setup build asan run test test-unit test-integ test-asan clean
+.PHONY: all setup build asan fuzz-build run test test-unit test-integ test-asan test-fuzz fuzz clean
 
 all: build
 
@@ -21,12 +22,17 @@ asan:
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGOINFER_SANITIZE=ON $(WERROR) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS) -- --no-print-directory
 
+# libFuzzer targets need clang; their corpora are replayed by make test.
+fuzz-build:
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGOINFER_SANITIZE=ON -DGOINFER_FUZZ=ON $(WERROR) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) -- --no-print-directory
+
 # Set-up, build, then serve: a demo model is generated when no GGUF is found.
 run: setup build
 	@scripts/run.sh
 
-test: setup build asan
-	@$(MAKE) --no-print-directory test-unit test-integ test-asan
+test: setup build asan fuzz-build
+	@$(MAKE) --no-print-directory test-unit test-integ test-asan test-fuzz
 
 test-unit:
 	@ctest --test-dir $(BUILD) --output-on-failure
@@ -40,5 +46,15 @@ test-asan:
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		GOINFER_BUILD=$(ASAN_BUILD) $(PYTEST) tests/integ -q -p no:cacheprovider
 
+test-fuzz:
+	@ctest --test-dir $(FUZZ_BUILD) --output-on-failure -R '^fuzz_'
+
+# Runs each fuzz target for FUZZ_SECONDS (default 60) on its corpus, adding what it finds.
+fuzz: fuzz-build
+	@for f in $(FUZZ_BUILD)/fuzz_*; do \
+		t=$${f##*/fuzz_}; echo "fuzzing $$t for $${FUZZ_SECONDS:-60} s"; \
+		$$f -max_total_time=$${FUZZ_SECONDS:-60} tests/fuzz/corpus/$$t 2>&1 | tail -3; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

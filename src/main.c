@@ -13,6 +13,7 @@
 #include "http/auth.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "models/discovery.h"
 #include "proc/proc.h"
 #include "router/router.h"
 #include "swap/swap.h"
@@ -296,6 +297,7 @@ cleanup(struct app *a)
         free(g);
     }
     generation_cleanup(&a->gen);
+    models_meta_cache_free();
 }
 
 int

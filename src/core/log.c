@@ -104,6 +104,9 @@ log_set_level(enum log_level level)
 }
 
 /* Formats one line: "2026-11-24T17:00:00.123Z info message[: strerror]". */
+static void vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
 {

@@ -113,6 +113,7 @@ add_discovered(struct catalog *cat, const struct conf *conf, const struct model_
     d->mmproj = e->mmproj ? xstrdup(e->mmproj) : NULL;
     d->size = e->size;
     d->shards = e->shards;
+    d->meta = e->meta;
 }
 
 static void

@@ -40,6 +40,7 @@ struct model_def {
     char *mmproj;
     uint64_t size;
     int shards;
+    struct model_meta meta;
 };
 
 struct catalog {

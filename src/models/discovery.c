@@ -252,14 +252,18 @@ add_file(struct walk *w, const char *path, const struct stat *st)
 {
     struct model_list *l = w->out;
     int part = 1, count = 1;
+    struct model_meta meta;
 
-    if (models_is_mmproj(path)) {
+    if (models_split_part(path, &part, &count) && part != 1)
+        return; /* later shards are loaded by llama-server through the first */
+    models_read_meta(path, (uint64_t)st->st_size, (int64_t)st->st_mtime, &meta);
+    if (models_is_mmproj(path) || meta.is_mmproj) {
         w->mmproj = xrealloc(w->mmproj, (w->n_mmproj + 1) * sizeof(*w->mmproj));
         w->mmproj[w->n_mmproj++] = xstrdup(path);
         return;
     }
-    if (models_split_part(path, &part, &count) && part != 1)
-        return; /* later shards are loaded by llama-server through the first */
+    if (!meta.ok)
+        log_warnx("models: %s: %s (listed anyway; llama-server will say more)", path, meta.error);
     l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
     l->v[l->n].name = models_name_from_path(path);
     l->v[l->n].path = xstrdup(path);
@@ -267,6 +271,7 @@ add_file(struct walk *w, const char *path, const struct stat *st)
     l->v[l->n].flags = companion_flags(path);
     l->v[l->n].size = (uint64_t)st->st_size;
     l->v[l->n].shards = count;
+    l->v[l->n].meta = meta;
     l->n++;
 }
 

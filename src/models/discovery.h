@@ -10,6 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What the GGUF header says (read once per path, size and mtime; cached across reloads). */
+struct model_meta {
+    bool ok;           /* false: the header could not be read; error says why */
+    char error[160];
+    char arch[64];
+    char quant[16];
+    uint64_t context_length;
+    bool has_chat_template;
+    bool is_mmproj;
+};
+
 struct model_entry {
     char *name;   /* what requests use in "model" */
     char *path;   /* the .gguf (first shard of a split model) */
@@ -17,6 +28,7 @@ struct model_entry {
     char *flags;  /* extra llama-server flags: "&k=v" in the file name, or <stem>.sh */
     uint64_t size;
     int shards;
+    struct model_meta meta;
 };
 
 struct model_list {
@@ -29,6 +41,11 @@ int models_discover(const char *roots, struct model_list *out, char *err, size_t
 void model_list_cleanup(struct model_list *l);
 const struct model_entry *model_list_find(const struct model_list *l, const char *name,
                                           size_t len);
+
+/* Reads the header of path (cached by path, size and mtime). */
+void models_read_meta(const char *path, uint64_t size, int64_t mtime, struct model_meta *out);
+/* Frees the header cache (at exit, so leak checkers stay quiet). */
+void models_meta_cache_free(void);
 
 /* Pure helpers, exposed for tests. */
 /*

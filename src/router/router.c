@@ -75,6 +75,39 @@ handle_models(struct router *r, struct http_request *req)
     respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
+/* Goinfer's own list: every model with what its GGUF header says. */
+static void
+handle_gguf_models(struct router *r, struct http_request *req)
+{
+    json_t *list = json_array();
+
+    for (size_t i = 0; i < r->d.cat->n; i++) {
+        const struct model_def *m = &r->d.cat->v[i];
+        json_t *o;
+
+        if (m->unlisted)
+            continue;
+        o = json_pack("{s:s, s:b}", "id", m->name, "vision", m->mmproj != NULL);
+        if (m->path != NULL) {
+            json_object_set_new(o, "path", json_string(m->path));
+            json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+            json_object_set_new(o, "shards", json_integer(m->shards));
+        }
+        if (m->mmproj != NULL)
+            json_object_set_new(o, "mmproj", json_string(m->mmproj));
+        if (m->meta.ok) {
+            json_object_set_new(o, "architecture", json_string(m->meta.arch));
+            json_object_set_new(o, "context_length", json_integer((json_int_t)m->meta.context_length));
+            json_object_set_new(o, "quantization", json_string(m->meta.quant));
+            json_object_set_new(o, "chat_template", json_boolean(m->meta.has_chat_template));
+        } else if (m->path != NULL) {
+            json_object_set_new(o, "error", json_string(m->meta.error));
+        }
+        json_array_append_new(list, o);
+    }
+    respond_json(req, 200, json_pack("{s:o}", "models", list));
+}
+
 /* "a, b, c" for error messages that tell the user what they could have asked for. */
 static char *
 model_names(const struct catalog *l)
@@ -301,6 +334,7 @@ router_shutdown(struct router *r)
 static const struct route routes[] = {
     {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, true, handle_health},
     {"GET", "/v1/models", SVC_ANY, false, handle_models},
+    {"GET", "/models", GI, false, handle_gguf_models},
     {"GET", "/running", GI | ROUTER_SVC_ADMIN, false, handle_running},
     {"GET", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
     {"POST", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},

@@ -122,3 +122,29 @@ def test_per_model_flags_from_name_and_companion_script(tmp_path, start_goinfer,
     for model, ctx in (("small", 1024), ("scripted", 2048)):
         props = client.get(g.url() + f"/props?model={model}", headers=auth()).json()
         assert props["default_generation_settings"]["n_ctx"] == ctx, g.log()
+
+
+def test_models_lists_gguf_metadata(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    r = client.get(g.url() + "/models", headers=auth())
+    assert r.status_code == 200
+    models = {m["id"]: m for m in r.json()["models"]}
+    a = models["tiny-a"]
+    assert a["architecture"] == "llama" and a["context_length"] == 512
+    assert a["quantization"] == "F32" and a["chat_template"] is True and a["vision"] is False
+    assert models["split"]["shards"] == 3
+    assert "error" in models["broken"] and "architecture" not in models["broken"]
+    assert "GI_tiny-a" not in models
+    assert client.get(g.url("openai") + "/models", headers=auth()).status_code == 404
+
+
+def test_mmproj_is_attached_not_listed(tmp_path, start_goinfer, client):
+    from conftest import mkmodel
+    d = tmp_path / "vision"
+    d.mkdir()
+    mkmodel(d / "seer.gguf", "-n", "seer", "--mmproj")
+    g = start_goinfer(d)
+    models = client.get(g.url() + "/models", headers=auth()).json()["models"]
+    assert [m["id"] for m in models] == ["seer"]
+    assert models[0]["vision"] is True and models[0]["mmproj"].endswith("mmproj-seer.gguf")
+    g.wait_log(r"model GI_seer: .*seer.gguf")
