@@ -11,10 +11,8 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
-#include "http/client.h"
 #include "http/server.h"
 #include "models/discovery.h"
-#include "proc/proc.h"
 #include "router/router.h"
 #include "swap/swap.h"
 
@@ -27,7 +25,6 @@ struct app {
     uv_loop_t *loop;
     struct generation gen; /* the configuration in force */
     struct swap_conf swap_conf;
-    struct http_client *client;
     struct swap *swap;
     struct auth *auth;
     struct router *router;
@@ -65,7 +62,6 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->default_model = a->gen.conf.default_model;
     d->auth = a->auth;
     d->swap = a->swap;
-    d->client = a->client;
 }
 
 /* ---- reload: a new generation replaces the old only when it is entirely valid ---- */
@@ -151,8 +147,6 @@ on_children_stopped(void *arg)
     uv_close((uv_handle_t *)&a->debounce, NULL);
     http_server_free(a->server);
     a->server = NULL;
-    http_client_free(a->client);
-    a->client = NULL;
     swap_free(a->swap);
     a->swap = NULL;
 }
@@ -233,8 +227,7 @@ setup_backends(struct app *a)
     if (a->auth == NULL)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
-    a->client = http_client_new(a->loop);
-    a->swap = swap_new(a->loop, a->client, &a->swap_conf, &a->gen.cat);
+    a->swap = swap_new(a->loop, &a->swap_conf, &a->gen.cat);
     router_deps_from(a, &d);
     a->router = router_new(&d);
 }
@@ -304,15 +297,10 @@ int
 main(int argc, char **argv)
 {
     struct app a = {.argc = argc, .argv = argv};
-    char err[1024], exe[4096];
-    size_t exe_len = sizeof(exe);
+    char err[1024];
     int rc;
 
-    if (argc > 1 && strcmp(argv[1], "--child-exec") == 0)
-        return proc_launcher_main(argc, argv);
     signal(SIGPIPE, SIG_IGN);
-    if (uv_exepath(exe, &exe_len) == 0)
-        proc_set_launcher(exe);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = generation_load(&a.gen, argc, argv, err, sizeof(err));
     if (rc == 1)

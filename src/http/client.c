@@ -21,6 +21,8 @@ struct http_client {
     uv_timer_t reap;  /* removes cancelled fetches outside curl's callbacks */
     struct http_fetch *fetches;
     int closing_handles;
+    bool closing;  /* in curl_multi_cleanup: sockets go, no assign back */
+    bool released; /* the owner is done: destroyed once no fetch is left */
 };
 
 struct http_fetch {
@@ -42,6 +44,7 @@ struct sock {
 };
 
 static void check_done(struct http_client *c);
+static void on_reap(uv_timer_t *t);
 
 static void
 fetch_unlink_free(struct http_fetch *f)
@@ -59,6 +62,8 @@ fetch_unlink_free(struct http_fetch *f)
     if (f->next)
         f->next->prev = f->prev;
     free(f);
+    if (c->released && c->fetches == NULL)
+        uv_timer_start(&c->reap, on_reap, 0, 0);
 }
 
 /* ---- libuv glue ---- */
@@ -97,7 +102,8 @@ socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
         if (s != NULL) {
             uv_poll_stop(&s->poll);
             uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-            curl_multi_assign(c->multi, fd, NULL);
+            if (!c->closing)
+                curl_multi_assign(c->multi, fd, NULL);
         }
         return 0;
     }
@@ -133,6 +139,8 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
     struct http_client *c = userp;
 
     (void)m;
+    if (c->closing)
+        return 0;
     if (timeout_ms < 0)
         uv_timer_stop(&c->timer);
     else
@@ -171,6 +179,9 @@ check_done(struct http_client *c)
     }
 }
 
+static void destroy(struct http_client *c);
+
+/* Removes cancelled fetches; a released client goes once its last fetch has. */
 static void
 on_reap(uv_timer_t *t)
 {
@@ -182,6 +193,8 @@ on_reap(uv_timer_t *t)
         if (f->cancelled)
             fetch_unlink_free(f);
     }
+    if (c->released && c->fetches == NULL && !c->closing)
+        destroy(c);
 }
 
 /* ---- curl callbacks ---- */
@@ -274,22 +287,29 @@ on_client_timer_closed(uv_handle_t *h)
 {
     struct http_client *c = h->data;
 
-    if (--c->closing_handles == 0) {
-        curl_multi_cleanup(c->multi);
+    if (--c->closing_handles == 0)
         free(c);
-    }
 }
 
-void
-http_client_free(struct http_client *c)
+/* Closes the pooled connections (a peer may be waiting for them to go) and the handles. */
+static void
+destroy(struct http_client *c)
 {
-    if (c == NULL)
-        return;
-    while (c->fetches)
-        fetch_unlink_free(c->fetches);
+    c->closing = true;
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
     c->closing_handles = 2;
     uv_close((uv_handle_t *)&c->timer, on_client_timer_closed);
     uv_close((uv_handle_t *)&c->reap, on_client_timer_closed);
+}
+
+void
+http_client_release(struct http_client *c)
+{
+    if (c == NULL || c->released)
+        return;
+    c->released = true;
+    uv_timer_start(&c->reap, on_reap, 0, 0); /* never inside a curl callback */
 }
 
 static struct curl_slist *

@@ -39,8 +39,9 @@ struct http_fetch_opts {
 };
 
 struct http_client *http_client_new(uv_loop_t *loop);
-/* Cancels every fetch still running, without callbacks. */
-void http_client_free(struct http_client *c);
+/* The owner is done with it: it goes (closing its pooled connections) once the fetches still
+ * running have finished or been cancelled; their callbacks still run. */
+void http_client_release(struct http_client *c);
 
 struct http_fetch *http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
                                     const struct http_fetch_cb *cb, void *arg);

@@ -12,7 +12,6 @@
 
 struct proxy {
     struct http_request *req;
-    struct http_client *client;
     const struct model_def *model;
     struct swap_lease lease;
     struct http_fetch *fetch;
@@ -145,7 +144,7 @@ start_upstream(struct proxy *p)
                                                  p->model->use_model_name, &rewritten,
                                                  &o.body_len) == 1)
         o.body = rewritten;
-    p->fetch = http_fetch_start(p->client, &o, &cb, p);
+    p->fetch = http_fetch_start(swap_lease_client(&p->lease), &o, &cb, p);
     free(rewritten);
     free(url);
 }
@@ -170,14 +169,13 @@ on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
 }
 
 void
-proxy_forward(struct http_request *req, struct swap *swap, struct http_client *client,
-              const struct model_def *m, const char *path)
+proxy_forward(struct http_request *req, struct swap *swap, const struct model_def *m,
+              const char *path)
 {
     struct proxy *p = xcalloc(1, sizeof(*p));
 
     p->path = xstrdup(path);
     p->req = req;
-    p->client = client;
     p->model = m;
     req->handler_data = p;
     req->on_abort = on_client_abort;

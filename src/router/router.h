@@ -18,7 +18,6 @@ struct router_deps {
     const char *default_model; /* NULL: the first listed model */
     struct auth *auth;
     struct swap *swap;
-    struct http_client *client;
 };
 
 struct router;

@@ -25,6 +25,7 @@ struct swap_instance {
     const struct model_def *model;
     enum inst_state state;
     struct proc *proc;
+    struct http_client *client; /* its own connection pool, closed before the child is stopped */
     char *url;
     int port;
     int inflight;
@@ -43,7 +44,6 @@ struct swap_instance {
 
 struct swap {
     uv_loop_t *loop;
-    struct http_client *client;
     const struct swap_conf *conf;
     const struct catalog *cat;
     struct swap_instance *all; /* one per catalog model, and retired ones still running */
@@ -106,6 +106,16 @@ waiting_for(const struct swap *s, const struct swap_instance *in)
 
 /* ---- stopping ---- */
 
+/* Our idle keep-alive connections would make llama-server's shutdown wait for them. */
+static void
+drop_client(struct swap_instance *in)
+{
+    http_fetch_cancel(in->probe);
+    in->probe = NULL;
+    http_client_release(in->client); /* requests still in flight keep it until they end */
+    in->client = NULL;
+}
+
 static void
 stop_instance(struct swap_instance *in, const char *why)
 {
@@ -114,6 +124,7 @@ stop_instance(struct swap_instance *in, const char *why)
     log_info("model %s: stopping (%s)", in->model->name, why);
     uv_timer_stop(&in->probe_timer);
     uv_timer_stop(&in->ttl_timer);
+    drop_client(in);
     in->state = ST_STOPPING;
     proc_stop(in->proc, s->conf->stop_grace_ms);
 }
@@ -216,8 +227,19 @@ probe_now(uv_timer_t *t)
     url = xasprintf("%s%s", in->url, in->model->check_endpoint);
     o.url = url;
     in->probe_status = 0;
-    in->probe = http_fetch_start(in->swap->client, &o, &cb, in);
+    in->probe = http_fetch_start(in->client, &o, &cb, in);
     free(url);
+}
+
+/* llama-server says when it listens: probe then rather than at the next tick. */
+static void
+on_child_line(struct proc *p, const char *line, size_t len, void *arg)
+{
+    struct swap_instance *in = arg;
+
+    (void)p;
+    if (in->state == ST_STARTING && in->probe == NULL && memmem(line, len, "listening on", 12))
+        uv_timer_start(&in->probe_timer, probe_now, 0, 0);
 }
 
 /* ---- children ---- */
@@ -268,8 +290,7 @@ on_child_exit(struct proc *p, int64_t status, int term_signal, void *arg)
 
     uv_timer_stop(&in->probe_timer);
     uv_timer_stop(&in->ttl_timer);
-    http_fetch_cancel(in->probe);
-    in->probe = NULL;
+    drop_client(in);
     in->proc = NULL;
     in->state = ST_STOPPED;
     in->unload_when_idle = false;
@@ -365,6 +386,8 @@ start_instance(struct swap_instance *in)
     free(in->url);
     in->url = url;
     in->port = port;
+    proc_on_line(in->proc, on_child_line);
+    in->client = http_client_new(s->loop);
     in->state = ST_STARTING;
     uv_timer_start(&in->probe_timer, probe_now, 0, 0);
 }
@@ -486,7 +509,7 @@ instance_free(struct swap_instance *in)
             *pp = in->next;
             break;
         }
-    http_fetch_cancel(in->probe);
+    drop_client(in);
     if (in->proc)
         proc_free(in->proc);
     in->closing = 2;
@@ -495,13 +518,11 @@ instance_free(struct swap_instance *in)
 }
 
 struct swap *
-swap_new(uv_loop_t *loop, struct http_client *client, const struct swap_conf *conf,
-         const struct catalog *cat)
+swap_new(uv_loop_t *loop, const struct swap_conf *conf, const struct catalog *cat)
 {
     struct swap *s = xcalloc(1, sizeof(*s));
 
     s->loop = loop;
-    s->client = client;
     s->conf = conf;
     s->cat = cat;
     s->queue_tail = &s->queue;
@@ -576,6 +597,12 @@ const char *
 swap_lease_url(const struct swap_lease *l)
 {
     return l->inst->url;
+}
+
+struct http_client *
+swap_lease_client(const struct swap_lease *l)
+{
+    return l->inst->client;
 }
 
 static void

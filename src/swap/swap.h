@@ -43,8 +43,7 @@ struct swap_lease {
 };
 
 /* Borrows conf and cat for the life of the swap. */
-struct swap *swap_new(uv_loop_t *loop, struct http_client *client, const struct swap_conf *conf,
-                      const struct catalog *cat);
+struct swap *swap_new(uv_loop_t *loop, const struct swap_conf *conf, const struct catalog *cat);
 /* err -EBUSY: the model's concurrencyLimit is reached (answer 429). */
 void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m,
                   swap_ready_cb cb, void *arg);
@@ -58,6 +57,8 @@ void swap_preload(struct swap *s);
  * idle. */
 void swap_release(struct swap_lease *l);
 const char *swap_lease_url(const struct swap_lease *l);
+/* The connection pool to use for a granted lease (one per running model). */
+struct http_client *swap_lease_client(const struct swap_lease *l);
 /* Stops every model: idle ones now, busy ones when their last request ends. Returns how many. */
 int swap_unload_all(struct swap *s);
 /* The models running or starting, as a JSON array. */
