@@ -18,7 +18,7 @@ PACKAGES=(
     libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libnghttp2-dev libssl-dev
     libyaml-dev libjansson-dev libsqlite3-dev libcmocka-dev
     python3-pytest python3-h2 python3-httpx
-    curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2
+    curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2 chromium
 )
 
 step=""
@@ -48,7 +48,8 @@ deps() {
 
 npm_clients() {
     step="npm test clients"
-    if [ -d "$ROOT/tests/client/node_modules/openai" ]; then
+    if [ -d "$ROOT/tests/client/node_modules/openai" ] &&
+        [ -d "$ROOT/tests/client/node_modules/playwright-core" ]; then
         say "npm test clients: present"
         return
     fi

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin/ui.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -328,6 +329,13 @@ router_shutdown(struct router *r)
     }
 }
 
+static void
+handle_ui(struct router *r, struct http_request *req)
+{
+    (void)r;
+    admin_ui_page(req);
+}
+
 #define GI ROUTER_SVC_GOINFER
 
 /* Exact paths; a path ending in '/' matches as a prefix. */
@@ -335,6 +343,7 @@ static const struct route routes[] = {
     {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, true, handle_health},
     {"GET", "/v1/models", SVC_ANY, false, handle_models},
     {"GET", "/models", GI, false, handle_gguf_models},
+    {"GET", "/ui", GI | ROUTER_SVC_ADMIN, true, handle_ui},
     {"GET", "/running", GI | ROUTER_SVC_ADMIN, false, handle_running},
     {"GET", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
     {"POST", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 
@@ -224,3 +225,19 @@ def test_openai_sdk_client(models_dir, start_goinfer):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stdout + p.stderr
         assert "# pass 5" in p.stdout and "# fail 0" in p.stdout
+
+
+def test_ui_page_in_chromium(models_dir, start_goinfer, client, tmp_path):
+    g = start_goinfer(models_dir)
+    assert chat(client, g, "tiny-a").status_code == 200  # so a child is running
+    client_dir = ROOT / "tests" / "client"
+    if not (client_dir / "node_modules" / "playwright-core").exists() or not os.path.exists("/usr/bin/chromium"):
+        raise AssertionError("playwright-core or /usr/bin/chromium is missing: run `make setup`")
+    shot = Path(os.environ.get("GOINFER_UI_SHOT", tmp_path / "ui.png"))
+    env = dict(os.environ, GOINFER_ORIGIN=g.url(), GOINFER_KEY=API_KEY, GOINFER_MODEL="tiny-a",
+               SCREENSHOT=str(shot))
+    p = subprocess.run(["node", "--test", "ui.test.mjs"], cwd=client_dir, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "# pass 1" in p.stdout and shot.stat().st_size > 10_000
+    g.wait_log(r"model tiny-a: stopping \(unloaded\)")
