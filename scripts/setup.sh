@@ -78,7 +78,7 @@ llama() {
     local tag
     tag="$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$pkg/package/llama/llama.cpp.info.json")"
     [ -n "$tag" ] || die "no tag in $pkg/package/llama/llama.cpp.info.json"
-    local out="$CACHE/llama-$tag"
+    local out="$CACHE/llama-$tag-ui" # built with llama.cpp's web UI (served at GET /)
     if [ -x "$out/bin/llama-server" ]; then
         say "llama-server: cached $out/bin/llama-server ($tag)"
         ln -sfn "$out" "$CACHE/llama-current"
@@ -91,9 +91,10 @@ llama() {
     say "llama-server: configuring $tag (log: $bld.log)"
     cmake -S "$src" -B "$bld" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
         -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
-        -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF >"$bld.log" 2>&1 ||
+        -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_UI=ON \
+        >"$bld.log" 2>&1 ||
         { tail -20 "$bld.log"; die "cmake configure failed; full log in $bld.log"; }
-    say "llama-server: compiling (about 10 minutes on 2 cores, once; progress below)"
+    say "llama-server: compiling with its web UI (about 12 minutes on 2 cores, once)"
     local last="" pct
     cmake --build "$bld" --target llama-server -j"$(nproc)" 2>&1 | tee -a "$bld.log" |
         grep --line-buffered -o '^\[ *[0-9]*%\]' | while read -r pct; do
@@ -102,6 +103,9 @@ llama() {
             last="$((pct / 10))"
         done
     [ -x "$bld/bin/llama-server" ] || { tail -30 "$bld.log"; die "build failed; full log in $bld.log"; }
+    [ -f "$bld/tools/ui/dist/_gzip/index.html" ] || die "the web UI was not built; see $bld.log"
+    rm -rf "$out" && mkdir -p "$out"
+    cp -r "$bld/tools/ui/dist" "$out/ui"
     mkdir -p "$out/bin.tmp" && cp "$bld/bin/llama-server" "$out/bin.tmp/" && mv "$out/bin.tmp" "$out/bin"
     ln -sfn "$out" "$CACHE/llama-current"
     say "llama-server: built $out/bin/llama-server"

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/static.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -78,6 +79,7 @@ generation_load(struct generation *g, int argc, char **argv, char *err, size_t e
         return -ENOENT;
     if (g->conf.write)
         return 0;
+    g->ui_dir = static_ui_dir_for(g->llama_exe);
     rc = catalog_build(&g->cat, &g->conf, &g->models, g->llama_exe, msg, sizeof(msg));
     if (rc < 0)
         snprintf(err, errlen, "%s: %s", g->conf.file ? g->conf.file : "config", msg);
@@ -91,5 +93,6 @@ generation_cleanup(struct generation *g)
     model_list_cleanup(&g->models);
     conf_cleanup(&g->conf);
     free(g->llama_exe);
+    free(g->ui_dir);
     memset(g, 0, sizeof(*g));
 }

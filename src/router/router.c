@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin/static.h"
 #include "admin/ui.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -362,6 +363,8 @@ static const struct route routes[] = {
     {"POST", "/apply-template", GI, false, handle_proxy},
     {"GET", "/props", GI, false, handle_proxy},
     {"GET", "/slots", GI, false, handle_proxy},
+    {"GET", "/tools", GI, false, handle_proxy},
+    {"POST", "/tools", GI, false, handle_proxy},
     /* every OpenAI-style route llama-server has: chat, completions, embeddings, responses,
      * messages, rerank, audio transcriptions (multipart) */
     {"POST", "/v1/", SVC_ANY, false, handle_proxy},
@@ -419,6 +422,10 @@ router_handle(struct http_request *req, void *arg)
         rt->handle(r, req);
         return;
     }
+    /* llama.cpp's web UI: static files, public, never starting a model */
+    if (!path_known && r->d.ui_dir && (req->services & ROUTER_SVC_GOINFER) &&
+        method_matches("GET", req->method_name) && static_serve(r->d.ui_dir, req))
+        return;
     if (path_known)
         http_respond_error(req, 405, "invalid_request_error", "method %s not allowed on %s",
                            req->method_name, req->path);

@@ -16,6 +16,7 @@
 struct router_deps {
     const struct catalog *cat;
     const char *default_model; /* NULL: the first listed model */
+    const char *ui_dir;        /* llama.cpp's web UI, served at /; NULL when absent */
     struct auth *auth;
     struct swap *swap;
 };

@@ -241,3 +241,18 @@ def test_ui_page_in_chromium(models_dir, start_goinfer, client, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "# pass 1" in p.stdout and shot.stat().st_size > 10_000
     g.wait_log(r"model tiny-a: stopping \(unloaded\)")
+
+
+def test_llama_cpp_web_ui_at_root(models_dir, start_goinfer, client, tmp_path):
+    g = start_goinfer(models_dir, env={"GI_DEFAULT_MODEL": "tiny-a"})  # not "broken"
+    r = client.get(g.url() + "/", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert client.get(g.url() + "/running", headers=auth()).json() == {"running": []}  # no model started
+    assert client.get(g.url("openai") + "/").status_code == 404  # only on Goinfer's listener
+    shot = Path(os.environ.get("GOINFER_LLAMAUI_SHOT", tmp_path / "llamaui.png"))
+    env = dict(os.environ, GOINFER_ORIGIN=g.url(), GOINFER_KEY=API_KEY, SCREENSHOT=str(shot))
+    p = subprocess.run(["node", "--test", "llamaui.test.mjs"], cwd=ROOT / "tests" / "client",
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "# pass 1" in p.stdout
+    g.wait_log(r"POST /v1/chat/completions model=\S+ backend=local status=200")
