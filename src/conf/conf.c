@@ -284,19 +284,7 @@ apply_env(struct conf *c)
     env_string("GI_DEFAULT_MODEL", &c->default_model);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
         ylist_free(c->origins);
-        c->origins = xcalloc(1, sizeof(*c->origins));
-        for (const char *p = origins; *p;) {
-            size_t n, k = ylist_len(c->origins);
-
-            p += strspn(p, ", ");
-            n = strcspn(p, ", ");
-            if (n == 0)
-                break;
-            c->origins = xrealloc(c->origins, (k + 2) * sizeof(*c->origins));
-            c->origins[k] = xstrndup(p, n);
-            c->origins[k + 1] = NULL;
-            p += n;
-        }
+        c->origins = ylist_split(origins);
     }
 }
 

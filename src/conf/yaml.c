@@ -90,14 +90,32 @@ ylist_free(char **v)
     free(v);
 }
 
-static void
-list_add(char ***v, const char *s, size_t len)
+void
+ylist_add(char ***v, const char *s, size_t len)
 {
     size_t n = ylist_len(*v);
 
     *v = xrealloc(*v, (n + 2) * sizeof(**v));
     (*v)[n] = xstrndup(s, len);
     (*v)[n + 1] = NULL;
+}
+
+char **
+ylist_split(const char *s)
+{
+    char **out = xcalloc(1, sizeof(*out));
+
+    while (s && *s) {
+        size_t n;
+
+        s += strspn(s, ", ");
+        n = strcspn(s, ", ");
+        if (n == 0)
+            break;
+        ylist_add(&out, s, n);
+        s += n;
+    }
+    return out;
 }
 
 int
@@ -109,7 +127,7 @@ ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
     *v = NULL;
     if (n->type == YAML_SCALAR_NODE) {
         if (n->data.scalar.length > 0)
-            list_add(v, (char *)n->data.scalar.value, n->data.scalar.length);
+            ylist_add(v, (char *)n->data.scalar.value, n->data.scalar.length);
         return 0;
     }
     if (n->type != YAML_SEQUENCE_NODE)
@@ -120,7 +138,7 @@ ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
 
         if (e->type != YAML_SCALAR_NODE)
             return yerr(y, e, key->name, "expected a list of strings");
-        list_add(v, (char *)e->data.scalar.value, e->data.scalar.length);
+        ylist_add(v, (char *)e->data.scalar.value, e->data.scalar.length);
     }
     return 0;
 }

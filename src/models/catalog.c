@@ -22,28 +22,6 @@ list_dup(char *const *v)
     return out;
 }
 
-/* "a, b,c" -> {"a","b","c"} */
-static char **
-split_commas(const char *s)
-{
-    char **out = xcalloc(1, sizeof(*out));
-    size_t k = 0;
-
-    while (s && *s) {
-        size_t n;
-
-        s += strspn(s, ", ");
-        n = strcspn(s, ", ");
-        if (n == 0)
-            break;
-        out = xrealloc(out, (k + 2) * sizeof(*out));
-        out[k++] = xstrndup(s, n);
-        out[k] = NULL;
-        s += n;
-    }
-    return out;
-}
-
 static void
 quote(struct buf *b, const char *s)
 {
@@ -132,7 +110,7 @@ add_configured(struct catalog *cat, const struct conf_model *m)
     ylist_free(d->env);
     d->env = list_dup(m->env);
     ylist_free(d->strip_params);
-    d->strip_params = split_commas(m->strip_params);
+    d->strip_params = ylist_split(m->strip_params);
     d->use_model_name = m->use_model_name ? xstrdup(m->use_model_name) : NULL;
     d->description = m->description ? xstrdup(m->description) : NULL;
     d->ttl_ms = m->ttl * 1000;

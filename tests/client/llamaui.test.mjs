@@ -3,14 +3,10 @@
 // llama-server. Environment: GOINFER_ORIGIN, GOINFER_KEY, SCREENSHOT (optional).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 test('llama.cpp web UI at / chats through goinfer', async () => {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const chats = [];

@@ -3,16 +3,12 @@
 // SCREENSHOT (optional path).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 
 const origin = process.env.GOINFER_ORIGIN;
 
 test('the /ui page lists models, running children and live logs', async () => {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     await page.goto(origin + '/ui');
