@@ -61,6 +61,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->cat = &a->gen.cat;
     d->default_model = a->gen.conf.default_model;
     d->ui_dir = a->gen.ui_dir;
+    d->origins = a->gen.conf.origins;
     d->auth = a->auth;
     d->swap = a->swap;
 }

@@ -266,6 +266,9 @@ http_stream_start(struct http_request *req, int status, const struct http_header
     for (size_t i = 0; i < n_headers; i++)
         buf_printf(&h, "%.*s: %.*s\r\n", (int)headers[i].name_len, headers[i].name,
                    (int)headers[i].value_len, headers[i].value);
+    for (size_t i = 0; i < req->n_extra; i++)
+        buf_printf(&h, "%.*s: %.*s\r\n", (int)req->extra[i].name_len, req->extra[i].name,
+                   (int)req->extra[i].value_len, req->extra[i].value);
     if (content_length >= 0)
         buf_printf(&h, "Content-Length: %lld\r\n", (long long)content_length);
     else if (c->parser.http_minor >= 1 && c->parser.http_major == 1)
@@ -488,6 +491,7 @@ on_message_complete(http_parser *p)
     r->t_first = 0;
     r->on_abort = r->on_drain = NULL;
     r->handler_data = NULL;
+    r->n_extra = 0;
     free(r->log_model);
     r->log_model = NULL;
     r->log_backend = NULL;
@@ -522,6 +526,7 @@ synthetic_request(struct http_conn *c)
     r->keep_alive = false;
     r->started = r->ended = r->chunked = false;
     r->on_abort = r->on_drain = NULL;
+    r->n_extra = 0;
     r->status = 0;
     r->bytes_out = 0;
     r->t_first = 0;

@@ -58,6 +58,8 @@ struct http_request {
     http_request_cb on_drain; /* queued output fell below the low-water mark */
     char *log_model;          /* for the access line; owned */
     const char *log_backend;
+    struct http_header extra[4]; /* added to whatever response starts (CORS); borrowed */
+    size_t n_extra;
 
     /* Response state, owned by the server. */
     int status;

@@ -10,6 +10,7 @@
 
 #include "admin/static.h"
 #include "admin/ui.h"
+#include "http/cors.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -409,6 +410,8 @@ router_handle(struct http_request *req, void *arg)
     struct router *r = arg;
     bool path_known = false;
 
+    if (cors_handle(r->d.origins, req))
+        return; /* a preflight, or an origin that is not allowed */
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *rt = &routes[i];
 

@@ -17,6 +17,7 @@ struct router_deps {
     const struct catalog *cat;
     const char *default_model; /* NULL: the first listed model */
     const char *ui_dir;        /* llama.cpp's web UI, served at /; NULL when absent */
+    char *const *origins;      /* CORS whitelist, NULL-terminated */
     struct auth *auth;
     struct swap *swap;
 };
