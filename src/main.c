@@ -1,5 +1,6 @@
 /* goinfer: flags, signals and wiring; nothing else. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,11 @@
 #define SHUTDOWN_GRACE_MS 10000
 #define RELOAD_DEBOUNCE_MS 200
 
+struct keys {
+    struct auth *user;  /* user and admin keys: the API */
+    struct auth *admin; /* admin routes */
+};
+
 struct app {
     int argc;
     char **argv;
@@ -26,7 +32,7 @@ struct app {
     struct generation gen; /* the configuration in force */
     struct swap_conf swap_conf;
     struct swap *swap;
-    struct auth *auth;
+    struct keys keys;
     struct router *router;
     struct http_server *server;
     uv_signal_t sigint, sigterm, sighup;
@@ -42,17 +48,48 @@ log_level_from(const struct conf *c)
     log_set_level(c->debug ? LOG_LEVEL_DEBUG : c->quiet ? LOG_LEVEL_WARN : LOG_LEVEL_INFO);
 }
 
-/* The keys clients must present; the -write -no-api-key placeholder counts as none. */
-static struct auth *
-make_auth(const struct conf *c)
+static const char *
+real_key(const char *k)
 {
-    const char *keys[2] = {c->api_key, NULL};
+    return k && *k && strncmp(k, "PLEASE SET", 10) != 0 ? k : NULL; /* -write's placeholder */
+}
 
-    if (c->no_api_key || (c->api_key && strncmp(c->api_key, "PLEASE SET", 10) == 0))
-        keys[0] = NULL;
-    if (keys[0] == NULL && !c->no_api_key)
-        return NULL;
-    return auth_new(keys);
+/* The keys clients must present. Returns -EACCES when there is none and -no-api-key was not
+ * given. */
+static int
+make_keys(const struct conf *c, struct keys *k)
+{
+    const char *user = real_key(c->api_key), *admin = real_key(c->admin_api_key);
+    const char *users[3] = {user, admin, NULL}, *admins[2] = {admin ? admin : user, NULL};
+
+    if (users[0] == NULL) {
+        users[0] = users[1];
+        users[1] = NULL;
+    }
+    if (c->no_api_key) {
+        users[0] = admins[0] = NULL;
+    } else if (users[0] == NULL) {
+        return -EACCES;
+    }
+    k->user = auth_new(users);
+    k->admin = auth_new(admins);
+    return 0;
+}
+
+static void
+keys_free(struct keys *k)
+{
+    auth_free(k->user);
+    auth_free(k->admin);
+    k->user = k->admin = NULL;
+}
+
+static void reload(struct app *a, const char *why);
+
+static void
+reload_cb(void *arg, const char *why)
+{
+    reload(arg, why);
 }
 
 static void
@@ -62,7 +99,10 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->default_model = a->gen.conf.default_model;
     d->ui_dir = a->gen.ui_dir;
     d->origins = a->gen.conf.origins;
-    d->auth = a->auth;
+    d->auth = a->keys.user;
+    d->admin_auth = a->keys.admin;
+    d->reload = reload_cb;
+    d->reload_arg = a;
     d->swap = a->swap;
 }
 
@@ -73,12 +113,13 @@ reload(struct app *a, const char *why)
 {
     struct generation next, *old;
     struct router_deps d;
-    struct auth *auth = NULL;
+    struct keys keys = {0};
     char err[1024] = "no API key (set api_key, GI_API_KEY or -no-api-key)";
+    int rc = generation_load(&next, a->argc, a->argv, err, sizeof(err));
 
-    if (generation_load(&next, a->argc, a->argv, err, sizeof(err)) == 0)
-        auth = make_auth(&next.conf);
-    if (auth == NULL) {
+    if (rc == 0)
+        rc = make_keys(&next.conf, &keys);
+    if (rc != 0) {
         log_warnx("reload (%s) refused, the running configuration stays: %s", why, err);
         generation_cleanup(&next);
         return;
@@ -89,8 +130,8 @@ reload(struct app *a, const char *why)
     *old = a->gen; /* requests in flight may still point into it: kept until exit */
     a->gen = next;
     a->gen.older = old;
-    auth_free(a->auth);
-    a->auth = auth;
+    keys_free(&a->keys);
+    a->keys = keys;
     log_level_from(&a->gen.conf);
     swap_reconfigure(a->swap, &a->gen.cat);
     router_deps_from(a, &d);
@@ -225,8 +266,7 @@ setup_backends(struct app *a)
                  a->gen.cat.v[i].path ? a->gen.cat.v[i].path : a->gen.cat.v[i].cmd);
     a->swap_conf.stop_grace_ms = 5000;
     a->swap_conf.probe_ms = 5;
-    a->auth = make_auth(&a->gen.conf);
-    if (a->auth == NULL)
+    if (make_keys(&a->gen.conf, &a->keys) < 0)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
     a->swap = swap_new(a->loop, &a->swap_conf, &a->gen.cat);
@@ -283,7 +323,7 @@ static void
 cleanup(struct app *a)
 {
     router_free(a->router);
-    auth_free(a->auth);
+    keys_free(&a->keys);
     while (a->gen.older) {
         struct generation *g = a->gen.older;
 

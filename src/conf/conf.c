@@ -225,6 +225,9 @@ SWAP_HANDLER(set_hooks)
 static const struct ykey goinfer_keys[] = {
     YKEY_STRING("models_dir", struct conf, models_dir),
     YKEY_STRING("api_key", struct conf, api_key),
+    YKEY_STRING("admin_api_key", struct conf, admin_api_key),
+    YKEY_STRING("api_key_file", struct conf, api_key_file),
+    YKEY_STRING("admin_api_key_file", struct conf, admin_api_key_file),
     YKEY_LIST("origins", struct conf, origins),
     {"listen", set_listen, 0},
     {"llama", set_llama, 0},
@@ -281,6 +284,7 @@ apply_env(struct conf *c)
     env_string("GI_MODELS_DIR", &c->models_dir);
     env_string("GI_LLAMA_EXE", &c->llama_exe);
     env_string("GI_API_KEY", &c->api_key);
+    env_string("GI_ADMIN_API_KEY", &c->admin_api_key);
     env_string("GI_DEFAULT_MODEL", &c->default_model);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
         ylist_free(c->origins);
@@ -340,6 +344,39 @@ parse_flags(struct flags *f, int argc, char **argv, char *err, size_t errlen)
     return 0;
 }
 
+/* A key file holds the key on its first line; a key given directly wins. */
+static int
+read_key_file(const char *path, char **key, char *err, size_t errlen)
+{
+    char line[512];
+    FILE *f;
+    size_t n;
+
+    if (path == NULL || *key != NULL)
+        return 0;
+    f = fopen(path, "r");
+    if (f == NULL || fgets(line, sizeof(line), f) == NULL) {
+        snprintf(err, errlen, "API key file %s: %s", path, f ? "empty" : strerror(errno));
+        if (f)
+            fclose(f);
+        return -EINVAL;
+    }
+    fclose(f);
+    n = strcspn(line, "\r\n");
+    *key = xstrndup(line, n);
+    explicit_bzero(line, sizeof(line));
+    return 0;
+}
+
+static int
+read_key_files(struct conf *c, char *err, size_t errlen)
+{
+    if (read_key_file(c->api_key_file, &c->api_key, err, errlen) < 0 ||
+        read_key_file(c->admin_api_key_file, &c->admin_api_key, err, errlen) < 0)
+        return -EINVAL;
+    return 0;
+}
+
 static void
 default_listen(struct conf *c)
 {
@@ -382,7 +419,15 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
         c->file = xstrdup(f.config ? f.config : "goinfer.yml");
     if (c->n_listen == 0)
         default_listen(c);
-    return 0;
+    return read_key_files(c, err, errlen);
+}
+
+static void
+wipe_free(char *secret)
+{
+    if (secret != NULL)
+        explicit_bzero(secret, strlen(secret));
+    free(secret);
 }
 
 void
@@ -390,9 +435,10 @@ conf_cleanup(struct conf *c)
 {
     free(c->file);
     free(c->models_dir);
-    if (c->api_key)
-        explicit_bzero(c->api_key, strlen(c->api_key));
-    free(c->api_key);
+    wipe_free(c->api_key);
+    wipe_free(c->admin_api_key);
+    free(c->api_key_file);
+    free(c->admin_api_key_file);
     ylist_free(c->origins);
     free(c->swap_file);
     swapconf_cleanup(&c->swap);

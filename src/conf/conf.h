@@ -22,7 +22,9 @@ struct conf {
     char *file;      /* goinfer.yml read, or NULL */
     char *swap_file; /* llama-swap.yml read beside it, or NULL */
     char *models_dir;
-    char *api_key;
+    char *api_key;       /* user key: the API */
+    char *admin_api_key; /* admin key: the API and /unload, /logs, /reload; NULL: the user key */
+    char *api_key_file, *admin_api_key_file; /* keys kept in files (secret managers) */
     char **origins; /* NULL-terminated */
     struct conf_listen listen[CONF_MAX_LISTEN];
     size_t n_listen;

@@ -35,11 +35,13 @@ struct logstream {
 
 typedef void (*route_cb)(struct router *r, struct http_request *req);
 
+enum access { PUBLIC, USER, ADMIN };
+
 struct route {
     const char *method;
     const char *path;
     unsigned services;
-    bool public;
+    enum access access;
     route_cb handle;
 };
 
@@ -332,6 +334,18 @@ router_shutdown(struct router *r)
 }
 
 static void
+handle_reload(struct router *r, struct http_request *req)
+{
+    if (r->d.reload == NULL) {
+        http_respond_error(req, 501, "not_implemented", "reload is not available here");
+        return;
+    }
+    r->d.reload(r->d.reload_arg, "POST /reload");
+    respond_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "note",
+                                     "see GET /logs for whether the new configuration was taken"));
+}
+
+static void
 handle_ui(struct router *r, struct http_request *req)
 {
     (void)r;
@@ -342,34 +356,35 @@ handle_ui(struct router *r, struct http_request *req)
 
 /* Exact paths; a path ending in '/' matches as a prefix. */
 static const struct route routes[] = {
-    {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, true, handle_health},
-    {"GET", "/v1/models", SVC_ANY, false, handle_models},
-    {"GET", "/models", GI, false, handle_gguf_models},
-    {"GET", "/ui", GI | ROUTER_SVC_ADMIN, true, handle_ui},
-    {"GET", "/running", GI | ROUTER_SVC_ADMIN, false, handle_running},
-    {"GET", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
-    {"POST", "/unload", GI | ROUTER_SVC_ADMIN, false, handle_unload},
-    {"GET", "/logs", GI | ROUTER_SVC_ADMIN, false, handle_logs},
-    {"GET", "/logs/stream", GI | ROUTER_SVC_ADMIN, false, handle_logs_stream},
+    {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, PUBLIC, handle_health},
+    {"GET", "/v1/models", SVC_ANY, USER, handle_models},
+    {"GET", "/models", GI, USER, handle_gguf_models},
+    {"GET", "/ui", GI | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
+    {"GET", "/running", GI | ROUTER_SVC_ADMIN, USER, handle_running},
+    {"GET", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
+    {"POST", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
+    {"GET", "/logs", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
+    {"POST", "/reload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_reload},
+    {"GET", "/logs/stream", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
     /* llama.cpp's native API, on Goinfer's listener */
-    {"POST", "/completions", GI, false, handle_proxy},
-    {"POST", "/completion", GI, false, handle_proxy},
-    {"POST", "/infill", GI, false, handle_proxy},
-    {"POST", "/rerank", GI, false, handle_proxy},
-    {"POST", "/reranking", GI, false, handle_proxy},
-    {"POST", "/tokenize", GI, false, handle_proxy},
-    {"POST", "/detokenize", GI, false, handle_proxy},
-    {"POST", "/embedding", GI, false, handle_proxy},
-    {"POST", "/embeddings", GI, false, handle_proxy},
-    {"POST", "/apply-template", GI, false, handle_proxy},
-    {"GET", "/props", GI, false, handle_proxy},
-    {"GET", "/slots", GI, false, handle_proxy},
-    {"GET", "/tools", GI, false, handle_proxy},
-    {"POST", "/tools", GI, false, handle_proxy},
+    {"POST", "/completions", GI, USER, handle_proxy},
+    {"POST", "/completion", GI, USER, handle_proxy},
+    {"POST", "/infill", GI, USER, handle_proxy},
+    {"POST", "/rerank", GI, USER, handle_proxy},
+    {"POST", "/reranking", GI, USER, handle_proxy},
+    {"POST", "/tokenize", GI, USER, handle_proxy},
+    {"POST", "/detokenize", GI, USER, handle_proxy},
+    {"POST", "/embedding", GI, USER, handle_proxy},
+    {"POST", "/embeddings", GI, USER, handle_proxy},
+    {"POST", "/apply-template", GI, USER, handle_proxy},
+    {"GET", "/props", GI, USER, handle_proxy},
+    {"GET", "/slots", GI, USER, handle_proxy},
+    {"GET", "/tools", GI, USER, handle_proxy},
+    {"POST", "/tools", GI, USER, handle_proxy},
     /* every OpenAI-style route llama-server has: chat, completions, embeddings, responses,
      * messages, rerank, audio transcriptions (multipart) */
-    {"POST", "/v1/", SVC_ANY, false, handle_proxy},
-    {"*", "/upstream/", SVC_ANY, false, handle_upstream},
+    {"POST", "/v1/", SVC_ANY, USER, handle_proxy},
+    {"*", "/upstream/", SVC_ANY, USER, handle_upstream},
 };
 
 /* HEAD is answered wherever GET is, as HTTP wants. */
@@ -390,14 +405,22 @@ path_matches(const struct route *rt, const char *path)
     return strcmp(path, rt->path) == 0;
 }
 
+/* USER routes take a user or an admin key; ADMIN routes an admin key (the user key when no
+ * admin key is configured). */
 static bool
-authorized(struct router *r, struct http_request *req)
+authorized(struct router *r, struct http_request *req, enum access need)
 {
     size_t len = 0;
     const char *key = auth_request_key(req, &len);
 
-    if (auth_check(r->d.auth, key, len))
+    if (need == PUBLIC || auth_check(need == ADMIN ? r->d.admin_auth : r->d.auth, key, len))
         return true;
+    if (need == ADMIN && key != NULL && auth_check(r->d.auth, key, len)) {
+        http_respond_error(req, 403, "permission_error",
+                           "%s %s needs the admin key (admin_api_key in goinfer.yml)",
+                           req->method_name, req->path);
+        return false;
+    }
     http_respond_error(req, 401, "authentication_error",
                        key ? "invalid API key" : "missing API key: send 'Authorization: Bearer "
                                                  "<key>' (or 'x-api-key: <key>')");
@@ -420,7 +443,7 @@ router_handle(struct http_request *req, void *arg)
         path_known = true;
         if (!method_matches(rt->method, req->method_name))
             continue;
-        if (!rt->public && !authorized(r, req))
+        if (!authorized(r, req, rt->access))
             return;
         rt->handle(r, req);
         return;

@@ -1,0 +1,32 @@
+"""User and admin keys: admin routes need the admin key, which also works for the API; keys
+can come from files; keys never appear in the logs."""
+from conftest import API_KEY, auth
+
+ADMIN = "admin-key-fedcba9876543210"
+
+
+def test_admin_routes_need_the_admin_key(models_dir, start_goinfer, client, tmp_path):
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(ADMIN + "\n")
+    cfg = tmp_path / "keys.yml"
+    cfg.write_text(f"models_dir: {models_dir}\napi_key: {API_KEY}\nadmin_api_key_file: {key_file}\n"
+                   "listen:\n  \"127.0.0.1:0\": goinfer\n")
+    g = start_goinfer(None, args=["-config", str(cfg)], config=False)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    r = client.get(g.url() + "/logs", headers=auth())
+    assert r.status_code == 403 and "admin key" in r.json()["error"]["message"]
+    assert client.post(g.url() + "/unload", headers=auth()).status_code == 403
+    assert client.get(g.url() + "/logs", headers=admin).status_code == 200
+    assert client.get(g.url() + "/v1/models", headers=admin).status_code == 200  # admin can use the API
+    assert client.get(g.url() + "/v1/models", headers=auth()).status_code == 200
+    r = client.post(g.url() + "/reload", headers=admin)
+    assert r.status_code == 200
+    g.wait_log(r"reloaded \(POST /reload\)")
+    text = client.get(g.url() + "/logs", headers=admin).text
+    assert API_KEY not in text and ADMIN not in text and API_KEY not in g.log()
+
+
+def test_without_admin_key_the_user_key_administers(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    assert client.get(g.url() + "/logs", headers=auth()).status_code == 200
+    assert client.get(g.url() + "/logs", headers={"x-api-key": "wrong"}).status_code == 401
