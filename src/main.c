@@ -99,6 +99,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->default_model = a->gen.conf.default_model;
     d->ui_dir = a->gen.ui_dir;
     d->origins = a->gen.conf.origins;
+    d->upstream_idle_s = (long)a->gen.conf.limits.upstream_timeout;
     d->auth = a->keys.user;
     d->admin_auth = a->keys.admin;
     d->reload = reload_cb;
@@ -277,13 +278,16 @@ setup_backends(struct app *a)
 static void
 setup_listeners(struct app *a)
 {
-    static const struct http_limits limits = {
-        .header_bytes = 32 * 1024,
-        .body_bytes = 64 * 1024 * 1024,
-        .header_ms = 30000,
-        .keepalive_ms = 75000,
+    const struct conf_limits *c = &a->gen.conf.limits;
+    struct http_limits limits = {
+        .header_bytes = c->header_bytes,
+        .body_bytes = c->body_bytes,
+        .header_ms = c->request_timeout * 1000,
+        .keepalive_ms = c->keepalive_timeout * 1000,
         .write_high = 256 * 1024,
-        .write_stall_ms = 60000,
+        .write_stall_ms = c->write_stall_timeout * 1000,
+        .max_conns = c->max_connections,
+        .max_conns_per_ip = c->max_connections_per_ip,
     };
 
     a->server = http_server_new(a->loop, &limits, router_handle, a->router);

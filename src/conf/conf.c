@@ -222,6 +222,40 @@ SWAP_HANDLER(set_hooks)
         YKEY_U64("metricsMaxInMemory", struct conf, swap.metrics_max),                             \
         YKEY_BOOL("logToStdout", struct conf, swap.log_to_stdout_unused)
 
+static int
+set_limits(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
+{
+    static const struct ykey keys[] = {
+        YKEY_U64("header_bytes", struct conf, limits.header_bytes),
+        YKEY_U64("body_bytes", struct conf, limits.body_bytes),
+        YKEY_U64("request_timeout", struct conf, limits.request_timeout),
+        YKEY_U64("keepalive_timeout", struct conf, limits.keepalive_timeout),
+        YKEY_U64("write_stall_timeout", struct conf, limits.write_stall_timeout),
+        YKEY_U64("max_connections", struct conf, limits.max_connections),
+        YKEY_U64("max_connections_per_ip", struct conf, limits.max_connections_per_ip),
+        YKEY_U64("upstream_timeout", struct conf, limits.upstream_timeout),
+        {NULL, NULL, 0}};
+
+    (void)key;
+    return ymap(y, n, "limits", keys, obj);
+}
+
+/* Defaults: generous for real use, bounded against abuse. */
+static void
+default_limits(struct conf_limits *l)
+{
+    *l = (struct conf_limits){
+        .header_bytes = 32 * 1024,
+        .body_bytes = 64 * 1024 * 1024,
+        .request_timeout = 30,
+        .keepalive_timeout = 75,
+        .write_stall_timeout = 60,
+        .max_connections = 4096,
+        .max_connections_per_ip = 256,
+        .upstream_timeout = 600,
+    };
+}
+
 static const struct ykey goinfer_keys[] = {
     YKEY_STRING("models_dir", struct conf, models_dir),
     YKEY_STRING("api_key", struct conf, api_key),
@@ -231,6 +265,7 @@ static const struct ykey goinfer_keys[] = {
     YKEY_LIST("origins", struct conf, origins),
     {"listen", set_listen, 0},
     {"llama", set_llama, 0},
+    {"limits", set_limits, 0},
     YKEY_STRING("default_model", struct conf, default_model),
     LLAMA_SWAP_KEYS,
     {NULL, NULL, 0}};
@@ -403,6 +438,7 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
         return 1;
     }
     c->host = xstrdup(host && *host ? host : "127.0.0.1");
+    default_limits(&c->limits);
     if (f.config == NULL && access("goinfer.yml", F_OK) == 0 && !f.write)
         f.config = "goinfer.yml";
     if (f.config != NULL && !(f.write && access(f.config, F_OK) != 0)) {

@@ -34,6 +34,12 @@ struct conf {
     char *host; /* for ":port" addresses; GI_HOST */
     bool no_api_key, debug, quiet, write;
     struct swapconf swap; /* the model section, in llama-swap's syntax */
+    struct conf_limits {
+        uint64_t header_bytes, body_bytes;
+        uint64_t request_timeout, keepalive_timeout, write_stall_timeout; /* seconds */
+        uint64_t max_connections, max_connections_per_ip;
+        uint64_t upstream_timeout; /* seconds without a byte from llama-server */
+    } limits;
 };
 
 /* Loads everything: defaults, the file (-config, or ./goinfer.yml when present), env, flags.

@@ -354,6 +354,10 @@ http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
     curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms ? o->connect_timeout_ms : 5000L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+    if (o->idle_s > 0) { /* under 1 byte/s for idle_s seconds: nothing came */
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, o->idle_s);
+    }
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through untouched */
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*"); /* upstreams are direct; ignore http_proxy */
     if (o->body != NULL) {

@@ -36,6 +36,7 @@ struct http_fetch_opts {
     size_t body_len;
     long connect_timeout_ms;
     long timeout_ms; /* whole transfer; 0 for none (streams) */
+    long idle_s;     /* abort when no byte comes for this long (0: never) */
 };
 
 struct http_client *http_client_new(uv_loop_t *loop);

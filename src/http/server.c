@@ -60,6 +60,7 @@ struct http_conn {
     int handles; /* open libuv handles; freed when 0 */
     size_t queued;
     char peer[64];
+    char ip[48]; /* peer without the port, for per-address limits */
 };
 
 struct wreq {
@@ -677,6 +678,34 @@ peer_name(struct http_conn *c)
         }
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
+}
+
+/* Past the limits a connection gets its answer at once and is closed; others are unaffected. */
+static bool
+over_conn_limits(struct http_conn *c)
+{
+    const struct http_limits *l = &c->srv->limits;
+    size_t same = 0;
+
+    for (struct http_conn *o = c->srv->conns; o != NULL; o = o->next)
+        same += strcmp(o->ip, c->ip) == 0;
+    if (l->max_conns && c->srv->n_conns > l->max_conns) {
+        log_warnx("conn %s: %zu connections open (max_connections %zu), refusing", c->peer,
+                  c->srv->n_conns - 1, l->max_conns);
+        http_respond_error(synthetic_request(c), 503, "server_busy",
+                           "too many connections (limit %zu); retry shortly", l->max_conns);
+        return true;
+    }
+    if (l->max_conns_per_ip && same > l->max_conns_per_ip) {
+        log_warnx("conn %s: %zu connections from %s (max_connections_per_ip %zu), refusing",
+                  c->peer, same - 1, c->ip, l->max_conns_per_ip);
+        http_respond_error(synthetic_request(c), 429, "rate_limit_error",
+                           "too many connections from %s (limit %zu); reuse connections",
+                           c->ip, l->max_conns_per_ip);
+        return true;
+    }
+    return false;
 }
 
 static void
@@ -716,6 +745,8 @@ on_connection(uv_stream_t *ls, int status)
     peer_name(c);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
+    if (over_conn_limits(c))
+        return;
     arm_timer(c, srv->limits.header_ms);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }

@@ -32,6 +32,8 @@ struct http_limits {
     uint64_t keepalive_ms;  /* idle time between requests */
     size_t write_high;      /* queued response bytes above which on_drain is armed */
     uint64_t write_stall_ms; /* a client reading nothing that long, with output queued, is cut */
+    size_t max_conns;        /* open connections in all; past it new ones get 503 */
+    size_t max_conns_per_ip; /* from one client address; past it 429 */
 };
 
 struct http_request;

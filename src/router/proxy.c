@@ -16,6 +16,7 @@ struct proxy {
     struct swap_lease lease;
     struct http_fetch *fetch;
     char *path;
+    long idle_s;
     bool paused;
 };
 
@@ -99,6 +100,11 @@ on_upstream_done(void *arg, int err, const char *msg)
     req->on_drain = NULL;
     if (err == 0) {
         http_stream_end(req);
+    } else if (!req->started && err == 28) { /* CURLE_OPERATION_TIMEDOUT */
+        http_respond_error(req, 504, "timeout",
+                           "llama-server for model %s sent nothing for %ld s "
+                           "(limits.upstream_timeout in goinfer.yml)",
+                           p->model->name, p->idle_s);
     } else if (!req->started) {
         http_respond_error(req, 502, "upstream_error",
                            "llama-server for model %s failed before answering: %s",
@@ -135,6 +141,7 @@ start_upstream(struct proxy *p)
     o.url = url;
     o.headers = h;
     o.n_headers = nh;
+    o.idle_s = p->idle_s;
     if (req->body.len > 0 || strcmp(req->method_name, "POST") == 0) {
         o.body = req->body.len ? req->body.data : "";
         o.body_len = req->body.len;
@@ -170,10 +177,11 @@ on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
 
 void
 proxy_forward(struct http_request *req, struct swap *swap, const struct model_def *m,
-              const char *path)
+              const char *path, long idle_s)
 {
     struct proxy *p = xcalloc(1, sizeof(*p));
 
+    p->idle_s = idle_s;
     p->path = xstrdup(path);
     p->req = req;
     p->model = m;

@@ -10,6 +10,6 @@
 /* Takes over req until its response ends; m is borrowed for as long. path is the upstream
  * path (copied). */
 void proxy_forward(struct http_request *req, struct swap *swap, const struct model_def *m,
-                   const char *path);
+                   const char *path, long idle_s);
 
 #endif

@@ -187,7 +187,7 @@ handle_proxy(struct router *r, struct http_request *req)
     const struct model_def *m = pick_model(r, req);
 
     if (m != NULL)
-        proxy_forward(req, r->d.swap, m, req->path);
+        proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s);
 }
 
 static bool
@@ -225,7 +225,7 @@ handle_upstream(struct router *r, struct http_request *req)
         return;
     }
     req->log_model = xstrdup(r->d.cat->v[i].name);
-    proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/");
+    proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s);
 }
 
 static void

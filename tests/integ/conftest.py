@@ -129,14 +129,14 @@ def start_goinfer(tmp_path):
     """Factory: start_goinfer(models_dir, args=[], env={}) -> running Goinfer."""
     started = []
 
-    def start(models, args=(), env=None, ready=True, config=True):
+    def start(models, args=(), env=None, ready=True, config=True, extra=""):
         e = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
         e["GI_LLAMA_EXE"] = llama_exe()
         e.update(env or {})
         argv = list(args)
         if config:
             cfg = tmp_path / f"goinfer-{len(started)}.yml"
-            write_config(cfg, models)
+            write_config(cfg, models, extra)
             argv = ["-config", str(cfg), *argv]
         g = Goinfer(argv, e, tmp_path)
         started.append(g)

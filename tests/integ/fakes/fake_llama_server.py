@@ -8,6 +8,7 @@ It takes llama-server's command line and picks a behaviour from the model file's
            noticed to <model>.gone (proves goinfer aborts upstream when its client leaves)
   echo-*   answers with the JSON body it received (proves what goinfer forwards)
   slow-*   answers after 1 s (holds a request in flight)
+  hang-*   never answers (upstream timeouts)
 """
 import http.server
 import json
@@ -45,6 +46,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if KIND == "hang":
+            time.sleep(3600)
         if KIND in ("echo", "slow"):
             if KIND == "slow":
                 time.sleep(1)
