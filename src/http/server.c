@@ -60,7 +60,8 @@ struct http_conn {
     int handles; /* open libuv handles; freed when 0 */
     size_t queued;
     char peer[64];
-    char ip[48]; /* peer without the port, for per-address limits */
+    char ip[48];   /* peer without the port, for per-address limits */
+    struct buf head; /* response headers, sent with the first body bytes (one write) */
 };
 
 struct wreq {
@@ -94,6 +95,7 @@ on_handle_closed(uv_handle_t *h)
     buf_cleanup(&c->url);
     buf_cleanup(&c->pending);
     buf_cleanup(&c->req.body);
+    buf_cleanup(&c->head);
     free(c->req.path);
     free(c->req.query);
     free(c->req.log_model);
@@ -194,19 +196,26 @@ conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_
            const char *d, size_t dlen)
 {
     struct wreq *wr;
+    size_t h = c->head.len;
     uv_buf_t ub;
     int rc;
 
     if (c->closing)
         return -EPIPE;
-    wr = xmalloc(sizeof(*wr) + alen + blen + dlen);
+    if (h + alen + blen + dlen == 0)
+        return 0;
+    wr = xmalloc(sizeof(*wr) + h + alen + blen + dlen);
     wr->conn = c;
-    wr->len = alen + blen + dlen;
-    memcpy(wr->data, a, alen);
+    wr->len = h + alen + blen + dlen;
+    if (h > 0)
+        memcpy(wr->data, c->head.data, h);
+    buf_reset(&c->head);
+    if (alen > 0)
+        memcpy(wr->data + h, a, alen);
     if (blen > 0)
-        memcpy(wr->data + alen, b, blen);
+        memcpy(wr->data + h + alen, b, blen);
     if (dlen > 0)
-        memcpy(wr->data + alen + blen, d, dlen);
+        memcpy(wr->data + h + alen + blen, d, dlen);
     ub = uv_buf_init(wr->data, (unsigned)wr->len);
     rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
     if (rc < 0) {
@@ -277,7 +286,7 @@ http_stream_start(struct http_request *req, int status, const struct http_header
     else
         req->keep_alive = false; /* HTTP/1.0: the body ends when the connection does */
     buf_printf(&h, "Connection: %s\r\n\r\n", req->keep_alive ? "keep-alive" : "close");
-    rc = conn_write(c, h.data, h.len, NULL, 0, NULL, 0);
+    rc = buf_append(&c->head, h.data, h.len); /* goes out with the first body bytes */
     buf_cleanup(&h);
     return rc;
 }
@@ -298,6 +307,12 @@ http_stream_write(struct http_request *req, const char *data, size_t len)
 }
 
 void
+http_stream_flush(struct http_request *req)
+{
+    conn_write(req->conn, NULL, 0, NULL, 0, NULL, 0);
+}
+
+void
 http_stream_end(struct http_request *req)
 {
     struct http_conn *c = req->conn;
@@ -306,6 +321,8 @@ http_stream_end(struct http_request *req)
         return;
     if (req->chunked && req->method != HTTP_HEAD)
         conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+    else
+        conn_write(c, NULL, 0, NULL, 0, NULL, 0); /* headers alone, if nothing else went */
     req->ended = true;
     access_log(req);
     request_finish(c);
@@ -727,6 +744,7 @@ on_connection(uv_stream_t *ls, int status)
     buf_init(&c->hdr, srv->limits.header_bytes);
     buf_init(&c->url, srv->limits.header_bytes);
     buf_init(&c->pending, PENDING_MAX + READ_CHUNK);
+    buf_init(&c->head, 64 * 1024);
     buf_init(&c->req.body, srv->limits.body_bytes);
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);

@@ -93,6 +93,8 @@ int http_stream_start(struct http_request *req, int status, const struct http_he
                       size_t n_headers, int64_t content_length);
 int http_stream_write(struct http_request *req, const char *data, size_t len);
 void http_stream_end(struct http_request *req);
+/* Sends the headers now rather than with the first body bytes (long-lived streams). */
+void http_stream_flush(struct http_request *req);
 /* Ends the exchange by closing the connection: the client sees a truncated response. */
 void http_abort(struct http_request *req);
 /* Response bytes handed to the kernel's queue but not yet written. */

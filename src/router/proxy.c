@@ -74,6 +74,10 @@ on_upstream_response(void *arg, long status, const struct http_header *h, size_t
     }
     out[k++] = (struct http_header){"X-Accel-Buffering", 17, "no", 2};
     http_stream_start(p->req, (int)status, out, k, length);
+    for (size_t i = 0; i < k; i++) /* an event stream shows it is alive at once */
+        if (out[i].name_len == 12 && strncasecmp(out[i].name, "content-type", 12) == 0 &&
+            out[i].value_len >= 17 && strncasecmp(out[i].value, "text/event-stream", 17) == 0)
+            http_stream_flush(p->req);
 }
 
 static int

@@ -312,6 +312,7 @@ handle_logs_stream(struct router *r, struct http_request *req)
     req->handler_data = ls;
     req->on_abort = on_logstream_abort;
     http_stream_start(req, 200, h, 2, -1);
+    http_stream_flush(req);
     if (req->query == NULL || strstr(req->query, "no-history") == NULL)
         log_history(write_history, req);
     ls->sub = log_subscribe(on_log_line, ls);

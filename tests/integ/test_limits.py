@@ -43,7 +43,9 @@ def test_connections_per_address(models_dir, start_goinfer):
     held = [socket.create_connection((host, port)) for _ in range(3)]
     try:
         with socket.create_connection((host, port), timeout=5) as s:
-            out = s.recv(4096)
+            out = b""
+            while chunk := s.recv(4096):
+                out += chunk
         assert out.startswith(b"HTTP/1.1 429") and b"too many connections from 127.0.0.1" in out
     finally:
         for s in held:

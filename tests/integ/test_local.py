@@ -243,8 +243,12 @@ def test_ui_page_in_chromium(models_dir, start_goinfer, client, tmp_path):
     g.wait_log(r"model tiny-a: stopping \(unloaded\)")
 
 
-def test_llama_cpp_web_ui_at_root(models_dir, start_goinfer, client, tmp_path):
-    g = start_goinfer(models_dir, env={"GI_DEFAULT_MODEL": "tiny-a"})  # not "broken"
+def test_llama_cpp_web_ui_at_root(start_goinfer, client, tmp_path):
+    from conftest import mkmodel
+    d = tmp_path / "one"  # a single good model: the UI may ask any listed model for /props
+    d.mkdir()
+    mkmodel(d / "tiny-a.gguf", "-n", "tiny-a")
+    g = start_goinfer(d)
     r = client.get(g.url() + "/", headers={"Accept-Encoding": "gzip"})
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert client.get(g.url() + "/running", headers=auth()).json() == {"running": []}  # no model started
