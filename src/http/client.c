@@ -20,6 +20,8 @@ struct http_client {
     uv_timer_t timer; /* curl's timeout */
     uv_timer_t reap;  /* removes cancelled fetches outside curl's callbacks */
     struct http_fetch *fetches;
+    CURL *spare[64]; /* finished easy handles, reset and kept: init is costly per request */
+    int n_spare;
     int closing_handles;
     bool closing;  /* in curl_multi_cleanup: sockets go, no assign back */
     bool released; /* the owner is done: destroyed once no fetch is left */
@@ -40,6 +42,7 @@ struct http_fetch {
 struct sock {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* what uv_poll watches now: an unchanged set costs no epoll_ctl */
     struct http_client *client;
 };
 
@@ -52,7 +55,12 @@ fetch_unlink_free(struct http_fetch *f)
     struct http_client *c = f->client;
 
     curl_multi_remove_handle(c->multi, f->easy);
-    curl_easy_cleanup(f->easy);
+    if (c->n_spare < (int)(sizeof(c->spare) / sizeof(c->spare[0])) && !c->released) {
+        curl_easy_reset(f->easy);
+        c->spare[c->n_spare++] = f->easy;
+    } else {
+        curl_easy_cleanup(f->easy);
+    }
     curl_slist_free_all(f->slist);
     buf_cleanup(&f->hdr);
     if (f->prev)
@@ -119,7 +127,9 @@ socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
+    if (events != s->events || !uv_is_active((uv_handle_t *)&s->poll))
+        uv_poll_start(&s->poll, events, on_poll);
+    s->events = events;
     return 0;
 }
 
@@ -296,6 +306,8 @@ static void
 destroy(struct http_client *c)
 {
     c->closing = true;
+    while (c->n_spare > 0)
+        curl_easy_cleanup(c->spare[--c->n_spare]);
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     c->closing_handles = 2;
@@ -332,7 +344,7 @@ http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
                  const struct http_fetch_cb *cb, void *arg)
 {
     struct http_fetch *f = xcalloc(1, sizeof(*f));
-    CURL *e = curl_easy_init();
+    CURL *e = c->n_spare > 0 ? c->spare[--c->n_spare] : curl_easy_init();
 
     if (e == NULL)
         fatalx("curl_easy_init failed");

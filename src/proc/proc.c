@@ -196,7 +196,8 @@ child_env(char *const extra[])
  * signals (we ignore SIGPIPE), stdin from /dev/null, stdout/stderr to our pipes.
  */
 static noreturn void
-child_exec(char *const argv[], char **env, int out1, int out2, int errfd, pid_t parent)
+child_exec(const char *exe, char *const argv[], char **env, int out1, int out2, int errfd,
+           pid_t parent)
 {
     sigset_t none;
     int fd, e;
@@ -210,11 +211,31 @@ child_exec(char *const argv[], char **env, int out1, int out2, int errfd, pid_t 
     fd = open("/dev/null", O_RDONLY);
     if (fd < 0 || dup2(fd, 0) < 0 || dup2(out1, 1) < 0 || dup2(out2, 2) < 0)
         _exit(126);
-    execve(argv[0], argv, env);
+    execve(exe, argv, env);
     e = errno;
     if (write(errfd, &e, sizeof(e)) < 0)
         _exit(127);
     _exit(127);
+}
+
+/* A command name without '/' is looked up in PATH here, before fork, as a shell would. */
+static char *
+resolve(const char *name)
+{
+    const char *path = getenv("PATH"), *p;
+
+    if (strchr(name, '/') != NULL || path == NULL)
+        return xstrdup(name);
+    for (p = path; *p;) {
+        size_t n = strcspn(p, ":");
+        char *full = xasprintf("%.*s/%s", (int)n, n ? p : ".", name);
+
+        if (access(full, X_OK) == 0)
+            return full;
+        free(full);
+        p += n + (p[n] == ':');
+    }
+    return xstrdup(name);
 }
 
 /* Forks and execs; returns the pid, or -errno when exec failed (told through a CLOEXEC pipe
@@ -224,13 +245,17 @@ fork_exec(char *const argv[], char **env, int out[2][2])
 {
     int errp[2], e = 0;
     pid_t pid, parent = getpid();
+    char *exe = resolve(argv[0]);
     ssize_t n;
 
-    if (pipe2(errp, O_CLOEXEC) < 0)
+    if (pipe2(errp, O_CLOEXEC) < 0) {
+        free(exe);
         return -errno;
+    }
     pid = fork();
     if (pid == 0)
-        child_exec(argv, env, out[0][1], out[1][1], errp[1], parent);
+        child_exec(exe, argv, env, out[0][1], out[1][1], errp[1], parent);
+    free(exe);
     close(errp[1]);
     if (pid < 0) {
         close(errp[0]);
