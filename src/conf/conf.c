@@ -162,6 +162,8 @@ set_listen(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *o
     if (n->type != YAML_MAPPING_NODE)
         return yerr(y, n, key->name,
                     "expected a mapping of address to services, e.g. \":4444\": goinfer");
+    for (size_t i = 0; i < c->n_listen; i++)
+        free(c->listen[i].host);
     c->n_listen = 0;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *a = ynode(y, p->key), *s = ynode(y, p->value);

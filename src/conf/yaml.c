@@ -157,6 +157,21 @@ unknown_key(struct yctx *y, const yaml_node_t *k, const char *where, const struc
     return -EINVAL;
 }
 
+/* YAML allows a key twice and keeps the last; a config that does is almost always a mistake. */
+static bool
+seen_before(struct yctx *y, const yaml_node_t *map, const yaml_node_pair_t *p)
+{
+    const char *key = (const char *)ynode(y, p->key)->data.scalar.value;
+
+    for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+        const yaml_node_t *k = ynode(y, q->key);
+
+        if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0)
+            return true;
+    }
+    return false;
+}
+
 int
 ymap(struct yctx *y, const yaml_node_t *n, const char *where, const struct ykey *keys, void *obj)
 {
@@ -169,6 +184,8 @@ ymap(struct yctx *y, const yaml_node_t *n, const char *where, const struct ykey 
 
         if (k->type != YAML_SCALAR_NODE)
             return yerr(y, k, where, "keys must be strings");
+        if (seen_before(y, n, p))
+            return yerr(y, k, (char *)k->data.scalar.value, "given twice; keep one");
         while (e->name && strcmp(e->name, (char *)k->data.scalar.value) != 0)
             e++;
         if (e->name == NULL)

@@ -122,6 +122,12 @@ yaml_errors_name_line_and_key(void **state)
     conf_cleanup(&c);
     assert_int_equal(load("llama: [1, 2\n", &c, err), -EINVAL);
     conf_cleanup(&c);
+    /* found by fuzzing: a key given twice (it also leaked the first listen hosts) */
+    assert_int_equal(load("listen:\n  \":1\": goinfer\napi_key: k\nlisten:\n  \":2\": goinfer\n",
+                          &c, err),
+                     -EINVAL);
+    assert_non_null(strstr(err, ":4: listen: given twice"));
+    conf_cleanup(&c);
 }
 
 static void
