@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin/metrics.h"
 #include "conf/generation.h"
 #include "conf/write.h"
 #include "core/log.h"
@@ -105,6 +106,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->reload = reload_cb;
     d->reload_arg = a;
     d->swap = a->swap;
+    d->server = a->server;
 }
 
 /* ---- reload: a new generation replaces the old only when it is entirely valid ---- */
@@ -278,6 +280,7 @@ setup_backends(struct app *a)
 static void
 setup_listeners(struct app *a)
 {
+    struct router_deps d;
     const struct conf_limits *c = &a->gen.conf.limits;
     struct http_limits limits = {
         .header_bytes = c->header_bytes,
@@ -291,6 +294,9 @@ setup_listeners(struct app *a)
     };
 
     a->server = http_server_new(a->loop, &limits, router_handle, a->router);
+    http_server_on_complete(a->server, metrics_request_done);
+    router_deps_from(a, &d);
+    router_set_deps(a->router, &d); /* now with the server, for /metrics */
     for (size_t i = 0; i < a->gen.conf.n_listen; i++) {
         struct conf_listen *l = &a->gen.conf.listen[i];
         int port = 0, rc = http_server_listen(a->server, l->host, l->port, l->services, &port);

@@ -24,6 +24,7 @@ struct http_server {
     void *arg;
     struct listener *listeners;
     struct http_conn *conns; /* doubly linked, for shutdown */
+    http_request_cb on_complete;
     size_t n_conns;
     bool shutting_down;
 };
@@ -254,6 +255,8 @@ access_log(const struct http_request *req)
              (unsigned long long)req->id, req->method_name, req->path,
              req->log_model ? req->log_model : "-", req->log_backend ? req->log_backend : "-",
              req->status, (unsigned long long)req->bytes_out, ttfb, total);
+    if (req->conn->srv->on_complete)
+        req->conn->srv->on_complete((struct http_request *)req);
 }
 
 int
@@ -836,6 +839,12 @@ http_server_shutdown(struct http_server *srv)
         else
             c->req.keep_alive = false;
     }
+}
+
+void
+http_server_on_complete(struct http_server *srv, http_request_cb cb)
+{
+    srv->on_complete = cb;
 }
 
 size_t

@@ -79,6 +79,8 @@ int http_server_listen(struct http_server *srv, const char *host, int port, unsi
 void http_server_shutdown(struct http_server *srv);
 size_t http_server_active(const struct http_server *srv);
 void http_server_free(struct http_server *srv);
+/* Called as each request ends, after its access line (metrics). */
+void http_server_on_complete(struct http_server *srv, http_request_cb cb);
 
 /* Case-insensitive header lookup; returns the value (length in *len) or NULL. */
 const char *http_header_get(const struct http_request *req, const char *name, size_t *len);

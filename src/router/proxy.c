@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admin/metrics.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "router/select.h"
@@ -90,6 +91,7 @@ on_upstream_body(void *arg, const char *data, size_t len)
         p->req->on_drain = on_client_drain;
         return HTTP_FETCH_PAUSE;
     }
+    metrics_scan_timings(p->model->name, data, len);
     return http_stream_write(p->req, data, len) < 0 ? -1 : 0;
 }
 

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin/metrics.h"
 #include "admin/static.h"
 #include "admin/ui.h"
 #include "http/cors.h"
@@ -347,6 +348,20 @@ handle_reload(struct router *r, struct http_request *req)
 }
 
 static void
+handle_metrics(struct router *r, struct http_request *req)
+{
+    struct buf b;
+    json_t *running = swap_running(r->d.swap);
+
+    buf_init(&b, 1 << 20);
+    metrics_render(&b, r->d.server ? http_server_active(r->d.server) : 0,
+                   json_array_size(running));
+    json_decref(running);
+    http_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
+    buf_cleanup(&b);
+}
+
+static void
 handle_ui(struct router *r, struct http_request *req)
 {
     (void)r;
@@ -366,6 +381,7 @@ static const struct route routes[] = {
     {"POST", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
     {"GET", "/logs", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
     {"POST", "/reload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_reload},
+    {"GET", "/metrics", GI | ROUTER_SVC_ADMIN, ADMIN, handle_metrics},
     {"GET", "/logs/stream", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
     /* llama.cpp's native API, on Goinfer's listener */
     {"POST", "/completions", GI, USER, handle_proxy},

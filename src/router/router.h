@@ -24,6 +24,7 @@ struct router_deps {
     void (*reload)(void *arg, const char *why);
     void *reload_arg;
     struct swap *swap;
+    struct http_server *server; /* for the connection count in /metrics */
 };
 
 struct router;

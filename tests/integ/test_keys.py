@@ -30,3 +30,21 @@ def test_without_admin_key_the_user_key_administers(models_dir, start_goinfer, c
     g = start_goinfer(models_dir)
     assert client.get(g.url() + "/logs", headers=auth()).status_code == 200
     assert client.get(g.url() + "/logs", headers={"x-api-key": "wrong"}).status_code == 401
+
+
+def test_metrics(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    for stream in (False, True):
+        r = client.post(g.url() + "/v1/chat/completions", headers=auth(),
+                        json={"model": "tiny-a", "max_tokens": 4, "stream": stream,
+                              "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
+    client.post(g.url() + "/v1/chat/completions", headers=auth(), json={"model": "nope"})
+    r = client.get(g.url() + "/metrics", headers=auth())
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    m = r.text
+    assert 'goinfer_requests_total{model="tiny-a",code="2xx"} 2' in m
+    assert 'goinfer_requests_total{model="nope",code="4xx"} 1' in m
+    assert "goinfer_request_duration_seconds_count" in m and 'le="+Inf"' in m
+    assert 'goinfer_generation_tokens_per_second{model="tiny-a"}' in m
+    assert "goinfer_models_running 1" in m

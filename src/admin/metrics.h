@@ -1,0 +1,21 @@
+/*
+ * Prometheus metrics: requests by model and status, latency and time-to-first-byte
+ * histograms, generation speed per model (from llama-server's own timings), connections.
+ * The registry is process-wide and bounded (models past the cap count as "other").
+ */
+#ifndef GOINFER_ADMIN_METRICS_H
+#define GOINFER_ADMIN_METRICS_H
+
+#include "core/buf.h"
+#include "http/server.h"
+
+/* A request ended (the server's completion hook). */
+void metrics_request_done(struct http_request *req);
+/* llama-server reported predicted tokens per second for model. */
+void metrics_tokens(const char *model, double per_second, double predicted);
+/* Appends the text exposition format to out. */
+void metrics_render(struct buf *out, size_t open_connections, size_t running_models);
+/* Scans a response chunk for llama-server's "predicted_per_second" and "predicted_n". */
+void metrics_scan_timings(const char *model, const char *data, size_t len);
+
+#endif
