@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
+#include "http/tls.h"
 #include "http/server.h"
 #include "models/discovery.h"
 #include "router/router.h"
@@ -34,6 +35,7 @@ struct app {
     struct swap_conf swap_conf;
     struct swap *swap;
     struct keys keys;
+    struct tls_ctx *tls; /* for the listeners marked tls, or NULL */
     struct router *router;
     struct http_server *server;
     uv_signal_t sigint, sigterm, sighup;
@@ -85,6 +87,26 @@ keys_free(struct keys *k)
     k->user = k->admin = NULL;
 }
 
+/* The certificate for listeners marked tls; *out stays NULL when none is. */
+static int
+make_tls(const struct conf *c, struct tls_ctx **out, char *err, size_t errlen)
+{
+    bool any = false;
+
+    *out = NULL;
+    for (size_t i = 0; i < c->n_listen; i++)
+        any |= c->listen[i].tls;
+    if (!any)
+        return 0;
+    if (c->tls_cert == NULL || c->tls_key == NULL) {
+        snprintf(err, errlen, "a listen address is marked tls but tls.cert and tls.key are not "
+                              "set in goinfer.yml (goinfer -write makes a self-signed pair)");
+        return -EINVAL;
+    }
+    *out = tls_ctx_new(c->tls_cert, c->tls_key, err, errlen);
+    return *out ? 0 : -EINVAL;
+}
+
 static void reload(struct app *a, const char *why);
 
 static void
@@ -117,12 +139,16 @@ reload(struct app *a, const char *why)
     struct generation next, *old;
     struct router_deps d;
     struct keys keys = {0};
+    struct tls_ctx *tls = NULL;
     char err[1024] = "no API key (set api_key, GI_API_KEY or -no-api-key)";
     int rc = generation_load(&next, a->argc, a->argv, err, sizeof(err));
 
     if (rc == 0)
+        rc = make_tls(&next.conf, &tls, err, sizeof(err));
+    if (rc == 0)
         rc = make_keys(&next.conf, &keys);
     if (rc != 0) {
+        tls_ctx_free(tls);
         log_warnx("reload (%s) refused, the running configuration stays: %s", why, err);
         generation_cleanup(&next);
         return;
@@ -135,6 +161,9 @@ reload(struct app *a, const char *why)
     a->gen.older = old;
     keys_free(&a->keys);
     a->keys = keys;
+    http_server_set_tls(a->server, tls); /* new connections; open ones keep theirs */
+    tls_ctx_free(a->tls);
+    a->tls = tls;
     log_level_from(&a->gen.conf);
     swap_reconfigure(a->swap, &a->gen.cat);
     router_deps_from(a, &d);
@@ -293,22 +322,28 @@ setup_listeners(struct app *a)
         .max_conns_per_ip = c->max_connections_per_ip,
     };
 
+    char err[1024];
+
+    if (make_tls(&a->gen.conf, &a->tls, err, sizeof(err)) < 0)
+        fatalx("%s", err);
     a->server = http_server_new(a->loop, &limits, router_handle, a->router);
+    http_server_set_tls(a->server, a->tls);
     http_server_on_complete(a->server, metrics_request_done);
     router_deps_from(a, &d);
     router_set_deps(a->router, &d); /* now with the server, for /metrics */
     for (size_t i = 0; i < a->gen.conf.n_listen; i++) {
         struct conf_listen *l = &a->gen.conf.listen[i];
-        int port = 0, rc = http_server_listen(a->server, l->host, l->port, l->services, &port);
+        int port = 0,
+            rc = http_server_listen(a->server, l->host, l->port, l->services, l->tls, &port);
 
         if (rc < 0)
             fatalx("cannot listen on %s:%d: %s; pick another port in goinfer.yml 'listen'",
                    l->host, l->port, uv_strerror(rc));
         /* Tests and scripts read this line to learn ports chosen by the kernel (port 0). */
-        log_info("listening on %s:%d (%s%s%s)", l->host, port,
+        log_info("listening on %s:%d (%s%s%s%s)", l->host, port,
                  l->services & ROUTER_SVC_GOINFER ? "goinfer " : "",
                  l->services & ROUTER_SVC_OPENAI ? "openai " : "",
-                 l->services & ROUTER_SVC_ADMIN ? "admin" : "");
+                 l->services & ROUTER_SVC_ADMIN ? "admin " : "", l->tls ? "tls" : "");
     }
 }
 
@@ -334,6 +369,7 @@ cleanup(struct app *a)
 {
     router_free(a->router);
     keys_free(&a->keys);
+    tls_ctx_free(a->tls);
     while (a->gen.older) {
         struct generation *g = a->gen.older;
 

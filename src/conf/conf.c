@@ -33,11 +33,12 @@ service_bit(const char *w, size_t n)
 }
 
 static int
-parse_services(const char *s, unsigned *out, char *err, size_t errlen)
+parse_services(const char *s, unsigned *out, bool *tls, char *err, size_t errlen)
 {
     const char *p = s;
 
     *out = 0;
+    *tls = false;
     while (*p) {
         size_t n;
         int bit;
@@ -47,8 +48,15 @@ parse_services(const char *s, unsigned *out, char *err, size_t errlen)
         if (n == 0)
             break;
         bit = service_bit(p, n);
+        if (bit < 0 && ((n == 3 && strncmp(p, "tls", 3) == 0) ||
+                        (n == 5 && strncmp(p, "https", 5) == 0))) {
+            *tls = true;
+            p += n;
+            continue;
+        }
         if (bit < 0) {
-            snprintf(err, errlen, "unknown service '%.*s' (use goinfer, openai, llama-swap, admin)",
+            snprintf(err, errlen,
+                     "unknown service '%.*s' (use goinfer, openai, llama-swap, admin, and tls)",
                      (int)n, p);
             return -EINVAL;
         }
@@ -83,7 +91,7 @@ conf_parse_listen(const char *addr, const char *services, const char *default_ho
     hlen = (size_t)(colon - addr);
     if (hlen >= 2 && addr[0] == '[' && addr[hlen - 1] == ']') /* [::1]:4444 */
         addr++, hlen -= 2;
-    if (parse_services(services, &out->services, err, errlen) < 0)
+    if (parse_services(services, &out->services, &out->tls, err, errlen) < 0)
         return -EINVAL;
     out->host = hlen ? xstrndup(addr, hlen) : xstrdup(default_host);
     out->port = (int)port;
@@ -225,6 +233,17 @@ SWAP_HANDLER(set_hooks)
         YKEY_BOOL("logToStdout", struct conf, swap.log_to_stdout_unused)
 
 static int
+set_tls(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
+{
+    static const struct ykey keys[] = {YKEY_STRING("cert", struct conf, tls_cert),
+                                       YKEY_STRING("key", struct conf, tls_key),
+                                       {NULL, NULL, 0}};
+
+    (void)key;
+    return ymap(y, n, "tls", keys, obj);
+}
+
+static int
 set_limits(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
 {
     static const struct ykey keys[] = {
@@ -268,6 +287,7 @@ static const struct ykey goinfer_keys[] = {
     {"listen", set_listen, 0},
     {"llama", set_llama, 0},
     {"limits", set_limits, 0},
+    {"tls", set_tls, 0},
     YKEY_STRING("default_model", struct conf, default_model),
     LLAMA_SWAP_KEYS,
     {NULL, NULL, 0}};
@@ -488,6 +508,8 @@ conf_cleanup(struct conf *c)
     free(c->args_verbose);
     free(c->args_debug);
     free(c->default_model);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c->host);
     memset(c, 0, sizeof(*c));
 }

@@ -16,6 +16,7 @@ struct conf_listen {
     char *host;
     int port;
     unsigned services; /* ROUTER_SVC_* */
+    bool tls;          /* "tls" among the services: HTTPS with tls.cert and tls.key */
 };
 
 struct conf {
@@ -31,6 +32,7 @@ struct conf {
     char *llama_exe;
     char *args_common, *args_goinfer, *args_verbose, *args_debug;
     char *default_model;
+    char *tls_cert, *tls_key; /* PEM files for the listeners marked tls */
     char *host; /* for ":port" addresses; GI_HOST */
     bool no_api_key, debug, quiet, write;
     struct swapconf swap; /* the model section, in llama-swap's syntax */

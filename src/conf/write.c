@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "http/tls.h"
 #include "core/xmalloc.h"
 
 int
@@ -71,7 +72,8 @@ out:
 }
 
 static void
-goinfer_yml(struct buf *b, const struct conf *c, const char *exe, const char *key)
+goinfer_yml(struct buf *b, const struct conf *c, const char *exe, const char *key,
+            const char *dir)
 {
     time_t now = time(NULL);
 
@@ -91,6 +93,27 @@ goinfer_yml(struct buf *b, const struct conf *c, const char *exe, const char *ke
                   "    goinfer: --jinja              # GI_<model>: add --chat-template-file ...\n"
                   "    verbose: \"\"                   # unless -q\n"
                   "    debug: --verbosity 3          # with -debug\n");
+    buf_printf(b, "\n# HTTPS: add tls to an address, e.g. \":4443\": goinfer, openai, tls\n"
+                  "# (a self-signed pair for a first try; use your own certificate in production)\n"
+                  "tls:\n  cert: \"%s/goinfer-cert.pem\"\n  key: \"%s/goinfer-key.pem\"\n",
+               dir, dir);
+}
+
+/* A self-signed pair beside the config, unless one is there already. */
+static int
+write_tls_pair(const char *dir, char *err, size_t errlen)
+{
+    char *cert = xasprintf("%s/goinfer-cert.pem", dir), *key = xasprintf("%s/goinfer-key.pem", dir);
+    char host[256] = "localhost";
+    int rc = 0;
+
+    if (access(cert, F_OK) != 0 || access(key, F_OK) != 0) {
+        gethostname(host, sizeof(host) - 1);
+        rc = tls_write_self_signed(cert, key, host, err, errlen);
+    }
+    free(cert);
+    free(key);
+    return rc;
 }
 
 /* One model's cmd: the macro, then -m and --mmproj with shell-style quoting. */
@@ -159,11 +182,13 @@ conf_write_files(const struct conf *c, const struct model_list *found, const cha
         return -EIO;
     }
     buf_init(&b, 16 << 20);
-    goinfer_yml(&b, c, exe, c->no_api_key ? "PLEASE SET YOUR API KEY" : key);
+    goinfer_yml(&b, c, exe, c->no_api_key ? "PLEASE SET YOUR API KEY" : key, dir);
     path = xasprintf("%s/goinfer.yml", dir);
     rc = replace_file(path, &b, 0600, err, errlen);
     free(path);
     buf_reset(&b);
+    if (rc == 0)
+        rc = write_tls_pair(dir, err, errlen);
     if (rc == 0) {
         swap_yml(&b, c, found, exe);
         path = xasprintf("%s/llama-swap.yml", dir);

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/errors.h"
+#include "http/tls.h"
 
 /* Pipelined bytes kept while a request is in flight; past this we stop reading. */
 #define PENDING_MAX (64 * 1024)
@@ -24,6 +25,7 @@ struct http_server {
     void *arg;
     struct listener *listeners;
     struct http_conn *conns; /* doubly linked, for shutdown */
+    struct tls_ctx *tls;     /* for the TLS listeners; borrowed */
     http_request_cb on_complete;
     size_t n_conns;
     bool shutting_down;
@@ -33,6 +35,7 @@ struct listener {
     uv_tcp_t tcp;
     struct http_server *srv;
     unsigned services;
+    bool tls;
     struct listener *next;
 };
 
@@ -63,6 +66,7 @@ struct http_conn {
     char peer[64];
     char ip[48];   /* peer without the port, for per-address limits */
     struct buf head; /* response headers, sent with the first body bytes (one write) */
+    struct tls_conn *tls; /* NULL on a plain listener */
 };
 
 struct wreq {
@@ -97,6 +101,7 @@ on_handle_closed(uv_handle_t *h)
     buf_cleanup(&c->pending);
     buf_cleanup(&c->req.body);
     buf_cleanup(&c->head);
+    tls_conn_free(c->tls);
     free(c->req.path);
     free(c->req.query);
     free(c->req.log_model);
@@ -191,6 +196,34 @@ on_written(uv_write_t *w, int status)
         c->req.on_drain(&c->req);
 }
 
+static struct wreq *
+wreq_new(struct http_conn *c, const char *data, size_t len)
+{
+    struct wreq *wr = xmalloc(sizeof(*wr) + len);
+
+    wr->conn = c;
+    wr->len = len;
+    memcpy(wr->data, data, len);
+    return wr;
+}
+
+/* Replaces a plaintext write by its ciphertext. */
+static struct wreq *
+encrypt(struct http_conn *c, struct wreq *plain)
+{
+    struct buf cipher;
+    struct wreq *wr = NULL;
+
+    buf_init(&cipher, plain->len * 2 + 65536);
+    if (tls_conn_output(c->tls, plain->data, plain->len, &cipher) == 0)
+        wr = wreq_new(c, cipher.data ? cipher.data : "", cipher.len);
+    free(plain);
+    buf_cleanup(&cipher);
+    return wr;
+}
+
+static int queue_write(struct http_conn *c, struct wreq *wr);
+
 /* Queues bytes for the client: up to three parts copied into one write. */
 static int
 conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_t blen,
@@ -198,8 +231,6 @@ conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_
 {
     struct wreq *wr;
     size_t h = c->head.len;
-    uv_buf_t ub;
-    int rc;
 
     if (c->closing)
         return -EPIPE;
@@ -217,6 +248,21 @@ conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_
         memcpy(wr->data + h + alen, b, blen);
     if (dlen > 0)
         memcpy(wr->data + h + alen + blen, d, dlen);
+    if (c->tls != NULL) {
+        wr = encrypt(c, wr);
+        if (wr == NULL)
+            return -EPROTO;
+    }
+    return queue_write(c, wr);
+}
+
+/* Hands a prepared write to libuv; wr is consumed either way. */
+static int
+queue_write(struct http_conn *c, struct wreq *wr)
+{
+    uv_buf_t ub;
+    int rc;
+
     ub = uv_buf_init(wr->data, (unsigned)wr->len);
     rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
     if (rc < 0) {
@@ -616,6 +662,15 @@ flush_and_close(struct http_conn *c)
 {
     if (c->closing || c->flushing)
         return;
+    if (c->tls != NULL) {
+        struct buf notify;
+
+        buf_init(&notify, 4096);
+        tls_conn_close_notify(c->tls, &notify);
+        if (notify.len > 0)
+            queue_write(c, wreq_new(c, notify.data, notify.len));
+        buf_cleanup(&notify);
+    }
     c->flushing = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
     arm_timer(c, c->srv->limits.keepalive_ms);
@@ -661,22 +716,53 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = READ_CHUNK;
 }
 
+/* Request bytes, decrypted when the listener is TLS. */
+static void
+on_plain(struct http_conn *c, const char *data, size_t len)
+{
+    if (c->in_request || c->kick) {
+        buf_append(&c->pending, data, len); /* max leaves room for one read */
+        if (c->pending.len >= PENDING_MAX) {
+            c->read_paused = true; /* resumed when the response in flight ends */
+            uv_read_stop((uv_stream_t *)&c->tcp);
+        }
+    } else if (len > 0) {
+        conn_feed(c, data, len);
+    }
+}
+
+static void
+on_cipher(struct http_conn *c, const char *data, size_t len)
+{
+    struct buf plain, cipher;
+    char err[256];
+
+    buf_init(&plain, 4 * READ_CHUNK);
+    buf_init(&cipher, 4 * READ_CHUNK);
+    if (tls_conn_input(c->tls, data, len, &plain, &cipher, err, sizeof(err)) < 0) {
+        log_info("conn %s: %s, closing", c->peer, err);
+        conn_close(c);
+    } else {
+        if (cipher.len > 0) /* handshake records, session tickets */
+            queue_write(c, wreq_new(c, cipher.data, cipher.len));
+        if (plain.len > 0 && !c->closing)
+            on_plain(c, plain.data, plain.len);
+    }
+    buf_cleanup(&plain);
+    buf_cleanup(&cipher);
+}
+
 static void
 on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct http_conn *c = s->data;
 
-    if (nread < 0) {
+    if (nread < 0)
         conn_close(c);
-    } else if (nread > 0 && (c->in_request || c->kick)) {
-        buf_append(&c->pending, b->base, (size_t)nread); /* max leaves room for one read */
-        if (c->pending.len >= PENDING_MAX) {
-            c->read_paused = true; /* resumed when the response in flight ends */
-            uv_read_stop(s);
-        }
-    } else if (nread > 0) {
-        conn_feed(c, b->base, (size_t)nread);
-    }
+    else if (nread > 0 && c->tls != NULL)
+        on_cipher(c, b->base, (size_t)nread);
+    else if (nread > 0)
+        on_plain(c, b->base, (size_t)nread);
     free(b->base);
 }
 
@@ -710,6 +796,11 @@ over_conn_limits(struct http_conn *c)
 
     for (struct http_conn *o = c->srv->conns; o != NULL; o = o->next)
         same += strcmp(o->ip, c->ip) == 0;
+    if (c->tls != NULL && ((l->max_conns && c->srv->n_conns > l->max_conns) ||
+                           (l->max_conns_per_ip && same > l->max_conns_per_ip))) {
+        conn_close(c); /* no TLS session yet to carry an answer */
+        return true;
+    }
     if (l->max_conns && c->srv->n_conns > l->max_conns) {
         log_warnx("conn %s: %zu connections open (max_connections %zu), refusing", c->peer,
                   c->srv->n_conns - 1, l->max_conns);
@@ -764,6 +855,8 @@ on_connection(uv_stream_t *ls, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(c);
+    if (l->tls && srv->tls != NULL)
+        c->tls = tls_conn_new(srv->tls);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     if (over_conn_limits(c))
@@ -787,7 +880,7 @@ http_server_new(uv_loop_t *loop, const struct http_limits *limits, http_handler_
 
 int
 http_server_listen(struct http_server *srv, const char *host, int port, unsigned services,
-                   int *bound_port)
+                   bool tls, int *bound_port)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss), rc;
@@ -802,6 +895,7 @@ http_server_listen(struct http_server *srv, const char *host, int port, unsigned
     l->tcp.data = l;
     l->srv = srv;
     l->services = services;
+    l->tls = tls;
     l->next = srv->listeners;
     srv->listeners = l;
     rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
@@ -839,6 +933,12 @@ http_server_shutdown(struct http_server *srv)
         else
             c->req.keep_alive = false;
     }
+}
+
+void
+http_server_set_tls(struct http_server *srv, struct tls_ctx *ctx)
+{
+    srv->tls = ctx;
 }
 
 void

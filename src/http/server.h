@@ -72,9 +72,13 @@ struct http_request {
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *limits,
                                     http_handler_cb handler, void *arg);
-/* Binds host:port (port 0 picks one) for the given services; *bound_port gets the real port. */
+/* Binds host:port (port 0 picks one) for the given services, speaking TLS when tls is set
+ * (with the context of http_server_set_tls); *bound_port gets the real port. */
 int http_server_listen(struct http_server *srv, const char *host, int port, unsigned services,
-                       int *bound_port);
+                       bool tls, int *bound_port);
+/* The certificate for TLS listeners' new connections (a reload may change it); borrowed. */
+struct tls_ctx;
+void http_server_set_tls(struct http_server *srv, struct tls_ctx *ctx);
 /* Stops accepting and closes idle connections; busy ones close after their response. */
 void http_server_shutdown(struct http_server *srv);
 size_t http_server_active(const struct http_server *srv);

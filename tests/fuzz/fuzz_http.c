@@ -49,7 +49,7 @@ setup(void)
     log_set_level(LOG_LEVEL_ERROR);
     uv_loop_init(&loop);
     srv = http_server_new(&loop, &limits, echo, NULL);
-    if (http_server_listen(srv, "127.0.0.1", 0, 1, &port) < 0)
+    if (http_server_listen(srv, "127.0.0.1", 0, 1, false, &port) < 0)
         __builtin_trap();
 }
 
