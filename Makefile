@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS ?= $(shell nproc)
-PYTEST ?= /usr/bin/python3 -m pytest
+PYTEST ?= /usr/bin/python3 -m pytest -rfE
 WERROR := $(if $(CI),-DGOINFER_WERROR=ON,)
 
 .PHONY: all setup build asan fuzz-build run test test-unit test-integ test-asan test-fuzz fuzz clean

@@ -42,7 +42,7 @@ def test_expect_100_continue_is_answered(models_dir, start_goinfer):
                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
         t0 = time.monotonic()
         assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 0.9  # curl would give up waiting after 1 s
 
 
 def test_connection_close_delivers_the_whole_response(tmp_path, start_goinfer):

@@ -7,7 +7,7 @@ It takes llama-server's command line and picks a behaviour from the model file's
   endless-* streams an event every 20 ms until the client goes; then writes the time it
            noticed to <model>.gone (proves goinfer aborts upstream when its client leaves)
   echo-*   answers with the JSON body it received (proves what goinfer forwards)
-  slow-*   answers after 1 s (holds a request in flight)
+  slow-*   answers after 2 s (holds a request in flight)
   hang-*   never answers (upstream timeouts)
 """
 import http.server
@@ -50,7 +50,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(3600)
         if KIND in ("echo", "slow"):
             if KIND == "slow":
-                time.sleep(1)
+                time.sleep(2)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
