@@ -70,7 +70,8 @@ make_keys(const struct conf *c, struct keys *k)
         users[1] = NULL;
     }
     if (c->no_api_key) {
-        users[0] = admins[0] = NULL;
+        users[0] = NULL;
+        admins[0] = admin; /* an admin key still guards the admin routes */
     } else if (users[0] == NULL) {
         return -EACCES;
     }
@@ -389,6 +390,8 @@ main(int argc, char **argv)
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD inherited from our parent would reap our
+                                 children before we could learn how they ended */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = generation_load(&a.gen, argc, argv, err, sizeof(err));
     if (rc == 1)

@@ -78,7 +78,8 @@ metrics_request_done(struct http_request *req)
     double t = (double)(uv_hrtime() - req->t_start) / 1e9;
     int cls = req->status / 100;
 
-    stats_for(req->log_model)->by_class[cls >= 1 && cls <= 5 ? cls : 0]++;
+    /* only names that reached a backend: a client must not fill the table with made-up ones */
+    stats_for(req->log_backend ? req->log_model : "-")->by_class[cls >= 1 && cls <= 5 ? cls : 0]++;
     observe(&total, t);
     if (req->t_first)
         observe(&ttfb, (double)(req->t_first - req->t_start) / 1e9);

@@ -236,7 +236,7 @@ header_cb(char *p, size_t size, size_t n, void *userp)
 
         end = strchr(line, '\n');
         end = end ? end + 1 : line + strlen(line);
-        if (colon == NULL || colon > end)
+        if (colon == NULL || colon >= end)
             continue;
         for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
             ;

@@ -80,6 +80,7 @@ static uint64_t next_request_id = 1;
 static http_parser_settings parser_settings;
 
 static void conn_close(struct http_conn *c);
+static void access_log(const struct http_request *req);
 static void conn_feed(struct http_conn *c, const char *data, size_t len);
 static void request_finish(struct http_conn *c);
 static void flush_and_close(struct http_conn *c);
@@ -117,10 +118,15 @@ conn_close(struct http_conn *c)
     if (c->closing)
         return;
     c->closing = true;
-    if (c->in_request && !c->req.ended && c->req.on_abort != NULL) {
+    if (c->in_request && !c->req.ended) {
         log_info("req=%llu client %s went away before the response ended",
                  (unsigned long long)c->req.id, c->peer);
-        c->req.on_abort(&c->req);
+        if (!c->req.started)
+            c->req.status = 499; /* nginx's code for a client that closed first */
+        c->req.ended = true;
+        access_log(&c->req);
+        if (c->req.on_abort != NULL)
+            c->req.on_abort(&c->req);
     }
     c->in_request = false;
     if (c->prev)

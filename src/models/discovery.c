@@ -170,15 +170,39 @@ models_flags_from_name(const char *path)
     return s;
 }
 
-static bool
+/* 1: this word is a flag Goinfer sets itself and takes the next word too; 2: alone (=form). */
+static int
 set_by_goinfer(const char *w)
 {
     static const char *const own[] = {"-m", "--model", "--port", "--host", NULL};
 
-    for (int i = 0; own[i]; i++)
+    for (int i = 0; own[i]; i++) {
+        size_t n = strlen(own[i]);
+
         if (strcmp(w, own[i]) == 0)
-            return true;
-    return false;
+            return 1;
+        if (strncmp(w, own[i], n) == 0 && w[n] == '=')
+            return 2;
+    }
+    return 0;
+}
+
+/* Cuts a comment: '#' at the start of a word, outside quotes. */
+static void
+strip_comment(char *line)
+{
+    char q = 0;
+
+    for (char *p = line; *p; p++) {
+        if (q == 0 && (*p == '\'' || *p == '"'))
+            q = *p;
+        else if (q != 0 && *p == q)
+            q = 0;
+        else if (q == 0 && *p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            return;
+        }
+    }
 }
 
 char *
@@ -193,18 +217,23 @@ models_flags_from_script(const char *sh_path)
         return NULL;
     buf_init(&out, 64 * 1024);
     while (fgets(line, sizeof(line), f) != NULL) {
-        char *hash = strchr(line, '#'), *bs = strrchr(line, '\\');
+        char *bs;
 
-        if (hash)
-            *hash = '\0';
+        strip_comment(line);
+        bs = strrchr(line, '\\');
         if (bs && strspn(bs + 1, " \t\r\n") == strlen(bs + 1))
             *bs = ' '; /* line continuation */
         if (conf_split_args(line, &words) > 0)
             for (size_t i = 0; words[i]; i++) {
-                if (out.len == 0 && i == 0 && strstr(words[i], "llama-server") != NULL)
+                int own = set_by_goinfer(words[i]);
+
+                if (out.len == 0 && (strcmp(words[i], "exec") == 0 ||
+                                     strstr(words[i], "llama-server") != NULL))
                     continue; /* the program itself */
-                if (set_by_goinfer(words[i])) {
-                    i += words[i + 1] != NULL;
+                if (words[i][0] == '$')
+                    continue; /* "$@" and other shell expansions mean nothing here */
+                if (own) {
+                    i += own == 1 && words[i + 1] != NULL;
                     continue;
                 }
                 buf_printf(&out, "%s", out.len ? " " : "");

@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -159,10 +161,14 @@ on_exit_poll(uv_poll_t *h, int status, int events)
     struct proc *p = h->data;
     int ws = 0;
 
+    pid_t r;
+
     (void)status;
     (void)events;
-    if (waitpid(p->pid, &ws, WNOHANG) != p->pid)
+    r = waitpid(p->pid, &ws, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR))
         return;
+    /* r < 0 (ECHILD): someone reaped it (SIGCHLD ignored); it is gone all the same */
     uv_poll_stop(h);
     p->exited = true;
     p->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 0;
@@ -199,18 +205,25 @@ static noreturn void
 child_exec(const char *exe, char *const argv[], char **env, int out1, int out2, int errfd,
            pid_t parent)
 {
+    struct sigaction dfl;
     sigset_t none;
     int fd, e;
 
     setsid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         _exit(1);
+    /* Our handlers (libuv's) must not run here: default them all, then unblock. */
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    fd = open("/dev/null", O_RDONLY);
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || dup2(fd, 0) < 0 || dup2(out1, 1) < 0 || dup2(out2, 2) < 0)
         _exit(126);
+    /* Libraries open fds without O_CLOEXEC (curl's wakeup pair): none may reach the child. */
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     execve(exe, argv, env);
     e = errno;
     if (write(errfd, &e, sizeof(e)) < 0)
@@ -248,13 +261,18 @@ fork_exec(char *const argv[], char **env, int out[2][2])
     char *exe = resolve(argv[0]);
     ssize_t n;
 
+    sigset_t all, old;
+
     if (pipe2(errp, O_CLOEXEC) < 0) {
         free(exe);
         return -errno;
     }
+    sigfillset(&all); /* no handler of ours may run in the child before it resets them */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pid = fork();
     if (pid == 0)
         child_exec(exe, argv, env, out[0][1], out[1][1], errp[1], parent);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(exe);
     close(errp[1]);
     if (pid < 0) {

@@ -377,7 +377,6 @@ static const struct route routes[] = {
     {"GET", "/models", GI, USER, handle_gguf_models},
     {"GET", "/ui", GI | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
     {"GET", "/running", GI | ROUTER_SVC_ADMIN, USER, handle_running},
-    {"GET", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
     {"POST", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
     {"GET", "/logs", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
     {"POST", "/reload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_reload},
@@ -422,6 +421,44 @@ path_matches(const struct route *rt, const char *path)
     return strcmp(path, rt->path) == 0;
 }
 
+static bool
+loopback_name(const char *h, size_t n)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+    size_t host_len = n;
+
+    if (n > 0 && h[0] != '[') { /* strip :port */
+        const char *colon = memchr(h, ':', n);
+
+        host_len = colon ? (size_t)(colon - h) : n;
+    } else if (n > 0) {
+        const char *end = memchr(h, ']', n);
+
+        host_len = end ? (size_t)(end - h) + 1 : n;
+    }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i]) == host_len && strncasecmp(h, names[i], host_len) == 0)
+            return true;
+    return host_len >= 4 && strncmp(h, "127.", 4) == 0;
+}
+
+/* Without a key, only loopback names are served: a web page could otherwise reach us through
+ * DNS rebinding (its own name resolving to 127.0.0.1). */
+static bool
+host_allowed(struct router *r, struct http_request *req)
+{
+    size_t n = 0;
+    const char *host = http_header_get(req, "host", &n);
+
+    if (!auth_open(r->d.auth) || host == NULL || loopback_name(host, n))
+        return true;
+    http_respond_error(req, 403, "permission_error",
+                       "host %.*s refused: without an API key only localhost is served "
+                       "(set api_key in goinfer.yml or GI_API_KEY)",
+                       (int)n, host);
+    return false;
+}
+
 /* USER routes take a user or an admin key; ADMIN routes an admin key (the user key when no
  * admin key is configured). */
 static bool
@@ -452,6 +489,8 @@ router_handle(struct http_request *req, void *arg)
 
     if (cors_handle(r->d.origins, req))
         return; /* a preflight, or an origin that is not allowed */
+    if (!host_allowed(r, req))
+        return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *rt = &routes[i];
 

@@ -18,8 +18,12 @@ test('llama.cpp web UI at / chats through goinfer', async () => {
     await page.locator('input').first().fill(process.env.GOINFER_KEY);
     await page.getByText('Save & Retry').click();
     await page.locator('textarea').first().fill('Hello');
+    const reply = page.waitForResponse((r) => r.url().endsWith('/v1/chat/completions'));
     await page.keyboard.press('Enter');
-    await page.getByText(/tokens\/s|t\/s/).last().waitFor({ timeout: 30000 });
+    const r = await reply;
+    await r.finished(); // the whole stream, through goinfer
+    assert.equal(r.status(), 200);
+    await page.getByText(/t\/s/).last().waitFor({ timeout: 30000 });
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
     assert.deepEqual(chats, [200]);
   } finally {

@@ -67,7 +67,8 @@ def test_running_and_unload(models_dir, start_goinfer, client):
                 json={"model": "tiny-a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
     running = client.get(g.url() + "/running", headers=auth()).json()["running"]
     assert [(x["model"], x["state"]) for x in running] == [("tiny-a", "ready")]
-    r = client.get(g.url() + "/unload", headers=auth())
+    r = client.post(g.url() + "/unload", headers=auth())
+    assert client.get(g.url() + "/unload", headers=auth()).status_code == 405  # never on a GET
     assert r.status_code == 200 and r.json()["stopping"] == 1
     g.wait_log(r"model tiny-a: stopped")
     assert client.get(g.url() + "/running", headers=auth()).json() == {"running": []}

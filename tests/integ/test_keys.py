@@ -44,7 +44,20 @@ def test_metrics(models_dir, start_goinfer, client):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     m = r.text
     assert 'goinfer_requests_total{model="tiny-a",code="2xx"} 2' in m
-    assert 'goinfer_requests_total{model="nope",code="4xx"} 1' in m
+    assert 'goinfer_requests_total{model="-",code="4xx"} 1' in m  # unknown names pooled
     assert "goinfer_request_duration_seconds_count" in m and 'le="+Inf"' in m
     assert 'goinfer_generation_tokens_per_second{model="tiny-a"}' in m
     assert "goinfer_models_running 1" in m
+
+
+def test_no_api_key_keeps_the_admin_key_and_localhost_only(models_dir, tmp_path, start_goinfer, client):
+    cfg = tmp_path / "open.yml"
+    cfg.write_text(f"models_dir: {models_dir}\nadmin_api_key: {ADMIN}\nlisten:\n  \"127.0.0.1:0\": goinfer\n")
+    g = start_goinfer(None, args=["-config", str(cfg), "-no-api-key"], config=False)
+    assert client.get(g.url() + "/v1/models").status_code == 200  # the API is open
+    assert client.get(g.url() + "/logs").status_code == 401  # admin routes are not
+    assert client.get(g.url() + "/logs", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+    # a web page whose name resolves to 127.0.0.1 (DNS rebinding) is refused without a key
+    r = client.get(g.url() + "/v1/models", headers={"Host": "attacker.example"})
+    assert r.status_code == 403 and "only localhost" in r.json()["error"]["message"]
+    assert client.get(g.url() + "/v1/models", headers={"Host": "localhost:4444"}).status_code == 200

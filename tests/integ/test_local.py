@@ -260,3 +260,54 @@ def test_llama_cpp_web_ui_at_root(start_goinfer, client, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "# pass 1" in p.stdout
     g.wait_log(r"POST /v1/chat/completions model=\S+ backend=local status=200")
+
+
+def socket_inodes(pid):
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            out.add(target)
+    return out
+
+
+def test_children_inherit_no_descriptor_of_ours(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    for model in ("tiny-a",):
+        assert chat(client, g, model).status_code == 200
+    kid = children_of(g.proc.pid)[0]
+    ours = socket_inodes(g.proc.pid)
+    assert ours and not (socket_inodes(kid) & ours), "llama-server holds goinfer's sockets"
+    stdin = os.readlink(f"/proc/{kid}/fd/0")
+    assert stdin == "/dev/null"
+    assert sum(1 for fd in Path(f"/proc/{kid}/fd").iterdir()
+               if os.path.exists(fd) and os.readlink(fd) == "/dev/null") == 1
+
+
+def test_ignored_sigchld_from_our_parent_does_not_break_stops(models_dir, tmp_path):
+    from conftest import GOINFER, write_config, llama_exe
+    cfg = tmp_path / "g.yml"
+    write_config(cfg, models_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env["GI_LLAMA_EXE"] = llama_exe()
+    from conftest import Goinfer
+    g = Goinfer.__new__(Goinfer)  # started by hand: SIGCHLD ignored, as some parents leave it
+    import threading
+    g.lines, g.cond, g.ports = [], threading.Condition(), {}
+    g.proc = subprocess.Popen([str(GOINFER), "-config", str(cfg)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    g.reader = threading.Thread(target=g._read, daemon=True)
+    g.reader.start()
+    g.wait_ready()
+    try:
+        with httpx.Client(timeout=30) as c:
+            assert chat(c, g, "tiny-a").status_code == 200
+            assert c.post(g.url() + "/unload", headers=auth()).status_code == 200
+            g.wait_log(r"model tiny-a: stopped", timeout=10)
+            assert chat(c, g, "tiny-b").status_code == 200
+    finally:
+        assert g.stop() == 0, g.log()

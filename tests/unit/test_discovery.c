@@ -1,4 +1,5 @@
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,8 +70,16 @@ flags_from_companion_script(void **state)
     f = models_flags_from_script(path);
     assert_string_equal(f, "'-ngl' '99' '--ctx-size' '8192' '--alias' 'my model'");
     free(f);
-    unlink(path);
     assert_null(models_flags_from_script("/nonexistent.sh"));
+    /* from review: '#' inside quotes, --port=N, exec and "$@" */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    text = "exec llama-server --port=9 --host=0.0.0.0 --alias 'a#b' -c 64 \"$@\" # note\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    f = models_flags_from_script(path);
+    assert_string_equal(f, "'--alias' 'a#b' '-c' '64'");
+    free(f);
+    unlink(path);
 }
 
 static void
