@@ -19,11 +19,12 @@ find_macro(const struct conf_macro *m, size_t n, const char *name, size_t len)
     return NULL;
 }
 
-/* Late-bound names that only exist when a model starts. */
+/* Late-bound names that only exist when a model starts (or stops). */
 static bool
 is_late(const char *name, size_t len)
 {
     return (len == 4 && strncmp(name, "PORT", 4) == 0) ||
+           (len == 3 && strncmp(name, "PID", 3) == 0) || /* cmdStop */
            (len == 8 && strncmp(name, "MODEL_ID", 8) == 0);
 }
 

@@ -63,7 +63,7 @@ int swapconf_set_hooks(struct yctx *y, const yaml_node_t *n, const struct ykey *
 int swapconf_validate(const struct swapconf *s, char *err, size_t errlen);
 void swapconf_cleanup(struct swapconf *s);
 
-/* Expands ${name} macros and ${env.NAME}; ${PORT} and ${MODEL_ID} are left for later.
+/* Expands ${name} macros and ${env.NAME}; ${PORT}, ${PID} and ${MODEL_ID} are left for later.
  * Returns 0, or -EINVAL naming the unknown macro in err. */
 int swapconf_expand(const char *in, const struct conf_macro *m, size_t n, char **out, char *err,
                     size_t errlen);

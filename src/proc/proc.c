@@ -379,7 +379,14 @@ proc_stop(struct proc *p, uint64_t grace_ms)
     log_info("%s: stopping pid %d (SIGTERM, SIGKILL after %llu ms)", p->tag, proc_pid(p),
              (unsigned long long)grace_ms);
     kill(-proc_pid(p), SIGTERM);
-    uv_timer_start(&p->kill_timer, on_kill_timeout, grace_ms, 0);
+    proc_kill_after(p, grace_ms);
+}
+
+void
+proc_kill_after(struct proc *p, uint64_t ms)
+{
+    if (!p->exited)
+        uv_timer_start(&p->kill_timer, on_kill_timeout, ms, 0);
 }
 
 static void

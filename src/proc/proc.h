@@ -20,6 +20,8 @@ struct proc *proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], 
                         proc_exit_cb cb, void *arg, int *err);
 /* SIGTERM to the process group now, SIGKILL after grace_ms; no-op once exited. */
 void proc_stop(struct proc *p, uint64_t grace_ms);
+/* SIGKILL to the group after ms unless it has exited (when something else asked it to stop). */
+void proc_kill_after(struct proc *p, uint64_t ms);
 /* Called with each line the child prints (no newline), e.g. to notice it is ready. */
 typedef void (*proc_line_cb)(struct proc *p, const char *line, size_t len, void *arg);
 void proc_on_line(struct proc *p, proc_line_cb cb);

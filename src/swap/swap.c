@@ -117,6 +117,42 @@ drop_client(struct swap_instance *in)
 }
 
 static void
+on_cmd_stop_exit(struct proc *p, int64_t status, int term_signal, void *arg)
+{
+    (void)arg;
+    if (status != 0 || term_signal != 0)
+        log_warnx("cmdStop exited with %s %d; its last output: %s",
+                  term_signal ? "signal" : "code", term_signal ? term_signal : (int)status,
+                  proc_tail(p));
+    proc_free(p);
+}
+
+/* llama-swap's cmdStop (e.g. docker stop): run instead of SIGTERM, ${PID} and ${PORT} filled. */
+static int
+run_cmd_stop(struct swap_instance *in)
+{
+    char pid[16], port[16], **argv = NULL, *a, *b, *c;
+    int err = 0, n;
+    struct proc *p;
+
+    snprintf(pid, sizeof(pid), "%d", proc_pid(in->proc));
+    snprintf(port, sizeof(port), "%d", in->port);
+    a = swapconf_subst(in->model->cmd_stop, "PID", pid);
+    b = swapconf_subst(a, "PORT", port);
+    c = swapconf_subst(b, "MODEL_ID", in->model->name);
+    n = conf_split_args(c, &argv);
+    log_info("model %s: cmdStop: %s", in->model->name, c);
+    p = n > 0 ? proc_spawn(in->swap->loop, argv, NULL, "cmdStop", on_cmd_stop_exit, NULL, &err)
+              : NULL;
+    free(a), free(b), free(c);
+    conf_free_args(argv);
+    if (p == NULL)
+        log_warnx("model %s: cmdStop could not start (%s); sending SIGTERM", in->model->name,
+                  n > 0 ? uv_strerror(err) : "empty or unclosed quote");
+    return p ? 0 : -1;
+}
+
+static void
 stop_instance(struct swap_instance *in, const char *why)
 {
     struct swap *s = in->swap;
@@ -126,7 +162,10 @@ stop_instance(struct swap_instance *in, const char *why)
     uv_timer_stop(&in->ttl_timer);
     drop_client(in);
     in->state = ST_STOPPING;
-    proc_stop(in->proc, s->conf->stop_grace_ms);
+    if (in->model->cmd_stop != NULL && run_cmd_stop(in) == 0)
+        proc_kill_after(in->proc, s->conf->stop_grace_ms);
+    else
+        proc_stop(in->proc, s->conf->stop_grace_ms);
 }
 
 static void

@@ -142,3 +142,15 @@ def test_strip_params_and_use_model_name(models_dir, tmp_path, start_goinfer, cl
     got = r.json()
     assert "temperature" not in got and "top_k" not in got and got["top_p"] == 0.5
     assert got["model"] == "upstream-name"
+
+
+def test_cmd_stop_runs_instead_of_sigterm(models_dir, tmp_path, start_goinfer, client):
+    mark = tmp_path / "stopped-by"
+    swap = fake_models(echo_s={"cmdStop": f"\"/bin/sh -c 'echo ${{PID}} > {mark}; kill ${{PID}}'\""})
+    g = start(start_goinfer, models_dir, config(tmp_path, swap))
+    assert post(client, g, "echo_s").status_code == 200
+    pid = client.get(g.url() + "/running", headers=auth()).json()["running"][0]["pid"]
+    assert client.post(g.url() + "/unload", headers=auth()).status_code == 200
+    g.wait_log(r"model echo_s: stopped")
+    assert mark.read_text().strip() == str(pid)
+    assert "cmdStop: /bin/sh" in g.log()
