@@ -311,3 +311,25 @@ def test_ignored_sigchld_from_our_parent_does_not_break_stops(models_dir, tmp_pa
             assert chat(c, g, "tiny-b").status_code == 200
     finally:
         assert g.stop() == 0, g.log()
+
+
+def test_client_leaving_frees_the_llama_server_slot(models_dir, start_goinfer, client):
+    g = start_goinfer(models_dir)
+    assert chat(client, g, "tiny-a").status_code == 200
+    body = dict(CHAT, model="tiny-a", stream=True, max_tokens=20000, ignore_eos=True)
+    with httpx.Client(timeout=30) as c:
+        with c.stream("POST", g.url() + "/v1/chat/completions", headers=auth(), json=body) as r:
+            it = r.iter_raw()
+            next(it)
+            busy = client.get(g.url() + "/slots?model=tiny-a", headers=auth()).json()
+            assert any(s["is_processing"] for s in busy), busy
+            left = time.monotonic()
+    # the upstream request is cancelled at once, so llama-server stops generating
+    while time.monotonic() - left < 2:
+        slots = client.get(g.url() + "/slots?model=tiny-a", headers=auth()).json()
+        if not any(s["is_processing"] for s in slots):
+            break
+        time.sleep(0.02)
+    assert not any(s["is_processing"] for s in slots), slots
+    assert time.monotonic() - left < 1
+    g.wait_log(r"POST /v1/chat/completions model=tiny-a backend=local status=200 .*")
