@@ -1,5 +1,4 @@
 /* goinfer: flags, signals and wiring; nothing else. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -392,7 +391,6 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD inherited from our parent would reap our
                                  children before we could learn how they ended */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = generation_load(&a.gen, argc, argv, err, sizeof(err));
     if (rc == 1)
         return 0;
@@ -413,6 +411,5 @@ main(int argc, char **argv)
     }
     cleanup(&a);
     uv_loop_close(a.loop);
-    curl_global_cleanup();
     return 0;
 }

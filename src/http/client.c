@@ -1,237 +1,282 @@
 #include "client.h"
 
-#include <curl/curl.h>
-#include <fcntl.h>
+#include <errno.h>
+#include <http_parser.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
 #define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
+#define MAX_IDLE_CONNS            64
+#define READ_CHUNK                (64 * 1024)
 
 struct http_client {
     uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer; /* curl's timeout */
-    uv_timer_t reap;  /* removes cancelled fetches outside curl's callbacks */
-    struct http_fetch *fetches;
-    CURL *spare[64]; /* finished easy handles, reset and kept: init is costly per request */
-    int n_spare;
-    int closing_handles;
-    bool closing;  /* in curl_multi_cleanup: sockets go, no assign back */
-    bool released; /* the owner is done: destroyed once no fetch is left */
+    struct uconn *idle; /* pooled keep-alive connections, most recent first */
+    size_t n_idle;
+    struct http_fetch *fetches; /* unfinished, for release */
+    size_t n_conns;             /* open or closing: the client outlives them */
+    bool released;
+};
+
+/* One upstream connection; it outlives its fetch while a write or close is pending. */
+struct uconn {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t wr;
+    struct buf out; /* the request being written */
+    struct http_client *client;
+    struct http_fetch *fetch; /* NULL while pooled */
+    char *key;                /* "host:port", to match pooled connections */
+    http_parser parser;
+    bool closing;
+    struct uconn *next; /* in the idle pool */
 };
 
 struct http_fetch {
     struct http_client *client;
-    CURL *easy;
-    struct curl_slist *slist;
+    struct uconn *conn;
     struct http_fetch_cb cb;
     void *arg;
-    struct buf hdr; /* raw header lines of the current response */
-    bool cancelled, paused;
-    char errbuf[CURL_ERROR_SIZE];
+    char *key, *host; /* "host:port", and the host alone */
+    int port;
+    struct sockaddr_storage addr;
+    struct resolve *resolve; /* a name lookup in flight */
+    struct buf out;          /* the whole request, kept for one retry on a stale connection */
+    struct buf hdr;          /* "name:value\n" lines of the current response */
+    struct buf stash;        /* unparsed input held while paused */
+    uv_timer_t timer;        /* connect, idle and total limits */
+    uint64_t deadline, total_ms, idle_ms, last_read, connect_ms;
+    bool head, in_value, interim, responded, complete, keep_alive;
+    bool paused, finished, reused, retried, connected, got_bytes;
+    bool starting; /* inside http_fetch_start: an error then is reported on the next turn */
+    bool deferred; /* such an error waits on the timer */
+    int early_err;
+    char early_msg[512];
     struct http_fetch *prev, *next;
 };
 
-struct sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    int events; /* what uv_poll watches now: an unchanged set costs no epoll_ctl */
-    struct http_client *client;
+struct resolve {
+    uv_getaddrinfo_t req;
+    struct http_fetch *fetch; /* NULL once the fetch is gone */
+    int port;
 };
 
-static void check_done(struct http_client *c);
-static void on_reap(uv_timer_t *t);
+static http_parser_settings parser_settings;
+
+static void conn_close(struct uconn *u);
+static void fetch_send(struct http_fetch *f, struct uconn *u);
+static void fetch_resolve(struct http_fetch *f);
+
+/* ---- finishing ---- */
 
 static void
-fetch_unlink_free(struct http_fetch *f)
+on_fetch_closed(uv_handle_t *h)
+{
+    struct http_fetch *f = h->data;
+
+    buf_cleanup(&f->out);
+    buf_cleanup(&f->hdr);
+    buf_cleanup(&f->stash);
+    free(f->key);
+    free(f->host);
+    free(f);
+}
+
+static void
+client_maybe_free(struct http_client *c)
+{
+    if (c->released && c->fetches == NULL && c->n_conns == 0)
+        free(c);
+}
+
+/* Unlinks f; its memory goes with its timer handle, after the callbacks on the stack return. */
+static void
+fetch_retire(struct http_fetch *f)
 {
     struct http_client *c = f->client;
 
-    curl_multi_remove_handle(c->multi, f->easy);
-    if (c->n_spare < (int)(sizeof(c->spare) / sizeof(c->spare[0])) && !c->released) {
-        curl_easy_reset(f->easy);
-        c->spare[c->n_spare++] = f->easy;
-    } else {
-        curl_easy_cleanup(f->easy);
+    f->finished = true;
+    if (f->resolve != NULL)
+        f->resolve->fetch = NULL;
+    if (f->conn != NULL) {
+        f->conn->fetch = NULL;
+        f->conn = NULL;
     }
-    curl_slist_free_all(f->slist);
-    buf_cleanup(&f->hdr);
     if (f->prev)
         f->prev->next = f->next;
     else
         c->fetches = f->next;
     if (f->next)
         f->next->prev = f->prev;
-    free(f);
-    if (c->released && c->fetches == NULL)
-        uv_timer_start(&c->reap, on_reap, 0, 0);
-}
-
-/* ---- libuv glue ---- */
-
-static void
-on_sock_closed(uv_handle_t *h)
-{
-    free(h->data);
+    uv_close((uv_handle_t *)&f->timer, on_fetch_closed);
+    client_maybe_free(c);
 }
 
 static void
-on_poll(uv_poll_t *h, int status, int events)
+on_deferred(uv_timer_t *t)
 {
-    struct sock *s = h->data;
-    int flags = 0, running;
+    struct http_fetch *f = t->data;
 
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(s->client->multi, s->fd, flags, &running);
-    check_done(s->client);
+    if (f->cb.on_done != NULL)
+        f->cb.on_done(f->arg, f->early_err, f->early_msg);
+    fetch_retire(f);
 }
 
-static int
-socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+/* Reports the end once; f stays linked during on_done, so a release there keeps the client. */
+static void
+fetch_finish(struct http_fetch *f, int err, const char *fmt, ...)
 {
-    struct http_client *c = userp;
-    struct sock *s = socketp;
-    int events = 0;
+    char msg[512] = "";
+    va_list ap;
 
-    (void)e;
-    if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-            if (!c->closing)
-                curl_multi_assign(c->multi, fd, NULL);
+    if (f->finished)
+        return;
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
+    if (f->conn != NULL && err != HTTP_FETCH_OK)
+        conn_close(f->conn);
+    f->finished = true; /* a cancel from on_done is a no-op */
+    if (f->starting) {
+        f->deferred = true;
+        f->early_err = err;
+        memcpy(f->early_msg, msg, sizeof(msg));
+        uv_timer_start(&f->timer, on_deferred, 0, 0);
+        return;
+    }
+    if (f->cb.on_done != NULL)
+        f->cb.on_done(f->arg, err, msg);
+    fetch_retire(f);
+}
+
+/* ---- connections ---- */
+
+static void
+on_conn_closed(uv_handle_t *h)
+{
+    struct uconn *u = h->data;
+    struct http_client *c = u->client;
+
+    buf_cleanup(&u->out);
+    free(u->key);
+    free(u);
+    c->n_conns--;
+    client_maybe_free(c);
+}
+
+static void
+pool_remove(struct uconn *u)
+{
+    struct http_client *c = u->client;
+
+    for (struct uconn **pp = &c->idle; *pp; pp = &(*pp)->next)
+        if (*pp == u) {
+            *pp = u->next;
+            c->n_idle--;
+            return;
         }
-        return 0;
-    }
-    if (s == NULL) {
-        s = xcalloc(1, sizeof(*s));
-        s->fd = fd;
-        s->client = c;
-        uv_poll_init_socket(c->loop, &s->poll, fd);
-        s->poll.data = s;
-        curl_multi_assign(c->multi, fd, s);
-    }
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    if (events != s->events || !uv_is_active((uv_handle_t *)&s->poll))
-        uv_poll_start(&s->poll, events, on_poll);
-    s->events = events;
-    return 0;
 }
 
 static void
-on_timer(uv_timer_t *t)
+conn_close(struct uconn *u)
 {
-    struct http_client *c = t->data;
-    int running;
-
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(c);
-}
-
-static int
-timer_cb(CURLM *m, long timeout_ms, void *userp)
-{
-    struct http_client *c = userp;
-
-    (void)m;
-    if (c->closing)
-        return 0;
-    if (timeout_ms < 0)
-        uv_timer_stop(&c->timer);
+    if (u->closing)
+        return;
+    u->closing = true;
+    if (u->fetch == NULL)
+        pool_remove(u);
     else
-        uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
-    return 0;
+        u->fetch->conn = NULL;
+    u->fetch = NULL;
+    uv_close((uv_handle_t *)&u->tcp, on_conn_closed);
 }
 
-/* Children must never inherit an upstream socket. */
+/* A finished response on a reusable connection: back to the pool, still read to see EOF. */
+static void
+conn_park(struct uconn *u)
+{
+    struct http_client *c = u->client;
+
+    if (c->released || c->n_idle >= MAX_IDLE_CONNS) {
+        conn_close(u);
+        return;
+    }
+    u->fetch = NULL;
+    u->next = c->idle;
+    c->idle = u;
+    c->n_idle++;
+}
+
+static struct uconn *
+pool_take(struct http_client *c, const char *key)
+{
+    for (struct uconn **pp = &c->idle; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->key, key) == 0) {
+            struct uconn *u = *pp;
+
+            *pp = u->next;
+            c->n_idle--;
+            return u;
+        }
+    return NULL;
+}
+
+/* ---- response parsing ---- */
+
+/* The fetch a parser callback serves; NULL once it was cancelled from a callback. */
+static struct http_fetch *
+parser_fetch(http_parser *p)
+{
+    struct http_fetch *f = ((struct uconn *)p->data)->fetch;
+
+    return f != NULL && !f->finished ? f : NULL;
+}
+
 static int
-sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
+on_header_field(http_parser *p, const char *at, size_t len)
 {
-    (void)clientp;
-    (void)purpose;
-    return fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 ? CURL_SOCKOPT_OK : CURL_SOCKOPT_ERROR;
+    struct http_fetch *f = parser_fetch(p);
+
+    if (f == NULL)
+        return -1;
+    if (f->in_value && buf_append(&f->hdr, "\n", 1) < 0)
+        return -1;
+    f->in_value = false;
+    return buf_append(&f->hdr, at, len);
 }
 
-/* Reports finished transfers; on_done may start or cancel others. */
-static void
-check_done(struct http_client *c)
+static int
+on_header_value(http_parser *p, const char *at, size_t len)
 {
-    CURLMsg *m;
-    int left;
+    struct http_fetch *f = parser_fetch(p);
 
-    while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
-        struct http_fetch *f = NULL;
-        CURLcode rc;
-
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        rc = m->data.result;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&f);
-        if (!f->cancelled && f->cb.on_done != NULL)
-            f->cb.on_done(f->arg, (int)rc,
-                          rc == CURLE_OK ? "" : f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
-        fetch_unlink_free(f);
-    }
+    if (f == NULL)
+        return -1;
+    if (!f->in_value && buf_append(&f->hdr, ":", 1) < 0)
+        return -1;
+    f->in_value = true;
+    return buf_append(&f->hdr, at, len);
 }
 
-static void destroy(struct http_client *c);
-
-/* Removes cancelled fetches; a released client goes once its last fetch has. */
-static void
-on_reap(uv_timer_t *t)
-{
-    struct http_client *c = t->data;
-    struct http_fetch *f, *next;
-
-    for (f = c->fetches; f != NULL; f = next) {
-        next = f->next;
-        if (f->cancelled)
-            fetch_unlink_free(f);
-    }
-    if (c->released && c->fetches == NULL && !c->closing)
-        destroy(c);
-}
-
-/* ---- curl callbacks ---- */
-
-/* Collects header lines; the blank line ends a response (1xx ones are dropped). */
 static size_t
-header_cb(char *p, size_t size, size_t n, void *userp)
+split_headers(struct buf *raw, struct http_header *hv)
 {
-    struct http_fetch *f = userp;
-    size_t len = size * n;
-    struct http_header hv[HTTP_MAX_HEADERS];
     size_t nh = 0;
-    long status = 0;
     char *line, *end;
 
-    if (f->cancelled)
+    if (raw->len == 0)
         return 0;
-    if (!(len <= 2 && (len == 0 || p[0] == '\r' || p[0] == '\n')))
-        return buf_append(&f->hdr, p, len) < 0 ? 0 : len;
-    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (status >= 100 && status < 200) {
-        buf_reset(&f->hdr);
-        return len;
-    }
-    buf_cstr(&f->hdr);
-    line = strchr(f->hdr.data, '\n'); /* skip the status line */
-    for (line = line ? line + 1 : NULL; line && *line && nh < HTTP_MAX_HEADERS; line = end) {
+    buf_cstr(raw);
+    for (line = raw->data; *line && nh < HTTP_MAX_HEADERS; line = end) {
         char *colon = strchr(line, ':'), *v;
 
         end = strchr(line, '\n');
@@ -240,37 +285,452 @@ header_cb(char *p, size_t size, size_t n, void *userp)
             continue;
         for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
             ;
-        hv[nh].name = line;
-        hv[nh].name_len = (size_t)(colon - line);
-        hv[nh].value = v;
-        hv[nh].value_len = (size_t)(end - v);
-        while (hv[nh].value_len > 0 && (v[hv[nh].value_len - 1] == '\r' || v[hv[nh].value_len - 1] == '\n'))
+        hv[nh] = (struct http_header){line, (size_t)(colon - line), v, (size_t)(end - v)};
+        while (hv[nh].value_len > 0 && (v[hv[nh].value_len - 1] == '\n' || v[hv[nh].value_len - 1] == ' '))
             hv[nh].value_len--;
         nh++;
     }
-    if (f->cb.on_response)
-        f->cb.on_response(f->arg, status, hv, nh);
-    return f->cancelled ? 0 : len;
+    return nh;
 }
 
-static size_t
-write_cb(char *p, size_t size, size_t n, void *userp)
+static int
+on_headers_complete(http_parser *p)
 {
-    struct http_fetch *f = userp;
+    struct http_fetch *f = parser_fetch(p);
+    struct http_header hv[HTTP_MAX_HEADERS];
+    size_t nh;
+
+    if (f == NULL)
+        return -1;
+    f->in_value = false;
+    if (p->status_code >= 100 && p->status_code < 200) { /* interim: wait for the real one */
+        f->interim = true;
+        buf_reset(&f->hdr);
+        return 0;
+    }
+    f->responded = true;
+    nh = split_headers(&f->hdr, hv);
+    if (f->cb.on_response)
+        f->cb.on_response(f->arg, p->status_code, hv, nh);
+    if (f->finished)
+        return -1;
+    return f->head ? 1 : 0; /* a HEAD response has no body, whatever its length says */
+}
+
+static int
+on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_fetch *f = parser_fetch(p);
     int rc;
 
-    if (f->cancelled)
+    if (f == NULL)
+        return -1;
+    if (f->cb.on_body == NULL)
         return 0;
-    rc = f->cb.on_body ? f->cb.on_body(f->arg, p, size * n) : 0;
-    if (f->cancelled || rc < 0)
-        return 0;
+    rc = f->cb.on_body(f->arg, at, len);
+    if (f->finished)
+        return -1;
+    if (rc < 0) {
+        fetch_finish(f, HTTP_FETCH_EABORTED, "aborted by the receiver");
+        return -1;
+    }
     if (rc == HTTP_FETCH_PAUSE) {
         f->paused = true;
-        return CURL_WRITEFUNC_PAUSE;
+        http_parser_pause(p, 1);
     }
-    return size * n;
+    return 0;
 }
 
+static int
+on_message_complete(http_parser *p)
+{
+    struct http_fetch *f = parser_fetch(p);
+
+    if (f == NULL)
+        return -1;
+    if (f->interim) {
+        f->interim = false;
+        return 0;
+    }
+    f->complete = true;
+    f->keep_alive = http_should_keep_alive(p);
+    http_parser_pause(p, 1); /* anything after the response is not ours */
+    return 0;
+}
+
+static void
+init_settings(void)
+{
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+}
+
+/* The response ended: pool the connection when it can carry another request, then report. */
+static void
+fetch_complete(struct http_fetch *f, size_t extra)
+{
+    struct uconn *u = f->conn;
+
+    if (u != NULL) {
+        f->conn = NULL;
+        u->fetch = NULL;
+        if (f->keep_alive && extra == 0)
+            conn_park(u);
+        else
+            conn_close(u);
+    }
+    fetch_finish(f, HTTP_FETCH_OK, NULL);
+}
+
+/* Feeds response bytes to the parser; keeps what a pause leaves unparsed. */
+static void
+fetch_input(struct http_fetch *f, const char *data, size_t len)
+{
+    struct uconn *u = f->conn;
+    size_t n = http_parser_execute(&u->parser, &parser_settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
+
+    if (f->finished)
+        return;
+    if (f->complete) {
+        fetch_complete(f, len - n);
+        return;
+    }
+    if (e == HPE_PAUSED) {
+        if (buf_append(&f->stash, data + n, len - n) < 0)
+            fetch_finish(f, HTTP_FETCH_EPROTO, "upstream response too large to hold while paused");
+        else
+            uv_read_stop((uv_stream_t *)&u->tcp);
+        return;
+    }
+    if (e != HPE_OK)
+        fetch_finish(f, HTTP_FETCH_EPROTO, "invalid HTTP response from upstream %s: %s", f->key,
+                     http_errno_description(e));
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    static char chunk[READ_CHUNK]; /* one loop, one read at a time; parsing copies nothing */
+
+    (void)h;
+    (void)suggested;
+    *b = uv_buf_init(chunk, sizeof(chunk));
+}
+
+/* The connection ended before the response did. */
+static void
+fetch_eof(struct http_fetch *f, ssize_t err)
+{
+    struct uconn *u = f->conn;
+
+    if (err == UV_EOF) { /* a body delimited by the close ends here */
+        http_parser_execute(&u->parser, &parser_settings, NULL, 0);
+        if (f->finished)
+            return;
+        if (f->complete) {
+            f->keep_alive = false;
+            fetch_complete(f, 0);
+            return;
+        }
+    }
+    if (f->reused && !f->retried && !f->got_bytes) {
+        /* A pooled connection the upstream had just closed: once more on a fresh one. */
+        f->retried = true;
+        conn_close(u);
+        fetch_resolve(f);
+        return;
+    }
+    fetch_finish(f, HTTP_FETCH_ECLOSED, "upstream %s closed the connection %s: %s", f->key,
+                 f->responded ? "mid-response" : "before answering", uv_strerror((int)err));
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct uconn *u = s->data;
+    struct http_fetch *f = u->fetch;
+
+    if (nread == 0)
+        return;
+    if (f == NULL) { /* pooled: the upstream closed it, or sent what nobody asked for */
+        conn_close(u);
+        return;
+    }
+    if (nread < 0) {
+        fetch_eof(f, nread);
+        return;
+    }
+    f->last_read = uv_now(u->client->loop);
+    f->got_bytes = true;
+    fetch_input(f, b->base, (size_t)nread);
+}
+
+/* ---- timers ---- */
+
+static void on_timer(uv_timer_t *t);
+
+static void
+timer_arm(struct http_fetch *f)
+{
+    uint64_t now = uv_now(f->client->loop), at = 0;
+
+    if (f->finished)
+        return;
+    if (!f->connected)
+        at = now + f->connect_ms;
+    else if (f->idle_ms > 0 && !f->paused)
+        at = (f->last_read ? f->last_read : now) + f->idle_ms;
+    if (f->deadline && (at == 0 || f->deadline < at))
+        at = f->deadline;
+    if (at == 0)
+        uv_timer_stop(&f->timer);
+    else
+        uv_timer_start(&f->timer, on_timer, at > now ? at - now : 0, 0);
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+    struct http_fetch *f = t->data;
+    uint64_t now = uv_now(f->client->loop);
+
+    if (f->deadline && now >= f->deadline)
+        fetch_finish(f, HTTP_FETCH_ETIMEDOUT, "upstream %s took longer than %llu ms", f->key,
+                     (unsigned long long)f->total_ms);
+    else if (!f->connected)
+        fetch_finish(f, HTTP_FETCH_ETIMEDOUT, "connecting to upstream %s timed out after %llu ms",
+                     f->key, (unsigned long long)f->connect_ms);
+    else if (f->idle_ms && !f->paused && now - f->last_read >= f->idle_ms)
+        fetch_finish(f, HTTP_FETCH_ETIMEDOUT, "upstream %s sent nothing for %llu s", f->key,
+                     (unsigned long long)(f->idle_ms / 1000));
+    else
+        timer_arm(f);
+}
+
+/* ---- sending ---- */
+
+static void
+on_written(uv_write_t *w, int status)
+{
+    struct uconn *u = w->data;
+
+    if (status < 0 && u->fetch != NULL && status != UV_ECANCELED)
+        fetch_eof(u->fetch, status);
+}
+
+static void
+fetch_send(struct http_fetch *f, struct uconn *u)
+{
+    uv_buf_t b;
+    int sent;
+
+    f->conn = u;
+    u->fetch = f;
+    f->connected = true;
+    f->got_bytes = f->responded = f->complete = f->interim = f->in_value = false;
+    buf_reset(&f->hdr);
+    http_parser_init(&u->parser, HTTP_RESPONSE);
+    u->parser.data = u;
+    f->last_read = uv_now(f->client->loop); /* the idle clock starts with the request */
+    timer_arm(f);
+    /* Straight to the socket first: uv_write would cost an epoll_ctl per request. */
+    b = uv_buf_init(f->out.data, (unsigned)f->out.len);
+    sent = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+    if (sent == (int)f->out.len)
+        return;
+    sent = sent > 0 ? sent : 0;
+    buf_reset(&u->out); /* the rest is the connection's: it may outlive the fetch */
+    buf_append(&u->out, f->out.data + sent, f->out.len - (size_t)sent);
+    b = uv_buf_init(u->out.data, (unsigned)u->out.len);
+    u->wr.data = u;
+    if (uv_write(&u->wr, (uv_stream_t *)&u->tcp, &b, 1, on_written) < 0)
+        fetch_eof(f, UV_EPIPE);
+}
+
+static void
+on_connected(uv_connect_t *req, int status)
+{
+    struct uconn *u = req->data;
+    struct http_fetch *f = u->fetch;
+
+    if (f == NULL) /* cancelled while connecting; the handle is closing */
+        return;
+    if (status < 0) {
+        fetch_finish(f, HTTP_FETCH_ECONNECT, "cannot connect to upstream %s: %s", f->key,
+                     uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&u->tcp, 1);
+    uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read);
+    fetch_send(f, u);
+}
+
+static void
+fetch_connect(struct http_fetch *f)
+{
+    struct http_client *c = f->client;
+    struct uconn *u = xcalloc(1, sizeof(*u));
+    int rc;
+
+    u->client = c;
+    u->key = xstrdup(f->key);
+    buf_init(&u->out, SIZE_MAX);
+    uv_tcp_init(c->loop, &u->tcp);
+    u->tcp.data = u->connect.data = u;
+    c->n_conns++;
+    u->fetch = f;
+    f->conn = u;
+    f->connected = f->reused = false;
+    timer_arm(f);
+    rc = uv_tcp_connect(&u->connect, &u->tcp, (struct sockaddr *)&f->addr, on_connected);
+    if (rc < 0)
+        fetch_finish(f, HTTP_FETCH_ECONNECT, "cannot connect to upstream %s: %s", f->key,
+                     uv_strerror(rc));
+}
+
+static void
+on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct resolve *r = req->data;
+    struct http_fetch *f = r->fetch;
+
+    if (f != NULL) {
+        f->resolve = NULL;
+        if (status < 0 || res == NULL) {
+            fetch_finish(f, HTTP_FETCH_ECONNECT, "cannot resolve upstream %s: %s", f->key,
+                         uv_strerror(status));
+        } else {
+            memcpy(&f->addr, res->ai_addr, res->ai_addrlen);
+            ((struct sockaddr_in *)&f->addr)->sin_port = htons((uint16_t)r->port);
+            fetch_connect(f);
+        }
+    }
+    uv_freeaddrinfo(res);
+    free(r);
+}
+
+/* ---- URL and request ---- */
+
+/* Splits http://host[:port]/path; host may be [v6]. Returns 0 or -1. */
+static int
+parse_url(const char *url, char *host, size_t host_size, int *port, const char **path)
+{
+    const char *p, *end, *colon;
+    size_t n;
+
+    if (strncmp(url, "http://", 7) != 0)
+        return -1;
+    p = url + 7;
+    end = p + strcspn(p, "/?");
+    *path = *end ? end : "/";
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+
+        if (close == NULL)
+            return -1;
+        n = (size_t)(close - p - 1);
+        colon = close[1] == ':' ? close + 1 : NULL;
+        p++;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        n = (size_t)((colon ? colon : end) - p);
+    }
+    if (n == 0 || n >= host_size)
+        return -1;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    *port = 80;
+    if (colon != NULL) {
+        char *e;
+        long v = strtol(colon + 1, &e, 10);
+
+        if (e != end || v <= 0 || v > 65535)
+            return -1;
+        *port = (int)v;
+    }
+    return 0;
+}
+
+/* No printf here: it was a tenth of the proxy's own time per request. */
+static void
+build_request(struct http_fetch *f, const struct http_fetch_opts *o, const char *path)
+{
+    const char *method = o->method ? o->method : o->body ? "POST" : "GET";
+    struct buf *b = &f->out;
+    char len[32];
+
+    buf_append(b, method, strlen(method));
+    buf_append(b, " ", 1);
+    buf_append(b, path, strlen(path));
+    buf_append(b, " HTTP/1.1\r\nHost: ", 17);
+    buf_append(b, f->key, strlen(f->key));
+    buf_append(b, "\r\n", 2);
+    for (size_t i = 0; i < o->n_headers; i++) {
+        buf_append(b, o->headers[i].name, o->headers[i].name_len);
+        buf_append(b, ": ", 2);
+        buf_append(b, o->headers[i].value, o->headers[i].value_len);
+        buf_append(b, "\r\n", 2);
+    }
+    if (o->body != NULL) {
+        int n = snprintf(len, sizeof(len), "Content-Length: %zu\r\n", o->body_len);
+
+        buf_append(b, len, (size_t)n);
+    }
+    buf_append(b, "\r\n", 2);
+    if (o->body != NULL)
+        buf_append(b, o->body, o->body_len);
+    f->head = strcmp(method, "HEAD") == 0;
+}
+
+/* Resolves (numbers at once, names on the thread pool), then connects. */
+static void
+fetch_resolve(struct http_fetch *f)
+{
+    struct resolve *r;
+    const char *host = f->host;
+    int port = f->port;
+
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&f->addr) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&f->addr) == 0) {
+        fetch_connect(f);
+        return;
+    }
+    r = xcalloc(1, sizeof(*r));
+    r->fetch = f;
+    r->port = port;
+    r->req.data = r;
+    f->resolve = r;
+    f->connected = false;
+    timer_arm(f);
+    if (uv_getaddrinfo(f->client->loop, &r->req, on_resolved, host, NULL,
+                       &(struct addrinfo){.ai_socktype = SOCK_STREAM}) < 0) {
+        f->resolve = NULL;
+        free(r);
+        fetch_finish(f, HTTP_FETCH_ECONNECT, "cannot resolve upstream %s", f->key);
+    }
+}
+
+/* A pooled connection to the same host and port if there is one, else a new one. */
+static void
+fetch_begin(struct http_fetch *f)
+{
+    struct uconn *u = pool_take(f->client, f->key);
+
+    if (u != NULL) {
+        f->reused = true;
+        fetch_send(f, u);
+    } else {
+        fetch_resolve(f);
+    }
+}
+
+/* Errors found before any I/O are reported on the next loop turn, like all others. */
 /* ---- public ---- */
 
 struct http_client *
@@ -278,41 +738,10 @@ http_client_new(uv_loop_t *loop)
 {
     struct http_client *c = xcalloc(1, sizeof(*c));
 
+    if (parser_settings.on_body == NULL)
+        init_settings();
     c->loop = loop;
-    c->multi = curl_multi_init();
-    if (c->multi == NULL)
-        fatalx("curl_multi_init failed");
-    uv_timer_init(loop, &c->timer);
-    uv_timer_init(loop, &c->reap);
-    c->timer.data = c->reap.data = c;
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
     return c;
-}
-
-static void
-on_client_timer_closed(uv_handle_t *h)
-{
-    struct http_client *c = h->data;
-
-    if (--c->closing_handles == 0)
-        free(c);
-}
-
-/* Closes the pooled connections (a peer may be waiting for them to go) and the handles. */
-static void
-destroy(struct http_client *c)
-{
-    c->closing = true;
-    while (c->n_spare > 0)
-        curl_easy_cleanup(c->spare[--c->n_spare]);
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
-    c->closing_handles = 2;
-    uv_close((uv_handle_t *)&c->timer, on_client_timer_closed);
-    uv_close((uv_handle_t *)&c->reap, on_client_timer_closed);
 }
 
 void
@@ -321,22 +750,9 @@ http_client_release(struct http_client *c)
     if (c == NULL || c->released)
         return;
     c->released = true;
-    uv_timer_start(&c->reap, on_reap, 0, 0); /* never inside a curl callback */
-}
-
-static struct curl_slist *
-build_headers(const struct http_fetch_opts *o)
-{
-    struct curl_slist *l = curl_slist_append(NULL, "Expect:");
-
-    for (size_t i = 0; i < o->n_headers; i++) {
-        char *h = xasprintf("%.*s: %.*s", (int)o->headers[i].name_len, o->headers[i].name,
-                            (int)o->headers[i].value_len, o->headers[i].value);
-
-        l = curl_slist_append(l, h);
-        free(h);
-    }
-    return l;
+    while (c->idle != NULL)
+        conn_close(c->idle);
+    client_maybe_free(c);
 }
 
 struct http_fetch *
@@ -344,64 +760,76 @@ http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
                  const struct http_fetch_cb *cb, void *arg)
 {
     struct http_fetch *f = xcalloc(1, sizeof(*f));
-    CURL *e = c->n_spare > 0 ? c->spare[--c->n_spare] : curl_easy_init();
+    char host[256];
+    const char *path;
+    int port;
+    uint64_t now = uv_now(c->loop);
 
-    if (e == NULL)
-        fatalx("curl_easy_init failed");
     f->client = c;
-    f->easy = e;
     f->cb = *cb;
     f->arg = arg;
+    buf_init(&f->out, SIZE_MAX);
     buf_init(&f->hdr, MAX_RESPONSE_HEADER_BYTES);
-    f->slist = build_headers(o);
-    curl_easy_setopt(e, CURLOPT_URL, o->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, f);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->slist);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms ? o->connect_timeout_ms : 5000L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
-    if (o->idle_s > 0) { /* under 1 byte/s for idle_s seconds: nothing came */
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, o->idle_s);
-    }
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL); /* pass bodies through untouched */
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "*"); /* upstreams are direct; ignore http_proxy */
-    if (o->body != NULL) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body);
-    }
-    if (o->method != NULL && strcmp(o->method, "HEAD") == 0)
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    else if (o->method != NULL)
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
+    buf_init(&f->stash, READ_CHUNK * 2);
+    uv_timer_init(c->loop, &f->timer);
+    f->timer.data = f;
+    f->connect_ms = o->connect_timeout_ms > 0 ? (uint64_t)o->connect_timeout_ms : 5000;
+    f->total_ms = o->timeout_ms > 0 ? (uint64_t)o->timeout_ms : 0;
+    f->deadline = f->total_ms ? now + f->total_ms : 0;
+    f->idle_ms = o->idle_s > 0 ? (uint64_t)o->idle_s * 1000 : 0;
     f->next = c->fetches;
     if (c->fetches)
         c->fetches->prev = f;
     c->fetches = f;
-    curl_multi_add_handle(c->multi, e);
+    f->starting = true;
+    if (parse_url(o->url, host, sizeof(host), &port, &path) < 0) {
+        f->key = xstrdup(o->url);
+        fetch_finish(f, HTTP_FETCH_EURL, "not an http://host:port URL: %s", o->url);
+    } else {
+        f->key = strchr(host, ':') ? xasprintf("[%s]:%d", host, port)
+                                   : xasprintf("%s:%d", host, port);
+        f->host = xstrdup(host);
+        f->port = port;
+        build_request(f, o, path);
+        fetch_begin(f);
+    }
+    f->starting = false;
     return f;
 }
 
 void
 http_fetch_cancel(struct http_fetch *f)
 {
-    if (f == NULL || f->cancelled)
+    if (f == NULL)
         return;
-    f->cancelled = true;
-    uv_timer_start(&f->client->reap, on_reap, 0, 0);
+    if (f->deferred) { /* its error is not reported yet: it never will be */
+        f->cb.on_done = NULL;
+        return;
+    }
+    if (f->finished)
+        return;
+    if (f->conn != NULL)
+        conn_close(f->conn);
+    fetch_retire(f);
 }
 
 void
 http_fetch_resume(struct http_fetch *f)
 {
-    if (f->cancelled || !f->paused)
+    struct buf held;
+
+    if (f->finished || !f->paused || f->conn == NULL)
         return;
     f->paused = false;
-    curl_easy_pause(f->easy, CURLPAUSE_CONT);
+    f->last_read = uv_now(f->client->loop); /* a paused stream was not idle */
+    http_parser_pause(&f->conn->parser, 0);
+    held = f->stash; /* parsing may pause again and stash the rest anew */
+    buf_init(&f->stash, held.max);
+    if (held.len > 0)
+        fetch_input(f, held.data, held.len);
+    buf_cleanup(&held);
+    if (!f->finished && !f->paused && f->conn != NULL) {
+        uv_read_start((uv_stream_t *)&f->conn->tcp, on_alloc, on_read);
+        timer_arm(f);
+    }
 }

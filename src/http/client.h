@@ -1,9 +1,13 @@
 /*
- * Outbound HTTP: libcurl's multi interface driven by the libuv loop
- * (curl_multi_socket_action), so upstream requests never block and stream both ways.
+ * Outbound HTTP/1.1 to upstreams (llama-server and the like): libuv TCP and http-parser, with
+ * a keep-alive pool per client, the way nginx talks to its upstreams. Plain http:// only:
+ * upstreams are local processes or hosts on a trusted network.
  *
- * Callbacks run on the loop. After on_done, or after http_fetch_cancel, the fetch is gone
- * and no callback of it runs again.
+ * Why not libcurl: per proxied request it cost three more system calls (two poll() and an
+ * epoll_ctl) and a fifth of the CPU in its own code; see README, "Benchmarks".
+ *
+ * Callbacks run on the loop, never from inside http_fetch_start. After on_done, or after
+ * http_fetch_cancel, the fetch is gone and no callback of it runs again.
  */
 #ifndef GOINFER_HTTP_CLIENT_H
 #define GOINFER_HTTP_CLIENT_H
@@ -13,7 +17,18 @@
 
 #include "http/server.h"
 
-#define HTTP_FETCH_PAUSE 1 /* from on_body: keep these bytes, deliver them after resume */
+#define HTTP_FETCH_PAUSE 1 /* from on_body: these bytes were taken; deliver no more until resume */
+
+/* on_done's err. */
+enum http_fetch_err {
+    HTTP_FETCH_OK = 0,
+    HTTP_FETCH_EURL,      /* not an http://host:port URL */
+    HTTP_FETCH_ECONNECT,  /* resolving or connecting failed */
+    HTTP_FETCH_ETIMEDOUT, /* connect, idle or total time ran out */
+    HTTP_FETCH_ECLOSED,   /* the upstream closed or reset the connection mid-response */
+    HTTP_FETCH_EPROTO,    /* the upstream did not speak HTTP/1.x */
+    HTTP_FETCH_EABORTED,  /* on_body returned -1 */
+};
 
 struct http_client;
 struct http_fetch;
@@ -23,7 +38,7 @@ struct http_fetch_cb {
     void (*on_response)(void *arg, long status, const struct http_header *h, size_t n);
     /* Returns 0, HTTP_FETCH_PAUSE, or -1 to abort the transfer. */
     int (*on_body)(void *arg, const char *data, size_t len);
-    /* err is 0 or a CURLcode; msg says what went wrong. */
+    /* err is an enum http_fetch_err; msg says what went wrong ("" on success). */
     void (*on_done)(void *arg, int err, const char *msg);
 };
 
@@ -34,9 +49,9 @@ struct http_fetch_opts {
     size_t n_headers;
     const char *body; /* copied */
     size_t body_len;
-    long connect_timeout_ms;
-    long timeout_ms; /* whole transfer; 0 for none (streams) */
-    long idle_s;     /* abort when no byte comes for this long (0: never) */
+    long connect_timeout_ms; /* 0: 5 s */
+    long timeout_ms;         /* whole transfer; 0 for none (streams) */
+    long idle_s;             /* abort when no byte comes for this long (0: never) */
 };
 
 struct http_client *http_client_new(uv_loop_t *loop);
@@ -46,6 +61,7 @@ void http_client_release(struct http_client *c);
 
 struct http_fetch *http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
                                     const struct http_fetch_cb *cb, void *arg);
+/* Closes the fetch's connection at once, so the upstream sees the abort. */
 void http_fetch_cancel(struct http_fetch *f);
 void http_fetch_resume(struct http_fetch *f);
 

@@ -230,30 +230,55 @@ encrypt(struct http_conn *c, struct wreq *plain)
 
 static int queue_write(struct http_conn *c, struct wreq *wr);
 
-/* Queues bytes for the client: up to three parts copied into one write. */
+/* Writes what the socket takes at once when nothing is queued (uv_write would cost an
+ * epoll_ctl per response) and drops those bytes from the parts. */
+static void
+write_now(struct http_conn *c, uv_buf_t *parts, size_t n)
+{
+    int rc;
+    size_t sent;
+
+    if (c->tls != NULL || c->queued > 0)
+        return;
+    rc = uv_try_write((uv_stream_t *)&c->tcp, parts, (unsigned)n);
+    for (sent = rc > 0 ? (size_t)rc : 0; n > 0 && sent > 0; parts++, n--) {
+        size_t k = sent < parts->len ? sent : parts->len;
+
+        parts->base += k;
+        parts->len -= k;
+        sent -= k;
+    }
+}
+
+/* Queues bytes for the client: the pending head and up to three parts, as one write. */
 static int
 conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_t blen,
            const char *d, size_t dlen)
 {
+    uv_buf_t parts[4] = {uv_buf_init(c->head.data, (unsigned)c->head.len),
+                         uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen),
+                         uv_buf_init((char *)d, (unsigned)dlen)};
     struct wreq *wr;
-    size_t h = c->head.len;
+    size_t total = 0;
 
     if (c->closing)
         return -EPIPE;
-    if (h + alen + blen + dlen == 0)
+    write_now(c, parts, 4);
+    for (int i = 0; i < 4; i++)
+        total += parts[i].len;
+    if (total == 0) {
+        buf_reset(&c->head);
         return 0;
-    wr = xmalloc(sizeof(*wr) + h + alen + blen + dlen);
+    }
+    wr = xmalloc(sizeof(*wr) + total);
     wr->conn = c;
-    wr->len = h + alen + blen + dlen;
-    if (h > 0)
-        memcpy(wr->data, c->head.data, h);
+    wr->len = 0;
+    for (int i = 0; i < 4; i++) {
+        if (parts[i].len > 0)
+            memcpy(wr->data + wr->len, parts[i].base, parts[i].len);
+        wr->len += parts[i].len;
+    }
     buf_reset(&c->head);
-    if (alen > 0)
-        memcpy(wr->data + h, a, alen);
-    if (blen > 0)
-        memcpy(wr->data + h + alen, b, blen);
-    if (dlen > 0)
-        memcpy(wr->data + h + alen + blen, d, dlen);
     if (c->tls != NULL) {
         wr = encrypt(c, wr);
         if (wr == NULL)

@@ -86,13 +86,15 @@ on_upstream_body(void *arg, const char *data, size_t len)
 {
     struct proxy *p = arg;
 
-    if (http_over_high_water(p->req)) { /* backpressure: curl keeps these bytes for later */
+    metrics_scan_timings(p->model->name, data, len);
+    if (http_stream_write(p->req, data, len) < 0)
+        return -1;
+    if (http_over_high_water(p->req)) { /* backpressure: read no more until it drains */
         p->paused = true;
         p->req->on_drain = on_client_drain;
         return HTTP_FETCH_PAUSE;
     }
-    metrics_scan_timings(p->model->name, data, len);
-    return http_stream_write(p->req, data, len) < 0 ? -1 : 0;
+    return 0;
 }
 
 static void
@@ -106,7 +108,7 @@ on_upstream_done(void *arg, int err, const char *msg)
     req->on_drain = NULL;
     if (err == 0) {
         http_stream_end(req);
-    } else if (!req->started && err == 28) { /* CURLE_OPERATION_TIMEDOUT */
+    } else if (!req->started && err == HTTP_FETCH_ETIMEDOUT) {
         http_respond_error(req, 504, "timeout",
                            "llama-server for model %s sent nothing for %ld s "
                            "(limits.upstream_timeout in goinfer.yml)",

@@ -9,6 +9,10 @@ It takes llama-server's command line and picks a behaviour from the model file's
   echo-*   answers with the JSON body it received (proves what goinfer forwards)
   slow-*   answers after 2 s (holds a request in flight)
   hang-*   never answers (upstream timeouts)
+  stale-*  answers the first request on a connection, then closes the connection when the
+           next one arrives, unanswered (a keep-alive timeout racing a reused connection)
+  eofbody-* answers with a body that has no length: it ends when the connection closes
+  interim-* sends a 103 Early Hints response before the real one
 """
 import http.server
 import json
@@ -36,7 +40,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
+    def stale(self):
+        """True when this request must get no answer: the connection closes instead."""
+        self.served = getattr(self, "served", 0) + 1
+        if KIND == "stale" and self.served > 1:
+            self.close_connection = True
+            return True
+        return False
+
     def do_GET(self):
+        if self.stale():
+            return
         body = b'{"status":"ok"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -45,10 +59,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
+        if self.stale():
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if KIND == "hang":
             time.sleep(3600)
-        if KIND in ("echo", "slow"):
+        if KIND == "interim":
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        if KIND == "eofbody":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
+        if KIND in ("echo", "slow", "stale", "interim"):
             if KIND == "slow":
                 time.sleep(2)
             self.send_response(200)
