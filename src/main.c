@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "admin/metrics.h"
 #include "conf/generation.h"
+#include "conf/yaml.h"
 #include "conf/write.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -17,6 +19,8 @@
 #include "models/discovery.h"
 #include "router/router.h"
 #include "swap/swap.h"
+#include "tunnel/tunnel_client.h"
+#include "tunnel/tunnel_server.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 #define RELOAD_DEBOUNCE_MS 200
@@ -37,6 +41,8 @@ struct app {
     struct tls_ctx *tls; /* for the listeners marked tls, or NULL */
     struct router *router;
     struct http_server *server;
+    struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
+    struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
     uv_timer_t drain, debounce;
@@ -129,6 +135,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->reload_arg = a;
     d->swap = a->swap;
     d->server = a->server;
+    d->tunnels = a->tunnels;
 }
 
 /* ---- reload: a new generation replaces the old only when it is entirely valid ---- */
@@ -246,6 +253,7 @@ static void
 on_signal(uv_signal_t *s, int signum)
 {
     struct app *a = s->data;
+    struct router_deps d;
 
     if (signum == SIGHUP) {
         reload(a, "SIGHUP");
@@ -259,6 +267,12 @@ on_signal(uv_signal_t *s, int signum)
     a->stopping = true;
     log_info("signal %d: no new connections; finishing %zu open ones", signum,
              http_server_active(a->server));
+    tunnel_client_free(a->tunnel_client); /* servers see us go and route elsewhere */
+    a->tunnel_client = NULL;
+    tunnel_server_free(a->tunnels);
+    a->tunnels = NULL;
+    router_deps_from(a, &d);
+    router_set_deps(a->router, &d);
     http_server_shutdown(a->server);
     router_shutdown(a->router);
     uv_fs_event_stop(&a->watch);
@@ -306,6 +320,65 @@ setup_backends(struct app *a)
     a->router = router_new(&d);
 }
 
+/* The one line a GPU machine's goinfer.yml needs, printed (not logged: it holds the token). */
+static void
+setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int port)
+{
+    const struct conf *c = &a->gen.conf;
+    char pin[TLS_PIN_SIZE];
+
+    if (!c->tunnel_accept)
+        return;
+    if (tls_listen == NULL || a->tls == NULL)
+        fatalx("server: tunnels arrive over TLS: mark a listen address with tls "
+               "(\":443\": goinfer, openai, tls) and set tls: cert and key");
+    if (c->tunnel_server.token == NULL || strlen(c->tunnel_server.token) < 16)
+        fatalx("server: needs a token of 16 characters or more (server.token in goinfer.yml or "
+               "GI_TUNNEL_TOKEN), e.g. the output of: openssl rand -hex 24");
+    if (tls_cert_pin(c->tls_cert, pin) < 0)
+        fatalx("server: cannot read the key pin of %s", c->tls_cert);
+    a->tunnels = tunnel_server_new(a->loop, &c->tunnel_server);
+    log_info("tunnel: accepting GPU machines on %s:%d (%zu client keys allowed)",
+             tls_listen->host, port, ylist_len(c->tunnel_server.clients));
+    fprintf(stderr,
+            "tunnel: a GPU machine joins with, in its goinfer.yml:\n"
+            "  client: {servers: [{url: \"https://%s:%d\", pin: \"%s\", token: \"%s\"}]}\n",
+            strcmp(tls_listen->host, "0.0.0.0") == 0 ? "<this host>" : tls_listen->host, port, pin,
+            c->tunnel_server.token);
+}
+
+/* Our identity (made on first use), then a connection to every server listed. */
+static void
+setup_tunnel_client(struct app *a, const struct conf_listen *plain, int port)
+{
+    struct conf *c = &a->gen.conf;
+    struct conf_tunnel_client *t = &c->tunnel_client;
+    char err[1024], pin[TLS_PIN_SIZE], *url;
+
+    if (t->n_servers == 0)
+        return;
+    if (plain == NULL)
+        fatalx("client: needs a plain (non-TLS) goinfer or openai listen address to serve from");
+    if (t->cert == NULL)
+        t->cert = xstrdup("goinfer-client.crt");
+    if (t->key == NULL)
+        t->key = xstrdup("goinfer-client.key");
+    if (access(t->cert, R_OK) != 0) {
+        if (tls_write_self_signed(t->cert, t->key, "goinfer-client", err, sizeof(err)) < 0)
+            fatalx("client: %s", err);
+        log_info("tunnel: generated this machine's identity in %s and %s", t->cert, t->key);
+    }
+    if (tls_cert_pin(t->cert, pin) < 0)
+        fatalx("client: cannot read the key pin of %s", t->cert);
+    log_info("tunnel: this machine's pin is %s: add it to server.clients on each server", pin);
+    url = xasprintf("http://%s:%d",
+                    strcmp(plain->host, "0.0.0.0") == 0 ? "127.0.0.1" : plain->host, port);
+    a->tunnel_client = tunnel_client_new(a->loop, t, url, real_key(c->api_key), err, sizeof(err));
+    free(url);
+    if (a->tunnel_client == NULL)
+        fatalx("client: %s", err);
+}
+
 static void
 setup_listeners(struct app *a)
 {
@@ -323,6 +396,8 @@ setup_listeners(struct app *a)
     };
 
     char err[1024];
+    const struct conf_listen *tls_listen = NULL, *plain = NULL;
+    int tls_port = 0, plain_port = 0;
 
     if (make_tls(&a->gen.conf, &a->tls, err, sizeof(err)) < 0)
         fatalx("%s", err);
@@ -344,7 +419,15 @@ setup_listeners(struct app *a)
                  l->services & ROUTER_SVC_GOINFER ? "goinfer " : "",
                  l->services & ROUTER_SVC_OPENAI ? "openai " : "",
                  l->services & ROUTER_SVC_ADMIN ? "admin " : "", l->tls ? "tls" : "");
+        if (l->tls && tls_listen == NULL)
+            tls_listen = l, tls_port = port;
+        if (!l->tls && plain == NULL && (l->services & (ROUTER_SVC_GOINFER | ROUTER_SVC_OPENAI)))
+            plain = l, plain_port = port;
     }
+    setup_tunnel_server(a, tls_listen, tls_port);
+    setup_tunnel_client(a, plain, plain_port);
+    router_deps_from(a, &d);
+    router_set_deps(a->router, &d); /* now with the tunnels */
 }
 
 static void

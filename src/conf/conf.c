@@ -288,6 +288,8 @@ static const struct ykey goinfer_keys[] = {
     {"llama", set_llama, 0},
     {"limits", set_limits, 0},
     {"tls", set_tls, 0},
+    {"server", tunnelconf_set_server, 0},
+    {"client", tunnelconf_set_client, 0},
     YKEY_STRING("default_model", struct conf, default_model),
     LLAMA_SWAP_KEYS,
     {NULL, NULL, 0}};
@@ -343,6 +345,7 @@ apply_env(struct conf *c)
     env_string("GI_API_KEY", &c->api_key);
     env_string("GI_ADMIN_API_KEY", &c->admin_api_key);
     env_string("GI_DEFAULT_MODEL", &c->default_model);
+    env_string("GI_TUNNEL_TOKEN", &c->tunnel_server.token);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
         ylist_free(c->origins);
         c->origins = ylist_split(origins);
@@ -461,6 +464,7 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
     }
     c->host = xstrdup(host && *host ? host : "127.0.0.1");
     default_limits(&c->limits);
+    tunnelconf_defaults(&c->tunnel_server, &c->tunnel_client);
     if (f.config == NULL && access("goinfer.yml", F_OK) == 0 && !f.write)
         f.config = "goinfer.yml";
     if (f.config != NULL && !(f.write && access(f.config, F_OK) != 0)) {
@@ -511,5 +515,6 @@ conf_cleanup(struct conf *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->host);
+    tunnelconf_cleanup(&c->tunnel_server, &c->tunnel_client);
     memset(c, 0, sizeof(*c));
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "conf/swapconf.h"
+#include "conf/tunnelconf.h"
 
 #define CONF_MAX_LISTEN 8
 
@@ -42,6 +43,9 @@ struct conf {
         uint64_t max_connections, max_connections_per_ip;
         uint64_t upstream_timeout; /* seconds without a byte from llama-server */
     } limits;
+    bool tunnel_accept; /* a server: section: this process accepts tunnels */
+    struct conf_tunnel_server tunnel_server;
+    struct conf_tunnel_client tunnel_client;
 };
 
 /* Loads everything: defaults, the file (-config, or ./goinfer.yml when present), env, flags.

@@ -67,6 +67,8 @@ struct http_conn {
     char ip[48];   /* peer without the port, for per-address limits */
     struct buf head; /* response headers, sent with the first body bytes (one write) */
     struct tls_conn *tls; /* NULL on a plain listener */
+    const struct http_upgrade_cb *up; /* after a 101: raw bytes go to up->on_data */
+    void *up_arg;
 };
 
 struct wreq {
@@ -128,6 +130,8 @@ conn_close(struct http_conn *c)
         if (c->req.on_abort != NULL)
             c->req.on_abort(&c->req);
     }
+    if (c->up != NULL && c->up->on_close != NULL)
+        c->up->on_close(c->up_arg);
     c->in_request = false;
     if (c->prev)
         c->prev->next = c->next;
@@ -161,7 +165,7 @@ on_timeout(uv_timer_t *t)
         conn_close(c);
         return;
     }
-    if (c->in_request) /* handler-driven; its own timeouts apply */
+    if (c->in_request || c->up != NULL) /* handler-driven; its own timeouts apply */
         return;
     if (!c->flushing && (c->hdr.len > 0 || c->url.len > 0)) {
         log_info("conn %s: request not received in time", c->peer);
@@ -200,6 +204,8 @@ on_written(uv_write_t *w, int status)
     }
     if (c->in_request && c->req.on_drain != NULL && c->queued <= c->srv->limits.write_high / 2)
         c->req.on_drain(&c->req);
+    else if (c->up != NULL && c->up->on_drain != NULL && c->queued <= c->srv->limits.write_high / 2)
+        c->up->on_drain(c->up_arg);
 }
 
 static struct wreq *
@@ -406,6 +412,75 @@ http_stream_end(struct http_request *req)
     req->ended = true;
     access_log(req);
     request_finish(c);
+}
+
+struct http_conn *
+http_upgrade(struct http_request *req, const char *protocol, const struct http_upgrade_cb *cb,
+             void *arg)
+{
+    struct http_conn *c = req->conn;
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
+                     protocol);
+
+    conn_write(c, head, (size_t)n, NULL, 0, NULL, 0);
+    req->status = 101;
+    req->ended = true;
+    access_log(req);
+    c->in_request = false;
+    c->up = cb;
+    c->up_arg = arg;
+    uv_timer_stop(&c->timer);
+    if (c->read_paused) {
+        c->read_paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+    if (c->pending.len > 0) { /* the peer may speak first, right behind its request */
+        struct buf rest = c->pending;
+
+        buf_init(&c->pending, PENDING_MAX + READ_CHUNK);
+        cb->on_data(arg, rest.data, rest.len);
+        buf_cleanup(&rest);
+    }
+    return c;
+}
+
+int
+http_conn_send(struct http_conn *c, const char *data, size_t len)
+{
+    return conn_write(c, data, len, NULL, 0, NULL, 0);
+}
+
+size_t
+http_conn_queued(const struct http_conn *c)
+{
+    return c->queued;
+}
+
+bool
+http_conn_over_high_water(const struct http_conn *c)
+{
+    return c->queued > c->srv->limits.write_high;
+}
+
+void
+http_conn_close(struct http_conn *c)
+{
+    c->up = NULL; /* the owner is leaving: no callback back into it */
+    conn_close(c);
+}
+
+const char *
+http_request_peer(const struct http_request *req)
+{
+    return req->conn->peer;
+}
+
+const struct tls_conn *
+http_conn_tls(const struct http_request *req)
+{
+    return req->conn->tls;
 }
 
 void
@@ -751,7 +826,10 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void
 on_plain(struct http_conn *c, const char *data, size_t len)
 {
-    if (c->in_request || c->kick) {
+    if (c->up != NULL) {
+        if (len > 0)
+            c->up->on_data(c->up_arg, data, len);
+    } else if (c->in_request || c->kick) {
         buf_append(&c->pending, data, len); /* max leaves room for one read */
         if (c->pending.len >= PENDING_MAX) {
             c->read_paused = true; /* resumed when the response in flight ends */

@@ -109,4 +109,29 @@ bool http_over_high_water(const struct http_request *req);
 
 const char *http_status_text(int status);
 
+/* ---- taking a connection over (the tunnel's 101 Switching Protocols) ---- */
+
+struct tls_conn;
+struct http_conn;
+
+struct http_upgrade_cb {
+    void (*on_data)(void *arg, const char *data, size_t len); /* plaintext from the peer */
+    void (*on_drain)(void *arg); /* queued output fell below the low-water mark */
+    void (*on_close)(void *arg); /* the peer went; the connection is closing */
+};
+
+/* Answers 101 with Upgrade: protocol and hands the connection to cb: the request ends here,
+ * bytes already read behind it go to on_data at once. */
+struct http_conn *http_upgrade(struct http_request *req, const char *protocol,
+                               const struct http_upgrade_cb *cb, void *arg);
+int http_conn_send(struct http_conn *c, const char *data, size_t len);
+size_t http_conn_queued(const struct http_conn *c);
+bool http_conn_over_high_water(const struct http_conn *c);
+/* Closes at once; no callback of cb runs after this. */
+void http_conn_close(struct http_conn *c);
+/* "address:port" of the request's client. */
+const char *http_request_peer(const struct http_request *req);
+/* The request's TLS session, NULL on a plain listener. */
+const struct tls_conn *http_conn_tls(const struct http_request *req);
+
 #endif

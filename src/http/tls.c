@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -38,6 +40,44 @@ openssl_error(char *err, size_t errlen, const char *what)
     snprintf(err, errlen, "%s: %s", what, reason);
 }
 
+/* Any certificate will do for the handshake: the tunnel checks its key's pin afterwards. */
+static int
+accept_any_cert(int ok, X509_STORE_CTX *x)
+{
+    (void)ok;
+    (void)x;
+    return 1;
+}
+
+/* A tunnel client offers goinfer/1 and alone is asked for a certificate, so browsers on the
+ * same port never see a certificate prompt; everyone else speaks HTTP/1.1. */
+static int
+alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+            unsigned int inlen, void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < inlen; i += 1u + in[i]) {
+        const unsigned char *p = in + i + 1;
+        unsigned n = in[i];
+
+        if (i + 1 + n > inlen)
+            break;
+        if (n == 9 && memcmp(p, TLS_ALPN_TUNNEL, 9) == 0) {
+            SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any_cert);
+            *out = p;
+            *outlen = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    for (unsigned i = 0; i < inlen; i += 1u + in[i])
+        if (in[i] == 8 && i + 9 <= inlen && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 struct tls_ctx *
 tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
 {
@@ -50,6 +90,7 @@ tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION);
     SSL_CTX_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_alpn_select_cb(c->ssl, alpn_select, NULL);
     if (SSL_CTX_use_certificate_chain_file(c->ssl, cert) != 1) {
         snprintf(what, sizeof(what), "TLS certificate %s", cert);
         goto fail;
@@ -238,4 +279,119 @@ out:
     X509_free(x);
     EVP_PKEY_free(key);
     return rc;
+}
+
+/* ---- the tunnel's side of TLS: client contexts, pins, the exporter ---- */
+
+struct tls_ctx *
+tls_client_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
+{
+    static const unsigned char alpn[] = "\x09" TLS_ALPN_TUNNEL;
+    struct tls_ctx *c = xcalloc(1, sizeof(*c));
+
+    c->ssl = SSL_CTX_new(TLS_client_method());
+    if (c->ssl == NULL)
+        goto fail;
+    SSL_CTX_set_min_proto_version(c->ssl, TLS1_3_VERSION);
+    SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER, accept_any_cert); /* the pin decides */
+    SSL_CTX_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1);
+    if (SSL_CTX_use_certificate_chain_file(c->ssl, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(c->ssl, key, SSL_FILETYPE_PEM) != 1) {
+        openssl_error(err, errlen, cert);
+        goto fail;
+    }
+    return c;
+fail:
+    if (c->ssl == NULL)
+        openssl_error(err, errlen, "creating a TLS client context");
+    tls_ctx_free(c);
+    return NULL;
+}
+
+struct tls_conn *
+tls_conn_new_client(struct tls_ctx *ctx, const char *server_name)
+{
+    struct tls_conn *t = tls_conn_new(ctx);
+
+    SSL_set_connect_state(t->ssl);
+    SSL_set_tlsext_host_name(t->ssl, server_name);
+    return t;
+}
+
+int
+tls_conn_start(struct tls_conn *t, struct buf *cipher)
+{
+    int n = SSL_do_handshake(t->ssl);
+
+    if (n <= 0 && SSL_get_error(t->ssl, n) != SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        return -EPROTO;
+    }
+    return drain(t, cipher);
+}
+
+bool
+tls_conn_ready(const struct tls_conn *t)
+{
+    return SSL_is_init_finished(t->ssl);
+}
+
+bool
+tls_conn_is_tunnel(const struct tls_conn *t)
+{
+    const unsigned char *p;
+    unsigned n;
+
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    return n == 9 && memcmp(p, TLS_ALPN_TUNNEL, 9) == 0;
+}
+
+/* "sha256/" and the base64 SHA-256 of the DER SubjectPublicKeyInfo, as HPKP and curl write it. */
+static int
+pin_of(X509 *x, char out[TLS_PIN_SIZE])
+{
+    unsigned char *der = NULL, md[32];
+    int n = x ? i2d_PUBKEY(X509_get0_pubkey(x), &der) : -1;
+
+    if (n <= 0)
+        return -1;
+    SHA256(der, (size_t)n, md);
+    OPENSSL_free(der);
+    memcpy(out, "sha256/", 7);
+    EVP_EncodeBlock((unsigned char *)out + 7, md, sizeof(md));
+    return 0;
+}
+
+int
+tls_conn_peer_pin(const struct tls_conn *t, char out[TLS_PIN_SIZE])
+{
+    X509 *x = SSL_get1_peer_certificate(t->ssl);
+    int rc = pin_of(x, out);
+
+    X509_free(x);
+    return rc;
+}
+
+int
+tls_cert_pin(const char *cert_path, char out[TLS_PIN_SIZE])
+{
+    FILE *f = fopen(cert_path, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    int rc = pin_of(x, out);
+
+    if (f)
+        fclose(f);
+    X509_free(x);
+    return rc;
+}
+
+int
+tls_conn_export(const struct tls_conn *t, unsigned char *out, size_t len)
+{
+    static const char label[] = "EXPORTER-goinfer-tunnel";
+
+    return SSL_export_keying_material(t->ssl, out, len, label, sizeof(label) - 1, NULL, 0, 0) == 1
+               ? 0
+               : -EPROTO;
 }

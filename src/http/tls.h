@@ -6,6 +6,7 @@
 #ifndef GOINFER_HTTP_TLS_H
 #define GOINFER_HTTP_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/buf.h"
@@ -31,5 +32,24 @@ void tls_conn_close_notify(struct tls_conn *t, struct buf *cipher);
 /* Writes a self-signed certificate and key (EC P-256, a year, CN=host) for a first try. */
 int tls_write_self_signed(const char *cert_path, const char *key_path, const char *host,
                           char *err, size_t errlen);
+
+/* ---- for the reverse tunnel (src/tunnel/) ---- */
+
+#define TLS_ALPN_TUNNEL "goinfer/1"
+#define TLS_PIN_SIZE    52 /* "sha256/" + 44 base64 characters + NUL */
+
+/* TLS 1.3 only, ALPN goinfer/1, our certificate; the server is checked by its pin, not a CA. */
+struct tls_ctx *tls_client_ctx_new(const char *cert, const char *key, char *err, size_t errlen);
+struct tls_conn *tls_conn_new_client(struct tls_ctx *ctx, const char *server_name);
+/* The ClientHello, appended to cipher. Returns 0 or -EPROTO. */
+int tls_conn_start(struct tls_conn *t, struct buf *cipher);
+bool tls_conn_ready(const struct tls_conn *t);
+/* The peer chose ALPN goinfer/1 (the server then asked for a client certificate). */
+bool tls_conn_is_tunnel(const struct tls_conn *t);
+/* The peer's key pin, "sha256/<base64>"; -1 without a peer certificate. */
+int tls_conn_peer_pin(const struct tls_conn *t, char out[TLS_PIN_SIZE]);
+int tls_cert_pin(const char *cert_path, char out[TLS_PIN_SIZE]);
+/* Keying material bound to this TLS session (RFC 5705), for the tunnel's token proof. */
+int tls_conn_export(const struct tls_conn *t, unsigned char *out, size_t len);
 
 #endif

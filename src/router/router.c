@@ -17,6 +17,7 @@
 #include "core/xmalloc.h"
 #include "router/proxy.h"
 #include "router/select.h"
+#include "tunnel/tunnel_server.h"
 
 #define SVC_ANY (ROUTER_SVC_GOINFER | ROUTER_SVC_OPENAI)
 
@@ -78,6 +79,7 @@ handle_models(struct router *r, struct http_request *req)
                                               "model", "created", (json_int_t)r->started,
                                               "owned_by", "goinfer"));
     }
+    tunnel_server_models(r->d.tunnels, data, (json_int_t)r->started);
     respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
@@ -173,6 +175,8 @@ pick_model(struct router *r, struct http_request *req)
     if (name != NULL)
         m = catalog_find(r->d.cat, name, strlen(name));
     req->log_model = name; /* owned by the request from here */
+    if (m == NULL && name != NULL && tunnel_server_forward(r->d.tunnels, req, name))
+        return NULL; /* a GPU machine behind a tunnel serves it */
     if (m == NULL) {
         names = model_names(r->d.cat);
         http_respond_error(req, 404, "model_not_found",
@@ -230,9 +234,21 @@ handle_upstream(struct router *r, struct http_request *req)
 }
 
 static void
+handle_tunnel(struct router *r, struct http_request *req)
+{
+    if (r->d.tunnels == NULL)
+        http_respond_error(req, 404, "not_found",
+                           "this Goinfer accepts no tunnels: add a server: section to its "
+                           "goinfer.yml");
+    else
+        tunnel_server_accept(r->d.tunnels, req);
+}
+
+static void
 handle_running(struct router *r, struct http_request *req)
 {
-    respond_json(req, 200, json_pack("{s:o}", "running", swap_running(r->d.swap)));
+    respond_json(req, 200, json_pack("{s:o, s:o}", "running", swap_running(r->d.swap), "tunnels",
+                                     tunnel_server_clients(r->d.tunnels)));
 }
 
 static void
@@ -373,6 +389,7 @@ handle_ui(struct router *r, struct http_request *req)
 /* Exact paths; a path ending in '/' matches as a prefix. */
 static const struct route routes[] = {
     {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, PUBLIC, handle_health},
+    {"GET", TUNNEL_PATH, SVC_ANY, PUBLIC, handle_tunnel}, /* pins and a token proof instead */
     {"GET", "/v1/models", SVC_ANY, USER, handle_models},
     {"GET", "/models", GI, USER, handle_gguf_models},
     {"GET", "/ui", GI | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},

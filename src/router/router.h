@@ -25,9 +25,11 @@ struct router_deps {
     void *reload_arg;
     struct swap *swap;
     struct http_server *server; /* for the connection count in /metrics */
+    struct tunnel_server *tunnels; /* GPU machines connected to this server, or NULL */
 };
 
 struct router;
+struct tunnel_server;
 
 /* Borrows deps for its life. */
 struct router *router_new(const struct router_deps *deps);

@@ -1,0 +1,90 @@
+#include "tunnelconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+
+int
+tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        YKEY_STRING("token", struct conf, tunnel_server.token),
+        YKEY_LIST("clients", struct conf, tunnel_server.clients),
+        YKEY_U64("ping_interval", struct conf, tunnel_server.ping_interval),
+        YKEY_U64("ping_timeout", struct conf, tunnel_server.ping_timeout),
+        YKEY_U64("max_queue", struct conf, tunnel_server.max_queue),
+        {NULL, NULL, 0}};
+
+    (void)k;
+    ((struct conf *)obj)->tunnel_accept = true;
+    return ymap(y, n, "server", keys, obj);
+}
+
+static int
+set_servers(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {YKEY_STRING("url", struct conf_tunnel_peer, url),
+                                       YKEY_STRING("pin", struct conf_tunnel_peer, pin),
+                                       YKEY_STRING("token", struct conf_tunnel_peer, token),
+                                       {NULL, NULL, 0}};
+    struct conf_tunnel_client *c = &((struct conf *)obj)->tunnel_client;
+
+    if (n->type != YAML_SEQUENCE_NODE)
+        return yerr(y, n, k->name, "expected a list of servers, each with url, pin and token");
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        struct conf_tunnel_peer *p;
+        int rc;
+
+        if (c->n_servers == CONF_MAX_SERVERS)
+            return yerr(y, n, k->name, "too many servers (16 at most)");
+        p = &c->servers[c->n_servers++];
+        rc = ymap(y, ynode(y, *i), "client.servers", keys, p);
+        if (rc < 0)
+            return rc;
+        if (p->url == NULL || p->pin == NULL || p->token == NULL)
+            return yerr(y, ynode(y, *i), k->name,
+                        "each server needs url, pin and token (the server prints all three "
+                        "when it starts)");
+        if (strncmp(p->url, "https://", 8) != 0)
+            return yerr(y, ynode(y, *i), "url", "must start with https:// (the tunnel is TLS)");
+    }
+    return 0;
+}
+
+int
+tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        YKEY_STRING("cert", struct conf, tunnel_client.cert),
+        YKEY_STRING("key", struct conf, tunnel_client.key),
+        YKEY_U64("ping_interval", struct conf, tunnel_client.ping_interval),
+        YKEY_U64("ping_timeout", struct conf, tunnel_client.ping_timeout),
+        {"servers", set_servers, 0},
+        {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "client", keys, obj);
+}
+
+void
+tunnelconf_defaults(struct conf_tunnel_server *s, struct conf_tunnel_client *c)
+{
+    s->ping_interval = c->ping_interval = 15;
+    s->ping_timeout = c->ping_timeout = 10;
+    s->max_queue = 64;
+}
+
+void
+tunnelconf_cleanup(struct conf_tunnel_server *s, struct conf_tunnel_client *c)
+{
+    free(s->token);
+    ylist_free(s->clients);
+    free(c->cert);
+    free(c->key);
+    for (size_t i = 0; i < c->n_servers; i++) {
+        free(c->servers[i].url);
+        free(c->servers[i].pin);
+        free(c->servers[i].token);
+    }
+}

@@ -1,0 +1,40 @@
+/*
+ * The reverse tunnel's settings in goinfer.yml: a `server:` section (accept tunnels from GPU
+ * machines on the TLS listeners) and a `client:` section (dial servers, serve their users).
+ */
+#ifndef GOINFER_CONF_TUNNELCONF_H
+#define GOINFER_CONF_TUNNELCONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/yaml.h"
+
+#define CONF_MAX_SERVERS 16
+
+struct conf_tunnel_server {
+    char *token;    /* the secret clients prove (GI_TUNNEL_TOKEN) */
+    char **clients; /* key pins ("sha256/...") allowed in; NULL-terminated */
+    uint64_t ping_interval, ping_timeout; /* seconds */
+    uint64_t max_queue; /* requests waiting for a busy client, then 503 */
+};
+
+struct conf_tunnel_peer {
+    char *url;   /* https://host:port of a Goinfer server */
+    char *pin;   /* that server's key pin */
+    char *token; /* its secret */
+};
+
+struct conf_tunnel_client {
+    char *cert, *key; /* this machine's identity (generated on first use when missing) */
+    struct conf_tunnel_peer servers[CONF_MAX_SERVERS];
+    size_t n_servers;
+    uint64_t ping_interval, ping_timeout; /* seconds */
+};
+
+int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
+int tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
+void tunnelconf_defaults(struct conf_tunnel_server *s, struct conf_tunnel_client *c);
+void tunnelconf_cleanup(struct conf_tunnel_server *s, struct conf_tunnel_client *c);
+
+#endif

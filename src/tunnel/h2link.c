@@ -1,0 +1,131 @@
+#include "h2link.h"
+
+#include <stdio.h>
+
+#include "core/log.h"
+
+static void
+on_dead_now(uv_timer_t *t)
+{
+    struct h2link *l = t->data;
+
+    uv_timer_stop(t);
+    l->on_dead(l->arg, l->why);
+}
+
+/* Reported from the loop, never from inside a caller that may still use what the owner frees. */
+static void
+fail(struct h2link *l, const char *why)
+{
+    if (l->dead)
+        return;
+    l->dead = true;
+    snprintf(l->why, sizeof(l->why), "%s", why);
+    uv_timer_start(&l->timer, on_dead_now, 0, 0);
+}
+
+void
+h2link_flush(struct h2link *l)
+{
+    const uint8_t *data;
+    ssize_t n = 0;
+
+    if (l->busy || l->session == NULL)
+        return; /* h2link_input flushes once nghttp2 returns */
+    while (!l->dead && (n = nghttp2_session_mem_send(l->session, &data)) > 0)
+        if (l->send(l->arg, (const char *)data, (size_t)n) < 0) {
+            fail(l, "the connection closed");
+            return;
+        }
+    if (n < 0)
+        fail(l, nghttp2_strerror((int)n));
+}
+
+int
+h2link_input(struct h2link *l, const char *data, size_t len)
+{
+    ssize_t n;
+
+    if (l->dead)
+        return -1;
+    l->last_rx = uv_now(l->timer.loop);
+    l->busy = true;
+    n = nghttp2_session_mem_recv(l->session, (const uint8_t *)data, len);
+    l->busy = false;
+    if (n < 0) {
+        char why[128];
+
+        snprintf(why, sizeof(why), "HTTP/2 error: %s", nghttp2_strerror((int)n));
+        fail(l, why);
+        return -1;
+    }
+    h2link_flush(l);
+    return l->dead ? -1 : 0;
+}
+
+void
+h2link_frame(struct h2link *l, const nghttp2_frame *f)
+{
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK))
+        l->ping_sent = 0;
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+    struct h2link *l = t->data;
+    uint64_t now = uv_now(t->loop);
+
+    if (l->dead)
+        return;
+    if (l->ping_sent && now - l->ping_sent >= l->timeout_ms) {
+        char why[96];
+
+        snprintf(why, sizeof(why), "no answer to a PING for %llu ms",
+                 (unsigned long long)l->timeout_ms);
+        fail(l, why);
+        return;
+    }
+    if (!l->ping_sent && now - l->last_rx >= l->ping_ms) {
+        l->ping_sent = now;
+        nghttp2_submit_ping(l->session, NGHTTP2_FLAG_NONE, NULL);
+        h2link_flush(l);
+    }
+}
+
+void
+h2link_start(struct h2link *l, uv_loop_t *loop, uint32_t max_streams)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2LINK_STREAM_WINDOW},
+    };
+    uint64_t tick = l->timeout_ms < l->ping_ms ? l->timeout_ms : l->ping_ms;
+
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    l->last_rx = uv_now(loop);
+    nghttp2_submit_settings(l->session, NGHTTP2_FLAG_NONE, iv, 2);
+    nghttp2_session_set_local_window_size(l->session, NGHTTP2_FLAG_NONE, 0, H2LINK_CONN_WINDOW);
+    tick = tick / 4 > 0 ? tick / 4 : 1; /* detection within a quarter of the limits */
+    uv_timer_start(&l->timer, on_tick, tick, tick);
+    h2link_flush(l);
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+    struct h2link *l = h->data;
+
+    nghttp2_session_del(l->session);
+    l->session = NULL;
+    if (l->on_closed)
+        l->on_closed(l->arg);
+}
+
+void
+h2link_stop(struct h2link *l)
+{
+    l->dead = true;
+    uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+}

@@ -1,0 +1,44 @@
+/*
+ * What both ends of a tunnel share around their nghttp2 session: feeding it bytes, flushing
+ * what it wants to send to a transport, and the keepalive (a PING after ping_ms of silence,
+ * the link declared dead when no answer comes within timeout_ms).
+ */
+#ifndef GOINFER_TUNNEL_H2LINK_H
+#define GOINFER_TUNNEL_H2LINK_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct h2link {
+    nghttp2_session *session;
+    int (*send)(void *arg, const char *data, size_t len); /* the transport; -1 when gone */
+    void (*on_dead)(void *arg, const char *why);
+    void (*on_closed)(void *arg); /* after h2link_stop: the owner may free itself */
+    void *arg;
+    uv_timer_t timer;
+    uint64_t ping_ms, timeout_ms;
+    uint64_t last_rx, ping_sent; /* loop times; ping_sent 0: none outstanding */
+    bool dead;
+    char why[128]; /* what killed it, for on_dead */
+    bool busy; /* inside nghttp2_session_mem_recv: no sending from its callbacks */
+};
+
+/* Windows: 1 MiB per stream, 16 MiB per connection, credited by hand (nghttp2_session_consume)
+ * once bytes were written downstream. */
+#define H2LINK_STREAM_WINDOW (1 << 20)
+#define H2LINK_CONN_WINDOW   (16 << 20)
+
+/* Starts the keepalive timer and sends our SETTINGS; the session must exist. */
+void h2link_start(struct h2link *l, uv_loop_t *loop, uint32_t max_streams);
+/* Returns 0, or -1 when the peer broke the protocol (on_dead was called). */
+int h2link_input(struct h2link *l, const char *data, size_t len);
+/* Sends what the session has queued. */
+void h2link_flush(struct h2link *l);
+/* Frees the session once the timer handle is closed, then calls on_closed; call once. */
+void h2link_stop(struct h2link *l);
+/* For a session's on_frame_recv: notes PING answers. */
+void h2link_frame(struct h2link *l, const nghttp2_frame *f);
+
+#endif

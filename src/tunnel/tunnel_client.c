@@ -1,0 +1,724 @@
+#include "tunnel_client.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "http/client.h"
+#include "http/tls.h"
+#include "tunnel/h2link.h"
+#include "tunnel/proof.h"
+
+#define BACKOFF_BASE_MS   1000
+#define BACKOFF_CAP_MS    60000
+#define STABLE_MS         60000  /* a connection this old resets the backoff */
+#define REFUSED_WAIT_MS   300000 /* identity refused: someone must fix the allowlist */
+#define MAX_STREAMS       64
+#define REQUEST_BODY_MAX  (64u << 20)
+#define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
+
+struct tunnel_client {
+    uv_loop_t *loop;
+    const struct conf_tunnel_client *conf;
+    struct tls_ctx *tls;
+    struct http_client *http; /* to our own listener */
+    char *local_url, *local_key;
+    struct tdial *dials;
+    size_t n_dials;
+};
+
+/* One configured server: dialled again and again. */
+struct tdial {
+    struct tunnel_client *tc;
+    const struct conf_tunnel_peer *peer;
+    char host[256];
+    int port;
+    uv_timer_t retry;
+    unsigned attempt;
+    struct tconn *conn; /* the current attempt, or NULL while waiting */
+};
+
+enum tconn_state { C_CONNECTING, C_TLS, C_UPGRADE, C_H2 };
+
+struct tconn {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_getaddrinfo_t resolve;
+    struct tdial *d;
+    struct tls_conn *tls;
+    enum tconn_state state;
+    struct buf head; /* the server's answer to our upgrade */
+    struct h2link h2;
+    bool h2_started, closing;
+    int pending; /* libuv callbacks still to come; freed at 0 */
+    uint64_t up_at;
+    struct cstream *streams;
+};
+
+/* One end user's request, run against our own listener. */
+struct cstream {
+    struct tconn *c;
+    int32_t id;
+    char method[16], ctype[128], accept[128];
+    char *path;
+    struct buf body, out;
+    struct http_fetch *fetch;
+    bool eof, responded, paused;
+    struct cstream *prev, *next;
+};
+
+static void dial_start(struct tdial *d);
+static void conn_fail(struct tconn *c, const char *why, uint64_t wait_ms);
+
+/* ---- the wire: TLS over the TCP connection ---- */
+
+static void
+on_written(uv_write_t *w, int status)
+{
+    (void)status; /* a failed write shows up as a read error too */
+    free(w);
+}
+
+static int
+send_cipher(struct tconn *c, const char *data, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    uv_write_t *w;
+
+    if (n == (int)len)
+        return 0;
+    n = n > 0 ? n : 0;
+    w = xmalloc(sizeof(*w) + len - (size_t)n);
+    memcpy((char *)(w + 1), data + n, len - (size_t)n);
+    b = uv_buf_init((char *)(w + 1), (unsigned)(len - (size_t)n));
+    return uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0 ? -1 : 0;
+}
+
+static int
+send_plain(void *arg, const char *data, size_t len)
+{
+    struct tconn *c = arg;
+    struct buf cipher;
+    int rc;
+
+    if (c->closing)
+        return -1;
+    buf_init(&cipher, SIZE_MAX);
+    rc = tls_conn_output(c->tls, data, len, &cipher) == 0 && send_cipher(c, cipher.data, cipher.len) == 0
+             ? 0
+             : -1;
+    buf_cleanup(&cipher);
+    return rc;
+}
+
+/* ---- streams: a request from the server, answered by our own listener ---- */
+
+static void conn_flush(struct tconn *c);
+
+static ssize_t
+read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
+         nghttp2_data_source *src, void *user)
+{
+    struct cstream *s = src->ptr;
+    size_t n = s->out.len < len ? s->out.len : len;
+
+    (void)session, (void)id, (void)user;
+    memcpy(out, s->out.data, n);
+    buf_consume(&s->out, n);
+    if (s->out.len == 0 && s->eof)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    else if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    return (ssize_t)n;
+}
+
+/* The headers worth passing back, by their lower-case HTTP/2 names. */
+static const char *const pass_headers[] = {"content-type", "cache-control", "content-length"};
+
+static void
+on_local_response(void *arg, long status, const struct http_header *h, size_t n)
+{
+    struct cstream *s = arg;
+    nghttp2_nv nv[4];
+    size_t k = 0;
+    char st[8];
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
+
+    snprintf(st, sizeof(st), "%ld", status);
+    nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < 3 && k < 4; j++)
+            if (h[i].name_len == strlen(pass_headers[j]) &&
+                strncasecmp(h[i].name, pass_headers[j], h[i].name_len) == 0)
+                nv[k++] = (nghttp2_nv){(uint8_t *)pass_headers[j], (uint8_t *)h[i].value,
+                                       h[i].name_len, h[i].value_len, NGHTTP2_NV_FLAG_NONE};
+    s->responded = true;
+    nghttp2_submit_response(s->c->h2.session, s->id, nv, k, &prd);
+    conn_flush(s->c);
+}
+
+static int
+on_local_body(void *arg, const char *data, size_t len)
+{
+    struct cstream *s = arg;
+
+    buf_append(&s->out, data, len);
+    nghttp2_session_resume_data(s->c->h2.session, s->id);
+    conn_flush(s->c);
+    if (s->out.len > OUT_HIGH) { /* the server's window is shut: stop reading llama-server */
+        s->paused = true;
+        return HTTP_FETCH_PAUSE;
+    }
+    return 0;
+}
+
+static void
+on_local_done(void *arg, int err, const char *msg)
+{
+    struct cstream *s = arg;
+    nghttp2_session *session = s->c->h2.session;
+
+    s->fetch = NULL;
+    if (err != 0 && !s->responded) {
+        char body[600];
+        nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"502", 7, 3, NGHTTP2_NV_FLAG_NONE},
+                           {(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16,
+                            NGHTTP2_NV_FLAG_NONE}};
+        nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
+
+        snprintf(body, sizeof(body),
+                 "{\"error\":{\"message\":\"the GPU machine's Goinfer failed: %s\","
+                 "\"type\":\"upstream_error\",\"code\":502}}", msg);
+        buf_append(&s->out, body, strlen(body));
+        s->eof = true;
+        nghttp2_submit_response(session, s->id, nv, 2, &prd);
+    } else if (err != 0) {
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+    } else {
+        s->eof = true;
+        nghttp2_session_resume_data(session, s->id);
+    }
+    conn_flush(s->c);
+}
+
+static void
+stream_run(struct cstream *s)
+{
+    static const struct http_fetch_cb cb = {on_local_response, on_local_body, on_local_done};
+    struct tunnel_client *tc = s->c->d->tc;
+    struct http_header h[3];
+    size_t n = 0;
+    struct http_fetch_opts o = {0};
+    char *url = xasprintf("%s%s", tc->local_url, s->path ? s->path : "/");
+    char *bearer = tc->local_key ? xasprintf("Bearer %s", tc->local_key) : NULL;
+
+    if (s->ctype[0])
+        h[n++] = (struct http_header){"Content-Type", 12, s->ctype, strlen(s->ctype)};
+    if (s->accept[0])
+        h[n++] = (struct http_header){"Accept", 6, s->accept, strlen(s->accept)};
+    if (bearer)
+        h[n++] = (struct http_header){"Authorization", 13, bearer, strlen(bearer)};
+    o.method = s->method;
+    o.url = url;
+    o.headers = h;
+    o.n_headers = n;
+    if (s->body.len > 0 || strcmp(s->method, "POST") == 0) {
+        o.body = s->body.len ? s->body.data : "";
+        o.body_len = s->body.len;
+    }
+    s->fetch = http_fetch_start(tc->http, &o, &cb, s);
+    free(url);
+    free(bearer);
+}
+
+static void
+stream_free(struct cstream *s)
+{
+    struct tconn *c = s->c;
+
+    http_fetch_cancel(s->fetch); /* the end user left: llama-server stops at once */
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s->path);
+    buf_cleanup(&s->body);
+    buf_cleanup(&s->out);
+    free(s);
+}
+
+/* Sends what nghttp2 has, then lets paused fetches go on where the window opened. */
+static void
+conn_flush(struct tconn *c)
+{
+    h2link_flush(&c->h2);
+    for (struct cstream *s = c->streams; s != NULL && !c->h2.busy; s = s->next)
+        if (s->paused && s->out.len < OUT_HIGH / 4 && s->fetch != NULL) {
+            s->paused = false;
+            http_fetch_resume(s->fetch);
+        }
+}
+
+/* ---- nghttp2 server-session callbacks ---- */
+
+static int
+on_begin_headers(nghttp2_session *session, const nghttp2_frame *f, void *user)
+{
+    struct tconn *c = user;
+    struct cstream *s;
+
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    s = xcalloc(1, sizeof(*s));
+    s->c = c;
+    s->id = f->hd.stream_id;
+    buf_init(&s->body, REQUEST_BODY_MAX);
+    buf_init(&s->out, SIZE_MAX);
+    s->next = c->streams;
+    if (c->streams)
+        c->streams->prev = s;
+    c->streams = s;
+    nghttp2_session_set_stream_user_data(session, s->id, s);
+    return 0;
+}
+
+static int
+on_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+          const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+    struct cstream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+
+    (void)flags, (void)user;
+    if (s == NULL)
+        return 0;
+    if (nlen == 7 && memcmp(name, ":method", 7) == 0)
+        snprintf(s->method, sizeof(s->method), "%.*s", (int)vlen, value);
+    else if (nlen == 5 && memcmp(name, ":path", 5) == 0)
+        s->path = xstrndup((const char *)value, vlen);
+    else if (nlen == 12 && memcmp(name, "content-type", 12) == 0)
+        snprintf(s->ctype, sizeof(s->ctype), "%.*s", (int)vlen, value);
+    else if (nlen == 6 && memcmp(name, "accept", 6) == 0)
+        snprintf(s->accept, sizeof(s->accept), "%.*s", (int)vlen, value);
+    return 0;
+}
+
+static int
+on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+        void *user)
+{
+    struct cstream *s = nghttp2_session_get_stream_user_data(session, id);
+
+    (void)flags, (void)user;
+    if (s != NULL && buf_append(&s->body, data, len) < 0)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+    return 0;
+}
+
+static int
+on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
+{
+    struct tconn *c = user;
+    struct cstream *s;
+
+    h2link_frame(&c->h2, f);
+    if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+    if (s != NULL && s->fetch == NULL && !s->responded)
+        stream_run(s);
+    return 0;
+}
+
+static int
+on_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
+{
+    struct cstream *s = nghttp2_session_get_stream_user_data(session, id);
+
+    (void)code, (void)user;
+    if (s != NULL)
+        stream_free(s);
+    return 0;
+}
+
+static ssize_t
+send_nothing(nghttp2_session *s, const uint8_t *d, size_t n, int f, void *u)
+{
+    (void)s, (void)d, (void)n, (void)f, (void)u;
+    return NGHTTP2_ERR_WOULDBLOCK; /* h2link sends with mem_send */
+}
+
+static nghttp2_session *
+session_new(struct tconn *c)
+{
+    nghttp2_session_callbacks *cb;
+    nghttp2_session *s;
+
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_send_callback(cb, send_nothing);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
+    if (nghttp2_session_server_new(&s, cb, c) != 0)
+        fatalx("out of memory creating an HTTP/2 session");
+    nghttp2_session_callbacks_del(cb);
+    return s;
+}
+
+/* ---- connection life ---- */
+
+static void
+conn_free_maybe(struct tconn *c)
+{
+    if (c->pending > 0)
+        return;
+    tls_conn_free(c->tls);
+    buf_cleanup(&c->head);
+    free(c);
+}
+
+static void
+on_conn_closed(uv_handle_t *h)
+{
+    struct tconn *c = h->data;
+
+    c->pending--;
+    conn_free_maybe(c);
+}
+
+static void
+on_h2_closed(void *arg)
+{
+    struct tconn *c = arg;
+
+    c->pending--;
+    conn_free_maybe(c);
+}
+
+static void
+on_retry(uv_timer_t *t)
+{
+    dial_start(t->data);
+}
+
+/* Full jitter: a random wait up to min(cap, base * 2^attempt). */
+static uint64_t
+backoff_ms(struct tdial *d)
+{
+    uint64_t ceiling = BACKOFF_BASE_MS;
+
+    for (unsigned i = 0; i < d->attempt && ceiling < BACKOFF_CAP_MS; i++)
+        ceiling *= 2;
+    if (ceiling > BACKOFF_CAP_MS)
+        ceiling = BACKOFF_CAP_MS;
+    d->attempt++;
+    return (uint64_t)rand() % ceiling + 1;
+}
+
+/* Ends this attempt and schedules the next: wait_ms 0 means the backoff decides. */
+static void
+conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
+{
+    struct tdial *d = c->d;
+    uint64_t now = uv_now(d->tc->loop);
+
+    if (c->closing)
+        return;
+    c->closing = true;
+    while (c->streams != NULL)
+        stream_free(c->streams);
+    if (c->up_at && now - c->up_at >= STABLE_MS)
+        d->attempt = 0;
+    if (wait_ms == 0)
+        wait_ms = backoff_ms(d);
+    log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->peer->url, why,
+              (unsigned long long)wait_ms);
+    if (c->h2_started) {
+        c->pending++;
+        h2link_stop(&c->h2);
+    }
+    c->pending++;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    d->conn = NULL;
+    uv_timer_start(&d->retry, on_retry, wait_ms, 0);
+}
+
+static void
+on_h2_dead(void *arg, const char *why)
+{
+    conn_fail(arg, why, 0);
+}
+
+static void
+send_upgrade(struct tconn *c)
+{
+    char pin[TLS_PIN_SIZE], proof[TUNNEL_PROOF_SIZE], req[512];
+    struct tdial *d = c->d;
+    int n;
+
+    if (tls_conn_peer_pin(c->tls, pin) < 0 || strcmp(pin, d->peer->pin) != 0) {
+        log_warnx("tunnel: %s presented key %s, not the pin configured for it (%s): refusing "
+                  "to talk to it", d->peer->url, pin, d->peer->pin);
+        conn_fail(c, "server pin mismatch", REFUSED_WAIT_MS);
+        return;
+    }
+    if (tunnel_proof(c->tls, d->peer->token, proof) < 0) {
+        conn_fail(c, "TLS exporter unavailable", 0);
+        return;
+    }
+    n = snprintf(req, sizeof(req),
+                 "GET /.well-known/goinfer-tunnel HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\n"
+                 "Upgrade: ptth\r\nAuthorization: Goinfer proof=%s\r\n\r\n",
+                 d->host, proof);
+    c->state = C_UPGRADE;
+    if (send_plain(c, req, (size_t)n) < 0)
+        conn_fail(c, "write failed", 0);
+}
+
+static uint64_t
+retry_after_ms(const char *head)
+{
+    const char *p = strcasestr(head, "\r\nretry-after:");
+
+    return p ? (uint64_t)strtoul(p + 14, NULL, 10) * 1000 : 0;
+}
+
+/* The server's answer to our upgrade; on 101 the rest of the bytes are HTTP/2. */
+static void
+upgrade_answer(struct tconn *c, const char *data, size_t len)
+{
+    struct tdial *d = c->d;
+    const char *end;
+    int status = 0;
+    size_t used;
+
+    buf_append(&c->head, data, len);
+    buf_cstr(&c->head);
+    end = strstr(c->head.data, "\r\n\r\n");
+    if (end == NULL)
+        return;
+    sscanf(c->head.data, "HTTP/1.%*d %d", &status);
+    if (status != 101) {
+        const char *body = end + 4;
+        uint64_t wait = retry_after_ms(c->head.data);
+
+        log_warnx("tunnel: %s refused the tunnel with %d: %.300s", d->peer->url, status, body);
+        conn_fail(c, "refused", wait ? wait : status == 401 || status == 403 ? REFUSED_WAIT_MS : 0);
+        return;
+    }
+    used = (size_t)(end + 4 - c->head.data);
+    c->state = C_H2;
+    c->up_at = uv_now(d->tc->loop);
+    c->h2 = (struct h2link){.send = send_plain, .on_dead = on_h2_dead, .on_closed = on_h2_closed,
+                            .arg = c, .ping_ms = d->tc->conf->ping_interval * 1000,
+                            .timeout_ms = d->tc->conf->ping_timeout * 1000};
+    c->h2.session = session_new(c);
+    c->h2_started = true;
+    h2link_start(&c->h2, d->tc->loop, MAX_STREAMS);
+    log_info("tunnel: connected to %s; serving its users", d->peer->url);
+    if (c->head.len > used)
+        h2link_input(&c->h2, c->head.data + used, c->head.len - used);
+    buf_reset(&c->head);
+}
+
+static void
+on_plain(struct tconn *c, const char *data, size_t len)
+{
+    if (c->state == C_H2)
+        h2link_input(&c->h2, data, len);
+    else if (c->state == C_UPGRADE)
+        upgrade_answer(c, data, len);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    static char chunk[64 * 1024];
+
+    (void)h, (void)suggested;
+    *b = uv_buf_init(chunk, sizeof(chunk));
+}
+
+static void
+on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+    struct tconn *c = st->data;
+    struct buf plain, cipher;
+    char err[256];
+
+    if (c->closing || nread == 0)
+        return;
+    if (nread < 0) {
+        conn_fail(c, nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread), 0);
+        return;
+    }
+    buf_init(&plain, SIZE_MAX);
+    buf_init(&cipher, SIZE_MAX);
+    if (tls_conn_input(c->tls, b->base, (size_t)nread, &plain, &cipher, err, sizeof(err)) < 0) {
+        conn_fail(c, err, 0);
+    } else {
+        if (cipher.len > 0)
+            send_cipher(c, cipher.data, cipher.len);
+        if (c->state == C_TLS && tls_conn_ready(c->tls))
+            send_upgrade(c);
+        if (plain.len > 0 && !c->closing)
+            on_plain(c, plain.data, plain.len);
+    }
+    buf_cleanup(&plain);
+    buf_cleanup(&cipher);
+}
+
+static void
+on_connected(uv_connect_t *req, int status)
+{
+    struct tconn *c = req->data;
+    struct buf hello;
+
+    c->pending--;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_fail(c, uv_strerror(status), 0);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->tls = tls_conn_new_client(c->d->tc->tls, c->d->host);
+    c->state = C_TLS;
+    buf_init(&hello, SIZE_MAX);
+    if (tls_conn_start(c->tls, &hello) < 0 || send_cipher(c, hello.data, hello.len) < 0)
+        conn_fail(c, "TLS handshake could not start", 0);
+    buf_cleanup(&hello);
+}
+
+static void
+on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
+{
+    struct tconn *c = r->data;
+
+    c->pending--;
+    if (c->closing) {
+        uv_freeaddrinfo(res);
+        conn_free_maybe(c);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        conn_fail(c, uv_strerror(status), 0);
+    } else {
+        c->pending++;
+        if (uv_tcp_connect(&c->connect, &c->tcp, res->ai_addr, on_connected) < 0) {
+            c->pending--;
+            conn_fail(c, "connect failed", 0);
+        }
+    }
+    uv_freeaddrinfo(res);
+}
+
+static void
+dial_start(struct tdial *d)
+{
+    struct tconn *c = xcalloc(1, sizeof(*c));
+    char port[8];
+
+    c->d = d;
+    d->conn = c;
+    buf_init(&c->head, 64 * 1024);
+    uv_tcp_init(d->tc->loop, &c->tcp);
+    c->tcp.data = c->connect.data = c->resolve.data = c;
+    snprintf(port, sizeof(port), "%d", d->port);
+    c->pending++;
+    if (uv_getaddrinfo(d->tc->loop, &c->resolve, on_resolved, d->host, port,
+                       &(struct addrinfo){.ai_socktype = SOCK_STREAM}) < 0) {
+        c->pending--;
+        conn_fail(c, "cannot resolve", 0);
+    }
+}
+
+/* https://host[:port][/...] */
+static int
+parse_url(struct tdial *d, const char *url)
+{
+    const char *p = url + 8, *end = p + strcspn(p, "/"), *colon = memchr(p, ':', (size_t)(end - p));
+    size_t n = (size_t)((colon ? colon : end) - p);
+
+    if (n == 0 || n >= sizeof(d->host))
+        return -1;
+    memcpy(d->host, p, n);
+    d->host[n] = '\0';
+    d->port = colon ? atoi(colon + 1) : 443;
+    return d->port > 0 && d->port < 65536 ? 0 : -1;
+}
+
+struct tunnel_client *
+tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const char *local_url,
+                  const char *local_key, char *err, size_t errlen)
+{
+    struct tunnel_client *tc = xcalloc(1, sizeof(*tc));
+
+    tc->loop = loop;
+    tc->conf = conf;
+    tc->tls = tls_client_ctx_new(conf->cert, conf->key, err, errlen);
+    if (tc->tls == NULL) {
+        free(tc);
+        return NULL;
+    }
+    tc->http = http_client_new(loop);
+    tc->local_url = xstrdup(local_url);
+    tc->local_key = local_key ? xstrdup(local_key) : NULL;
+    tc->dials = xcalloc(conf->n_servers, sizeof(*tc->dials));
+    tc->n_dials = conf->n_servers;
+    for (size_t i = 0; i < conf->n_servers; i++) {
+        struct tdial *d = &tc->dials[i];
+
+        d->tc = tc;
+        d->peer = &conf->servers[i];
+        if (parse_url(d, d->peer->url) < 0) {
+            snprintf(err, errlen, "client.servers: bad url %s (https://host:port)", d->peer->url);
+            tunnel_client_free(tc);
+            return NULL;
+        }
+        uv_timer_init(loop, &d->retry);
+        d->retry.data = d;
+        dial_start(d);
+    }
+    return tc;
+}
+
+static void
+on_retry_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void
+tunnel_client_free(struct tunnel_client *tc)
+{
+    if (tc == NULL)
+        return;
+    for (size_t i = 0; i < tc->n_dials; i++) {
+        struct tdial *d = &tc->dials[i];
+
+        if (d->tc == NULL || d->retry.loop == NULL)
+            continue;
+        if (d->conn != NULL)
+            conn_fail(d->conn, "shutting down", 1);
+        uv_timer_stop(&d->retry);
+        uv_close((uv_handle_t *)&d->retry, on_retry_closed);
+    }
+    http_client_release(tc->http);
+    tls_ctx_free(tc->tls);
+    free(tc->local_url);
+    free(tc->local_key);
+    free(tc->dials); /* retry timers close on this loop turn, before their memory is reused */
+    free(tc);
+}

@@ -1,0 +1,35 @@
+/*
+ * The server's end of the reverse tunnel (DESIGN.md section 6): GPU machines dial in over TLS
+ * with ALPN goinfer/1 and a client certificate, prove the token in one HTTP/1.1 upgrade, then
+ * the roles swap: this side is the HTTP/2 client and sends each end user's request down one
+ * stream of the connection the GPU machine opened.
+ */
+#ifndef GOINFER_TUNNEL_SERVER_H
+#define GOINFER_TUNNEL_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "conf/tunnelconf.h"
+#include "http/server.h"
+
+#define TUNNEL_PATH "/.well-known/goinfer-tunnel"
+
+struct tunnel_server;
+
+/* Borrows conf for its life. */
+struct tunnel_server *tunnel_server_new(uv_loop_t *loop, const struct conf_tunnel_server *conf);
+/* Closes every tunnel (clients reconnect elsewhere) and frees ts once they are gone. */
+void tunnel_server_free(struct tunnel_server *ts);
+/* GET TUNNEL_PATH with Upgrade: ptth: checks pin and proof, answers 101 or the refusal. */
+void tunnel_server_accept(struct tunnel_server *ts, struct http_request *req);
+/* Sends req to a connected client that serves model. Returns false (nothing sent) when none
+ * does; otherwise the request is answered, one way or another. */
+bool tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const char *model);
+/* Appends the models the clients serve, once each, as OpenAI model objects. */
+void tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created);
+/* [{"peer", "pin", "models", "in_flight"}] for /running and the admin view. */
+json_t *tunnel_server_clients(struct tunnel_server *ts);
+
+#endif
