@@ -17,8 +17,8 @@ PACKAGES=(
     build-essential cmake pkg-config git clang clang-format
     libuv1-dev libhttp-parser-dev libnghttp2-dev libssl-dev
     libyaml-dev libjansson-dev libsqlite3-dev libcmocka-dev
-    python3-pytest python3-h2 python3-httpx
-    curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2 chromium
+    python3-pytest python3-h2 python3-httpx python3-openssl
+    curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2 iptables chromium
 )
 
 step=""

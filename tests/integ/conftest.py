@@ -54,11 +54,11 @@ def models_dir(tmp_path_factory):
 class Goinfer:
     """One goinfer process; log lines are collected as they come."""
 
-    def __init__(self, args, env, cwd):
+    def __init__(self, args, env, cwd, prefix=()):
         self.lines = []
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [need(GOINFER), *args], env=env, cwd=cwd,
+            [*prefix, need(GOINFER), *args], env=env, cwd=cwd,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

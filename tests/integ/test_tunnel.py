@@ -1,0 +1,232 @@
+"""Server/client mode: real goinfer servers and GPU clients in their own network namespaces
+(tests/integ/tunnel_net.py), the real llama-server on tiny models behind the clients, curl as
+the end user in a namespace of its own. A client listens only on its own loopback: everything
+reaches it through the tunnel it dialled.
+
+Fault injection (a stream that never ends, a client killed mid-stream) uses the FAKE
+llama-server of tests/integ/fakes/fake_llama_server.py, which says so in its name.
+"""
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import API_KEY, mkmodel
+from tunnel_net import Net, Nodes, TOKEN
+
+FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+AUTH = ["-H", f"Authorization: Bearer {API_KEY}"]
+
+
+def chat(model, stream=True, tokens=4):
+    return json.dumps({"model": model, "stream": stream, "max_tokens": tokens,
+                       "messages": [{"role": "user", "content": "Hi"}]})
+
+
+@pytest.fixture
+def net():
+    n = Net()
+    yield n
+    n.cleanup()
+
+
+@pytest.fixture
+def nodes(net, tmp_path):
+    n = Nodes(net, tmp_path)
+    yield n
+    problems = n.stop_all()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def gpu_models(tmp_path_factory):
+    """Two model folders: tiny-a on one GPU machine, tiny-b on another."""
+    root = tmp_path_factory.mktemp("gpu")
+    for name, seed in (("tiny-a", "1"), ("tiny-b", "2")):
+        (root / name).mkdir()
+        mkmodel(root / name / f"{name}.gguf", "-n", name, "-s", seed)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fake_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fake-gpu")
+    for name in ("endless-a", "drip-a"):
+        (d / f"{name}.gguf").write_bytes(b"GGUF fake: only the file name matters to the fake")
+    return d
+
+
+def wait_count(g, pattern, n, timeout=30):
+    deadline = time.monotonic() + timeout
+    while len(re.findall(pattern, g.log())) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} lines /{pattern}/ in:\n{g.log()}"
+        time.sleep(0.05)
+
+
+def star(net, n_clients):
+    """A server namespace joined to n client namespaces and to the end user's."""
+    s, u = net.ns("s"), net.ns("u")
+    s_user, _ = net.link(s, u)
+    clients = []
+    for i in range(n_clients):
+        c = net.ns(f"c{i}")
+        s_ip, _ = net.link(s, c)
+        clients.append((c, s_ip))
+    return s, u, s_user, clients
+
+
+def test_a_chat_streams_from_the_end_user_to_a_gpu_client_and_back(net, nodes, gpu_models):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]])
+    cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, srv.pin)], ident)
+    srv.wait_log(r"tunnel: client .* registered: tiny-a")
+    cli.wait_log(r"tunnel: connected to https://")
+    # the client has no inbound route: its listener is its own loopback
+    assert "127.0.0.1" in cli.url()
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/models")
+    assert [m["id"] for m in json.loads(r.stdout)["data"]] == ["tiny-a"], r.stdout
+    r = net.curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
+    assert r.returncode == 0, r.stderr
+    assert "text/event-stream" in r.stdout and "data: [DONE]" in r.stdout, r.stdout
+    assert r.stdout.count("data: ") >= 3
+    srv.wait_log(r"POST /v1/chat/completions model=tiny-a backend=tunnel status=200")
+    cli.wait_log(r"POST /v1/chat/completions model=tiny-a backend=local status=200")
+    # an unknown model is still a clear 404, naming what there is
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("nope"))
+    assert "model_not_found" in r.stdout, r.stdout
+
+
+def test_two_clients_with_different_models_each_get_their_own(net, nodes, gpu_models):
+    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
+    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
+    srv = nodes.server(s, s_user, [i1[2], i2[2]])
+    a = nodes.client(c1, "gpu1", gpu_models / "tiny-a", [(ip1, srv.pin)], i1)
+    b = nodes.client(c2, "gpu2", gpu_models / "tiny-b", [(ip2, srv.pin)], i2)
+    srv.wait_log(r"registered: tiny-a")
+    srv.wait_log(r"registered: tiny-b")
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/models")
+    assert sorted(m["id"] for m in json.loads(r.stdout)["data"]) == ["tiny-a", "tiny-b"]
+    for model, gpu in (("tiny-a", a), ("tiny-b", b)):
+        r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat(model, stream=False))
+        assert json.loads(r.stdout)["choices"][0]["message"]["content"] is not None, r.stdout
+        gpu.wait_log(rf"POST /v1/chat/completions model={model} backend=local status=200")
+    running = json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
+    assert sorted(t["models"][0] for t in running) == ["tiny-a", "tiny-b"]
+
+
+def test_one_client_serves_two_servers(net, nodes, gpu_models):
+    s1, s2, c, u = net.ns("s1"), net.ns("s2"), net.ns("c"), net.ns("u")
+    s1_c, _ = net.link(s1, c)
+    s2_c, _ = net.link(s2, c)
+    s1_u, _ = net.link(s1, u)
+    s2_u, _ = net.link(s2, u)
+    ident = nodes.identity("gpu")
+    one = nodes.server(s1, s1_u, [ident[2]], name="one")
+    two = nodes.server(s2, s2_u, [ident[2]], name="two")
+    nodes.client(c, "gpu", gpu_models / "tiny-a", [(s1_c, one.pin), (s2_c, two.pin)], ident)
+    for srv in (one, two):
+        srv.wait_log(r"registered: tiny-a")
+        r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
+        assert "data: [DONE]" in r.stdout, r.stdout
+
+
+def test_a_client_killed_mid_stream_ends_the_stream_and_the_next_request_goes_elsewhere(
+        net, nodes, fake_models):
+    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
+    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
+    srv = nodes.server(s, s_user, [i1[2], i2[2]])
+    env = {"GI_LLAMA_EXE": str(FAKE)}
+    gpus = [nodes.client(c1, "gpu1", fake_models, [(ip1, srv.pin)], i1, env=env),
+            nodes.client(c2, "gpu2", fake_models, [(ip2, srv.pin)], i2, env=env)]
+    wait_count(srv, r"registered: .*endless-a", 2)
+    end_user = net.popen_curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("endless-a"))
+    first = end_user.stdout.readline()
+    assert first.startswith(b"data: "), first
+    serving = next(g for g in gpus if "model endless-a: starting" in g.log())
+    serving.proc.send_signal(signal.SIGKILL)
+    end_user.stdout.read()
+    assert end_user.wait(10) != 0, "the end user's stream must end in an error, not look complete"
+    srv.wait_log(r"tunnel: client .* disconnected")
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("drip-a"))
+    assert "data: [DONE]" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_server_restarted_clients_reconnect_with_backoff(net, nodes, gpu_models):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]])
+    cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, srv.pin)], ident)
+    srv.wait_log(r"registered: tiny-a")
+    assert srv.stop() == 0
+    cli.wait_log(r"connection to https://.* lost: .*; reconnecting in \d+ ms")
+    mark = len(cli.lines)
+    again = nodes.server(s, s_user, [ident[2]], identity=srv.identity)
+    again.wait_log(r"registered: tiny-a", timeout=20)
+    cli.wait_log(r"tunnel: connected to https://", start=mark)
+    r = net.curl(u, *AUTH, f"{again.api}/v1/chat/completions", "-d", chat("tiny-a"))
+    assert "data: [DONE]" in r.stdout, r.stdout
+
+
+def test_a_blackholed_path_is_detected_within_the_ping_limits(net, nodes, gpu_models):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]])
+    cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, srv.pin)], ident)
+    srv.wait_log(r"registered: tiny-a")
+    net.blackhole(c, s_ip)
+    t0 = time.monotonic()
+    # ping_interval 1 s and ping_timeout 1 s: silence is noticed within about 2 s on each side
+    srv.wait_log(r"tunnel: client .* disconnected: no answer to a PING", timeout=10)
+    cli.wait_log(r"connection to https://.* lost: no answer to a PING", timeout=10)
+    assert time.monotonic() - t0 < 4
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
+    assert "model_not_found" in r.stdout, r.stdout
+
+
+def test_an_end_user_leaving_cancels_the_gpu_request_at_once(net, nodes, fake_models):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]])
+    nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident,
+                 env={"GI_LLAMA_EXE": str(FAKE)})
+    srv.wait_log(r"registered: .*endless-a")
+    gone = fake_models / "endless-a.gguf.gone"
+    gone.unlink(missing_ok=True)
+    end_user = net.popen_curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("endless-a"))
+    assert end_user.stdout.readline().startswith(b"data: ")
+    end_user.kill()
+    end_user.wait()
+    left = time.time()
+    deadline = time.monotonic() + 5
+    while not gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert gone.exists(), "the GPU machine's llama-server never saw its request end"
+    noticed = float(gone.read_text()) - left
+    # the fake writes every 20 ms, so it notices a close up to 20 ms late
+    assert noticed < 0.1, f"the GPU request ended {noticed * 1000:.0f} ms after the user left"
+
+
+@pytest.mark.parametrize("fault", ["token", "server pin", "client key"])
+def test_a_wrong_identity_is_refused_logged_and_gets_nothing(net, nodes, gpu_models, fault):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident, stranger = nodes.identity("gpu1"), nodes.identity("stranger")
+    srv = nodes.server(s, s_user, [ident[2]])
+    pin = "sha256/" + "A" * 43 + "=" if fault == "server pin" else srv.pin
+    cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, pin)],
+                       stranger if fault == "client key" else ident,
+                       token="wrong-token-0123456789abcdef" if fault == "token" else TOKEN)
+    if fault == "token":
+        srv.wait_log(r"tunnel: refused client .*: wrong or missing token proof")
+        cli.wait_log(r"refused the tunnel with 401")
+    elif fault == "client key":
+        srv.wait_log(rf"tunnel: refused client .*: its key {re.escape(stranger[2])} is not in")
+        cli.wait_log(r"refused the tunnel with 403")
+    else:
+        cli.wait_log(r"presented key sha256/.*, not the pin configured for it")
+    assert "registered" not in srv.log()
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
+    assert "model_not_found" in r.stdout, r.stdout
