@@ -129,8 +129,10 @@ read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_
     size_t n = s->out.len < len ? s->out.len : len;
 
     (void)session, (void)id, (void)user;
-    memcpy(out, s->out.data, n);
-    buf_consume(&s->out, n);
+    if (n > 0) {
+        memcpy(out, s->out.data, n);
+        buf_consume(&s->out, n);
+    }
     if (s->out.len == 0 && s->eof)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     else if (n == 0)

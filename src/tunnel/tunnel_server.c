@@ -86,7 +86,8 @@ read_body(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32
     }
     left = s->req->body.len - s->body_off;
     n = left < len ? left : len;
-    memcpy(out, s->req->body.data + s->body_off, n);
+    if (n > 0)
+        memcpy(out, s->req->body.data + s->body_off, n);
     s->body_off += n;
     if (s->body_off == s->req->body.len)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
