@@ -219,8 +219,15 @@ static void
 on_children_stopped(void *arg)
 {
     struct app *a = arg;
+    struct router_deps d;
 
     log_info("all llama-server children stopped");
+    tunnel_client_free(a->tunnel_client);
+    a->tunnel_client = NULL;
+    tunnel_server_free(a->tunnels);
+    a->tunnels = NULL;
+    router_deps_from(a, &d);
+    router_set_deps(a->router, &d);
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sighup, NULL);
@@ -253,7 +260,6 @@ static void
 on_signal(uv_signal_t *s, int signum)
 {
     struct app *a = s->data;
-    struct router_deps d;
 
     if (signum == SIGHUP) {
         reload(a, "SIGHUP");
@@ -267,12 +273,8 @@ on_signal(uv_signal_t *s, int signum)
     a->stopping = true;
     log_info("signal %d: no new connections; finishing %zu open ones", signum,
              http_server_active(a->server));
-    tunnel_client_free(a->tunnel_client); /* servers see us go and route elsewhere */
-    a->tunnel_client = NULL;
-    tunnel_server_free(a->tunnels);
-    a->tunnels = NULL;
-    router_deps_from(a, &d);
-    router_set_deps(a->router, &d);
+    tunnel_client_drain(a->tunnel_client); /* servers route elsewhere; ours finish */
+    tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
     http_server_shutdown(a->server);
     router_shutdown(a->router);
     uv_fs_event_stop(&a->watch);
@@ -347,6 +349,33 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
             c->tunnel_server.token);
 }
 
+/* What the servers route by: our listed models, which are loaded (hot), which see images. */
+static json_t *
+describe_models(void *arg)
+{
+    struct app *a = arg;
+    json_t *running = swap_running(a->swap), *models = json_array(), *r;
+    size_t k;
+
+    for (size_t i = 0; i < a->gen.cat.n; i++) {
+        const struct model_def *m = &a->gen.cat.v[i];
+        bool hot = false;
+
+        if (m->unlisted)
+            continue;
+        json_array_foreach(running, k, r) {
+            const char *name = json_string_value(json_object_get(r, "model"));
+            const char *state = json_string_value(json_object_get(r, "state"));
+
+            hot |= name && state && strcmp(name, m->name) == 0 && strcmp(state, "ready") == 0;
+        }
+        json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", m->name, "hot", hot,
+                                                "vision", m->mmproj != NULL));
+    }
+    json_decref(running);
+    return json_pack("{s:o}", "models", models);
+}
+
 /* Our identity (made on first use), then a connection to every server listed. */
 static void
 setup_tunnel_client(struct app *a, const struct conf_listen *plain, int port)
@@ -373,7 +402,8 @@ setup_tunnel_client(struct app *a, const struct conf_listen *plain, int port)
     log_info("tunnel: this machine's pin is %s: add it to server.clients on each server", pin);
     url = xasprintf("http://%s:%d",
                     strcmp(plain->host, "0.0.0.0") == 0 ? "127.0.0.1" : plain->host, port);
-    a->tunnel_client = tunnel_client_new(a->loop, t, url, real_key(c->api_key), err, sizeof(err));
+    a->tunnel_client = tunnel_client_new(a->loop, t, url, real_key(c->api_key), describe_models, a,
+                                         err, sizeof(err));
     free(url);
     if (a->tunnel_client == NULL)
         fatalx("client: %s", err);

@@ -31,13 +31,6 @@ cors_check(char *const *origins, const char *origin, size_t n, const char *host,
     return CORS_DENIED;
 }
 
-static void
-add(struct http_request *req, const char *name, const char *value, size_t value_len)
-{
-    if (req->n_extra < sizeof(req->extra) / sizeof(req->extra[0]))
-        req->extra[req->n_extra++] = (struct http_header){name, strlen(name), value, value_len};
-}
-
 bool
 cors_handle(char *const *origins, struct http_request *req)
 {
@@ -50,7 +43,7 @@ cors_handle(char *const *origins, struct http_request *req)
 
     if (v == CORS_NONE)
         return false;
-    add(req, "Vary", "Origin", 6);
+    http_add_header(req, "Vary", "Origin", 6);
     if (v == CORS_DENIED) {
         http_respond_error(req, 403, "permission_error",
                            "origin %.*s is not allowed: add it to 'origins' in goinfer.yml "
@@ -58,11 +51,11 @@ cors_handle(char *const *origins, struct http_request *req)
                            (int)n, origin);
         return true;
     }
-    add(req, "Access-Control-Allow-Origin", origin, n);
+    http_add_header(req, "Access-Control-Allow-Origin", origin, n);
     if (!preflight)
         return false;
-    add(req, "Access-Control-Allow-Methods", ALLOW_METHODS, strlen(ALLOW_METHODS));
-    add(req, "Access-Control-Allow-Headers", ALLOW_HEADERS, strlen(ALLOW_HEADERS));
+    http_add_header(req, "Access-Control-Allow-Methods", ALLOW_METHODS, strlen(ALLOW_METHODS));
+    http_add_header(req, "Access-Control-Allow-Headers", ALLOW_HEADERS, strlen(ALLOW_HEADERS));
     http_respond(req, 204, "text/plain", "", 0);
     return true;
 }

@@ -471,6 +471,13 @@ http_conn_close(struct http_conn *c)
     conn_close(c);
 }
 
+void
+http_add_header(struct http_request *req, const char *name, const char *value, size_t value_len)
+{
+    if (req->n_extra < sizeof(req->extra) / sizeof(req->extra[0]))
+        req->extra[req->n_extra++] = (struct http_header){name, strlen(name), value, value_len};
+}
+
 const char *
 http_request_peer(const struct http_request *req)
 {
@@ -1037,6 +1044,8 @@ http_server_shutdown(struct http_server *srv)
     }
     for (c = srv->conns; c != NULL; c = next) {
         next = c->next;
+        if (c->up != NULL)
+            continue; /* taken over (a tunnel): its owner drains and closes it */
         if (!c->in_request)
             conn_close(c);
         else

@@ -129,6 +129,9 @@ size_t http_conn_queued(const struct http_conn *c);
 bool http_conn_over_high_water(const struct http_conn *c);
 /* Closes at once; no callback of cb runs after this. */
 void http_conn_close(struct http_conn *c);
+/* A header for whatever response starts; name and value are borrowed until it is sent. */
+void http_add_header(struct http_request *req, const char *name, const char *value,
+                     size_t value_len);
 /* "address:port" of the request's client. */
 const char *http_request_peer(const struct http_request *req);
 /* The request's TLS session, NULL on a plain listener. */

@@ -94,7 +94,15 @@ on_tick(uv_timer_t *t)
 }
 
 void
-h2link_start(struct h2link *l, uv_loop_t *loop, uint32_t max_streams)
+h2link_init(struct h2link *l, uv_loop_t *loop)
+{
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    l->last_rx = uv_now(loop);
+}
+
+void
+h2link_start(struct h2link *l, uint32_t max_streams)
 {
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams},
@@ -102,9 +110,6 @@ h2link_start(struct h2link *l, uv_loop_t *loop, uint32_t max_streams)
     };
     uint64_t tick = l->timeout_ms < l->ping_ms ? l->timeout_ms : l->ping_ms;
 
-    uv_timer_init(loop, &l->timer);
-    l->timer.data = l;
-    l->last_rx = uv_now(loop);
     nghttp2_submit_settings(l->session, NGHTTP2_FLAG_NONE, iv, 2);
     nghttp2_session_set_local_window_size(l->session, NGHTTP2_FLAG_NONE, 0, H2LINK_CONN_WINDOW);
     tick = tick / 4 > 0 ? tick / 4 : 1; /* detection within a quarter of the limits */

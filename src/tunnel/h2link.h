@@ -30,8 +30,10 @@ struct h2link {
 #define H2LINK_STREAM_WINDOW (1 << 20)
 #define H2LINK_CONN_WINDOW   (16 << 20)
 
+/* Before any input: the keepalive clock. */
+void h2link_init(struct h2link *l, uv_loop_t *loop);
 /* Starts the keepalive timer and sends our SETTINGS; the session must exist. */
-void h2link_start(struct h2link *l, uv_loop_t *loop, uint32_t max_streams);
+void h2link_start(struct h2link *l, uint32_t max_streams);
 /* Returns 0, or -1 when the peer broke the protocol (on_dead was called). */
 int h2link_input(struct h2link *l, const char *data, size_t len);
 /* Sends what the session has queued. */

@@ -1,5 +1,7 @@
 #include "tunnel_client.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,11 @@
 #define MAX_STREAMS       64
 #define REQUEST_BODY_MAX  (64u << 20)
 #define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
+#define CONTROL_PATH      "/.goinfer/control"
+#define TICK_MS           250  /* how often register and load are reconsidered */
+#define CONTROL_WAIT_MS   10000 /* a server that opens no control stream in this time is odd */
+#define LOAD_EVERY_MS     5000 /* a load report at least this often */
+#define USER_TIMEOUT_MS   30000 /* TCP_USER_TIMEOUT: unacknowledged data this long kills it */
 
 struct tunnel_client {
     uv_loop_t *loop;
@@ -30,6 +37,11 @@ struct tunnel_client {
     char *local_url, *local_key;
     struct tdial *dials;
     size_t n_dials;
+    int closing_handles; /* at free: freed when the last timer has closed */
+    tunnel_describe_cb describe;
+    void *describe_arg;
+    uv_timer_t tick; /* register and load reports */
+    bool stopping;   /* draining for shutdown: no new streams, no reconnects */
 };
 
 /* One configured server: dialled again and again. */
@@ -40,7 +52,8 @@ struct tdial {
     int port;
     uv_timer_t retry;
     unsigned attempt;
-    struct tconn *conn; /* the current attempt, or NULL while waiting */
+    uint64_t come_back_ms; /* the server's reconnect-after, for the next wait */
+    struct tconn *conn;    /* the current attempt, or NULL while waiting */
 };
 
 enum tconn_state { C_CONNECTING, C_TLS, C_UPGRADE, C_H2 };
@@ -58,6 +71,12 @@ struct tconn {
     int pending; /* libuv callbacks still to come; freed at 0 */
     uint64_t up_at;
     struct cstream *streams;
+    struct cstream *ctl; /* the server's control stream */
+    struct buf ctl_in, ctl_out;
+    char *registered;    /* the register line last sent */
+    unsigned busy_sent;  /* the load last reported, and when */
+    uint64_t load_at;
+    bool drain_asked;    /* the server asked us to leave once idle */
 };
 
 /* One end user's request, run against our own listener. */
@@ -245,6 +264,10 @@ stream_free(struct cstream *s)
     struct tconn *c = s->c;
 
     http_fetch_cancel(s->fetch); /* the end user left: llama-server stops at once */
+    if (c->h2_started && c->h2.session != NULL)
+        nghttp2_session_set_stream_user_data(c->h2.session, s->id, NULL);
+    if (c->ctl == s)
+        c->ctl = NULL;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -267,6 +290,132 @@ conn_flush(struct tconn *c)
             s->paused = false;
             http_fetch_resume(s->fetch);
         }
+}
+
+/* ---- the control stream: register and load up, drain and reconnect-after down ---- */
+
+static unsigned
+conn_busy(const struct tconn *c)
+{
+    unsigned n = 0;
+
+    for (const struct cstream *s = c->streams; s != NULL; s = s->next)
+        n += s != c->ctl;
+    return n;
+}
+
+static ssize_t
+read_control(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
+             nghttp2_data_source *src, void *user)
+{
+    struct tconn *c = src->ptr;
+    size_t n = c->ctl_out.len < len ? c->ctl_out.len : len;
+
+    (void)session, (void)id, (void)flags, (void)user;
+    if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    memcpy(out, c->ctl_out.data, n);
+    buf_consume(&c->ctl_out, n);
+    return (ssize_t)n;
+}
+
+static void
+control_send(struct tconn *c, const char *line)
+{
+    if (c->ctl == NULL || c->closing)
+        return;
+    buf_append(&c->ctl_out, line, strlen(line));
+    buf_append(&c->ctl_out, "\n", 1);
+    nghttp2_session_resume_data(c->h2.session, c->ctl->id);
+    if (!c->h2.busy)
+        conn_flush(c);
+}
+
+/* {"type":"register","version","slots","models":[{"id","hot","vision"}]}, when it changed. */
+static void
+send_register(struct tconn *c)
+{
+    struct tunnel_client *tc = c->d->tc;
+    json_t *msg = tc->describe(tc->describe_arg);
+    char *line;
+
+    json_object_set_new(msg, "type", json_string("register"));
+    json_object_set_new(msg, "version", json_string(GOINFER_VERSION));
+    json_object_set_new(msg, "slots", json_integer(MAX_STREAMS));
+    line = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(msg);
+    if (c->registered != NULL && strcmp(c->registered, line) == 0) {
+        free(line);
+        return;
+    }
+    control_send(c, line);
+    free(c->registered);
+    c->registered = line;
+}
+
+/* {"type":"load","busy","slots","queue"}: on a change, and at least every LOAD_EVERY_MS. */
+static void
+send_load(struct tconn *c)
+{
+    uint64_t now = uv_now(c->d->tc->loop);
+    unsigned busy = conn_busy(c);
+    char line[96];
+
+    if (busy == c->busy_sent && now - c->load_at < LOAD_EVERY_MS)
+        return;
+    snprintf(line, sizeof(line), "{\"type\":\"load\",\"busy\":%u,\"slots\":%u,\"queue\":0}", busy,
+             MAX_STREAMS);
+    control_send(c, line);
+    c->busy_sent = busy;
+    c->load_at = now;
+}
+
+static void
+on_control_line(struct tconn *c, const char *line, size_t len)
+{
+    json_t *msg = json_loadb(line, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+
+    if (type != NULL && strcmp(type, "drain") == 0) {
+        log_info("tunnel: %s asks us to leave once our requests are done", c->d->peer->url);
+        c->drain_asked = true;
+    } else if (type != NULL && strcmp(type, "reconnect-after") == 0) {
+        c->d->come_back_ms = (uint64_t)json_integer_value(json_object_get(msg, "ms"));
+    }
+    json_decref(msg);
+}
+
+static void
+control_input(struct tconn *c, const uint8_t *data, size_t len)
+{
+    char *nl;
+
+    if (buf_append(&c->ctl_in, data, len) < 0) {
+        buf_reset(&c->ctl_in);
+        return;
+    }
+    while ((nl = memchr(c->ctl_in.data, '\n', c->ctl_in.len)) != NULL) {
+        size_t n = (size_t)(nl - c->ctl_in.data);
+
+        on_control_line(c, c->ctl_in.data, n);
+        buf_consume(&c->ctl_in, n + 1);
+    }
+}
+
+static void
+control_start(struct tconn *c, struct cstream *s)
+{
+    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+                       {(uint8_t *)"content-type", (uint8_t *)"application/x-ndjson", 12, 20,
+                        NGHTTP2_NV_FLAG_NONE}};
+    nghttp2_data_provider prd = {.source.ptr = c, .read_callback = read_control};
+
+    c->ctl = s;
+    s->responded = true;
+    nghttp2_submit_response(c->h2.session, s->id, nv, 2, &prd);
+    send_register(c);
+    c->load_at = 0;
+    send_load(c);
 }
 
 /* ---- nghttp2 server-session callbacks ---- */
@@ -318,8 +467,10 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
 {
     struct cstream *s = nghttp2_session_get_stream_user_data(session, id);
 
-    (void)flags, (void)user;
-    if (s != NULL && buf_append(&s->body, data, len) < 0)
+    (void)flags;
+    if (s != NULL && s == ((struct tconn *)user)->ctl)
+        control_input(user, data, len);
+    else if (s != NULL && buf_append(&s->body, data, len) < 0)
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
     return 0;
 }
@@ -331,11 +482,17 @@ on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
     struct cstream *s;
 
     h2link_frame(&c->h2, f);
-    if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
-        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
         return 0;
     s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
-    if (s != NULL && s->fetch == NULL && !s->responded)
+    if (s == NULL || s->responded || s->fetch != NULL)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && c->ctl == NULL && s->path != NULL &&
+        strcmp(s->path, CONTROL_PATH) == 0)
+        control_start(c, s);
+    else if (f->hd.flags & NGHTTP2_FLAG_END_STREAM && (c->d->tc->stopping || c->drain_asked))
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_REFUSED_STREAM);
+    else if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
         stream_run(s);
     return 0;
 }
@@ -345,9 +502,14 @@ on_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
 {
     struct cstream *s = nghttp2_session_get_stream_user_data(session, id);
 
-    (void)code, (void)user;
+    struct tconn *c = user;
+    bool was_control = s != NULL && s == c->ctl;
+
+    (void)code;
     if (s != NULL)
         stream_free(s);
+    if (was_control) /* from the loop: we are inside nghttp2 here */
+        c->drain_asked = true;
     return 0;
 }
 
@@ -386,6 +548,9 @@ conn_free_maybe(struct tconn *c)
         return;
     tls_conn_free(c->tls);
     buf_cleanup(&c->head);
+    buf_cleanup(&c->ctl_in);
+    buf_cleanup(&c->ctl_out);
+    free(c->registered);
     free(c);
 }
 
@@ -441,10 +606,16 @@ conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
         stream_free(c->streams);
     if (c->up_at && now - c->up_at >= STABLE_MS)
         d->attempt = 0;
+    if (wait_ms == 0 && d->come_back_ms > 0)
+        wait_ms = d->come_back_ms; /* the server said when */
     if (wait_ms == 0)
         wait_ms = backoff_ms(d);
-    log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->peer->url, why,
-              (unsigned long long)wait_ms);
+    d->come_back_ms = 0;
+    if (d->tc->stopping)
+        log_info("tunnel: connection to %s closed: %s", d->peer->url, why);
+    else
+        log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->peer->url,
+                  why, (unsigned long long)wait_ms);
     if (c->h2_started) {
         c->pending++;
         h2link_stop(&c->h2);
@@ -452,7 +623,8 @@ conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
     c->pending++;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     d->conn = NULL;
-    uv_timer_start(&d->retry, on_retry, wait_ms, 0);
+    if (!d->tc->stopping)
+        uv_timer_start(&d->retry, on_retry, wait_ms, 0);
 }
 
 static void
@@ -526,7 +698,8 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
                             .timeout_ms = d->tc->conf->ping_timeout * 1000};
     c->h2.session = session_new(c);
     c->h2_started = true;
-    h2link_start(&c->h2, d->tc->loop, MAX_STREAMS);
+    h2link_init(&c->h2, d->tc->loop);
+    h2link_start(&c->h2, MAX_STREAMS);
     log_info("tunnel: connected to %s; serving its users", d->peer->url);
     if (c->head.len > used)
         h2link_input(&c->h2, c->head.data + used, c->head.len - used);
@@ -580,6 +753,18 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     buf_cleanup(&cipher);
 }
 
+/* A peer that stops acknowledging what we send is dead after USER_TIMEOUT_MS, even when our
+ * PINGs are stuck behind unacknowledged data. */
+static void
+set_user_timeout(struct tconn *c)
+{
+    uv_os_fd_t fd;
+    unsigned ms = USER_TIMEOUT_MS;
+
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
 static void
 on_connected(uv_connect_t *req, int status)
 {
@@ -594,6 +779,7 @@ on_connected(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    set_user_timeout(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     c->tls = tls_conn_new_client(c->d->tc->tls, c->d->host);
     c->state = C_TLS;
@@ -635,6 +821,8 @@ dial_start(struct tdial *d)
     c->d = d;
     d->conn = c;
     buf_init(&c->head, 64 * 1024);
+    buf_init(&c->ctl_in, 1 << 20);
+    buf_init(&c->ctl_out, SIZE_MAX);
     uv_tcp_init(d->tc->loop, &c->tcp);
     c->tcp.data = c->connect.data = c->resolve.data = c;
     snprintf(port, sizeof(port), "%d", d->port);
@@ -661,14 +849,39 @@ parse_url(struct tdial *d, const char *url)
     return d->port > 0 && d->port < 65536 ? 0 : -1;
 }
 
+/* Reports, and the end of connections the server asked us to leave (once idle). */
+static void
+on_tick(uv_timer_t *t)
+{
+    struct tunnel_client *tc = t->data;
+
+    for (size_t i = 0; i < tc->n_dials; i++) {
+        struct tconn *c = tc->dials[i].conn;
+
+        if (c == NULL || c->state != C_H2 || c->closing)
+            continue;
+        if (c->ctl != NULL && !tc->stopping) {
+            send_register(c);
+            send_load(c);
+        }
+        if ((c->drain_asked || tc->stopping) && conn_busy(c) == 0)
+            conn_fail(c, tc->stopping ? "shutting down" : "the server asked us to leave", 0);
+        else if (c->ctl == NULL && uv_now(tc->loop) - c->up_at > CONTROL_WAIT_MS)
+            conn_fail(c, "the server opened no control stream", 0);
+    }
+}
+
 struct tunnel_client *
 tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const char *local_url,
-                  const char *local_key, char *err, size_t errlen)
+                  const char *local_key, tunnel_describe_cb describe, void *describe_arg,
+                  char *err, size_t errlen)
 {
     struct tunnel_client *tc = xcalloc(1, sizeof(*tc));
 
     tc->loop = loop;
     tc->conf = conf;
+    tc->describe = describe;
+    tc->describe_arg = describe_arg;
     tc->tls = tls_client_ctx_new(conf->cert, conf->key, err, errlen);
     if (tc->tls == NULL) {
         free(tc);
@@ -679,6 +892,9 @@ tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const 
     tc->local_key = local_key ? xstrdup(local_key) : NULL;
     tc->dials = xcalloc(conf->n_servers, sizeof(*tc->dials));
     tc->n_dials = conf->n_servers;
+    uv_timer_init(loop, &tc->tick);
+    tc->tick.data = tc;
+    uv_timer_start(&tc->tick, on_tick, TICK_MS, TICK_MS);
     for (size_t i = 0; i < conf->n_servers; i++) {
         struct tdial *d = &tc->dials[i];
 
@@ -696,10 +912,40 @@ tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const 
     return tc;
 }
 
+/* The timers close in any order: the last one frees the client. */
 static void
-on_retry_closed(uv_handle_t *h)
+on_timer_closed(uv_handle_t *h)
 {
-    (void)h;
+    struct tunnel_client *tc = h->data;
+
+    if (--tc->closing_handles > 0)
+        return;
+    free(tc->dials);
+    free(tc);
+}
+
+void
+tunnel_client_drain(struct tunnel_client *tc)
+{
+    nghttp2_settings_entry none = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 0};
+
+    if (tc == NULL)
+        return;
+    tc->stopping = true;
+    for (size_t i = 0; i < tc->n_dials; i++) {
+        struct tconn *c = tc->dials[i].conn;
+
+        uv_timer_stop(&tc->dials[i].retry);
+        if (c == NULL || c->closing)
+            continue;
+        if (c->state != C_H2) {
+            conn_fail(c, "shutting down", 1);
+            continue;
+        }
+        control_send(c, "{\"type\":\"draining\"}");
+        nghttp2_submit_settings(c->h2.session, NGHTTP2_FLAG_NONE, &none, 1);
+        conn_flush(c);
+    }
 }
 
 void
@@ -707,20 +953,22 @@ tunnel_client_free(struct tunnel_client *tc)
 {
     if (tc == NULL)
         return;
+    tc->stopping = true;
+    tc->closing_handles = 1;
     for (size_t i = 0; i < tc->n_dials; i++) {
         struct tdial *d = &tc->dials[i];
 
-        if (d->tc == NULL || d->retry.loop == NULL)
-            continue;
+        if (d->retry.loop == NULL)
+            continue; /* never started */
         if (d->conn != NULL)
             conn_fail(d->conn, "shutting down", 1);
-        uv_timer_stop(&d->retry);
-        uv_close((uv_handle_t *)&d->retry, on_retry_closed);
+        d->retry.data = tc;
+        tc->closing_handles++;
+        uv_close((uv_handle_t *)&d->retry, on_timer_closed);
     }
     http_client_release(tc->http);
     tls_ctx_free(tc->tls);
     free(tc->local_url);
     free(tc->local_key);
-    free(tc->dials); /* retry timers close on this loop turn, before their memory is reused */
-    free(tc);
+    uv_close((uv_handle_t *)&tc->tick, on_timer_closed);
 }

@@ -13,13 +13,32 @@
 #include "tunnel/proof.h"
 
 #define MAX_STREAMS_DEFAULT 100
-#define REGISTER_MAX        (1 << 20) /* the client's model list */
+#define CONTROL_MAX         (1 << 20) /* one control line, at most */
+#define QUEUE_WAIT_MS       30000     /* a queued request waits this long for a free client */
+#define CONTROL_PATH        "/.goinfer/control"
 
 struct tunnel_server {
     uv_loop_t *loop;
     const struct conf_tunnel_server *conf;
     struct tlink *links;
-    bool freeing;
+    struct waiter *queue, **queue_tail; /* requests waiting for a free client, oldest first */
+    size_t queued;
+    uv_timer_t queue_timer;
+    bool draining;
+};
+
+/* A model as a client registered it. */
+struct tmodel {
+    char *id;
+    bool hot;    /* loaded now: no start-up delay */
+    bool vision; /* has a projector for images */
+};
+
+/* An end user's request waiting for a client with a free slot. */
+struct waiter {
+    struct http_request *req;
+    uint64_t since;
+    struct waiter *next;
 };
 
 /* One connected GPU machine. */
@@ -29,14 +48,19 @@ struct tlink {
     struct h2link h2;
     char pin[TLS_PIN_SIZE];
     char peer[64];
-    char **models; /* NULL-terminated, from the client's /v1/models */
-    bool registered, closed;
-    unsigned in_flight;
+    struct tmodel *models; /* from the client's register line */
+    size_t n_models;
+    unsigned slots, busy; /* its admission limit and its load, as it reports them */
+    char version[64];
+    bool registered, closed, draining;
+    unsigned in_flight;   /* our streams on it now */
+    struct tstream *ctl;  /* the control stream (NDJSON both ways) */
+    struct buf ctl_in, ctl_out;
     struct tstream *streams;
     struct tlink *prev, *next;
 };
 
-/* One request down the tunnel: an end user's, or our own GET /v1/models (req NULL). */
+/* One request down the tunnel: an end user's, or the control stream (own, req NULL). */
 struct tstream {
     struct tlink *link;
     struct http_request *req;
@@ -47,7 +71,7 @@ struct tstream {
     size_t unconsumed; /* received, written to a slow end user, not yet credited */
     size_t body_off;
     bool started, own;
-    struct buf collect; /* our own request's answer */
+    unsigned tries; /* clients tried for it: a retry only while no byte reached the user */
     struct tstream *prev, *next;
 };
 
@@ -68,7 +92,6 @@ stream_unlink(struct tstream *s)
         s->next->prev = s->prev;
     if (!s->own)
         l->in_flight--;
-    buf_cleanup(&s->collect);
     free(s);
 }
 
@@ -152,7 +175,6 @@ stream_new(struct tlink *l, struct http_request *req)
     s->req = req;
     s->own = req == NULL;
     s->length = -1;
-    buf_init(&s->collect, REGISTER_MAX);
     s->next = l->streams;
     if (l->streams)
         l->streams->prev = s;
@@ -162,34 +184,130 @@ stream_new(struct tlink *l, struct http_request *req)
     return s;
 }
 
-/* ---- registration: the client's models, asked over the tunnel itself ---- */
+/* ---- the control stream: NDJSON lines both ways ---- */
+
+static void dispatch_queue(struct tunnel_server *ts);
 
 static void
-registered(struct tlink *l, struct tstream *s)
+models_free(struct tlink *l)
 {
-    json_t *root = json_loadb(s->collect.data, s->collect.len, 0, NULL);
-    json_t *data = json_object_get(root, "data"), *m;
-    size_t i;
-    struct buf names;
+    for (size_t i = 0; i < l->n_models; i++)
+        free(l->models[i].id);
+    free(l->models);
+    l->models = NULL;
+    l->n_models = 0;
+}
 
+/* {"type":"register","version":"...","slots":N,"models":[{"id","hot","vision"}]} */
+static void
+on_register(struct tlink *l, json_t *msg)
+{
+    json_t *list = json_object_get(msg, "models"), *m;
+    json_int_t slots = json_integer_value(json_object_get(msg, "slots"));
+    const char *version = json_string_value(json_object_get(msg, "version"));
+    struct buf names;
+    size_t i;
+
+    models_free(l);
+    l->models = xcalloc(json_array_size(list) + 1, sizeof(*l->models));
     buf_init(&names, 4096);
-    json_array_foreach(data, i, m) {
+    json_array_foreach(list, i, m) {
         const char *id = json_string_value(json_object_get(m, "id"));
 
         if (id == NULL)
             continue;
-        ylist_add(&l->models, id, strlen(id));
-        buf_printf(&names, "%s%s", names.len ? ", " : "", id);
+        l->models[l->n_models++] = (struct tmodel){xstrdup(id), json_is_true(json_object_get(m, "hot")),
+                                                   json_is_true(json_object_get(m, "vision"))};
+        buf_printf(&names, "%s%s%s", names.len ? ", " : "", id,
+                   json_is_true(json_object_get(m, "hot")) ? " (hot)" : "");
     }
-    json_decref(root);
-    l->registered = s->status == 200;
-    if (l->registered)
-        log_info("tunnel: client %s (%.19s...) registered: %s", l->peer, l->pin,
-                 names.len ? buf_cstr(&names) : "no models");
-    else
-        log_warnx("tunnel: client %s answered %d to GET /v1/models; it gets no requests",
-                  l->peer, s->status);
+    l->slots = slots > 0 && slots < 100000 ? (unsigned)slots : 1;
+    snprintf(l->version, sizeof(l->version), "%s", version ? version : "?");
+    if (!l->registered)
+        log_info("tunnel: client %s (%.19s...) registered: %s; %u slots, version %s", l->peer,
+                 l->pin, names.len ? buf_cstr(&names) : "no models", l->slots, l->version);
+    l->registered = true;
     buf_cleanup(&names);
+}
+
+static void
+on_control_line(struct tlink *l, const char *line, size_t len)
+{
+    json_t *msg = json_loadb(line, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+
+    if (type == NULL) {
+        log_warnx("tunnel: client %s sent a control line that is not a JSON message; ignored",
+                  l->peer);
+    } else if (strcmp(type, "register") == 0) {
+        on_register(l, msg);
+    } else if (strcmp(type, "load") == 0) {
+        l->busy = (unsigned)json_integer_value(json_object_get(msg, "busy"));
+    } else if (strcmp(type, "draining") == 0) {
+        log_info("tunnel: client %s is draining: no new requests go to it", l->peer);
+        l->draining = true;
+    }
+    json_decref(msg);
+    dispatch_queue(l->ts); /* a register or a lighter load may free a slot */
+}
+
+static void
+control_input(struct tlink *l, const uint8_t *data, size_t len)
+{
+    char *nl;
+
+    if (buf_append(&l->ctl_in, data, len) < 0) {
+        nghttp2_submit_rst_stream(l->h2.session, NGHTTP2_FLAG_NONE, l->ctl->id, NGHTTP2_ENHANCE_YOUR_CALM);
+        return;
+    }
+    while ((nl = memchr(l->ctl_in.data, '\n', l->ctl_in.len)) != NULL) {
+        size_t n = (size_t)(nl - l->ctl_in.data);
+
+        on_control_line(l, l->ctl_in.data, n);
+        buf_consume(&l->ctl_in, n + 1);
+    }
+}
+
+/* Our side of the control stream: lines queued in ctl_out, sent as the request body. */
+static ssize_t
+read_control(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
+             nghttp2_data_source *src, void *user)
+{
+    struct tlink *l = src->ptr;
+    size_t n = l->ctl_out.len < len ? l->ctl_out.len : len;
+
+    (void)session, (void)id, (void)flags, (void)user;
+    if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    memcpy(out, l->ctl_out.data, n);
+    buf_consume(&l->ctl_out, n);
+    return (ssize_t)n;
+}
+
+static void
+control_send(struct tlink *l, const char *line)
+{
+    if (l->ctl == NULL || l->closed)
+        return;
+    buf_append(&l->ctl_out, line, strlen(line));
+    nghttp2_session_resume_data(l->h2.session, l->ctl->id);
+    h2link_flush(&l->h2);
+}
+
+static void
+control_open(struct tlink *l)
+{
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":authority", (uint8_t *)"goinfer", 10, 7, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":path", (uint8_t *)CONTROL_PATH, 5, sizeof(CONTROL_PATH) - 1, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/x-ndjson", 12, 20, NGHTTP2_NV_FLAG_NONE},
+    };
+    nghttp2_data_provider prd = {.source.ptr = l, .read_callback = read_control};
+
+    l->ctl = stream_new(l, NULL);
+    l->ctl->id = nghttp2_submit_request(l->h2.session, NULL, nv, 5, &prd, l->ctl);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -241,7 +359,9 @@ on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_RESPONSE)
         return 0;
     s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
-    if (s != NULL && s->req != NULL && !s->started && s->status >= 200)
+    if (s != NULL && s == l->ctl && s->status != 200)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    else if (s != NULL && s->req != NULL && !s->started && s->status >= 200)
         start_response(s);
     return 0;
 }
@@ -250,12 +370,13 @@ static int
 on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
         void *user)
 {
+    struct tlink *l = user;
     struct tstream *s = nghttp2_session_get_stream_user_data(session, id);
 
-    (void)flags, (void)user;
-    if (s == NULL || s->own || s->req == NULL) {
-        if (s != NULL && s->own && buf_append(&s->collect, data, len) < 0)
-            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    (void)flags;
+    if (s == NULL || s->req == NULL) {
+        if (s != NULL && s == l->ctl)
+            control_input(l, data, len);
         nghttp2_session_consume(session, id, len);
         return 0;
     }
@@ -270,30 +391,52 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
     return 0;
 }
 
+static bool forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries);
+
+/* A request no byte of which reached its end user may try another client. */
+static void
+retry_or_fail(struct tlink *l, struct tstream *s, const char *why)
+{
+    struct http_request *req = s->req;
+
+    req->on_abort = req->on_drain = NULL;
+    if (s->started) {
+        http_abort(req);
+        return;
+    }
+    if (s->tries < 2 && forward_to(l->ts, req, s->tries + 1)) {
+        log_info("req=%llu: the GPU machine %s failed before answering (%s); retried on another",
+                 (unsigned long long)req->id, l->peer, why);
+        return;
+    }
+    http_respond_error(req, 502, "upstream_error", "the GPU machine %s failed before answering: %s",
+                       l->peer, why);
+}
+
 static int
 on_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
 {
     struct tlink *l = user;
     struct tstream *s = nghttp2_session_get_stream_user_data(session, id);
-    struct http_request *req;
+    char why[96];
 
     if (s == NULL)
         return 0;
-    req = s->req;
-    if (s->own) {
-        registered(l, s);
-    } else if (req != NULL) {
-        req->on_abort = req->on_drain = NULL;
-        if (code == NGHTTP2_NO_ERROR && s->started)
-            http_stream_end(req);
-        else if (s->started)
-            http_abort(req);
-        else
-            http_respond_error(req, 502, "upstream_error",
-                               "the GPU machine %s reset the request (HTTP/2 error %u: %s)",
-                               l->peer, code, nghttp2_http2_strerror(code));
+    if (s == l->ctl) {
+        l->ctl = NULL;
+        stream_unlink(s);
+        link_close(l, "its control stream ended");
+        return 0;
+    }
+    if (s->req != NULL && code == NGHTTP2_NO_ERROR && s->started) {
+        s->req->on_abort = s->req->on_drain = NULL;
+        http_stream_end(s->req);
+    } else if (s->req != NULL) {
+        snprintf(why, sizeof(why), "stream reset with %s", nghttp2_http2_strerror(code));
+        retry_or_fail(l, s, why);
     }
     stream_unlink(s);
+    dispatch_queue(l->ts);
     return 0;
 }
 
@@ -342,36 +485,19 @@ on_link_freed(void *arg)
 {
     struct tlink *l = arg;
 
-    ylist_free(l->models);
+    models_free(l);
+    buf_cleanup(&l->ctl_in);
+    buf_cleanup(&l->ctl_out);
     free(l);
 }
 
 static const struct http_upgrade_cb link_cb = {on_link_data, NULL, on_link_closed};
 
-/* Every request still on the link fails cleanly; the end users not yet answered get a 502. */
 static void
-link_close(struct tlink *l, const char *why)
+link_unlink(struct tlink *l)
 {
     struct tunnel_server *ts = l->ts;
 
-    if (l->closed)
-        return;
-    l->closed = true;
-    log_info("tunnel: client %s disconnected: %s", l->peer, why);
-    while (l->streams != NULL) {
-        struct tstream *s = l->streams;
-        struct http_request *req = s->req;
-
-        if (req != NULL) {
-            req->on_abort = req->on_drain = NULL;
-            if (s->started)
-                http_abort(req);
-            else
-                http_respond_error(req, 502, "upstream_error",
-                                   "the GPU machine %s went away before answering: %s", l->peer, why);
-        }
-        stream_unlink(s);
-    }
     if (l->prev)
         l->prev->next = l->next;
     else if (ts->links == l)
@@ -379,6 +505,26 @@ link_close(struct tlink *l, const char *why)
     if (l->next)
         l->next->prev = l->prev;
     l->prev = l->next = NULL;
+}
+
+/* Requests still on the link go to another client when none of their bytes reached the end
+ * user, else end in an error; the link is then freed. */
+static void
+link_close(struct tlink *l, const char *why)
+{
+    if (l->closed)
+        return;
+    l->closed = true;
+    log_info("tunnel: client %s disconnected: %s", l->peer, why);
+    link_unlink(l);
+    while (l->streams != NULL) {
+        struct tstream *s = l->streams;
+
+        if (s->req != NULL)
+            retry_or_fail(l, s, why);
+        stream_unlink(s);
+    }
+    l->ctl = NULL;
     if (l->conn != NULL) {
         http_conn_close(l->conn);
         l->conn = NULL;
@@ -431,41 +577,49 @@ proof_ok(struct tunnel_server *ts, struct http_request *req, const struct tls_co
     return tunnel_proof_ok(tls, ts->conf->token, v + 14, n - 14);
 }
 
-void
-tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
+/* Checks the upgrade request; answers the refusal and returns false, or fills pin. */
+static bool
+admit(struct tunnel_server *ts, struct http_request *req, char pin[TLS_PIN_SIZE])
 {
     const struct tls_conn *tls = http_conn_tls(req);
-    char pin[TLS_PIN_SIZE];
     size_t n;
     const char *up = http_header_get(req, "upgrade", &n);
-    struct tlink *l;
 
     if (up == NULL || n != 4 || strncasecmp(up, "ptth", 4) != 0) {
         http_respond_error(req, 400, "invalid_request_error",
                            "this is the Goinfer tunnel endpoint: it needs Upgrade: ptth");
-        return;
-    }
-    if (tls == NULL || !tls_conn_is_tunnel(tls) || tls_conn_peer_pin(tls, pin) < 0) {
+    } else if (tls == NULL || !tls_conn_is_tunnel(tls) || tls_conn_peer_pin(tls, pin) < 0) {
         http_respond_error(req, 400, "invalid_request_error",
                            "a tunnel needs TLS with ALPN %s and a client certificate",
                            TLS_ALPN_TUNNEL);
-        return;
-    }
-    if (!pin_allowed(ts, pin)) {
+    } else if (!pin_allowed(ts, pin)) {
         log_warnx("tunnel: refused client %s: its key %s is not in server.clients",
                   http_request_peer(req), pin);
         http_respond_error(req, 403, "permission_error",
                            "this client's key %s is not allowed: add it to server.clients in "
                            "the server's goinfer.yml", pin);
-        return;
-    }
-    if (!proof_ok(ts, req, tls)) {
+    } else if (!proof_ok(ts, req, tls)) {
         log_warnx("tunnel: refused client %s (%s): wrong or missing token proof",
                   http_request_peer(req), pin);
         http_respond_error(req, 401, "authentication_error",
                            "the token proof is wrong: check the client's token for this server");
-        return;
+    } else if (ts->draining) {
+        http_add_header(req, "Retry-After", "5", 1);
+        http_respond_error(req, 503, "overloaded", "this server is shutting down");
+    } else {
+        return true;
     }
+    return false;
+}
+
+void
+tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
+{
+    char pin[TLS_PIN_SIZE];
+    struct tlink *l;
+
+    if (!admit(ts, req, pin))
+        return;
     for (l = ts->links; l != NULL; l = l->next)
         if (strcmp(l->pin, pin) == 0) { /* make before break: the new one replaces it */
             link_close(l, "replaced by a new connection from the same client");
@@ -475,6 +629,8 @@ tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
     l->ts = ts;
     memcpy(l->pin, pin, sizeof(pin));
     snprintf(l->peer, sizeof(l->peer), "%s", http_request_peer(req));
+    buf_init(&l->ctl_in, CONTROL_MAX);
+    buf_init(&l->ctl_out, CONTROL_MAX);
     l->h2 = (struct h2link){.send = link_send, .on_dead = on_link_dead, .on_closed = on_link_freed,
                             .arg = l, .ping_ms = ts->conf->ping_interval * 1000,
                             .timeout_ms = ts->conf->ping_timeout * 1000};
@@ -483,34 +639,53 @@ tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
     if (ts->links)
         ts->links->prev = l;
     ts->links = l;
+    h2link_init(&l->h2, ts->loop);
+    control_open(l);
     l->conn = http_upgrade(req, "ptth", &link_cb, l); /* may deliver the client's preface */
-    h2link_start(&l->h2, ts->loop, MAX_STREAMS_DEFAULT);
-    submit(l, stream_new(l, NULL), "GET", "/v1/models", 0, NULL);
-    h2link_flush(&l->h2);
+    h2link_start(&l->h2, MAX_STREAMS_DEFAULT);
 }
 
 /* ---- routing ---- */
 
-static bool
-serves(const struct tlink *l, const char *model)
+static const struct tmodel *
+find_model(const struct tlink *l, const char *model)
 {
-    if (!l->registered || l->h2.dead)
-        return false;
-    for (char **m = l->models; m && *m; m++)
-        if (strcmp(*m, model) == 0)
-            return true;
-    return false;
+    for (size_t i = 0; i < l->n_models; i++)
+        if (strcmp(l->models[i].id, model) == 0)
+            return &l->models[i];
+    return NULL;
 }
 
-/* Power of two choices: two random candidates, the less loaded wins. */
+/* Busy slots: what it reports (requests from every server) or our own streams, the larger. */
+static unsigned
+load_of(const struct tlink *l)
+{
+    return l->busy > l->in_flight ? l->busy : l->in_flight;
+}
+
+static bool
+candidate(const struct tlink *l, const char *model, bool vision, bool hot_only)
+{
+    const struct tmodel *m = l->registered && !l->closed && !l->draining ? find_model(l, model) : NULL;
+
+    return m != NULL && (!vision || m->vision) && (!hot_only || m->hot);
+}
+
+/* Hot over cold, then the less loaded of two random candidates with a free slot. */
 static struct tlink *
-pick(struct tunnel_server *ts, const char *model)
+pick(struct tunnel_server *ts, const char *model, bool vision, bool *known)
 {
     struct tlink *a = NULL, *b = NULL;
     unsigned n = 0;
+    bool hot_only = false;
 
     for (struct tlink *l = ts->links; l != NULL; l = l->next) {
-        if (!serves(l, model))
+        if (candidate(l, model, vision, false))
+            *known = true;
+        hot_only |= candidate(l, model, vision, true) && load_of(l) < l->slots;
+    }
+    for (struct tlink *l = ts->links; l != NULL; l = l->next) {
+        if (!candidate(l, model, vision, hot_only) || load_of(l) >= l->slots)
             continue;
         n++; /* reservoir sampling keeps two uniformly chosen candidates */
         if (a == NULL)
@@ -520,40 +695,139 @@ pick(struct tunnel_server *ts, const char *model)
         else if ((unsigned)rand() % n < 2)
             *((unsigned)rand() % 2 ? &a : &b) = l;
     }
-    if (b != NULL && b->in_flight < a->in_flight)
+    if (b != NULL && (uint64_t)load_of(b) * a->slots < (uint64_t)load_of(a) * b->slots)
         return b;
     return a;
 }
 
-bool
-tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const char *model)
+/* Images need a client whose model has a projector. */
+static bool
+wants_vision(const struct http_request *req)
 {
-    struct tlink *l = ts ? pick(ts, model) : NULL;
-    struct tstream *s;
-    char *path;
+    return req->body.len > 0 && (memmem(req->body.data, req->body.len, "\"image_url\"", 11) ||
+                                 memmem(req->body.data, req->body.len, "\"input_image\"", 13));
+}
 
-    if (l == NULL)
-        return false;
-    if (l->in_flight >= nghttp2_session_get_remote_settings(l->h2.session,
-                                                            NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)) {
-        http_respond_error(req, 503, "overloaded",
-                           "every GPU machine serving %s is busy; retry shortly", model);
-        return true;
-    }
-    s = stream_new(l, req);
-    path = req->query ? xasprintf("%s?%s", req->path, req->query) : xstrdup(req->path);
+static bool
+send_down(struct tlink *l, struct http_request *req, unsigned tries)
+{
+    struct tstream *s = stream_new(l, req);
+    char *path = req->query ? xasprintf("%s?%s", req->path, req->query) : xstrdup(req->path);
+
+    s->tries = tries;
     s->id = submit(l, s, req->method_name, path, req->body.len, req);
     free(path);
     if (s->id < 0) {
         stream_unlink(s);
-        http_respond_error(req, 503, "overloaded", "the tunnel to %s refused a new stream",
-                           l->peer);
-        return true;
+        return false;
     }
     req->handler_data = s;
     req->on_abort = on_user_abort;
     req->log_backend = "tunnel";
     h2link_flush(&l->h2);
+    return true;
+}
+
+/* Sends req to a client; false when no client serves its model. */
+static bool
+forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries)
+{
+    bool known = false;
+    struct tlink *l = pick(ts, req->log_model, wants_vision(req), &known);
+
+    if (l != NULL)
+        return send_down(l, req, tries);
+    return false;
+}
+
+static void
+on_waiter_abort(struct http_request *req)
+{
+    struct tunnel_server *ts = req->handler_data;
+
+    for (struct waiter **pp = &ts->queue; *pp; pp = &(*pp)->next)
+        if ((*pp)->req == req) {
+            struct waiter *w = *pp;
+
+            *pp = w->next;
+            if (ts->queue_tail == &w->next)
+                ts->queue_tail = pp;
+            ts->queued--;
+            free(w);
+            return;
+        }
+}
+
+static void
+busy_error(struct http_request *req, const char *what)
+{
+    http_add_header(req, "Retry-After", "1", 1);
+    http_respond_error(req, 503, "overloaded", "every GPU machine serving %s is %s; retry shortly",
+                       req->log_model, what);
+}
+
+/* Waiting requests, oldest first, go where a slot opened; the too old get 503. */
+static void
+dispatch_queue(struct tunnel_server *ts)
+{
+    uint64_t now = uv_now(ts->loop);
+
+    while (ts->queue != NULL) {
+        struct waiter *w = ts->queue;
+        struct http_request *req = w->req;
+        bool known = false;
+        struct tlink *l = pick(ts, req->log_model, wants_vision(req), &known);
+
+        if (l == NULL && known && now - w->since < QUEUE_WAIT_MS)
+            return;
+        ts->queue = w->next;
+        if (ts->queue == NULL)
+            ts->queue_tail = &ts->queue;
+        ts->queued--;
+        free(w);
+        req->on_abort = NULL;
+        if (l == NULL || !send_down(l, req, 1))
+            busy_error(req, known ? "busy" : "gone");
+    }
+}
+
+static void
+on_queue_tick(uv_timer_t *t)
+{
+    dispatch_queue(t->data);
+}
+
+bool
+tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const char *model)
+{
+    bool known = false;
+    struct tlink *l;
+    struct waiter *w;
+
+    if (ts == NULL)
+        return false;
+    (void)model; /* req->log_model names it, for retries too */
+    l = pick(ts, req->log_model, wants_vision(req), &known);
+    if (l != NULL) {
+        if (!send_down(l, req, 1))
+            busy_error(req, "refusing new streams");
+        return true;
+    }
+    if (!known)
+        return false;
+    if (ts->queued >= ts->conf->max_queue) {
+        busy_error(req, "busy and the queue is full");
+        return true;
+    }
+    w = xcalloc(1, sizeof(*w));
+    w->req = req;
+    w->since = uv_now(ts->loop);
+    *ts->queue_tail = w;
+    ts->queue_tail = &w->next;
+    ts->queued++;
+    req->handler_data = ts;
+    req->on_abort = on_waiter_abort;
+    req->log_backend = "tunnel";
     return true;
 }
 
@@ -563,7 +837,7 @@ tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created)
     for (struct tlink *l = ts ? ts->links : NULL; l != NULL; l = l->next) {
         if (!l->registered)
             continue;
-        for (char **m = l->models; m && *m; m++) {
+        for (size_t k = 0; k < l->n_models; k++) {
             bool seen = false;
             size_t i;
             json_t *o;
@@ -571,12 +845,12 @@ tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created)
             json_array_foreach(data, i, o) {
                 const char *id = json_string_value(json_object_get(o, "id"));
 
-                seen |= id != NULL && strcmp(id, *m) == 0;
+                seen |= id != NULL && strcmp(id, l->models[k].id) == 0;
             }
             if (!seen)
-                json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", *m, "object",
-                                                      "model", "created", created, "owned_by",
-                                                      "goinfer-tunnel"));
+                json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", l->models[k].id,
+                                                      "object", "model", "created", created,
+                                                      "owned_by", "goinfer-tunnel"));
         }
     }
 }
@@ -589,11 +863,15 @@ tunnel_server_clients(struct tunnel_server *ts)
     for (struct tlink *l = ts ? ts->links : NULL; l != NULL; l = l->next) {
         json_t *models = json_array();
 
-        for (char **m = l->models; m && *m; m++)
-            json_array_append_new(models, json_string(*m));
-        json_array_append_new(list, json_pack("{s:s, s:s, s:o, s:i, s:b}", "peer", l->peer, "pin",
-                                              l->pin, "models", models, "in_flight",
-                                              (int)l->in_flight, "registered", l->registered));
+        for (size_t i = 0; i < l->n_models; i++)
+            json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", l->models[i].id, "hot",
+                                                    l->models[i].hot, "vision", l->models[i].vision));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:i, s:b, s:b}", "peer",
+                                              l->peer, "pin", l->pin, "version", l->version,
+                                              "models", models, "slots", (int)l->slots, "busy",
+                                              (int)l->busy, "in_flight", (int)l->in_flight,
+                                              "registered", l->registered, "draining",
+                                              l->draining));
     }
     return list;
 }
@@ -605,7 +883,39 @@ tunnel_server_new(uv_loop_t *loop, const struct conf_tunnel_server *conf)
 
     ts->loop = loop;
     ts->conf = conf;
+    ts->queue_tail = &ts->queue;
+    uv_timer_init(loop, &ts->queue_timer);
+    ts->queue_timer.data = ts;
+    uv_timer_start(&ts->queue_timer, on_queue_tick, 250, 250);
     return ts;
+}
+
+/* Planned shutdown: clients finish what they run, then reconnect (to us once we are back). */
+void
+tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms)
+{
+    char line[96];
+
+    if (ts == NULL)
+        return;
+    ts->draining = true;
+    snprintf(line, sizeof(line), "{\"type\":\"reconnect-after\",\"ms\":%llu}\n{\"type\":\"drain\"}\n",
+             (unsigned long long)back_in_ms);
+    for (struct tlink *l = ts->links; l != NULL; l = l->next)
+        control_send(l, line);
+    while (ts->queue != NULL) {
+        struct http_request *req = ts->queue->req;
+
+        on_waiter_abort(req);
+        req->on_abort = NULL;
+        busy_error(req, "unreachable: this server is shutting down");
+    }
+}
+
+static void
+on_queue_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
 }
 
 void
@@ -613,7 +923,8 @@ tunnel_server_free(struct tunnel_server *ts)
 {
     if (ts == NULL)
         return;
+    tunnel_server_drain(ts, 1000);
     while (ts->links != NULL)
         link_close(ts->links, "the server is shutting down");
-    free(ts);
+    uv_close((uv_handle_t *)&ts->queue_timer, on_queue_timer_closed);
 }

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "conf/tunnelconf.h"
@@ -20,6 +21,9 @@ struct tunnel_server;
 
 /* Borrows conf for its life. */
 struct tunnel_server *tunnel_server_new(uv_loop_t *loop, const struct conf_tunnel_server *conf);
+/* Planned shutdown: each client is told to finish what it runs and come back in back_in_ms;
+ * new tunnels get 503 with Retry-After, queued requests 503. */
+void tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms);
 /* Closes every tunnel (clients reconnect elsewhere) and frees ts once they are gone. */
 void tunnel_server_free(struct tunnel_server *ts);
 /* GET TUNNEL_PATH with Upgrade: ptth: checks pin and proof, answers 101 or the refusal. */

@@ -115,7 +115,7 @@ def test_two_clients_with_different_models_each_get_their_own(net, nodes, gpu_mo
         assert json.loads(r.stdout)["choices"][0]["message"]["content"] is not None, r.stdout
         gpu.wait_log(rf"POST /v1/chat/completions model={model} backend=local status=200")
     running = json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
-    assert sorted(t["models"][0] for t in running) == ["tiny-a", "tiny-b"]
+    assert sorted(t["models"][0]["id"] for t in running) == ["tiny-a", "tiny-b"]
 
 
 def test_one_client_serves_two_servers(net, nodes, gpu_models):
