@@ -60,11 +60,17 @@ tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k
         YKEY_STRING("key", struct conf, tunnel_client.key),
         YKEY_U64("ping_interval", struct conf, tunnel_client.ping_interval),
         YKEY_U64("ping_timeout", struct conf, tunnel_client.ping_timeout),
+        YKEY_U64("slots", struct conf, tunnel_client.slots),
         {"servers", set_servers, 0},
         {NULL, NULL, 0}};
 
+    struct conf_tunnel_client *c = &((struct conf *)obj)->tunnel_client;
+    int rc = ymap(y, n, "client", keys, obj);
+
     (void)k;
-    return ymap(y, n, "client", keys, obj);
+    if (rc == 0 && (c->slots == 0 || c->slots > 10000))
+        return yerr(y, n, "slots", "must be between 1 and 10000");
+    return rc;
 }
 
 void
@@ -73,6 +79,7 @@ tunnelconf_defaults(struct conf_tunnel_server *s, struct conf_tunnel_client *c)
     s->ping_interval = c->ping_interval = 15;
     s->ping_timeout = c->ping_timeout = 10;
     s->max_queue = 64;
+    c->slots = 64;
 }
 
 void

@@ -30,6 +30,7 @@ struct conf_tunnel_client {
     struct conf_tunnel_peer servers[CONF_MAX_SERVERS];
     size_t n_servers;
     uint64_t ping_interval, ping_timeout; /* seconds */
+    uint64_t slots; /* requests run at once for each server (MAX_CONCURRENT_STREAMS) */
 };
 
 int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);

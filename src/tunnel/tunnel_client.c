@@ -20,7 +20,6 @@
 #define BACKOFF_CAP_MS    60000
 #define STABLE_MS         60000  /* a connection this old resets the backoff */
 #define REFUSED_WAIT_MS   300000 /* identity refused: someone must fix the allowlist */
-#define MAX_STREAMS       64
 #define REQUEST_BODY_MAX  (64u << 20)
 #define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
 #define CONTROL_PATH      "/.goinfer/control"
@@ -341,7 +340,7 @@ send_register(struct tconn *c)
 
     json_object_set_new(msg, "type", json_string("register"));
     json_object_set_new(msg, "version", json_string(GOINFER_VERSION));
-    json_object_set_new(msg, "slots", json_integer(MAX_STREAMS));
+    json_object_set_new(msg, "slots", json_integer((json_int_t)tc->conf->slots));
     line = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(msg);
     if (c->registered != NULL && strcmp(c->registered, line) == 0) {
@@ -364,7 +363,7 @@ send_load(struct tconn *c)
     if (busy == c->busy_sent && now - c->load_at < LOAD_EVERY_MS)
         return;
     snprintf(line, sizeof(line), "{\"type\":\"load\",\"busy\":%u,\"slots\":%u,\"queue\":0}", busy,
-             MAX_STREAMS);
+             (unsigned)c->d->tc->conf->slots);
     control_send(c, line);
     c->busy_sent = busy;
     c->load_at = now;
@@ -699,7 +698,7 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     c->h2.session = session_new(c);
     c->h2_started = true;
     h2link_init(&c->h2, d->tc->loop);
-    h2link_start(&c->h2, MAX_STREAMS);
+    h2link_start(&c->h2, (uint32_t)d->tc->conf->slots + 1); /* and the control stream */
     log_info("tunnel: connected to %s; serving its users", d->peer->url);
     if (c->head.len > used)
         h2link_input(&c->h2, c->head.data + used, c->head.len - used);

@@ -695,8 +695,12 @@ pick(struct tunnel_server *ts, const char *model, bool vision, bool *known)
         else if ((unsigned)rand() % n < 2)
             *((unsigned)rand() % 2 ? &a : &b) = l;
     }
-    if (b != NULL && (uint64_t)load_of(b) * a->slots < (uint64_t)load_of(a) * b->slots)
-        return b;
+    if (b != NULL) { /* compare busy/slots as fractions; a tie goes either way */
+        uint64_t la = (uint64_t)load_of(a) * b->slots, lb = (uint64_t)load_of(b) * a->slots;
+
+        if (lb < la || (lb == la && rand() % 2))
+            return b;
+    }
     return a;
 }
 

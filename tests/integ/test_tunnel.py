@@ -54,7 +54,7 @@ def gpu_models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fake_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("fake-gpu")
-    for name in ("endless-a", "drip-a"):
+    for name in ("endless-a", "drip-a", "slow-a"):
         (d / f"{name}.gguf").write_bytes(b"GGUF fake: only the file name matters to the fake")
     return d
 
@@ -230,3 +230,103 @@ def test_a_wrong_identity_is_refused_logged_and_gets_nothing(net, nodes, gpu_mod
     assert "registered" not in srv.log()
     r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
     assert "model_not_found" in r.stdout, r.stdout
+
+
+def access_count(g, model):
+    return len(re.findall(rf"POST /v1/chat/completions model={model} backend=local status=200",
+                          g.log()))
+
+
+def test_a_client_with_the_model_loaded_is_preferred(net, nodes, gpu_models):
+    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
+    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
+    srv = nodes.server(s, s_user, [i1[2], i2[2]])
+    gpus = [nodes.client(c1, "gpu1", gpu_models / "tiny-a", [(ip1, srv.pin)], i1),
+            nodes.client(c2, "gpu2", gpu_models / "tiny-a", [(ip2, srv.pin)], i2)]
+    wait_count(srv, r"registered: tiny-a", 2)
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a", stream=False))
+    assert r.returncode == 0 and "choices" in r.stdout, r.stdout
+    hot = next(g for g in gpus if access_count(g, "tiny-a") == 1)
+    cold = next(g for g in gpus if g is not hot)
+    time.sleep(0.6)  # the loaded model is reported within a tick (250 ms)
+    for _ in range(6):
+        net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a", stream=False))
+    # two random choices alone would send about half to the other machine and load it there
+    assert access_count(hot, "tiny-a") == 7 and access_count(cold, "tiny-a") == 0
+    running = json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
+    assert sorted(t["models"][0]["hot"] for t in running) == [False, True]
+
+
+def test_busy_clients_queue_a_few_requests_then_answer_503_with_retry_after(
+        net, nodes, fake_models):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]], extra="  max_queue: 1\n")
+    nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident, slots=1,
+                 env={"GI_LLAMA_EXE": str(FAKE)})
+    srv.wait_log(r"registered: .*slow-a.*; 1 slots")
+    users = []
+    for _ in range(3):  # the fake answers after 2 s: one runs, one waits, one is turned away
+        users.append(net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
+                                    "-d", chat("slow-a", stream=False)))
+        time.sleep(0.2)
+    outs = [p.communicate(timeout=30)[0].decode() for p in users]
+    codes = sorted(int(o.split()[1]) for o in outs)
+    assert codes == [200, 200, 503], outs
+    refused = next(o for o in outs if o.split()[1] == "503")
+    assert re.search(r"(?i)retry-after: 1", refused) and "overloaded" in refused, refused
+
+
+def test_a_client_failing_before_it_answered_is_retried_on_another(net, nodes, fake_models):
+    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
+    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
+    srv = nodes.server(s, s_user, [i1[2], i2[2]])
+    env = {"GI_LLAMA_EXE": str(FAKE)}
+    gpus = [nodes.client(c1, "gpu1", fake_models, [(ip1, srv.pin)], i1, env=env),
+            nodes.client(c2, "gpu2", fake_models, [(ip2, srv.pin)], i2, env=env)]
+    wait_count(srv, r"registered: .*slow-a", 2)
+    end_user = net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
+                              "-d", chat("slow-a", stream=False))
+    deadline = time.monotonic() + 10
+    while not any("model slow-a: ready" in g.log() for g in gpus):
+        assert time.monotonic() < deadline, "no client started slow-a"
+        time.sleep(0.05)
+    first = next(g for g in gpus if "model slow-a: ready" in g.log())
+    first.proc.send_signal(signal.SIGKILL)  # before its answer (the fake waits 2 s)
+    out = end_user.communicate(timeout=30)[0].decode()
+    assert out.split()[1] == "200", out
+    srv.wait_log(r"failed before answering .*; retried on another")
+
+
+def test_shutting_down_a_server_lets_tunnelled_requests_finish(net, nodes, fake_models):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]])
+    cli = nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident,
+                       env={"GI_LLAMA_EXE": str(FAKE)})
+    srv.wait_log(r"registered: .*slow-a")
+    end_user = net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
+                              "-d", chat("slow-a", stream=False))
+    cli.wait_log(r"model slow-a: ready")
+    assert srv.stop() == 0  # SIGTERM with a request in flight
+    out = end_user.communicate(timeout=30)[0].decode()
+    assert out.split()[1] == "200" and '"slow-a"' in out, out
+    cli.wait_log(r"asks us to leave once our requests are done")
+
+
+def test_shutting_down_a_client_finishes_its_requests_and_tells_the_server(
+        net, nodes, fake_models):
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]])
+    cli = nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident,
+                       env={"GI_LLAMA_EXE": str(FAKE)})
+    srv.wait_log(r"registered: .*slow-a")
+    end_user = net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
+                              "-d", chat("slow-a", stream=False))
+    cli.wait_log(r"model slow-a: ready")
+    assert cli.stop() == 0
+    out = end_user.communicate(timeout=30)[0].decode()
+    assert out.split()[1] == "200", out
+    srv.wait_log(r"tunnel: client .* is draining")
+    srv.wait_log(r"tunnel: client .* disconnected")

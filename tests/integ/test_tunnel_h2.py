@@ -1,0 +1,598 @@
+"""The tunnel at the frame level: the real goinfer server on 127.0.0.1, and in this process an
+independent GPU machine written with python3-h2 and pyOpenSSL (class Peer) that dials it,
+upgrades, and then serves HTTP/2 on the socket it dialled, answering each stream by hand.
+
+Registration works with either protocol the server may speak: the older `GET /v1/models`
+stream, or the NDJSON control stream `POST /.goinfer/control` (a register line on a response
+that never ends).
+"""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import queue
+import re
+import select
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
+
+from conftest import API_KEY, Goinfer
+from tunnel_net import TOKEN, make_identity, pin_of
+
+MODEL = "peer-model"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+MiB = 1 << 20
+STREAM_WINDOW = MiB         # SETTINGS_INITIAL_WINDOW_SIZE the server advertises
+CONN_WINDOW = 16 * MiB      # what it raises its connection window to
+CANCEL = 8                  # HTTP/2 error code CANCEL
+MODE_ACCEPT_MOVING_WRITE_BUFFER = 0x2
+
+
+def spki_pin(x509):
+    der = x509.to_cryptography().public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256/" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+class Request:
+    """One stream the server opened on us."""
+
+    def __init__(self, sid, headers):
+        self.id, self.headers, self.body, self.ended = sid, dict(headers), b"", False
+
+    def __getitem__(self, name):
+        return self.headers.get(name.encode())
+
+
+class Peer:
+    """A GPU machine's end of the tunnel: TLS 1.3 out to the server, the upgrade, then the
+    HTTP/2 *server* side. After start(), one thread owns the socket: it feeds what comes in to
+    h2, answers registration, queues the other requests for the test, and sends what the
+    windows allow of the bodies the test queued with respond()/send()."""
+
+    def __init__(self, port, identity, server_pin, alpn=b"goinfer/1"):
+        cert, key, self.pin = identity
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        ctx.use_certificate_file(str(cert))
+        ctx.use_privatekey_file(str(key))
+        ctx.set_alpn_protos([alpn])
+        ctx.set_mode(MODE_ACCEPT_MOVING_WRITE_BUFFER)
+        ctx.set_verify(SSL.VERIFY_NONE)  # the server is checked by its pin, below
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.setblocking(False)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.tls = SSL.Connection(ctx, self.sock)
+        self.tls.set_connect_state()
+        self._retry(self.tls.do_handshake)
+        assert self.tls.get_protocol_version_name() == "TLSv1.3"
+        assert spki_pin(self.tls.get_peer_certificate()) == server_pin
+        self.cond = threading.Condition()
+        self.own, self.incoming = {}, {}          # registration streams; end users' streams
+        self.requests = []                        # end users' requests, complete, for the test
+        self.out, self.sent = {}, {}              # sid -> [pending bytearray, end]; bytes sent
+        self.resets, self.updates = {}, []        # sid -> (code, when); (sid, delta, when)
+        self.pings, self.control_in = 0, []       # PINGs received; NDJSON lines from the server
+        self.frozen = self.closed = self.stopping = False
+        self.thread = None
+
+    # ---- before HTTP/2: blocking-style helpers over the non-blocking socket ----
+
+    def _retry(self, fn, *args, timeout=5):
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                return fn(*args)
+            except SSL.WantReadError:
+                r, w = [self.sock], []
+            except SSL.WantWriteError:
+                r, w = [], [self.sock]
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{fn.__name__} did not complete in {timeout} s")
+            select.select(r, w, [], left)
+
+    def _sendall(self, data):
+        for i in range(0, len(data), 16384):
+            chunk = data[i:i + 16384]
+            while chunk:
+                chunk = chunk[self._retry(self.tls.send, chunk):]
+
+    def proof(self, token=TOKEN):
+        ekm = self.tls.export_keying_material(b"EXPORTER-goinfer-tunnel", 32)
+        return base64.b64encode(hmac.new(token.encode(), ekm, hashlib.sha256).digest()).decode()
+
+    def upgrade(self, token=TOKEN):
+        """Sends the upgrade request; returns (status, head, bytes after the head)."""
+        self._sendall(("GET /.well-known/goinfer-tunnel HTTP/1.1\r\nHost: x\r\n"
+                       "Connection: Upgrade\r\nUpgrade: ptth\r\n"
+                       f"Authorization: Goinfer proof={self.proof(token)}\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self._retry(self.tls.recv, 65536)
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        return int(head.split()[1]), head.decode(), rest
+
+    # ---- HTTP/2 ----
+
+    def start(self, rest=b""):
+        """Roles swap: we are the HTTP/2 server on the connection we dialled."""
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.h2.initiate_connection()
+        with self.cond:
+            self._input(rest)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        while not self.stopping and not self.closed:
+            if self.frozen:  # reads nothing, so acknowledges nothing
+                time.sleep(0.01)
+                continue
+            data = None
+            try:
+                data = self.tls.recv(65536)
+            except SSL.WantReadError:
+                pass
+            except (SSL.ZeroReturnError, SSL.SysCallError, SSL.Error):
+                data = b""
+            with self.cond:
+                if data == b"":
+                    self.closed = True
+                elif data:
+                    self._input(data)
+                self._push()
+                out = self.h2.data_to_send()
+                self.cond.notify_all()
+            try:
+                if out:
+                    self._sendall(out)
+            except (SSL.Error, OSError, TimeoutError):
+                with self.cond:
+                    self.closed = True
+                    self.cond.notify_all()
+            if data is None:
+                select.select([self.sock], [], [], 0.005)
+
+    def _input(self, data):
+        if data:
+            for ev in self.h2.receive_data(data):
+                self._event(ev)
+        self._push()
+
+    def _event(self, ev):
+        now = time.monotonic()
+        if isinstance(ev, h2.events.RequestReceived):
+            req = Request(ev.stream_id, ev.headers)
+            path = req[":path"]
+            if path == b"/v1/models":  # registration, older protocol: answer and end
+                self.own[req.id] = req
+                body = json.dumps({"object": "list",
+                                   "data": [{"id": MODEL, "object": "model"}]}).encode()
+                self.respond(req.id, 200, [("content-type", "application/json")], body)
+            elif path == b"/.goinfer/control":  # the control stream: never ended by us
+                self.own[req.id] = req
+                self.respond(req.id, 200, [("content-type", "application/x-ndjson")],
+                             self.control_line(type="register", version="test-peer", slots=8,
+                                               models=[{"id": MODEL, "hot": True,
+                                                        "vision": False}]),
+                             end=False)
+            else:  # an end user's: the test gets it once its body is complete
+                self.incoming[req.id] = req
+        elif isinstance(ev, h2.events.DataReceived):
+            req = self.own.get(ev.stream_id) or self.incoming[ev.stream_id]
+            req.body += ev.data
+            if req[":path"] == b"/.goinfer/control":
+                *lines, _ = req.body.split(b"\n")
+                self.control_in = [json.loads(x) for x in lines if x.strip()]
+            try:
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            except h2.exceptions.StreamClosedError:
+                pass
+        elif isinstance(ev, h2.events.StreamEnded):
+            req = self.incoming.get(ev.stream_id)
+            if req is not None:
+                req.ended = True
+                self.requests.append(req)
+        elif isinstance(ev, h2.events.StreamReset):
+            self.resets[ev.stream_id] = (ev.error_code, now)
+            self.out.pop(ev.stream_id, None)
+        elif isinstance(ev, h2.events.WindowUpdated):
+            self.updates.append((ev.stream_id, ev.delta, now))
+        elif isinstance(ev, h2.events.PingReceived):
+            self.pings += 1  # h2 has queued the ACK already
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.closed = True
+
+    @staticmethod
+    def control_line(**msg):
+        return json.dumps(msg).encode() + b"\n"
+
+    def _push(self):
+        """Sends what the flow-control windows allow of the queued bodies."""
+        for sid in list(self.out):
+            pending, end = self.out[sid]
+            try:
+                while pending:
+                    n = min(len(pending), self.h2.local_flow_control_window(sid),
+                            self.h2.max_outbound_frame_size)
+                    if n <= 0:
+                        break
+                    self.h2.send_data(sid, bytes(pending[:n]))
+                    del pending[:n]
+                    self.sent[sid] = self.sent.get(sid, 0) + n
+                if not pending and end:
+                    self.h2.end_stream(sid)
+                if not pending:
+                    del self.out[sid]
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                del self.out[sid]
+
+    # ---- for the tests (any thread) ----
+
+    def respond(self, sid, status, headers=(), body=b"", end=True):
+        with self.cond:
+            self.h2.send_headers(sid, [(":status", str(status)), *headers])
+            self.sent.setdefault(sid, 0)
+            self.out[sid] = [bytearray(body), end]
+            self._push()
+
+    def send(self, sid, data, end=False):
+        with self.cond:
+            if sid in self.out:
+                self.out[sid][0] += data
+                self.out[sid][1] = end
+            else:
+                self.out[sid] = [bytearray(data), end]
+            self._push()
+
+    def wait(self, predicate, timeout=5, what="a condition"):
+        with self.cond:
+            assert self.cond.wait_for(predicate, timeout), f"peer: timed out waiting for {what}"
+
+    def next_request(self, timeout=5):
+        self.wait(lambda: self.requests, timeout, "a request from the server")
+        with self.cond:
+            return self.requests.pop(0)
+
+    def window(self, sid):
+        with self.cond:
+            return self.h2.local_flow_control_window(sid)
+
+    def close(self):
+        self.stopping = True
+        if self.thread:
+            self.thread.join(5)
+        self.sock.close()
+
+
+# ---- fixtures ----
+
+@pytest.fixture(scope="module")
+def ids(tmp_path_factory):
+    d = tmp_path_factory.mktemp("h2-ids")
+    return SimpleNamespace(**{n: make_identity(d, n) for n in ("server", "peer", "peer2", "stranger")})
+
+
+@pytest.fixture
+def server(tmp_path, ids):
+    """A goinfer server with no local models: loopback ports chosen by the kernel."""
+    (tmp_path / "empty").mkdir()
+    cert, key, pin = ids.server
+    cfg = tmp_path / "goinfer.yml"
+    cfg.write_text(
+        f"api_key: {API_KEY}\nmodels_dir: {tmp_path / 'empty'}\n"
+        "listen:\n  \"127.0.0.1:0\": goinfer, tls\n  \"127.0.0.2:0\": goinfer\n"
+        f"tls: {{cert: {cert}, key: {key}}}\n"
+        f"server:\n  token: \"{TOKEN}\"\n  clients: [\"{ids.peer[2]}\", \"{ids.peer2[2]}\"]\n"
+        "  ping_interval: 1\n  ping_timeout: 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env["GI_LLAMA_EXE"] = "/bin/true"  # never run: the models are behind the tunnel
+    g = Goinfer(["-config", str(cfg)], env, tmp_path)
+    try:
+        g.wait_log(r"goinfer ready", timeout=15)
+        g.tls_port = int(g.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(goinfer tls\)").group(1))
+        g.api = "http://127.0.0.2:%s" % g.wait_log(
+            r"listening on 127\.0\.0\.2:(\d+) \(goinfer \)").group(1)
+        assert pin_of(cert) == pin
+        g.pin = pin
+        yield g
+    finally:
+        rc = g.stop()
+        log = g.log()
+        assert rc == 0 and "Sanitizer" not in log and "runtime error" not in log, \
+            f"goinfer exited with {rc}:\n{log}"
+
+
+@pytest.fixture
+def dial(server, ids):
+    """dial(identity=peer, alpn=goinfer/1) -> a TLS-connected Peer; tunnel() -> registered."""
+    peers = []
+
+    def dial_(identity=None, alpn=b"goinfer/1"):
+        p = Peer(server.tls_port, identity or ids.peer, server.pin, alpn)
+        peers.append(p)
+        return p
+
+    def tunnel(identity=None):
+        mark = len(server.lines)
+        p = dial_(identity)
+        status, head, rest = p.upgrade()
+        assert status == 101, head
+        p.start(rest)
+        server.wait_log(rf"tunnel: client {re.escape(p.addr)} .*registered: .*{MODEL}",
+                        timeout=5, start=mark)
+        return p
+
+    dial_.tunnel = tunnel
+    yield dial_
+    for p in peers:
+        p.close()
+
+
+def chat(**extra):
+    return {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], **extra}
+
+
+def raw_user(server, body, rcvbuf=None):
+    """An end user on a plain socket (http.client), optionally with a tiny receive buffer."""
+    host, port = server.api[7:].split(":")
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect((host, int(port)))
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.sock = s
+    c.request("POST", "/v1/chat/completions", body=json.dumps(body),
+              headers={**AUTH, "Content-Type": "application/json"})
+    return c
+
+
+def payload(n, seed=b"goinfer"):
+    """n reproducible pseudo-random bytes."""
+    out, i = bytearray(), 0
+    while len(out) < n:
+        out += hashlib.sha256(seed + i.to_bytes(8, "big")).digest() * 64
+        i += 1
+    return bytes(out[:n])
+
+
+# ---- tests ----
+
+def test_a_request_goes_through_the_peer_and_comes_back_unchanged(server, dial):
+    peer = dial.tunnel()
+    sent = chat(stream=False, note="é" * 100_000)  # ~200 KB: the request body spans frames
+    answer = payload(300_000)
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=sent,
+                        headers=AUTH, timeout=10)
+        req = peer.next_request()
+        assert req[":method"] == b"POST"
+        assert req[":path"] == b"/v1/chat/completions"
+        assert req[":scheme"] and req[":authority"]
+        assert req["content-type"] == b"application/json"
+        assert json.loads(req.body) == sent
+        peer.respond(req.id, 200, [("content-type", "application/octet-stream"),
+                                   ("content-length", str(len(answer)))], answer)
+        r = fut.result()
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.content == answer
+    server.wait_log(r"POST /v1/chat/completions model=peer-model backend=tunnel status=200")
+    # the peer's status reaches the end user as it is, with its body
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=chat(),
+                        headers=AUTH, timeout=10)
+        req = peer.next_request()
+        err = b'{"error":{"message":"context too long","type":"invalid_request_error"}}'
+        peer.respond(req.id, 400, [("content-type", "application/json")], err)
+        r = fut.result()
+    assert r.status_code == 400 and r.content == err
+
+
+def test_a_response_streams_frame_by_frame_not_lumped(server, dial):
+    peer = dial.tunnel()
+    chunks = [b"data: {\"n\": %d}\n\n" % i for i in range(5)]
+    arrived = queue.Queue()  # what the end user reads, as it reads it
+
+    def end_user():
+        with httpx.Client(timeout=5) as c, c.stream(
+                "POST", server.api + "/v1/chat/completions", json=chat(stream=True),
+                headers=AUTH) as r:
+            arrived.put((r.status_code, r.headers["content-type"]))
+            for data in r.iter_raw():
+                arrived.put(data)
+            arrived.put(None)  # the end
+
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(end_user)
+        req = peer.next_request()
+        assert json.loads(req.body)["stream"] is True
+        for i, chunk in enumerate(chunks):
+            t0 = time.monotonic()
+            if i == 0:
+                peer.respond(req.id, 200, [("content-type", "text/event-stream")], chunk,
+                             end=False)
+                status, ctype = arrived.get(timeout=2)
+                assert status == 200 and ctype.startswith("text/event-stream")
+            else:
+                peer.send(req.id, chunk, end=i == len(chunks) - 1)
+            got = b""
+            while len(got) < len(chunk):  # chunk i reaches the end user before i+1 exists
+                got += arrived.get(timeout=1)
+            assert got == chunk, f"chunk {i}: {got!r}"
+            assert time.monotonic() - t0 < 0.5, f"chunk {i} took {time.monotonic() - t0:.2f} s"
+            time.sleep(0.2)  # a pause before the next one
+        assert arrived.get(timeout=2) is None  # and then the stream ends
+        fut.result()
+
+
+def test_a_slow_end_user_holds_back_only_its_own_stream(server, dial):
+    peer = dial.tunnel()
+    assert peer.h2.remote_settings.initial_window_size == STREAM_WINDOW
+    assert peer.h2.outbound_flow_control_window > CONN_WINDOW - 64 * 1024
+    big = payload(12 * MiB, b"slow")
+    slow = raw_user(server, chat(), rcvbuf=16 * 1024)  # and it reads nothing for now
+    a = peer.next_request()
+    peer.respond(a.id, 200, [("content-type", "application/octet-stream"),
+                             ("content-length", str(len(big)))], big)
+
+    def stalled(quiet=0.5, timeout=10):
+        end, last, since = time.monotonic() + timeout, -1, time.monotonic()
+        while time.monotonic() < end:
+            with peer.cond:
+                n, w = peer.sent[a.id], peer.h2.local_flow_control_window(a.id)
+            if n != last:
+                last, since = n, time.monotonic()
+            elif w == 0 and time.monotonic() - since >= quiet:
+                return n
+            time.sleep(0.02)
+        raise AssertionError(f"stream {a.id} never stalled: {last} bytes sent")
+
+    held = stalled()
+    print(f"held={held} ({held / MiB:.2f} MiB)")
+    import subprocess; print(subprocess.run(["ss", "-tnmi", "src", "127.0.0.2"], capture_output=True, text=True).stdout)
+    # the stream window (1 MiB) plus what the server and the kernel buffer for a slow user
+    assert STREAM_WINDOW <= held <= STREAM_WINDOW + 4 * MiB, held
+    assert held < len(big)
+    with peer.cond:  # the stream's window is shut, not the connection's
+        assert peer.h2.outbound_flow_control_window > 4 * MiB
+        updates_before = len(peer.updates)
+    # meanwhile another end user on the same tunnel is served in full
+    other = payload(2 * MiB, b"other")
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=chat(),
+                        headers=AUTH, timeout=10)
+        b = peer.next_request()
+        assert b.id != a.id
+        peer.respond(b.id, 200, [("content-type", "application/octet-stream")], other)
+        r = fut.result()
+    assert r.status_code == 200 and r.content == other
+    assert peer.sent[a.id] == held and peer.window(a.id) == 0
+    # the slow user reads at last: the server credits stream A and the rest flows
+    resp = slow.getresponse()
+    assert resp.status == 200
+    got = resp.read()
+    slow.close()
+    assert len(got) == len(big) and got == big
+    with peer.cond:
+        credits = [d for sid, d, _ in peer.updates[updates_before:] if sid == a.id]
+    assert credits and sum(credits) >= len(big) - held - STREAM_WINDOW, credits[:5]
+    assert peer.sent[a.id] == len(big)
+
+
+def test_an_end_user_leaving_resets_the_stream_with_cancel_at_once(server, dial):
+    peer = dial.tunnel()
+    user = raw_user(server, chat(stream=True))
+    req = peer.next_request()
+    peer.respond(req.id, 200, [("content-type", "text/event-stream")], b"data: first\n\n",
+                 end=False)
+    resp = user.getresponse()
+    assert resp.status == 200 and resp.read1(64).startswith(b"data: first")
+    assert req.id not in peer.resets
+    user.sock.shutdown(socket.SHUT_RDWR)
+    user.close()
+    resp.close()
+    t0 = time.monotonic()
+    peer.wait(lambda: req.id in peer.resets, timeout=3, what="RST_STREAM")
+    code, when = peer.resets[req.id]
+    assert code == CANCEL
+    assert when - t0 < 1.0, f"RST_STREAM came {when - t0:.2f} s after the end user left"
+    # the tunnel itself is fine: the next request goes through
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=chat(),
+                        headers=AUTH, timeout=10)
+        nxt = peer.next_request()
+        peer.respond(nxt.id, 200, [("content-type", "application/json")], b"{}")
+        assert fut.result().status_code == 200
+
+
+def test_ping_keepalive_drops_a_silent_peer_and_keeps_one_that_answers(server, dial, ids):
+    live = dial.tunnel(ids.peer)
+    t_live = time.monotonic()
+    silent = dial.tunnel(ids.peer2)
+    mark = len(server.lines)
+    silent.frozen = True  # reads nothing from now on, so answers no PING
+    t0 = time.monotonic()
+    server.wait_log(rf"tunnel: client {re.escape(silent.addr)} disconnected: no answer to a PING",
+                    timeout=6, start=mark)
+    took = time.monotonic() - t0
+    # 1 s of silence, then 1 s without an ACK (checked 4 times a second)
+    assert took < 3.5, f"the silent peer was dropped only after {took:.2f} s"
+    silent.frozen = False
+    silent.wait(lambda: silent.closed, timeout=3, what="the server to close the silent tunnel")
+    # the one that answers was pinged all along and is still there 3.5 s on
+    time.sleep(max(0.0, 3.5 - (time.monotonic() - t_live)))
+    assert live.pings >= 2, f"only {live.pings} PINGs in 3.5 s of silence"
+    assert f"client {live.addr} disconnected" not in server.log()
+    assert not live.closed
+    tunnels = httpx.get(server.api + "/running", headers=AUTH).json()["tunnels"]
+    assert [t["peer"] for t in tunnels] == [live.addr], tunnels
+
+
+@pytest.mark.parametrize("case", ["wrong-token", "unknown-pin", "no-alpn"])
+def test_refused_upgrades(server, dial, ids, case):
+    mark = len(server.lines)
+    if case == "wrong-token":
+        peer = dial()
+        status, head, _ = peer.upgrade(token="not-the-token-0123456789abcdef")
+        assert status == 401, head
+        server.wait_log(rf"refused client {re.escape(peer.addr)} .*wrong or missing token proof",
+                        start=mark)
+    elif case == "unknown-pin":
+        peer = dial(ids.stranger)
+        status, head, _ = peer.upgrade()
+        assert status == 403, head
+        server.wait_log(rf"refused client .*{re.escape(ids.stranger[2])} is not in server.clients",
+                        start=mark)
+    else:
+        peer = dial(alpn=b"http/1.1")
+        assert peer.tls.get_alpn_proto_negotiated() != b"goinfer/1"
+        status, head, _ = peer.upgrade()
+        assert status == 400, head
+    time.sleep(0.2)
+    assert not re.search("registered", "\n".join(server.lines[mark:]))
+
+
+def test_garbage_after_the_upgrade_drops_that_tunnel_only(server, dial):
+    mark = len(server.lines)
+    peer = dial()
+    status, head, _ = peer.upgrade()
+    assert status == 101, head
+    junk = b"\x00" + os.urandom(256)  # no HTTP/2 preface can start with a zero byte
+    peer._sendall(junk)
+    server.wait_log(rf"tunnel: client {re.escape(peer.addr)} disconnected", timeout=5, start=mark)
+    end = time.monotonic() + 5  # and it closes the connection
+    while True:
+        try:
+            if peer._retry(peer.tls.recv, 65536, timeout=end - time.monotonic()) == b"":
+                break
+        except (SSL.ZeroReturnError, SSL.SysCallError):
+            break
+    r = httpx.get(server.api + "/health", timeout=5)
+    assert r.status_code == 200
+    # and a well-behaved peer still gets in and is served
+    good = dial.tunnel()
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=chat(),
+                        headers=AUTH, timeout=10)
+        req = good.next_request()
+        good.respond(req.id, 200, [("content-type", "application/json")], b'{"ok":1}')
+        assert fut.result().content == b'{"ok":1}'
