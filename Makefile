@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest -rfE
 WERROR := $(if $(CI),-DGOINFER_WERROR=ON,)
 
-.PHONY: all setup build asan fuzz-build run test test-unit test-integ test-asan test-fuzz fuzz clean
+.PHONY: all setup build asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean
 
 all: build
 
@@ -30,6 +30,10 @@ fuzz-build:
 # Set-up, build, then serve: a demo model is generated when no GGUF is found.
 run: setup build
 	@scripts/run.sh
+
+# Server/client mode on one machine: a server and a GPU client in two network namespaces.
+run-tunnel: setup build
+	@scripts/run-tunnel.sh
 
 test: setup build asan fuzz-build
 	@$(MAKE) --no-print-directory test-unit test-integ test-asan test-fuzz

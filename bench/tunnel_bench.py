@@ -49,8 +49,12 @@ BODY_LIMIT = 128 * 1024 * 1024
 SSE_STREAMS, SSE_GAP_MS = 100, 50
 
 
+class BenchError(Exception):
+    pass
+
+
 def fail(msg):
-    raise SystemExit(f"tunnel_bench: {msg}")
+    raise BenchError(msg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,8 +622,10 @@ def reconnect_trial(procs, ctx, ident, name):
 # The run.
 
 
-def setup(procs, tmp, n_idle, n_trials):
-    ctx = {"tmp": tmp, "empty": tmp / "empty", "tls_port": free_port(), "srv_port": free_port()}
+def setup(procs, ctx, n_idle, n_trials):
+    """Fills ctx with everything rows 1-4 need; ctx["tmp"] is the temporary folder."""
+    tmp = ctx["tmp"]
+    ctx.update(empty=tmp / "empty", tls_port=free_port(), srv_port=free_port())
     ctx["empty"].mkdir()
     certs = tmp / "certs"
     certs.mkdir()
@@ -638,7 +644,6 @@ def setup(procs, tmp, n_idle, n_trials):
     ctx["ssh"] = start_ssh_r(procs, ctx, ctx["ssh_rport"], ctx["cli_port"], "main")
     wait_until(lambda: "fake-stream" in models(ctx["ssh_rport"], CLIENT_KEY),
                "the ssh -R forward to reach the client", 30, ctx["ssh"])
-    return ctx
 
 
 def models(port, key):
@@ -760,27 +765,41 @@ Published targets (DESIGN.md section 6): rathole ~450 MB/s (plaintext) and 7-8 M
 frp ~99 MB/s and 61-67 MB RSS; 1.7-2.1 ms added latency on loopback.""")
 
 
-def main():
-    scale = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
-    if not 0 < scale <= 4:
-        fail("the scale must be a number in (0, 4]; 1 is the full run, 0.2 a quick one")
-    check_tools()
-    n_idle, n_trials = max(5, int(50 * scale)), max(3, int(5 * scale))
-    procs, tmp = Procs(), Path(tempfile.mkdtemp(prefix="tunnel_bench."))
-    ctx = {}
+def parse_scale():
     try:
-        t0 = time.monotonic()
-        ctx = setup(procs, tmp, n_idle, n_trials)
-        rows = measure(procs, ctx, scale)
-        rows += memory_rows(procs, ctx, n_idle)
-        rows += reconnect_rows(procs, ctx, n_trials, 1 + n_idle)
-        print_table(rows, n_idle)
-        print(f"({time.monotonic() - t0:.0f} s, scale {scale})")
-    finally:
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if ctx.get("made_run_sshd"):
-            shutil.rmtree("/run/sshd", ignore_errors=True)
+        scale = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    except ValueError:
+        scale = 0
+    if not 0 < scale <= 4:
+        fail("the scale must be a number in (0, 4]: 1 is the full run, 0.2 a quick one")
+    return scale
+
+
+def run_all(procs, ctx, scale):
+    n_idle, n_trials = max(5, int(50 * scale)), max(3, int(5 * scale))
+    t0 = time.monotonic()
+    setup(procs, ctx, n_idle, n_trials)
+    rows = measure(procs, ctx, scale)
+    rows += memory_rows(procs, ctx, n_idle)
+    rows += reconnect_rows(procs, ctx, n_trials, 1 + n_idle)
+    print_table(rows, n_idle)
+    print(f"({time.monotonic() - t0:.0f} s, scale {scale})")
+
+
+def main():
+    try:
+        scale = parse_scale()
+        check_tools()
+        procs, ctx = Procs(), {"tmp": Path(tempfile.mkdtemp(prefix="tunnel_bench."))}
+        try:
+            run_all(procs, ctx, scale)
+        finally:
+            procs.stop_all()
+            shutil.rmtree(ctx["tmp"], ignore_errors=True)
+            if ctx.get("made_run_sshd"):
+                shutil.rmtree("/run/sshd", ignore_errors=True)
+    except BenchError as e:
+        sys.exit(f"tunnel_bench: {e}")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,8 @@ requested_model(struct router *r, struct http_request *req, char **name, char *e
     for (size_t k = 0; rc == 0 && *name == NULL && k < r->d.cat->n; k++)
         if (!r->d.cat->v[k].unlisted)
             *name = xstrdup(r->d.cat->v[k].name);
+    if (rc == 0 && *name == NULL && tunnel_server_any_model(r->d.tunnels) != NULL)
+        *name = xstrdup(tunnel_server_any_model(r->d.tunnels));
     return rc;
 }
 

@@ -835,6 +835,15 @@ tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const 
     return true;
 }
 
+const char *
+tunnel_server_any_model(const struct tunnel_server *ts)
+{
+    for (const struct tlink *l = ts ? ts->links : NULL; l != NULL; l = l->next)
+        if (l->registered && l->n_models > 0)
+            return l->models[0].id;
+    return NULL;
+}
+
 void
 tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created)
 {

@@ -31,6 +31,8 @@ void tunnel_server_accept(struct tunnel_server *ts, struct http_request *req);
 /* Sends req to a connected client that serves model. Returns false (nothing sent) when none
  * does; otherwise the request is answered, one way or another. */
 bool tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const char *model);
+/* A model some client serves (the default when a request names none), or NULL. */
+const char *tunnel_server_any_model(const struct tunnel_server *ts);
 /* Appends the models the clients serve, once each, as OpenAI model objects. */
 void tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created);
 /* [{"peer", "pin", "models", "in_flight"}] for /running and the admin view. */
