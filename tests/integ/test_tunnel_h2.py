@@ -591,32 +591,32 @@ def test_refused_upgrades(server, dial, ids, case):
     assert not re.search("registered", "\n".join(server.lines[mark:]))
 
 
-def test_garbage_after_the_upgrade_drops_that_tunnel_only(server, dial):
+def test_garbage_after_the_upgrade_drops_that_tunnel_at_once(server, dial, ids):
     mark = len(server.lines)
     peer = dial()
     status, head, _ = peer.upgrade()
     assert status == 101, head
-    junk = b"\x00" + os.urandom(256)  # no HTTP/2 preface can start with a zero byte
-    peer._sendall(junk)
-    t0=time.monotonic()
-    server.wait_log(rf"tunnel: client {re.escape(peer.addr)} disconnected", timeout=5, start=mark)
-    print("log", time.monotonic()-t0)
-    end = time.monotonic() + 5  # and it closes the connection
+    t0 = time.monotonic()
+    peer._sendall(b"\x00" + os.urandom(256))  # no HTTP/2 SETTINGS frame starts like this
+    gone = server.wait_log(rf"tunnel: client {re.escape(peer.addr)} disconnected: (.*)",
+                           timeout=5, start=mark)
+    took = time.monotonic() - t0
+    end = time.monotonic() + 2  # and the connection is closed
     while True:
         try:
             if peer._retry(peer.tls.recv, 65536, timeout=end - time.monotonic()) == b"":
                 break
         except (SSL.ZeroReturnError, SSL.SysCallError):
             break
-    print("eof", time.monotonic()-t0)
-    print("\n".join(server.lines[mark:]))
-    r = httpx.get(server.api + "/health", timeout=5)
-    assert r.status_code == 200
-    # and a well-behaved peer still gets in and is served
-    good = dial.tunnel()
+    # the server carries on: its health check, and a well-behaved peer gets in and is served
+    assert httpx.get(server.api + "/health", timeout=5).status_code == 200
+    good = dial.tunnel(ids.peer2)
     with ThreadPoolExecutor(1) as ex:
         fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=chat(),
                         headers=AUTH, timeout=10)
         req = good.next_request()
         good.respond(req.id, 200, [("content-type", "application/json")], b'{"ok":1}')
         assert fut.result().content == b'{"ok":1}'
+    # dropped for the protocol error itself, not later by the keepalive (1 s + 1 s here)
+    assert "PING" not in gone.group(1) and took < 1.0, \
+        f"dropped after {took:.2f} s: {gone.group(0)}"
