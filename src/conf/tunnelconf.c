@@ -16,9 +16,15 @@ tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k
         YKEY_U64("max_queue", struct conf, tunnel_server.max_queue),
         {NULL, NULL, 0}};
 
+    struct conf_tunnel_server *s = &((struct conf *)obj)->tunnel_server;
+    int rc;
+
     (void)k;
     ((struct conf *)obj)->tunnel_accept = true;
-    return ymap(y, n, "server", keys, obj);
+    rc = ymap(y, n, "server", keys, obj);
+    if (rc == 0 && (s->ping_interval == 0 || s->ping_timeout == 0))
+        return yerr(y, n, "ping_interval", "ping_interval and ping_timeout are seconds, 1 or more");
+    return rc;
 }
 
 static int
@@ -70,6 +76,8 @@ tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k
     (void)k;
     if (rc == 0 && (c->slots == 0 || c->slots > 10000))
         return yerr(y, n, "slots", "must be between 1 and 10000");
+    if (rc == 0 && (c->ping_interval == 0 || c->ping_timeout == 0))
+        return yerr(y, n, "ping_interval", "ping_interval and ping_timeout are seconds, 1 or more");
     return rc;
 }
 

@@ -19,7 +19,7 @@
 #define BACKOFF_BASE_MS   1000
 #define BACKOFF_CAP_MS    60000
 #define STABLE_MS         60000  /* a connection this old resets the backoff */
-#define REFUSED_WAIT_MS   300000 /* identity refused: someone must fix the allowlist */
+#define REFUSED_WAIT_MS   30000 /* identity refused: someone must fix the allowlist first */
 #define REQUEST_BODY_MAX  (64u << 20)
 #define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
 #define CONTROL_PATH      "/.goinfer/control"
@@ -30,6 +30,7 @@
 
 struct tunnel_client {
     uv_loop_t *loop;
+    struct conf_tunnel_client conf_copy; /* a reload must not change what a dial points at */
     const struct conf_tunnel_client *conf;
     struct tls_ctx *tls;
     struct http_client *http; /* to our own listener */
@@ -878,12 +879,20 @@ tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const 
     struct tunnel_client *tc = xcalloc(1, sizeof(*tc));
 
     tc->loop = loop;
-    tc->conf = conf;
+    tc->conf_copy = *conf;
+    for (size_t i = 0; i < conf->n_servers; i++)
+        tc->conf_copy.servers[i] = (struct conf_tunnel_peer){xstrdup(conf->servers[i].url),
+                                                             xstrdup(conf->servers[i].pin),
+                                                             xstrdup(conf->servers[i].token)};
+    tc->conf_copy.cert = tc->conf_copy.key = NULL; /* read once, below */
+    tc->conf = &tc->conf_copy;
+    uv_timer_init(loop, &tc->tick); /* first: tunnel_client_free closes it */
+    tc->tick.data = tc;
     tc->describe = describe;
     tc->describe_arg = describe_arg;
     tc->tls = tls_client_ctx_new(conf->cert, conf->key, err, errlen);
     if (tc->tls == NULL) {
-        free(tc);
+        tunnel_client_free(tc);
         return NULL;
     }
     tc->http = http_client_new(loop);
@@ -891,14 +900,12 @@ tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const 
     tc->local_key = local_key ? xstrdup(local_key) : NULL;
     tc->dials = xcalloc(conf->n_servers, sizeof(*tc->dials));
     tc->n_dials = conf->n_servers;
-    uv_timer_init(loop, &tc->tick);
-    tc->tick.data = tc;
     uv_timer_start(&tc->tick, on_tick, TICK_MS, TICK_MS);
     for (size_t i = 0; i < conf->n_servers; i++) {
         struct tdial *d = &tc->dials[i];
 
         d->tc = tc;
-        d->peer = &conf->servers[i];
+        d->peer = &tc->conf_copy.servers[i];
         if (parse_url(d, d->peer->url) < 0) {
             snprintf(err, errlen, "client.servers: bad url %s (https://host:port)", d->peer->url);
             tunnel_client_free(tc);
@@ -919,6 +926,7 @@ on_timer_closed(uv_handle_t *h)
 
     if (--tc->closing_handles > 0)
         return;
+    tunnelconf_cleanup(&(struct conf_tunnel_server){0}, &tc->conf_copy);
     free(tc->dials);
     free(tc);
 }

@@ -3,7 +3,7 @@
  * goinfer/1, its own certificate, the server's pin checked), upgrades with the token proof,
  * then serves HTTP/2 on the connection it opened: each stream is an end user's request, run
  * against this machine's own Goinfer listener and streamed back. Reconnects with full-jitter
- * backoff (1 s base, 60 s cap; Retry-After wins; 5 minutes after a refusal of its identity).
+ * backoff (1 s base, 60 s cap; Retry-After wins; 30 s after a refusal of its identity).
  */
 #ifndef GOINFER_TUNNEL_CLIENT_H
 #define GOINFER_TUNNEL_CLIENT_H

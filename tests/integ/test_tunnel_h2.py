@@ -396,6 +396,7 @@ def payload(n, seed=b"goinfer"):
 
 def test_a_request_goes_through_the_peer_and_comes_back_unchanged(server, dial):
     peer = dial.tunnel()
+    assert len(peer.own) == 1  # registered on one stream the server opened
     sent = chat(stream=False, note="é" * 100_000)  # ~200 KB: the request body spans frames
     answer = payload(300_000)
     with ThreadPoolExecutor(1) as ex:

@@ -131,6 +131,48 @@ yaml_errors_name_line_and_key(void **state)
 }
 
 static void
+tunnel_sections(void **state)
+{
+    struct conf c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(load("server:\n  token: t0123456789abcdef\n  clients: [sha256/x]\n"
+                          "  max_queue: 3\nclient:\n  slots: 2\n  servers:\n"
+                          "    - {url: \"https://s:443\", pin: sha256/p, token: t}\n",
+                          &c, err),
+                     0);
+    assert_true(c.tunnel_accept);
+    assert_string_equal(c.tunnel_server.token, "t0123456789abcdef");
+    assert_string_equal(c.tunnel_server.clients[0], "sha256/x");
+    assert_int_equal(c.tunnel_server.max_queue, 3);
+    assert_int_equal(c.tunnel_server.ping_interval, 15); /* defaults */
+    assert_int_equal(c.tunnel_server.ping_timeout, 10);
+    assert_int_equal(c.tunnel_client.n_servers, 1);
+    assert_string_equal(c.tunnel_client.servers[0].url, "https://s:443");
+    assert_int_equal(c.tunnel_client.slots, 2);
+    conf_cleanup(&c);
+    assert_int_equal(load("client:\n  servers:\n    - {url: \"https://s\", pin: p}\n", &c, err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "url, pin and token"));
+    conf_cleanup(&c);
+    assert_int_equal(load("client:\n  servers:\n    - {url: \"http://s\", pin: p, token: t}\n",
+                          &c, err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "https://"));
+    conf_cleanup(&c);
+    assert_int_equal(load("client:\n  slots: 0\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "slots"));
+    conf_cleanup(&c);
+    assert_int_equal(load("server:\n  ping_timeout: 0\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "1 or more"));
+    conf_cleanup(&c);
+    assert_int_equal(load("server:\n  tokn: x\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "tokn"));
+    conf_cleanup(&c);
+}
+
+static void
 unknown_flag(void **state)
 {
     struct conf c;
@@ -270,6 +312,7 @@ main(void)
         cmocka_unit_test(yaml_file_and_env),
         cmocka_unit_test(yaml_errors_name_line_and_key),
         cmocka_unit_test(unknown_flag),
+        cmocka_unit_test(tunnel_sections),
         cmocka_unit_test(llama_swap_section),
         cmocka_unit_test(llama_swap_errors),
         cmocka_unit_test(subst_late_macros),
