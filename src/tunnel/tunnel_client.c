@@ -159,6 +159,43 @@ read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_
     return (ssize_t)n;
 }
 
+/* A server may ask for inference and nothing else: not the admin routes of this machine. */
+static bool
+path_allowed(const char *path)
+{
+    static const char *const native[] = {"/completion", "/completions", "/infill", "/rerank",
+                                         "/reranking", "/tokenize", "/detokenize", "/embedding",
+                                         "/embeddings", "/apply-template", "/props", "/slots",
+                                         "/tools", NULL};
+    size_t n = strcspn(path, "?");
+
+    if (strncmp(path, "/v1/", 4) == 0)
+        return memmem(path, n, "/..", 3) == NULL;
+    for (const char *const *p = native; *p; p++)
+        if (strlen(*p) == n && strncmp(path, *p, n) == 0)
+            return true;
+    return false;
+}
+
+/* An answer of our own (no local request): status and a JSON error body. */
+static void
+stream_refuse(struct cstream *s, const char *status, const char *msg)
+{
+    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE},
+                       {(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16,
+                        NGHTTP2_NV_FLAG_NONE}};
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
+    json_t *err = json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg, "type",
+                            "upstream_error", "code", atoi(status));
+    char *body = json_dumps(err, JSON_COMPACT);
+
+    buf_append(&s->out, body, strlen(body));
+    free(body);
+    json_decref(err);
+    s->eof = s->responded = true;
+    nghttp2_submit_response(s->c->h2.session, s->id, nv, 2, &prd);
+}
+
 /* The headers worth passing back, by their lower-case HTTP/2 names. */
 static const char *const pass_headers[] = {"content-type", "cache-control", "content-length"};
 
@@ -207,18 +244,10 @@ on_local_done(void *arg, int err, const char *msg)
 
     s->fetch = NULL;
     if (err != 0 && !s->responded) {
-        char body[600];
-        nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"502", 7, 3, NGHTTP2_NV_FLAG_NONE},
-                           {(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16,
-                            NGHTTP2_NV_FLAG_NONE}};
-        nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
+        char why[512];
 
-        snprintf(body, sizeof(body),
-                 "{\"error\":{\"message\":\"the GPU machine's Goinfer failed: %s\","
-                 "\"type\":\"upstream_error\",\"code\":502}}", msg);
-        buf_append(&s->out, body, strlen(body));
-        s->eof = true;
-        nghttp2_submit_response(session, s->id, nv, 2, &prd);
+        snprintf(why, sizeof(why), "the GPU machine's Goinfer failed: %s", msg);
+        stream_refuse(s, "502", why);
     } else if (err != 0) {
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     } else {
@@ -236,8 +265,17 @@ stream_run(struct cstream *s)
     struct http_header h[3];
     size_t n = 0;
     struct http_fetch_opts o = {0};
-    char *url = xasprintf("%s%s", tc->local_url, s->path ? s->path : "/");
-    char *bearer = tc->local_key ? xasprintf("Bearer %s", tc->local_key) : NULL;
+    char *url, *bearer;
+
+    if (s->path == NULL || !path_allowed(s->path)) {
+        log_warnx("tunnel: %s asked for %s, which is not an inference route; refused",
+                  s->c->d->peer->url, s->path ? s->path : "(no path)");
+        stream_refuse(s, "403", "the GPU machine serves inference routes only");
+        conn_flush(s->c);
+        return;
+    }
+    url = xasprintf("%s%s", tc->local_url, s->path);
+    bearer = tc->local_key ? xasprintf("Bearer %s", tc->local_key) : NULL;
 
     if (s->ctype[0])
         h[n++] = (struct http_header){"Content-Type", 12, s->ctype, strlen(s->ctype)};

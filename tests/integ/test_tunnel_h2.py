@@ -287,7 +287,8 @@ class Peer:
 @pytest.fixture(scope="module")
 def ids(tmp_path_factory):
     d = tmp_path_factory.mktemp("h2-ids")
-    return SimpleNamespace(**{n: make_identity(d, n) for n in ("server", "peer", "peer2", "stranger")})
+    names = ("server", "peer", "peer2", "stranger")  # stranger: not in server.clients
+    return SimpleNamespace(**{n: make_identity(d, n) for n in names})
 
 
 @pytest.fixture
