@@ -249,8 +249,11 @@ handle_tunnel(struct router *r, struct http_request *req)
 static void
 handle_running(struct router *r, struct http_request *req)
 {
-    respond_json(req, 200, json_pack("{s:o, s:o}", "running", swap_running(r->d.swap), "tunnels",
-                                     tunnel_server_clients(r->d.tunnels)));
+    json_t *o = json_pack("{s:o}", "running", swap_running(r->d.swap));
+
+    if (r->d.tunnels != NULL) /* a server: the GPU machines behind it too */
+        json_object_set_new(o, "tunnels", tunnel_server_clients(r->d.tunnels));
+    respond_json(req, 200, o);
 }
 
 static void

@@ -60,6 +60,9 @@ h2link_input(struct h2link *l, const char *data, size_t len)
         return -1;
     }
     h2link_flush(l);
+    /* a protocol error ends the session with GOAWAY, not an error code: the link is done */
+    if (!l->dead && !nghttp2_session_want_read(l->session) && !nghttp2_session_want_write(l->session))
+        fail(l, "the peer broke the HTTP/2 protocol (GOAWAY sent)");
     return l->dead ? -1 : 0;
 }
 
