@@ -2,9 +2,8 @@
 independent GPU machine written with python3-h2 and pyOpenSSL (class Peer) that dials it,
 upgrades, and then serves HTTP/2 on the socket it dialled, answering each stream by hand.
 
-Registration works with either protocol the server may speak: the older `GET /v1/models`
-stream, or the NDJSON control stream `POST /.goinfer/control` (a register line on a response
-that never ends).
+Registration is the NDJSON control stream `POST /.goinfer/control` that the server opens: a
+register line on a response that never ends.
 """
 import base64
 import hashlib
@@ -181,12 +180,7 @@ class Peer:
         if isinstance(ev, h2.events.RequestReceived):
             req = Request(ev.stream_id, ev.headers)
             path = req[":path"]
-            if path == b"/v1/models":  # registration, older protocol: answer and end
-                self.own[req.id] = req
-                body = json.dumps({"object": "list",
-                                   "data": [{"id": MODEL, "object": "model"}]}).encode()
-                self.respond(req.id, 200, [("content-type", "application/json")], body)
-            elif path == b"/.goinfer/control":  # the control stream: never ended by us
+            if path == b"/.goinfer/control":  # the control stream: never ended by us
                 self.own[req.id] = req
                 self.respond(req.id, 200, [("content-type", "application/x-ndjson")],
                              self.control_line(type="register", version="test-peer", slots=8,
