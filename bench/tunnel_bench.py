@@ -57,6 +57,11 @@ def fail(msg):
     raise BenchError(msg)
 
 
+def progress(what):
+    """A line on stderr, so a long run shows where it is; the table goes to stdout."""
+    print(f"tunnel_bench: {what}", file=sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # The FAKE upstream (model "fake-stream"), run as `tunnel_bench.py --fake-upstream`.
 
@@ -660,28 +665,40 @@ def paths(ctx):
             (ctx["ssh_rport"], CLIENT_KEY)]
 
 
-def measure(procs, ctx, scale):
+def each_path(ctx, what, fn, *args):
+    """fn(port, key, *args) for direct, tunnel and ssh -R, in that order."""
+    out = []
+    for name, (port, key) in zip(("direct", "tunnel", "ssh -R"), paths(ctx)):
+        progress(f"{what}: {name}")
+        out.append(fn(port, key, *args))
+    return out
+
+
+def measure(ctx, scale):
+    """Rows 1 to 4: the same requests down each path."""
     secs = max(1, round(5 * scale))
     n_lat = max(50, int(300 * scale))
     bulk_mib = max(16, int(256 * scale))
     events = max(5, int(20 * scale))
     upload_mib = max(8, int(64 * scale))
     rows = []
-    r = [rps(ctx["tmp"], port, key, secs) for port, key in paths(ctx)]
+    r = each_path(ctx, "1 req/s", lambda port, key: rps(ctx["tmp"], port, key, secs))
     rows.append((f"1 small req/s (wrk, 16 conns, {secs} s)", *r, "{:.0f}"))
-    lat = [latencies_ms(port, key, n_lat) for port, key in paths(ctx)]
-    add_latency_rows(rows, lat, n_lat)
-    r = [bulk_mb_s(port, key, bulk_mib << 20) for port, key in paths(ctx)]
+    add_latency_rows(rows, each_path(ctx, "2 latency", latencies_ms, n_lat), n_lat)
+    r = each_path(ctx, "3 bulk", bulk_mb_s, bulk_mib << 20)
     rows.append((f"3 bulk MB/s, 1 stream of {bulk_mib} MiB", *r, "{:.0f}"))
     upload = make_upload(ctx["tmp"], upload_mib)
-    sse, peaks, uploads = [], [], []
-    for port, key in paths(ctx):
-        p50, p99, n = asyncio.run(sse_delays(port, key, events, upload))
-        sse.append((p50, p99))
-        uploads.append(n)
-        peaks.append(http_get(ctx["fake_port"], "/stats", "").json()["sse_peak"])
-    add_sse_rows(rows, sse, peaks, uploads, events, upload_mib)
+    sse = each_path(ctx, "4 SSE + upload",
+                    lambda port, key: sse_row(ctx, port, key, events, upload))
+    add_sse_rows(rows, sse, events, upload_mib)
     return rows
+
+
+def sse_row(ctx, port, key, events, upload):
+    """(p50, p99, uploads done, peak streams live at the upstream) down one path."""
+    p50, p99, uploads = asyncio.run(sse_delays(port, key, events, upload))
+    peak = http_get(ctx["fake_port"], "/stats", "none").json()["sse_peak"]
+    return p50, p99, uploads, peak
 
 
 def add_latency_rows(rows, lat, n):
@@ -691,20 +708,22 @@ def add_latency_rows(rows, lat, n):
         rows.append((f"    added {p} vs direct (ms)", "-", t - d, s - d, "{:+.3f}"))
 
 
-def add_sse_rows(rows, sse, peaks, uploads, events, upload_mib):
+def add_sse_rows(rows, sse, events, upload_mib):
     label = f"4 SSE delay {{}}, {SSE_STREAMS} streams x {events} ev (ms)"
     for i, p in ((0, "p50"), (1, "p99")):
         d, t, s = (x[i] for x in sse)
         rows.append((label.format(p), d, t, s, "{:.2f}"))
         rows.append((f"    added {p} vs direct (ms)", "-", t - d, s - d, "{:+.2f}"))
-    rows.append((f"    {upload_mib} MiB uploads done meanwhile", *uploads, "{:d}"))
-    rows.append(("    SSE streams live at once at upstream", *peaks, "{:d}"))
+    rows.append((f"    {upload_mib} MiB uploads done meanwhile", *(x[2] for x in sse), "{:d}"))
+    rows.append(("    SSE streams live at once at upstream", *(x[3] for x in sse), "{:d}"))
 
 
 def memory_rows(procs, ctx, n):
     procs.stop(ctx["ssh"])
     procs.stop(ctx["client"])
+    progress(f"5 memory: {n} Goinfer tunnels")
     g0, g1 = goinfer_idle_tunnels(procs, ctx, n)
+    progress(f"5 memory: {n} ssh -R sessions")
     s0, s1 = sshd_idle_sessions(procs, ctx, n)
     gper, sper = (g1 - g0) / n, (s1 - s0) / n
     return [(f"5 server memory, 0 tunnels (MB)", "-", g0, s0, "{:.1f}"),
@@ -715,6 +734,7 @@ def memory_rows(procs, ctx, n):
 
 
 def reconnect_rows(procs, ctx, n_trials, first_id):
+    progress(f"6 reconnect: {n_trials} trials")
     trials = [reconnect_trial(procs, ctx, ctx["client_ids"][first_id + i], f"rc{i}")
               for i in range(n_trials)]
     na = "n/a (ssh -R does not reconnect)"
@@ -778,8 +798,9 @@ def parse_scale():
 def run_all(procs, ctx, scale):
     n_idle, n_trials = max(5, int(50 * scale)), max(3, int(5 * scale))
     t0 = time.monotonic()
+    progress("setting up")
     setup(procs, ctx, n_idle, n_trials)
-    rows = measure(procs, ctx, scale)
+    rows = measure(ctx, scale)
     rows += memory_rows(procs, ctx, n_idle)
     rows += reconnect_rows(procs, ctx, n_trials, 1 + n_idle)
     print_table(rows, n_idle)

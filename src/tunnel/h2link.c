@@ -1,6 +1,7 @@
 #include "h2link.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "core/log.h"
 
@@ -136,4 +137,34 @@ h2link_stop(struct h2link *l)
 {
     l->dead = true;
     uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+}
+
+int
+h2link_lines_input(struct buf *in, const uint8_t *data, size_t len, h2link_line_cb cb, void *arg)
+{
+    char *nl;
+
+    if (buf_append(in, data, len) < 0) {
+        buf_reset(in);
+        return -1;
+    }
+    while (in->len > 0 && (nl = memchr(in->data, '\n', in->len)) != NULL) {
+        size_t n = (size_t)(nl - in->data);
+
+        cb(arg, in->data, n);
+        buf_consume(in, n + 1);
+    }
+    return 0;
+}
+
+ssize_t
+h2link_lines_read(struct buf *out, uint8_t *dst, size_t len)
+{
+    size_t n = out->len < len ? out->len : len;
+
+    if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    memcpy(dst, out->data, n);
+    buf_consume(out, n);
+    return (ssize_t)n;
 }

@@ -7,6 +7,8 @@
 #define GOINFER_TUNNEL_H2LINK_H
 
 #include <nghttp2/nghttp2.h>
+
+#include "core/buf.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -42,5 +44,16 @@ void h2link_flush(struct h2link *l);
 void h2link_stop(struct h2link *l);
 /* For a session's on_frame_recv: notes PING answers. */
 void h2link_frame(struct h2link *l, const nghttp2_frame *f);
+
+/* ---- the control stream's NDJSON lines, handled alike at both ends ---- */
+
+typedef void (*h2link_line_cb)(void *arg, const char *line, size_t len);
+
+/* Appends data to in and hands each complete line (without its newline) to cb.
+ * Returns -1 when a line outgrows in's maximum (in is then emptied). */
+int h2link_lines_input(struct buf *in, const uint8_t *data, size_t len, h2link_line_cb cb,
+                       void *arg);
+/* For a data provider: as much of out as fits in dst, or NGHTTP2_ERR_DEFERRED when empty. */
+ssize_t h2link_lines_read(struct buf *out, uint8_t *dst, size_t len);
 
 #endif

@@ -346,15 +346,8 @@ static ssize_t
 read_control(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
              nghttp2_data_source *src, void *user)
 {
-    struct tconn *c = src->ptr;
-    size_t n = c->ctl_out.len < len ? c->ctl_out.len : len;
-
     (void)session, (void)id, (void)flags, (void)user;
-    if (n == 0)
-        return NGHTTP2_ERR_DEFERRED;
-    memcpy(out, c->ctl_out.data, n);
-    buf_consume(&c->ctl_out, n);
-    return (ssize_t)n;
+    return h2link_lines_read(&((struct tconn *)src->ptr)->ctl_out, out, len);
 }
 
 static void
@@ -409,8 +402,9 @@ send_load(struct tconn *c)
 }
 
 static void
-on_control_line(struct tconn *c, const char *line, size_t len)
+on_control_line(void *arg, const char *line, size_t len)
 {
+    struct tconn *c = arg;
     json_t *msg = json_loadb(line, len, 0, NULL);
     const char *type = json_string_value(json_object_get(msg, "type"));
 
@@ -426,18 +420,8 @@ on_control_line(struct tconn *c, const char *line, size_t len)
 static void
 control_input(struct tconn *c, const uint8_t *data, size_t len)
 {
-    char *nl;
-
-    if (buf_append(&c->ctl_in, data, len) < 0) {
-        buf_reset(&c->ctl_in);
-        return;
-    }
-    while ((nl = memchr(c->ctl_in.data, '\n', c->ctl_in.len)) != NULL) {
-        size_t n = (size_t)(nl - c->ctl_in.data);
-
-        on_control_line(c, c->ctl_in.data, n);
-        buf_consume(&c->ctl_in, n + 1);
-    }
+    if (h2link_lines_input(&c->ctl_in, data, len, on_control_line, c) < 0)
+        log_warnx("tunnel: %s sent a control line over 1 MiB; dropped", c->d->peer->url);
 }
 
 static void

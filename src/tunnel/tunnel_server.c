@@ -231,8 +231,9 @@ on_register(struct tlink *l, json_t *msg)
 }
 
 static void
-on_control_line(struct tlink *l, const char *line, size_t len)
+on_control_line(void *arg, const char *line, size_t len)
 {
+    struct tlink *l = arg;
     json_t *msg = json_loadb(line, len, 0, NULL);
     const char *type = json_string_value(json_object_get(msg, "type"));
 
@@ -254,18 +255,9 @@ on_control_line(struct tlink *l, const char *line, size_t len)
 static void
 control_input(struct tlink *l, const uint8_t *data, size_t len)
 {
-    char *nl;
-
-    if (buf_append(&l->ctl_in, data, len) < 0) {
-        nghttp2_submit_rst_stream(l->h2.session, NGHTTP2_FLAG_NONE, l->ctl->id, NGHTTP2_ENHANCE_YOUR_CALM);
-        return;
-    }
-    while ((nl = memchr(l->ctl_in.data, '\n', l->ctl_in.len)) != NULL) {
-        size_t n = (size_t)(nl - l->ctl_in.data);
-
-        on_control_line(l, l->ctl_in.data, n);
-        buf_consume(&l->ctl_in, n + 1);
-    }
+    if (h2link_lines_input(&l->ctl_in, data, len, on_control_line, l) < 0)
+        nghttp2_submit_rst_stream(l->h2.session, NGHTTP2_FLAG_NONE, l->ctl->id,
+                                  NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 /* Our side of the control stream: lines queued in ctl_out, sent as the request body. */
@@ -273,15 +265,8 @@ static ssize_t
 read_control(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
              nghttp2_data_source *src, void *user)
 {
-    struct tlink *l = src->ptr;
-    size_t n = l->ctl_out.len < len ? l->ctl_out.len : len;
-
     (void)session, (void)id, (void)flags, (void)user;
-    if (n == 0)
-        return NGHTTP2_ERR_DEFERRED;
-    memcpy(out, l->ctl_out.data, n);
-    buf_consume(&l->ctl_out, n);
-    return (ssize_t)n;
+    return h2link_lines_read(&((struct tlink *)src->ptr)->ctl_out, out, len);
 }
 
 static void

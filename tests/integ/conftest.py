@@ -153,6 +153,16 @@ def start_goinfer(tmp_path):
     assert not problems, "\n".join(problems)
 
 
+def seconds_until_gone(gone, left):
+    """How long after `left` (time.time()) the FAKE llama-server noticed its client had gone:
+    it writes that moment to the file `gone`."""
+    deadline = time.monotonic() + 5
+    while not gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert gone.exists(), "the fake llama-server never saw its request end"
+    return float(gone.read_text()) - left
+
+
 def auth():
     return {"Authorization": f"Bearer {API_KEY}"}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, mkmodel
+from conftest import API_KEY, mkmodel, seconds_until_gone
 from tunnel_net import Net, Nodes, TOKEN
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
@@ -200,12 +200,7 @@ def test_an_end_user_leaving_cancels_the_gpu_request_at_once(net, nodes, fake_mo
     assert end_user.stdout.readline().startswith(b"data: ")
     end_user.kill()
     end_user.wait()
-    left = time.time()
-    deadline = time.monotonic() + 5
-    while not gone.exists() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert gone.exists(), "the GPU machine's llama-server never saw its request end"
-    noticed = float(gone.read_text()) - left
+    noticed = seconds_until_gone(gone, time.time())
     # the fake writes every 20 ms, so it notices a close up to 20 ms late
     assert noticed < 0.1, f"the GPU request ended {noticed * 1000:.0f} ms after the user left"
 
@@ -298,7 +293,9 @@ def test_a_client_failing_before_it_answered_is_retried_on_another(net, nodes, f
     srv.wait_log(r"failed before answering .*; retried on another")
 
 
-def test_shutting_down_a_server_lets_tunnelled_requests_finish(net, nodes, fake_models):
+def slow_request_in_flight(net, nodes, fake_models):
+    """A server, a client with the FAKE llama-server, and an end user's request that the fake
+    answers after 2 s, now running on the client."""
     s, u, s_user, [(c, s_ip)] = star(net, 1)
     ident = nodes.identity("gpu1")
     srv = nodes.server(s, s_user, [ident[2]])
@@ -308,6 +305,11 @@ def test_shutting_down_a_server_lets_tunnelled_requests_finish(net, nodes, fake_
     end_user = net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
                               "-d", chat("slow-a", stream=False))
     cli.wait_log(r"model slow-a: ready")
+    return srv, cli, end_user
+
+
+def test_shutting_down_a_server_lets_tunnelled_requests_finish(net, nodes, fake_models):
+    srv, cli, end_user = slow_request_in_flight(net, nodes, fake_models)
     assert srv.stop() == 0  # SIGTERM with a request in flight
     out = end_user.communicate(timeout=30)[0].decode()
     assert out.split()[1] == "200" and '"slow-a"' in out, out
@@ -316,15 +318,7 @@ def test_shutting_down_a_server_lets_tunnelled_requests_finish(net, nodes, fake_
 
 def test_shutting_down_a_client_finishes_its_requests_and_tells_the_server(
         net, nodes, fake_models):
-    s, u, s_user, [(c, s_ip)] = star(net, 1)
-    ident = nodes.identity("gpu1")
-    srv = nodes.server(s, s_user, [ident[2]])
-    cli = nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident,
-                       env={"GI_LLAMA_EXE": str(FAKE)})
-    srv.wait_log(r"registered: .*slow-a")
-    end_user = net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
-                              "-d", chat("slow-a", stream=False))
-    cli.wait_log(r"model slow-a: ready")
+    srv, cli, end_user = slow_request_in_flight(net, nodes, fake_models)
     assert cli.stop() == 0
     out = end_user.communicate(timeout=30)[0].decode()
     assert out.split()[1] == "200", out
