@@ -11,6 +11,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -78,12 +79,31 @@ def star(net, n_clients):
     return s, u, s_user, clients
 
 
-def test_a_chat_streams_from_the_end_user_to_a_gpu_client_and_back(net, nodes, gpu_models):
+def one_client(net, nodes, models, registered, env=None):
+    """A server, the end user, and one GPU client serving `models`, registered."""
     s, u, s_user, [(c, s_ip)] = star(net, 1)
     ident = nodes.identity("gpu1")
     srv = nodes.server(s, s_user, [ident[2]])
-    cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, srv.pin)], ident)
-    srv.wait_log(r"tunnel: client .* registered: tiny-a")
+    cli = nodes.client(c, "gpu1", models, [(s_ip, srv.pin)], ident, env=env)
+    srv.wait_log(rf"registered: {registered}")
+    return SimpleNamespace(srv=srv, cli=cli, u=u, c=c, s=s, s_ip=s_ip, s_user=s_user, ident=ident)
+
+
+def two_clients(net, nodes, models1, models2, registered, env=None):
+    """A server, the end user, and two GPU clients; returns (server, user ns, [clients])."""
+    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
+    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
+    srv = nodes.server(s, s_user, [i1[2], i2[2]])
+    gpus = [nodes.client(c1, "gpu1", models1, [(ip1, srv.pin)], i1, env=env),
+            nodes.client(c2, "gpu2", models2, [(ip2, srv.pin)], i2, env=env)]
+    for pattern in registered:
+        wait_count(srv, rf"registered: {pattern}", 2 if len(registered) == 1 else 1)
+    return srv, u, gpus
+
+
+def test_a_chat_streams_from_the_end_user_to_a_gpu_client_and_back(net, nodes, gpu_models):
+    t = one_client(net, nodes, gpu_models / "tiny-a", "tiny-a")
+    srv, cli, u = t.srv, t.cli, t.u
     cli.wait_log(r"tunnel: connected to https://")
     # the client has no inbound route: its listener is its own loopback
     assert "127.0.0.1" in cli.url()
@@ -101,13 +121,8 @@ def test_a_chat_streams_from_the_end_user_to_a_gpu_client_and_back(net, nodes, g
 
 
 def test_two_clients_with_different_models_each_get_their_own(net, nodes, gpu_models):
-    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
-    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
-    srv = nodes.server(s, s_user, [i1[2], i2[2]])
-    a = nodes.client(c1, "gpu1", gpu_models / "tiny-a", [(ip1, srv.pin)], i1)
-    b = nodes.client(c2, "gpu2", gpu_models / "tiny-b", [(ip2, srv.pin)], i2)
-    srv.wait_log(r"registered: tiny-a")
-    srv.wait_log(r"registered: tiny-b")
+    srv, u, (a, b) = two_clients(net, nodes, gpu_models / "tiny-a", gpu_models / "tiny-b",
+                                 ["tiny-a", "tiny-b"])
     r = net.curl(u, *AUTH, f"{srv.api}/v1/models")
     assert sorted(m["id"] for m in json.loads(r.stdout)["data"]) == ["tiny-a", "tiny-b"]
     for model, gpu in (("tiny-a", a), ("tiny-b", b)):
@@ -136,13 +151,8 @@ def test_one_client_serves_two_servers(net, nodes, gpu_models):
 
 def test_a_client_killed_mid_stream_ends_the_stream_and_the_next_request_goes_elsewhere(
         net, nodes, fake_models):
-    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
-    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
-    srv = nodes.server(s, s_user, [i1[2], i2[2]])
-    env = {"GI_LLAMA_EXE": str(FAKE)}
-    gpus = [nodes.client(c1, "gpu1", fake_models, [(ip1, srv.pin)], i1, env=env),
-            nodes.client(c2, "gpu2", fake_models, [(ip2, srv.pin)], i2, env=env)]
-    wait_count(srv, r"registered: .*endless-a", 2)
+    srv, u, gpus = two_clients(net, nodes, fake_models, fake_models, [".*endless-a"],
+                               env={"GI_LLAMA_EXE": str(FAKE)})
     end_user = net.popen_curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("endless-a"))
     first = end_user.stdout.readline()
     assert first.startswith(b"data: "), first
@@ -156,15 +166,12 @@ def test_a_client_killed_mid_stream_ends_the_stream_and_the_next_request_goes_el
 
 
 def test_the_server_restarted_clients_reconnect_with_backoff(net, nodes, gpu_models):
-    s, u, s_user, [(c, s_ip)] = star(net, 1)
-    ident = nodes.identity("gpu1")
-    srv = nodes.server(s, s_user, [ident[2]])
-    cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, srv.pin)], ident)
-    srv.wait_log(r"registered: tiny-a")
+    t = one_client(net, nodes, gpu_models / "tiny-a", "tiny-a")
+    srv, cli, u = t.srv, t.cli, t.u
     assert srv.stop() == 0
     cli.wait_log(r"connection to https://.* lost: .*; reconnecting in \d+ ms")
     mark = len(cli.lines)
-    again = nodes.server(s, s_user, [ident[2]], identity=srv.identity)
+    again = nodes.server(t.s, t.s_user, [t.ident[2]], identity=srv.identity)
     again.wait_log(r"registered: tiny-a", timeout=20)
     cli.wait_log(r"tunnel: connected to https://", start=mark)
     r = net.curl(u, *AUTH, f"{again.api}/v1/chat/completions", "-d", chat("tiny-a"))
@@ -172,12 +179,9 @@ def test_the_server_restarted_clients_reconnect_with_backoff(net, nodes, gpu_mod
 
 
 def test_a_blackholed_path_is_detected_within_the_ping_limits(net, nodes, gpu_models):
-    s, u, s_user, [(c, s_ip)] = star(net, 1)
-    ident = nodes.identity("gpu1")
-    srv = nodes.server(s, s_user, [ident[2]])
-    cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, srv.pin)], ident)
-    srv.wait_log(r"registered: tiny-a")
-    net.blackhole(c, s_ip)
+    t = one_client(net, nodes, gpu_models / "tiny-a", "tiny-a")
+    srv, cli, u = t.srv, t.cli, t.u
+    net.blackhole(t.c, t.s_ip)
     t0 = time.monotonic()
     # ping_interval 1 s and ping_timeout 1 s: silence is noticed within about 2 s on each side
     srv.wait_log(r"tunnel: client .* disconnected: no answer to a PING", timeout=10)
@@ -188,12 +192,8 @@ def test_a_blackholed_path_is_detected_within_the_ping_limits(net, nodes, gpu_mo
 
 
 def test_an_end_user_leaving_cancels_the_gpu_request_at_once(net, nodes, fake_models):
-    s, u, s_user, [(c, s_ip)] = star(net, 1)
-    ident = nodes.identity("gpu1")
-    srv = nodes.server(s, s_user, [ident[2]])
-    nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident,
-                 env={"GI_LLAMA_EXE": str(FAKE)})
-    srv.wait_log(r"registered: .*endless-a")
+    t = one_client(net, nodes, fake_models, ".*endless-a", env={"GI_LLAMA_EXE": str(FAKE)})
+    srv, u = t.srv, t.u
     gone = fake_models / "endless-a.gguf.gone"
     gone.unlink(missing_ok=True)
     end_user = net.popen_curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("endless-a"))
@@ -233,12 +233,8 @@ def access_count(g, model):
 
 
 def test_a_client_with_the_model_loaded_is_preferred(net, nodes, gpu_models):
-    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
-    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
-    srv = nodes.server(s, s_user, [i1[2], i2[2]])
-    gpus = [nodes.client(c1, "gpu1", gpu_models / "tiny-a", [(ip1, srv.pin)], i1),
-            nodes.client(c2, "gpu2", gpu_models / "tiny-a", [(ip2, srv.pin)], i2)]
-    wait_count(srv, r"registered: tiny-a", 2)
+    srv, u, gpus = two_clients(net, nodes, gpu_models / "tiny-a", gpu_models / "tiny-a",
+                               ["tiny-a"])
     r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a", stream=False))
     assert r.returncode == 0 and "choices" in r.stdout, r.stdout
     hot = next(g for g in gpus if access_count(g, "tiny-a") == 1)
@@ -273,13 +269,8 @@ def test_busy_clients_queue_a_few_requests_then_answer_503_with_retry_after(
 
 
 def test_a_client_failing_before_it_answered_is_retried_on_another(net, nodes, fake_models):
-    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
-    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
-    srv = nodes.server(s, s_user, [i1[2], i2[2]])
-    env = {"GI_LLAMA_EXE": str(FAKE)}
-    gpus = [nodes.client(c1, "gpu1", fake_models, [(ip1, srv.pin)], i1, env=env),
-            nodes.client(c2, "gpu2", fake_models, [(ip2, srv.pin)], i2, env=env)]
-    wait_count(srv, r"registered: .*slow-a", 2)
+    srv, u, gpus = two_clients(net, nodes, fake_models, fake_models, [".*slow-a"],
+                               env={"GI_LLAMA_EXE": str(FAKE)})
     end_user = net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
                               "-d", chat("slow-a", stream=False))
     deadline = time.monotonic() + 10
@@ -296,13 +287,9 @@ def test_a_client_failing_before_it_answered_is_retried_on_another(net, nodes, f
 def slow_request_in_flight(net, nodes, fake_models):
     """A server, a client with the FAKE llama-server, and an end user's request that the fake
     answers after 2 s, now running on the client."""
-    s, u, s_user, [(c, s_ip)] = star(net, 1)
-    ident = nodes.identity("gpu1")
-    srv = nodes.server(s, s_user, [ident[2]])
-    cli = nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident,
-                       env={"GI_LLAMA_EXE": str(FAKE)})
-    srv.wait_log(r"registered: .*slow-a")
-    end_user = net.popen_curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
+    t = one_client(net, nodes, fake_models, ".*slow-a", env={"GI_LLAMA_EXE": str(FAKE)})
+    srv, cli = t.srv, t.cli
+    end_user = net.popen_curl(t.u, *AUTH, "-i", f"{srv.api}/v1/chat/completions",
                               "-d", chat("slow-a", stream=False))
     cli.wait_log(r"model slow-a: ready")
     return srv, cli, end_user
