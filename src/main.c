@@ -386,6 +386,7 @@ setup_tunnel_client(struct app *a, const struct conf_listen *plain, int port)
 
     if (t->n_servers == 0)
         return;
+    t->body_bytes = c->limits.body_bytes;
     if (plain == NULL)
         fatalx("client: needs a plain (non-TLS) goinfer or openai listen address to serve from");
     if (t->cert == NULL)

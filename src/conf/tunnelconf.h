@@ -31,6 +31,7 @@ struct conf_tunnel_client {
     size_t n_servers;
     uint64_t ping_interval, ping_timeout; /* seconds */
     uint64_t slots; /* requests run at once for each server (MAX_CONCURRENT_STREAMS) */
+    uint64_t body_bytes; /* largest request body taken from a server (limits.body_bytes) */
 };
 
 int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);

@@ -5,6 +5,8 @@
 
 #include "core/log.h"
 
+#define FLUSH_BATCH (64 * 1024) /* bytes gathered before a write */
+
 static void
 on_dead_now(uv_timer_t *t)
 {
@@ -25,21 +27,59 @@ fail(struct h2link *l, const char *why)
     uv_timer_start(&l->timer, on_dead_now, 0, 0);
 }
 
-void
-h2link_flush(struct h2link *l)
+static int
+send_batch(struct h2link *l)
+{
+    int rc = l->out.len > 0 && !l->dead ? l->send(l->arg, l->out.data, l->out.len) : 0;
+
+    buf_reset(&l->out);
+    if (rc < 0)
+        fail(l, "the connection closed");
+    return rc;
+}
+
+/* One TLS record and one write for everything queued, not one per frame. */
+static void
+flush_now(struct h2link *l)
 {
     const uint8_t *data;
     ssize_t n = 0;
 
-    if (l->busy || l->session == NULL)
-        return; /* h2link_input flushes once nghttp2 returns */
-    while (!l->dead && (n = nghttp2_session_mem_send(l->session, &data)) > 0)
-        if (l->send(l->arg, (const char *)data, (size_t)n) < 0) {
-            fail(l, "the connection closed");
+    while (!l->dead && (n = nghttp2_session_mem_send(l->session, &data)) > 0) {
+        buf_append(&l->out, data, (size_t)n);
+        if (l->out.len >= FLUSH_BATCH && send_batch(l) < 0)
             return;
-        }
+    }
     if (n < 0)
         fail(l, nghttp2_strerror((int)n));
+    else
+        send_batch(l);
+    /* a protocol error ends the session with GOAWAY, not an error code: the link is done */
+    if (!l->dead && !nghttp2_session_want_read(l->session) && !nghttp2_session_want_write(l->session))
+        fail(l, "the session ended (GOAWAY after a protocol error)");
+}
+
+static void
+on_check(uv_check_t *c)
+{
+    struct h2link *l = c->data;
+
+    uv_check_stop(c);
+    if (l->dead || l->session == NULL)
+        return;
+    flush_now(l);
+    if (!l->dead && l->on_flushed != NULL)
+        l->on_flushed(l->arg);
+}
+
+/* Sending waits for the end of this loop turn (a uv_check), so that every frame a turn makes
+ * (headers, data, end of stream, window updates) goes out in one TLS record and one write. */
+void
+h2link_flush(struct h2link *l)
+{
+    if (l->dead || l->session == NULL || uv_is_active((uv_handle_t *)&l->check))
+        return;
+    uv_check_start(&l->check, on_check);
 }
 
 int
@@ -50,9 +90,7 @@ h2link_input(struct h2link *l, const char *data, size_t len)
     if (l->dead)
         return -1;
     l->last_rx = uv_now(l->timer.loop);
-    l->busy = true;
     n = nghttp2_session_mem_recv(l->session, (const uint8_t *)data, len);
-    l->busy = false;
     if (n < 0) {
         char why[128];
 
@@ -61,9 +99,6 @@ h2link_input(struct h2link *l, const char *data, size_t len)
         return -1;
     }
     h2link_flush(l);
-    /* a protocol error ends the session with GOAWAY, not an error code: the link is done */
-    if (!l->dead && !nghttp2_session_want_read(l->session) && !nghttp2_session_want_write(l->session))
-        fail(l, "the peer broke the HTTP/2 protocol (GOAWAY sent)");
     return l->dead ? -1 : 0;
 }
 
@@ -100,6 +135,9 @@ on_tick(uv_timer_t *t)
 void
 h2link_init(struct h2link *l, uv_loop_t *loop)
 {
+    buf_init(&l->out, SIZE_MAX);
+    uv_check_init(loop, &l->check);
+    l->check.data = l;
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
     l->last_rx = uv_now(loop);
@@ -122,12 +160,15 @@ h2link_start(struct h2link *l, uint32_t max_streams)
 }
 
 static void
-on_timer_closed(uv_handle_t *h)
+on_handle_closed(uv_handle_t *h)
 {
     struct h2link *l = h->data;
 
+    if (--l->closing > 0)
+        return;
     nghttp2_session_del(l->session);
     l->session = NULL;
+    buf_cleanup(&l->out);
     if (l->on_closed)
         l->on_closed(l->arg);
 }
@@ -135,8 +176,12 @@ on_timer_closed(uv_handle_t *h)
 void
 h2link_stop(struct h2link *l)
 {
+    if (!l->dead && l->session != NULL)
+        flush_now(l); /* a last word (drain, GOAWAY) still goes */
     l->dead = true;
-    uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+    l->closing = 2;
+    uv_close((uv_handle_t *)&l->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&l->check, on_handle_closed);
 }
 
 int

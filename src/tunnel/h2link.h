@@ -18,13 +18,16 @@ struct h2link {
     int (*send)(void *arg, const char *data, size_t len); /* the transport; -1 when gone */
     void (*on_dead)(void *arg, const char *why);
     void (*on_closed)(void *arg); /* after h2link_stop: the owner may free itself */
+    void (*on_flushed)(void *arg); /* optional: after queued frames were sent */
     void *arg;
     uv_timer_t timer;
+    uv_check_t check; /* sends at the end of the loop turn */
+    int closing;      /* handles still closing after h2link_stop */
     uint64_t ping_ms, timeout_ms;
     uint64_t last_rx, ping_sent; /* loop times; ping_sent 0: none outstanding */
+    struct buf out; /* frames gathered for one write */
     bool dead;
     char why[128]; /* what killed it, for on_dead */
-    bool busy; /* inside nghttp2_session_mem_recv: no sending from its callbacks */
 };
 
 /* Windows: 1 MiB per stream, 16 MiB per connection, credited by hand (nghttp2_session_consume)
@@ -38,7 +41,7 @@ void h2link_init(struct h2link *l, uv_loop_t *loop);
 void h2link_start(struct h2link *l, uint32_t max_streams);
 /* Returns 0, or -1 when the peer broke the protocol (on_dead was called). */
 int h2link_input(struct h2link *l, const char *data, size_t len);
-/* Sends what the session has queued. */
+/* Sends what the session has queued, at the end of this loop turn. */
 void h2link_flush(struct h2link *l);
 /* Frees the session once the timer handle is closed, then calls on_closed; call once. */
 void h2link_stop(struct h2link *l);

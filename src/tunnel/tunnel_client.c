@@ -20,7 +20,6 @@
 #define BACKOFF_CAP_MS    60000
 #define STABLE_MS         60000  /* a connection this old resets the backoff */
 #define REFUSED_WAIT_MS   30000 /* identity refused: someone must fix the allowlist first */
-#define REQUEST_BODY_MAX  (64u << 20)
 #define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
 #define CONTROL_PATH      "/.goinfer/control"
 #define TICK_MS           250  /* how often register and load are reconsidered */
@@ -92,6 +91,7 @@ struct cstream {
 };
 
 static void dial_start(struct tdial *d);
+static void on_plain(struct tconn *c, const char *data, size_t len);
 static void conn_fail(struct tconn *c, const char *why, uint64_t wait_ms);
 
 /* ---- the wire: TLS over the TCP connection ---- */
@@ -138,7 +138,6 @@ send_plain(void *arg, const char *data, size_t len)
 
 /* ---- streams: a request from the server, answered by our own listener ---- */
 
-static void conn_flush(struct tconn *c);
 
 static ssize_t
 read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
@@ -186,7 +185,7 @@ stream_refuse(struct cstream *s, const char *status, const char *msg)
                         NGHTTP2_NV_FLAG_NONE}};
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
     json_t *err = json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg, "type",
-                            "upstream_error", "code", atoi(status));
+                            "upstream_error", "code", (int)strtol(status, NULL, 10));
     char *body = json_dumps(err, JSON_COMPACT);
 
     buf_append(&s->out, body, strlen(body));
@@ -218,7 +217,7 @@ on_local_response(void *arg, long status, const struct http_header *h, size_t n)
                                        h[i].name_len, h[i].value_len, NGHTTP2_NV_FLAG_NONE};
     s->responded = true;
     nghttp2_submit_response(s->c->h2.session, s->id, nv, k, &prd);
-    conn_flush(s->c);
+    h2link_flush(&s->c->h2);
 }
 
 static int
@@ -228,7 +227,7 @@ on_local_body(void *arg, const char *data, size_t len)
 
     buf_append(&s->out, data, len);
     nghttp2_session_resume_data(s->c->h2.session, s->id);
-    conn_flush(s->c);
+    h2link_flush(&s->c->h2);
     if (s->out.len > OUT_HIGH) { /* the server's window is shut: stop reading llama-server */
         s->paused = true;
         return HTTP_FETCH_PAUSE;
@@ -254,7 +253,7 @@ on_local_done(void *arg, int err, const char *msg)
         s->eof = true;
         nghttp2_session_resume_data(session, s->id);
     }
-    conn_flush(s->c);
+    h2link_flush(&s->c->h2);
 }
 
 static void
@@ -271,7 +270,7 @@ stream_run(struct cstream *s)
         log_warnx("tunnel: %s asked for %s, which is not an inference route; refused",
                   s->c->d->peer->url, s->path ? s->path : "(no path)");
         stream_refuse(s, "403", "the GPU machine serves inference routes only");
-        conn_flush(s->c);
+        h2link_flush(&s->c->h2);
         return;
     }
     url = xasprintf("%s%s", tc->local_url, s->path);
@@ -318,12 +317,13 @@ stream_free(struct cstream *s)
     free(s);
 }
 
-/* Sends what nghttp2 has, then lets paused fetches go on where the window opened. */
+/* After a send: paused fetches go on where the window opened. */
 static void
-conn_flush(struct tconn *c)
+on_flushed(void *arg)
 {
-    h2link_flush(&c->h2);
-    for (struct cstream *s = c->streams; s != NULL && !c->h2.busy; s = s->next)
+    struct tconn *c = arg;
+
+    for (struct cstream *s = c->streams; s != NULL; s = s->next)
         if (s->paused && s->out.len < OUT_HIGH / 4 && s->fetch != NULL) {
             s->paused = false;
             http_fetch_resume(s->fetch);
@@ -358,8 +358,7 @@ control_send(struct tconn *c, const char *line)
     buf_append(&c->ctl_out, line, strlen(line));
     buf_append(&c->ctl_out, "\n", 1);
     nghttp2_session_resume_data(c->h2.session, c->ctl->id);
-    if (!c->h2.busy)
-        conn_flush(c);
+    h2link_flush(&c->h2);
 }
 
 /* {"type":"register","version","slots","models":[{"id","hot","vision"}]}, when it changed. */
@@ -453,7 +452,7 @@ on_begin_headers(nghttp2_session *session, const nghttp2_frame *f, void *user)
     s = xcalloc(1, sizeof(*s));
     s->c = c;
     s->id = f->hd.stream_id;
-    buf_init(&s->body, REQUEST_BODY_MAX);
+    buf_init(&s->body, c->d->tc->conf->body_bytes);
     buf_init(&s->out, SIZE_MAX);
     s->next = c->streams;
     if (c->streams)
@@ -492,8 +491,9 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
     (void)flags;
     if (s != NULL && s == ((struct tconn *)user)->ctl)
         control_input(user, data, len);
-    else if (s != NULL && buf_append(&s->body, data, len) < 0)
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+    else if (s != NULL && !s->responded && buf_append(&s->body, data, len) < 0)
+        stream_refuse(s, "413", "the request body is larger than this GPU machine's "
+                                "limits.body_bytes");
     return 0;
 }
 
@@ -611,7 +611,7 @@ backoff_ms(struct tdial *d)
     if (ceiling > BACKOFF_CAP_MS)
         ceiling = BACKOFF_CAP_MS;
     d->attempt++;
-    return (uint64_t)rand() % ceiling + 1;
+    return (uint64_t)arc4random_uniform((uint32_t)ceiling) + 1; /* seeded by the kernel */
 }
 
 /* Ends this attempt and schedules the next: wait_ms 0 means the backoff decides. */
@@ -716,6 +716,7 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     c->state = C_H2;
     c->up_at = uv_now(d->tc->loop);
     c->h2 = (struct h2link){.send = send_plain, .on_dead = on_h2_dead, .on_closed = on_h2_closed,
+                            .on_flushed = on_flushed,
                             .arg = c, .ping_ms = d->tc->conf->ping_interval * 1000,
                             .timeout_ms = d->tc->conf->ping_timeout * 1000};
     c->h2.session = session_new(c);
@@ -724,15 +725,16 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     h2link_start(&c->h2, (uint32_t)d->tc->conf->slots + 1); /* and the control stream */
     log_info("tunnel: connected to %s; serving its users", d->peer->url);
     if (c->head.len > used)
-        h2link_input(&c->h2, c->head.data + used, c->head.len - used);
+        on_plain(c, c->head.data + used, c->head.len - used);
     buf_reset(&c->head);
 }
 
 static void
 on_plain(struct tconn *c, const char *data, size_t len)
 {
-    if (c->state == C_H2)
+    if (c->state == C_H2) {
         h2link_input(&c->h2, data, len);
+    }
     else if (c->state == C_UPGRADE)
         upgrade_answer(c, data, len);
 }
@@ -867,7 +869,7 @@ parse_url(struct tdial *d, const char *url)
         return -1;
     memcpy(d->host, p, n);
     d->host[n] = '\0';
-    d->port = colon ? atoi(colon + 1) : 443;
+    d->port = colon ? (int)strtol(colon + 1, NULL, 10) : 443;
     return d->port > 0 && d->port < 65536 ? 0 : -1;
 }
 
@@ -973,7 +975,7 @@ tunnel_client_drain(struct tunnel_client *tc)
         }
         control_send(c, "{\"type\":\"draining\"}");
         nghttp2_submit_settings(c->h2.session, NGHTTP2_FLAG_NONE, &none, 1);
-        conn_flush(c);
+        h2link_flush(&c->h2);
     }
 }
 

@@ -307,7 +307,7 @@ on_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
     if (s == NULL || f->hd.type != NGHTTP2_HEADERS)
         return 0;
     if (nlen == 7 && memcmp(name, ":status", 7) == 0)
-        s->status = atoi((const char *)value);
+        s->status = (int)strtol((const char *)value, NULL, 10);
     else if (nlen == 12 && memcmp(name, "content-type", 12) == 0)
         snprintf(s->ctype, sizeof(s->ctype), "%.*s", (int)vlen, value);
     else if (nlen == 13 && memcmp(name, "cache-control", 13) == 0)
@@ -677,13 +677,13 @@ pick(struct tunnel_server *ts, const char *model, bool vision, bool *known)
             a = l;
         else if (b == NULL)
             b = l;
-        else if ((unsigned)rand() % n < 2)
-            *((unsigned)rand() % 2 ? &a : &b) = l;
+        else if (arc4random_uniform(n) < 2)
+            *(arc4random_uniform(2) ? &a : &b) = l;
     }
     if (b != NULL) { /* compare busy/slots as fractions; a tie goes either way */
         uint64_t la = (uint64_t)load_of(a) * b->slots, lb = (uint64_t)load_of(b) * a->slots;
 
-        if (lb < la || (lb == la && rand() % 2))
+        if (lb < la || (lb == la && arc4random_uniform(2)))
             return b;
     }
     return a;
