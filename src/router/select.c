@@ -9,6 +9,8 @@
 
 #include "core/xmalloc.h"
 
+#define SCAN_ABOVE (256 * 1024) /* bytes of body past which "model" is scanned for, not parsed */
+
 int
 select_model_from_json(const char *body, size_t len, char **name, char *err, size_t errlen)
 {
@@ -19,6 +21,8 @@ select_model_from_json(const char *body, size_t len, char **name, char *err, siz
     *name = NULL;
     if (len == 0)
         return 0;
+    if (len > SCAN_ABOVE) /* a large upload must not hold the loop while it is parsed */
+        return select_model_scan(body, len, name, err, errlen);
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
         snprintf(err, errlen, "request body is not valid JSON: %s (line %d, column %d)", je.text,

@@ -10,6 +10,9 @@
  * is not a string.
  */
 int select_model_from_json(const char *body, size_t len, char **name, char *err, size_t errlen);
+/* The same for large bodies, without parsing all of them: only the top level is walked, and
+ * only "model"'s value decoded (the rest of a malformed body is left to llama-server). */
+int select_model_scan(const char *body, size_t len, char **name, char *err, size_t errlen);
 
 /*
  * Reads the "model" field of a multipart/form-data body (audio transcription uploads).

@@ -15,6 +15,57 @@ pick(const char *body, char **name, char *err)
     return select_model_from_json(body, strlen(body), name, err, 256);
 }
 
+static int
+scan(const char *body, char **name, char *err)
+{
+    return select_model_scan(body, strlen(body), name, err, 256);
+}
+
+/* The scanner walks the top level only: nested "model" keys, strings holding braces and
+ * escaped quotes are skipped; the value is decoded like jansson does. */
+static void
+scan_top_level_model(void **state)
+{
+    char *name = NULL, err[256];
+
+    (void)state;
+    assert_int_equal(scan(" {\"messages\":[{\"model\":\"no\",\"content\":\"} \\\" {\"}],"
+                          "\"n\":-1.5e3,\"x\":{\"model\":1},\"ok\":true,\"model\":\"t\\u0069ny\"}",
+                          &name, err),
+                     0);
+    assert_string_equal(name, "tiny");
+    free(name);
+    assert_int_equal(scan("{\"a\":[1,2,{\"b\":null}]}", &name, err), 0);
+    assert_null(name);
+    assert_int_equal(scan("{\"model\":null}", &name, err), 0);
+    assert_null(name);
+    assert_int_equal(scan("{\"model\":7}", &name, err), -EINVAL);
+    assert_non_null(strstr(err, "must be a string"));
+    assert_int_equal(scan("[\"model\"]", &name, err), -EINVAL);
+    assert_non_null(strstr(err, "JSON object"));
+    assert_int_equal(scan("{\"a\":\"unterminated}", &name, err), -EINVAL);
+    assert_non_null(strstr(err, "not valid JSON"));
+    assert_int_equal(scan("{\"a\" 1}", &name, err), -EINVAL);
+    assert_int_equal(scan("{\"a\":{\"b\":1}", &name, err), -EINVAL);
+}
+
+/* Past 256 KiB, select_model_from_json scans: a 4 MiB body with the model last. */
+static void
+large_body_is_scanned(void **state)
+{
+    size_t n = 4u << 20;
+    char *body = malloc(n + 64), *name = NULL, err[256];
+
+    (void)state;
+    strcpy(body, "{\"prompt\":\"");
+    memset(body + 11, 'x', n);
+    strcpy(body + 11 + n, "\",\"model\":\"big\"}");
+    assert_int_equal(select_model_from_json(body, strlen(body), &name, err, 256), 0);
+    assert_string_equal(name, "big");
+    free(name);
+    free(body);
+}
+
 static void
 model_string(void **state)
 {
@@ -68,6 +119,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(model_string),
+        cmocka_unit_test(scan_top_level_model),
+        cmocka_unit_test(large_body_is_scanned),
         cmocka_unit_test(no_model_or_empty_body),
         cmocka_unit_test(invalid_json_names_position),
         cmocka_unit_test(model_not_a_string),
