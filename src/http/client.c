@@ -48,7 +48,9 @@ struct http_fetch {
     int port;
     struct sockaddr_storage addr;
     struct resolve *resolve; /* a name lookup in flight */
-    struct buf out;          /* the whole request, kept for one retry on a stale connection */
+    struct buf out;          /* the request head, kept for one retry on a stale connection */
+    const char *body;        /* borrowed from the caller until the fetch ends */
+    size_t body_len;
     struct buf hdr;          /* "name:value\n" lines of the current response */
     struct buf stash;        /* unparsed input held while paused */
     uv_timer_t timer;        /* connect, idle and total limits */
@@ -525,8 +527,9 @@ on_written(uv_write_t *w, int status)
 static void
 fetch_send(struct http_fetch *f, struct uconn *u)
 {
-    uv_buf_t b;
+    uv_buf_t b[2];
     int sent;
+    size_t head, body;
 
     f->conn = u;
     u->fetch = f;
@@ -538,16 +541,23 @@ fetch_send(struct http_fetch *f, struct uconn *u)
     f->last_read = uv_now(f->client->loop); /* the idle clock starts with the request */
     timer_arm(f);
     /* Straight to the socket first: uv_write would cost an epoll_ctl per request. */
-    b = uv_buf_init(f->out.data, (unsigned)f->out.len);
-    sent = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
-    if (sent == (int)f->out.len)
+    b[0] = uv_buf_init(f->out.data, (unsigned)f->out.len);
+    b[1] = uv_buf_init((char *)f->body, (unsigned)f->body_len);
+    sent = uv_try_write((uv_stream_t *)&u->tcp, b, 2);
+    head = sent > 0 ? (size_t)sent : 0;
+    if (head == f->out.len + f->body_len)
         return;
-    sent = sent > 0 ? sent : 0;
-    buf_reset(&u->out); /* the rest is the connection's: it may outlive the fetch */
-    buf_append(&u->out, f->out.data + sent, f->out.len - (size_t)sent);
-    b = uv_buf_init(u->out.data, (unsigned)u->out.len);
+    body = head > f->out.len ? head - f->out.len : 0;
+    head = head < f->out.len ? head : f->out.len;
+    /* The rest of the head is copied (the connection may outlive the fetch); the rest of the
+     * body is borrowed: its owner keeps it until the fetch ends, and a cancelled write reads
+     * nothing more. */
+    buf_reset(&u->out);
+    buf_append(&u->out, f->out.data + head, f->out.len - head);
+    b[0] = uv_buf_init(u->out.data, (unsigned)u->out.len);
+    b[1] = uv_buf_init((char *)f->body + body, (unsigned)(f->body_len - body));
     u->wr.data = u;
-    if (uv_write(&u->wr, (uv_stream_t *)&u->tcp, &b, 1, on_written) < 0)
+    if (uv_write(&u->wr, (uv_stream_t *)&u->tcp, b, 2, on_written) < 0)
         fetch_eof(f, UV_EPIPE);
 }
 
@@ -681,8 +691,8 @@ build_request(struct http_fetch *f, const struct http_fetch_opts *o, const char 
         buf_append(b, len, (size_t)n);
     }
     buf_append(b, "\r\n", 2);
-    if (o->body != NULL)
-        buf_append(b, o->body, o->body_len);
+    f->body = o->body;
+    f->body_len = o->body ? o->body_len : 0;
     f->head = strcmp(method, "HEAD") == 0;
 }
 

@@ -47,7 +47,7 @@ struct http_fetch_opts {
     const char *url;
     const struct http_header *headers;
     size_t n_headers;
-    const char *body; /* copied */
+    const char *body; /* borrowed: kept by the caller until on_done or http_fetch_cancel */
     size_t body_len;
     long connect_timeout_ms; /* 0: 5 s */
     long timeout_ms;         /* whole transfer; 0 for none (streams) */

@@ -17,6 +17,7 @@ struct proxy {
     struct swap_lease lease;
     struct http_fetch *fetch;
     char *path;
+    char *body; /* the rewritten body the fetch borrows, or NULL */
     long idle_s;
     bool paused;
 };
@@ -29,6 +30,7 @@ static void
 proxy_free(struct proxy *p)
 {
     swap_release(&p->lease);
+    free(p->body);
     free(p->path);
     free(p);
 }
@@ -159,8 +161,8 @@ start_upstream(struct proxy *p)
                                                  p->model->use_model_name, &rewritten,
                                                  &o.body_len) == 1)
         o.body = rewritten;
+    p->body = rewritten;
     p->fetch = http_fetch_start(swap_lease_client(&p->lease), &o, &cb, p);
-    free(rewritten);
     free(url);
 }
 
