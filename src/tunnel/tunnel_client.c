@@ -698,7 +698,10 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     int status = 0;
     size_t used;
 
-    buf_append(&c->head, data, len);
+    if (buf_append(&c->head, data, len) < 0) {
+        conn_fail(c, "the server's answer to the upgrade is over 64 KiB", 0);
+        return;
+    }
     buf_cstr(&c->head);
     end = strstr(c->head.data, "\r\n\r\n");
     if (end == NULL)
@@ -714,6 +717,7 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     }
     used = (size_t)(end + 4 - c->head.data);
     c->state = C_H2;
+    uv_timer_stop(&d->retry); /* the dial deadline */
     c->up_at = uv_now(d->tc->loop);
     c->h2 = (struct h2link){.send = send_plain, .on_dead = on_h2_dead, .on_closed = on_h2_closed,
                             .on_flushed = on_flushed,
@@ -836,6 +840,21 @@ on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
 }
 
+/* Connecting, TLS and the upgrade must be done within ping_timeout, like a PING's answer:
+ * a server that takes the connection and says nothing would hold us forever. */
+static void
+on_dial_timeout(uv_timer_t *t)
+{
+    struct tdial *d = t->data;
+    char why[96];
+
+    if (d->conn == NULL || d->conn->state == C_H2)
+        return;
+    snprintf(why, sizeof(why), "no answer within %llu ms",
+             (unsigned long long)d->tc->conf->ping_timeout * 1000);
+    conn_fail(d->conn, why, 0);
+}
+
 static void
 dial_start(struct tdial *d)
 {
@@ -849,6 +868,7 @@ dial_start(struct tdial *d)
     buf_init(&c->ctl_out, SIZE_MAX);
     uv_tcp_init(d->tc->loop, &c->tcp);
     c->tcp.data = c->connect.data = c->resolve.data = c;
+    uv_timer_start(&d->retry, on_dial_timeout, d->tc->conf->ping_timeout * 1000, 0);
     snprintf(port, sizeof(port), "%d", d->port);
     c->pending++;
     if (uv_getaddrinfo(d->tc->loop, &c->resolve, on_resolved, d->host, port,

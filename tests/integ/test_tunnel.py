@@ -9,6 +9,7 @@ llama-server of tests/integ/fakes/fake_llama_server.py, which says so in its nam
 import json
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -311,3 +312,28 @@ def test_shutting_down_a_client_finishes_its_requests_and_tells_the_server(
     assert out.split()[1] == "200", out
     srv.wait_log(r"tunnel: client .* is draining")
     srv.wait_log(r"tunnel: client .* disconnected")
+
+
+def test_a_server_that_accepts_and_says_nothing_is_given_up_on(net, nodes, gpu_models):
+    """A listener that takes the TCP connection and never answers TLS must not hold the client:
+    it gives up after ping_timeout (1 s here) and tries again later."""
+    s, c = net.ns("s"), net.ns("c")
+    s_ip, _ = net.link(s, c)
+    mute = subprocess.Popen(["ip", "netns", "exec", s, "/usr/bin/python3", "-c",
+                             "import socket, time\n"
+                             f"l = socket.create_server(('{s_ip}', 8443))\n"
+                             "held = []\n"
+                             "while True: held.append(l.accept())\n"])
+    try:
+        time.sleep(0.3)
+        ident = nodes.identity("gpu1")
+        cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, "sha256/" + "A" * 43 + "=")],
+                           ident)
+        t0 = time.monotonic()
+        cli.wait_log(r"connection to https://.* lost: no answer within 1000 ms; reconnecting",
+                     timeout=10)
+        assert time.monotonic() - t0 < 3
+        wait_count(cli, r"lost: no answer within 1000 ms", 2, timeout=15)  # and it keeps trying
+    finally:
+        mute.kill()
+        mute.wait()
