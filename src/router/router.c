@@ -378,6 +378,8 @@ handle_metrics(struct router *r, struct http_request *req)
     metrics_render(&b, r->d.server ? http_server_active(r->d.server) : 0,
                    json_array_size(running));
     json_decref(running);
+    if (r->d.tunnels != NULL)
+        tunnel_server_metrics(r->d.tunnels, &b);
     http_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
     buf_cleanup(&b);
 }

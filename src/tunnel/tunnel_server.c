@@ -853,6 +853,25 @@ tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created)
     }
 }
 
+void
+tunnel_server_metrics(struct tunnel_server *ts, struct buf *out)
+{
+    size_t n = 0;
+
+    for (struct tlink *l = ts->links; l != NULL; l = l->next)
+        n += l->registered;
+    buf_printf(out, "# HELP goinfer_tunnel_clients GPU machines connected and registered.\n"
+                    "# TYPE goinfer_tunnel_clients gauge\ngoinfer_tunnel_clients %zu\n"
+                    "# HELP goinfer_tunnel_queued Requests waiting for a free GPU machine.\n"
+                    "# TYPE goinfer_tunnel_queued gauge\ngoinfer_tunnel_queued %zu\n"
+                    "# HELP goinfer_tunnel_busy Busy slots of each GPU machine, as it reports.\n"
+                    "# TYPE goinfer_tunnel_busy gauge\n",
+               n, ts->queued);
+    for (struct tlink *l = ts->links; l != NULL; l = l->next)
+        if (l->registered) /* the pin is the identity; the peer address changes */
+            buf_printf(out, "goinfer_tunnel_busy{client=\"%.19s\"} %u\n", l->pin, load_of(l));
+}
+
 json_t *
 tunnel_server_clients(struct tunnel_server *ts)
 {

@@ -35,6 +35,8 @@ bool tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, c
 const char *tunnel_server_any_model(const struct tunnel_server *ts);
 /* Appends the models the clients serve, once each, as OpenAI model objects. */
 void tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created);
+/* Prometheus lines: clients connected, and each one's streams and reported load. */
+void tunnel_server_metrics(struct tunnel_server *ts, struct buf *out);
 /* [{"peer", "pin", "models", "in_flight"}] for /running and the admin view. */
 json_t *tunnel_server_clients(struct tunnel_server *ts);
 

@@ -132,6 +132,9 @@ def test_two_clients_with_different_models_each_get_their_own(net, nodes, gpu_mo
         gpu.wait_log(rf"POST /v1/chat/completions model={model} backend=local status=200")
     running = json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
     assert sorted(t["models"][0]["id"] for t in running) == ["tiny-a", "tiny-b"]
+    metrics = net.curl(u, *AUTH, f"{srv.api}/metrics").stdout
+    assert "goinfer_tunnel_clients 2" in metrics, metrics
+    assert len(re.findall(r'goinfer_tunnel_busy\{client="sha256/', metrics)) == 2, metrics
 
 
 def test_one_client_serves_two_servers(net, nodes, gpu_models):
