@@ -173,6 +173,7 @@ reload(struct app *a, const char *why)
     a->tls = tls;
     log_level_from(&a->gen.conf);
     swap_reconfigure(a->swap, &a->gen.cat);
+    tunnel_server_recheck(a->tunnels); /* a key removed from server.clients is out at once */
     router_deps_from(a, &d);
     router_set_deps(a->router, &d);
     log_info("reloaded (%s): %zu models", why, a->gen.cat.n);

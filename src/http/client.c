@@ -36,6 +36,7 @@ struct uconn {
     char *key;                /* "host:port", to match pooled connections */
     http_parser parser;
     bool closing;
+    bool writing; /* a uv_write is pending: the request is not all out */
     struct uconn *next; /* in the idle pool */
 };
 
@@ -379,7 +380,8 @@ fetch_complete(struct http_fetch *f, size_t extra)
     if (u != NULL) {
         f->conn = NULL;
         u->fetch = NULL;
-        if (f->keep_alive && extra == 0)
+        /* answered before the request was all out (an early 413): that write can't be reused */
+        if (f->keep_alive && extra == 0 && !u->writing)
             conn_park(u);
         else
             conn_close(u);
@@ -520,6 +522,7 @@ on_written(uv_write_t *w, int status)
 {
     struct uconn *u = w->data;
 
+    u->writing = false;
     if (status < 0 && u->fetch != NULL && status != UV_ECANCELED)
         fetch_eof(u->fetch, status);
 }
@@ -557,8 +560,11 @@ fetch_send(struct http_fetch *f, struct uconn *u)
     b[0] = uv_buf_init(u->out.data, (unsigned)u->out.len);
     b[1] = uv_buf_init((char *)f->body + body, (unsigned)(f->body_len - body));
     u->wr.data = u;
-    if (uv_write(&u->wr, (uv_stream_t *)&u->tcp, b, 2, on_written) < 0)
+    u->writing = true;
+    if (uv_write(&u->wr, (uv_stream_t *)&u->tcp, b, 2, on_written) < 0) {
+        u->writing = false;
         fetch_eof(f, UV_EPIPE);
+    }
 }
 
 static void

@@ -17,8 +17,8 @@ on_dead_now(uv_timer_t *t)
 }
 
 /* Reported from the loop, never from inside a caller that may still use what the owner frees. */
-static void
-fail(struct h2link *l, const char *why)
+void
+h2link_fail(struct h2link *l, const char *why)
 {
     if (l->dead)
         return;
@@ -34,7 +34,7 @@ send_batch(struct h2link *l)
 
     buf_reset(&l->out);
     if (rc < 0)
-        fail(l, "the connection closed");
+        h2link_fail(l, "the connection closed");
     return rc;
 }
 
@@ -51,12 +51,12 @@ flush_now(struct h2link *l)
             return;
     }
     if (n < 0)
-        fail(l, nghttp2_strerror((int)n));
+        h2link_fail(l, nghttp2_strerror((int)n));
     else
         send_batch(l);
     /* a protocol error ends the session with GOAWAY, not an error code: the link is done */
     if (!l->dead && !nghttp2_session_want_read(l->session) && !nghttp2_session_want_write(l->session))
-        fail(l, "the session ended (GOAWAY after a protocol error)");
+        h2link_fail(l, "the session ended (GOAWAY after a protocol error)");
 }
 
 static void
@@ -95,7 +95,7 @@ h2link_input(struct h2link *l, const char *data, size_t len)
         char why[128];
 
         snprintf(why, sizeof(why), "HTTP/2 error: %s", nghttp2_strerror((int)n));
-        fail(l, why);
+        h2link_fail(l, why);
         return -1;
     }
     h2link_flush(l);
@@ -122,7 +122,7 @@ on_tick(uv_timer_t *t)
 
         snprintf(why, sizeof(why), "no answer to a PING for %llu ms",
                  (unsigned long long)l->timeout_ms);
-        fail(l, why);
+        h2link_fail(l, why);
         return;
     }
     if (!l->ping_sent && now - l->last_rx >= l->ping_ms) {
@@ -155,7 +155,8 @@ h2link_start(struct h2link *l, uint32_t max_streams)
     nghttp2_submit_settings(l->session, NGHTTP2_FLAG_NONE, iv, 2);
     nghttp2_session_set_local_window_size(l->session, NGHTTP2_FLAG_NONE, 0, H2LINK_CONN_WINDOW);
     tick = tick / 4 > 0 ? tick / 4 : 1; /* detection within a quarter of the limits */
-    uv_timer_start(&l->timer, on_tick, tick, tick);
+    if (!l->dead) /* a failure already reported keeps its timer */
+        uv_timer_start(&l->timer, on_tick, tick, tick);
     h2link_flush(l);
 }
 

@@ -43,7 +43,9 @@ void h2link_start(struct h2link *l, uint32_t max_streams);
 int h2link_input(struct h2link *l, const char *data, size_t len);
 /* Sends what the session has queued, at the end of this loop turn. */
 void h2link_flush(struct h2link *l);
-/* Frees the session once the timer handle is closed, then calls on_closed; call once. */
+/* Declares the link dead; on_dead runs from the loop (safe inside nghttp2 callbacks). */
+void h2link_fail(struct h2link *l, const char *why);
+/* Sends what is still queued (a last word), then frees the session once the timer handle is closed, then calls on_closed; call once. */
 void h2link_stop(struct h2link *l);
 /* For a session's on_frame_recv: notes PING answers. */
 void h2link_frame(struct h2link *l, const nghttp2_frame *f);

@@ -20,6 +20,7 @@
 #define BACKOFF_CAP_MS    60000
 #define STABLE_MS         60000  /* a connection this old resets the backoff */
 #define REFUSED_WAIT_MS   30000 /* identity refused: someone must fix the allowlist first */
+#define MAX_WAIT_MS       300000 /* the longest Retry-After or reconnect-after honoured */
 #define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
 #define CONTROL_PATH      "/.goinfer/control"
 #define TICK_MS           250  /* how often register and load are reconsidered */
@@ -400,6 +401,13 @@ send_load(struct tconn *c)
     c->load_at = now;
 }
 
+/* A server's wait for us is honoured, within reason: it can't send us away for good. */
+static uint64_t
+bounded_wait(long long ms)
+{
+    return ms <= 0 ? 0 : ms > MAX_WAIT_MS ? MAX_WAIT_MS : (uint64_t)ms;
+}
+
 static void
 on_control_line(void *arg, const char *line, size_t len)
 {
@@ -411,7 +419,7 @@ on_control_line(void *arg, const char *line, size_t len)
         log_info("tunnel: %s asks us to leave once our requests are done", c->d->peer->url);
         c->drain_asked = true;
     } else if (type != NULL && strcmp(type, "reconnect-after") == 0) {
-        c->d->come_back_ms = (uint64_t)json_integer_value(json_object_get(msg, "ms"));
+        c->d->come_back_ms = bounded_wait(json_integer_value(json_object_get(msg, "ms")));
     }
     json_decref(msg);
 }
@@ -504,6 +512,8 @@ on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
     struct cstream *s;
 
     h2link_frame(&c->h2, f);
+    if (f->hd.type == NGHTTP2_GOAWAY)
+        c->drain_asked = true; /* leave once our streams are done */
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
         return 0;
     s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
@@ -624,6 +634,10 @@ conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
     if (c->closing)
         return;
     c->closing = true;
+    if (c->h2_started) { /* its last flush still sees every stream; nothing is sent after */
+        c->pending++;
+        h2link_stop(&c->h2);
+    }
     while (c->streams != NULL)
         stream_free(c->streams);
     if (c->up_at && now - c->up_at >= STABLE_MS)
@@ -638,10 +652,6 @@ conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
     else
         log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->peer->url,
                   why, (unsigned long long)wait_ms);
-    if (c->h2_started) {
-        c->pending++;
-        h2link_stop(&c->h2);
-    }
     c->pending++;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     d->conn = NULL;
@@ -686,7 +696,7 @@ retry_after_ms(const char *head)
 {
     const char *p = strcasestr(head, "\r\nretry-after:");
 
-    return p ? (uint64_t)strtoul(p + 14, NULL, 10) * 1000 : 0;
+    return p ? bounded_wait(strtoll(p + 14, NULL, 10) * 1000) : 0;
 }
 
 /* The server's answer to our upgrade; on 101 the rest of the bytes are HTTP/2. */

@@ -79,11 +79,17 @@ static void link_close(struct tlink *l, const char *why);
 
 /* ---- streams ---- */
 
+/* nghttp2 forgets the stream's pointer, and gets back the window its unread bytes held. */
 static void
 stream_unlink(struct tstream *s)
 {
     struct tlink *l = s->link;
 
+    if (l->h2.session != NULL && s->id > 0) {
+        nghttp2_session_set_stream_user_data(l->h2.session, s->id, NULL);
+        if (s->unconsumed > 0)
+            nghttp2_session_consume_connection(l->h2.session, s->unconsumed);
+    }
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -124,6 +130,8 @@ on_user_abort(struct http_request *req)
     struct tlink *l = s->link;
 
     s->req = NULL; /* the stream's close frees it */
+    nghttp2_session_consume(l->h2.session, s->id, s->unconsumed);
+    s->unconsumed = 0;
     nghttp2_submit_rst_stream(l->h2.session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
     h2link_flush(&l->h2);
 }
@@ -341,6 +349,8 @@ on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
     struct tstream *s;
 
     h2link_frame(&l->h2, f);
+    if (f->hd.type == NGHTTP2_GOAWAY)
+        l->draining = true; /* it takes no new streams */
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_RESPONSE)
         return 0;
     s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
@@ -365,8 +375,10 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
         nghttp2_session_consume(session, id, len);
         return 0;
     }
-    if (http_stream_write(s->req, (const char *)data, len) < 0)
-        return 0; /* the end user is gone: on_user_abort resets the stream */
+    if (http_stream_write(s->req, (const char *)data, len) < 0) {
+        nghttp2_session_consume(session, id, len); /* the user is gone: on_user_abort resets */
+        return 0;
+    }
     if (http_over_high_water(s->req)) { /* credit the window once the end user reads */
         s->unconsumed += len;
         s->req->on_drain = on_user_drain;
@@ -407,10 +419,10 @@ on_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
 
     if (s == NULL)
         return 0;
-    if (s == l->ctl) {
+    if (s == l->ctl) { /* inside nghttp2: the link closes from the loop */
         l->ctl = NULL;
         stream_unlink(s);
-        link_close(l, "its control stream ended");
+        h2link_fail(&l->h2, "its control stream ended");
         return 0;
     }
     if (s->req != NULL && code == NGHTTP2_NO_ERROR && s->started) {
@@ -502,6 +514,7 @@ link_close(struct tlink *l, const char *why)
     l->closed = true;
     log_info("tunnel: client %s disconnected: %s", l->peer, why);
     link_unlink(l);
+    h2link_stop(&l->h2); /* its last flush still sees every stream; nothing is sent after */
     while (l->streams != NULL) {
         struct tstream *s = l->streams;
 
@@ -514,7 +527,6 @@ link_close(struct tlink *l, const char *why)
         http_conn_close(l->conn);
         l->conn = NULL;
     }
-    h2link_stop(&l->h2);
 }
 
 static nghttp2_session *
@@ -626,8 +638,8 @@ tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
     ts->links = l;
     h2link_init(&l->h2, ts->loop);
     control_open(l);
-    l->conn = http_upgrade(req, "ptth", &link_cb, l); /* may deliver the client's preface */
     h2link_start(&l->h2, MAX_STREAMS_DEFAULT);
+    l->conn = http_upgrade(req, "ptth", &link_cb, l); /* may deliver the client's preface */
 }
 
 /* ---- routing ---- */
@@ -755,23 +767,27 @@ busy_error(struct http_request *req, const char *what)
                        req->log_model, what);
 }
 
-/* Waiting requests, oldest first, go where a slot opened; the too old get 503. */
+/* Waiting requests, oldest first, go where a slot opened; the too old get 503. One model's
+ * busy clients hold up no other model's requests. */
 static void
 dispatch_queue(struct tunnel_server *ts)
 {
     uint64_t now = uv_now(ts->loop);
+    struct waiter **pp = &ts->queue;
 
-    while (ts->queue != NULL) {
-        struct waiter *w = ts->queue;
+    while (*pp != NULL) {
+        struct waiter *w = *pp;
         struct http_request *req = w->req;
         bool known = false;
         struct tlink *l = pick(ts, req->log_model, wants_vision(req), &known);
 
-        if (l == NULL && known && now - w->since < QUEUE_WAIT_MS)
-            return;
-        ts->queue = w->next;
-        if (ts->queue == NULL)
-            ts->queue_tail = &ts->queue;
+        if (l == NULL && known && now - w->since < QUEUE_WAIT_MS) {
+            pp = &w->next; /* still waiting */
+            continue;
+        }
+        *pp = w->next;
+        if (ts->queue_tail == &w->next)
+            ts->queue_tail = pp;
         ts->queued--;
         free(w);
         req->on_abort = NULL;
@@ -905,6 +921,18 @@ tunnel_server_new(uv_loop_t *loop, const struct conf_tunnel_server *conf)
     ts->queue_timer.data = ts;
     uv_timer_start(&ts->queue_timer, on_queue_tick, 250, 250);
     return ts;
+}
+
+void
+tunnel_server_recheck(struct tunnel_server *ts)
+{
+    struct tlink *l, *next;
+
+    for (l = ts ? ts->links : NULL; l != NULL; l = next) {
+        next = l->next;
+        if (!pin_allowed(ts, l->pin))
+            link_close(l, "its key is no longer in server.clients");
+    }
 }
 
 /* Planned shutdown: clients finish what they run, then reconnect (to us once we are back). */

@@ -21,6 +21,8 @@ struct tunnel_server;
 
 /* Borrows conf for its life. */
 struct tunnel_server *tunnel_server_new(uv_loop_t *loop, const struct conf_tunnel_server *conf);
+/* After a reload: tunnels whose client key is no longer allowed are closed. */
+void tunnel_server_recheck(struct tunnel_server *ts);
 /* Planned shutdown: each client is told to finish what it runs and come back in back_in_ms;
  * new tunnels get 503 with Retry-After, queued requests 503. */
 void tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms);

@@ -616,3 +616,41 @@ def test_garbage_after_the_upgrade_drops_that_tunnel_at_once(server, dial, ids):
     # dropped for the protocol error itself, not later by the keepalive (1 s + 1 s here)
     assert "PING" not in gone.group(1) and took < 1.0, \
         f"dropped after {took:.2f} s: {gone.group(0)}"
+
+
+def test_a_reset_control_stream_then_data_in_the_same_read_is_survived(server, dial):
+    """Found in review: nghttp2 reports the control stream's close mid-read; the link must
+    close from the loop, not under nghttp2's feet (ASan caught a use-after-free here)."""
+    peer = dial.tunnel()
+    user = raw_user(server, chat(stream=True))
+    req = peer.next_request()
+    peer.respond(req.id, 200, [("content-type", "text/event-stream")], b"data: first\n\n",
+                 end=False)
+    assert user.getresponse().status == 200
+    with peer.cond:  # one write: RST on the control stream, then DATA on the user's stream
+        peer.h2.reset_stream(1)
+        peer.h2.send_data(req.id, b"data: second\n\n")
+    server.wait_log(r"disconnected: its control stream ended")
+    assert httpx.get(server.api + "/health", timeout=5).status_code == 200
+
+
+def test_slow_users_who_leave_give_back_the_connection_window(server, dial):
+    """Found in review: bytes held back for a slow reader were never credited when the reader
+    left, so about 16 such users wedged the whole tunnel (16 MiB connection window)."""
+    peer = dial.tunnel()
+    big = payload(4 * MiB, b"slow")
+    for _ in range(18):
+        slow = raw_user(server, chat(), rcvbuf=4096)
+        a = peer.next_request()
+        peer.respond(a.id, 200, [("content-type", "application/octet-stream")], big)
+        time.sleep(0.35)
+        slow.sock.shutdown(socket.SHUT_RDWR)
+        slow.close()
+        peer.wait(lambda: a.id in peer.resets, timeout=5, what="RST after the user left")
+    other = payload(2 * MiB, b"other")
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=chat(),
+                        headers=AUTH, timeout=15)
+        b = peer.next_request()
+        peer.respond(b.id, 200, [("content-type", "application/octet-stream")], other)
+        assert fut.result().content == other
