@@ -56,7 +56,7 @@ def gpu_models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fake_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("fake-gpu")
-    for name in ("endless-a", "drip-a", "slow-a"):
+    for name in ("endless-a", "drip-a", "slow-a", "die-a"):
         (d / f"{name}.gguf").write_bytes(b"GGUF fake: only the file name matters to the fake")
     return d
 
@@ -340,3 +340,16 @@ def test_a_server_that_accepts_and_says_nothing_is_given_up_on(net, nodes, gpu_m
     finally:
         mute.kill()
         mute.wait()
+
+
+def test_a_gpu_side_failure_mid_stream_cuts_the_end_users_stream(net, nodes, fake_models):
+    """Cancellation the other way: the client's llama-server dies mid-stream, the client
+    resets the stream, and the end user's response is cut (not left hanging, not completed)."""
+    t = one_client(net, nodes, fake_models, ".*die-a", env={"GI_LLAMA_EXE": str(FAKE)})
+    t0 = time.monotonic()
+    r = net.curl(t.u, *AUTH, f"{t.srv.api}/v1/chat/completions", "-d", chat("die-a"), timeout=20)
+    assert r.returncode != 0 and "data: " in r.stdout, (r.returncode, r.stdout, r.stderr)
+    assert "[DONE]" not in r.stdout
+    assert time.monotonic() - t0 < 5
+    t.srv.wait_log(r"POST /v1/chat/completions model=die-a backend=tunnel status=200")
+    t.cli.wait_log(r"llama-server for model die-a failed mid-response")
