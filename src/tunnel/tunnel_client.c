@@ -21,6 +21,7 @@
 #define STABLE_MS         60000  /* a connection this old resets the backoff */
 #define REFUSED_WAIT_MS   30000 /* identity refused: someone must fix the allowlist first */
 #define MAX_WAIT_MS       300000 /* the longest Retry-After or reconnect-after honoured */
+#define MAX_ADDRS         8      /* addresses of one server name dialled, each its own tunnel */
 #define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
 #define CONTROL_PATH      "/.goinfer/control"
 #define TICK_MS           250  /* how often register and load are reconsidered */
@@ -44,12 +45,18 @@ struct tunnel_client {
     bool stopping;   /* draining for shutdown: no new streams, no reconnects */
 };
 
-/* One configured server: dialled again and again. */
+/* One address of a configured server, dialled again and again. Slot 0 of each server resolves
+ * its name; every further address the name has gets a slot of its own (HA behind one name). */
 struct tdial {
     struct tunnel_client *tc;
     const struct conf_tunnel_peer *peer;
     char host[256];
     int port;
+    struct tdial *first; /* slot 0 of this server (itself for slot 0) */
+    struct sockaddr_storage addr; /* the address this slot dials (slots past 0) */
+    char addr_name[INET6_ADDRSTRLEN];
+    char label[320]; /* for the log: the URL, and the address for slots past 0 */
+    bool active; /* a slot past 0 is in use while the name has that many addresses */
     uv_timer_t retry;
     unsigned attempt;
     uint64_t come_back_ms; /* the server's reconnect-after, for the next wait */
@@ -269,7 +276,7 @@ stream_run(struct cstream *s)
 
     if (s->path == NULL || !path_allowed(s->path)) {
         log_warnx("tunnel: %s asked for %s, which is not an inference route; refused",
-                  s->c->d->peer->url, s->path ? s->path : "(no path)");
+                  s->c->d->label, s->path ? s->path : "(no path)");
         stream_refuse(s, "403", "the GPU machine serves inference routes only");
         h2link_flush(&s->c->h2);
         return;
@@ -416,7 +423,7 @@ on_control_line(void *arg, const char *line, size_t len)
     const char *type = json_string_value(json_object_get(msg, "type"));
 
     if (type != NULL && strcmp(type, "drain") == 0) {
-        log_info("tunnel: %s asks us to leave once our requests are done", c->d->peer->url);
+        log_info("tunnel: %s asks us to leave once our requests are done", c->d->label);
         c->drain_asked = true;
     } else if (type != NULL && strcmp(type, "reconnect-after") == 0) {
         c->d->come_back_ms = bounded_wait(json_integer_value(json_object_get(msg, "ms")));
@@ -428,7 +435,7 @@ static void
 control_input(struct tconn *c, const uint8_t *data, size_t len)
 {
     if (h2link_lines_input(&c->ctl_in, data, len, on_control_line, c) < 0)
-        log_warnx("tunnel: %s sent a control line over 1 MiB; dropped", c->d->peer->url);
+        log_warnx("tunnel: %s sent a control line over 1 MiB; dropped", c->d->label);
 }
 
 static void
@@ -648,14 +655,14 @@ conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
         wait_ms = backoff_ms(d);
     d->come_back_ms = 0;
     if (d->tc->stopping)
-        log_info("tunnel: connection to %s closed: %s", d->peer->url, why);
+        log_info("tunnel: connection to %s closed: %s", d->label, why);
     else
-        log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->peer->url,
+        log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->label,
                   why, (unsigned long long)wait_ms);
     c->pending++;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     d->conn = NULL;
-    if (!d->tc->stopping)
+    if (!d->tc->stopping && (d == d->first || d->active))
         uv_timer_start(&d->retry, on_retry, wait_ms, 0);
 }
 
@@ -674,7 +681,7 @@ send_upgrade(struct tconn *c)
 
     if (tls_conn_peer_pin(c->tls, pin) < 0 || strcmp(pin, d->peer->pin) != 0) {
         log_warnx("tunnel: %s presented key %s, not the pin configured for it (%s): refusing "
-                  "to talk to it", d->peer->url, pin, d->peer->pin);
+                  "to talk to it", d->label, pin, d->peer->pin);
         conn_fail(c, "server pin mismatch", REFUSED_WAIT_MS);
         return;
     }
@@ -721,7 +728,7 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
         const char *body = end + 4;
         uint64_t wait = retry_after_ms(c->head.data);
 
-        log_warnx("tunnel: %s refused the tunnel with %d: %.300s", d->peer->url, status, body);
+        log_warnx("tunnel: %s refused the tunnel with %d: %.300s", d->label, status, body);
         conn_fail(c, "refused", wait ? wait : status == 401 || status == 403 ? REFUSED_WAIT_MS : 0);
         return;
     }
@@ -737,7 +744,7 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     c->h2_started = true;
     h2link_init(&c->h2, d->tc->loop);
     h2link_start(&c->h2, (uint32_t)d->tc->conf->slots + 1); /* and the control stream */
-    log_info("tunnel: connected to %s; serving its users", d->peer->url);
+    log_info("tunnel: connected to %s; serving its users", d->label);
     if (c->head.len > used)
         on_plain(c, c->head.data + used, c->head.len - used);
     buf_reset(&c->head);
@@ -828,6 +835,42 @@ on_connected(uv_connect_t *req, int status)
 }
 
 static void
+connect_to(struct tconn *c, const struct sockaddr *addr)
+{
+    c->pending++;
+    if (uv_tcp_connect(&c->connect, &c->tcp, addr, on_connected) < 0) {
+        c->pending--;
+        conn_fail(c, "connect failed", 0);
+    }
+}
+
+/* The name's other addresses (after the first, which slot 0 dials) go to slots 1 and up: a
+ * new address starts a tunnel, a changed one is dialled at its slot's next reconnect, and a
+ * slot whose address is gone ends with its connection. */
+static void
+spread_addresses(struct tdial *first, const struct addrinfo *ai)
+{
+    size_t k = 1;
+
+    for (; ai != NULL && k < MAX_ADDRS; ai = ai->ai_next, k++) {
+        struct tdial *d = first + k;
+        bool was = d->active;
+
+        memcpy(&d->addr, ai->ai_addr, ai->ai_addrlen);
+        uv_ip_name(ai->ai_addr, d->addr_name, sizeof(d->addr_name));
+        snprintf(d->label, sizeof(d->label), "%s (%s)", first->peer->url, d->addr_name);
+        d->active = true;
+        if (!was && !d->tc->stopping) {
+            log_info("tunnel: %s has another address, %s: dialling it too", first->peer->url,
+                     d->addr_name);
+            dial_start(d);
+        }
+    }
+    for (; k < MAX_ADDRS; k++)
+        first[k].active = false;
+}
+
+static void
 on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
 {
     struct tconn *c = r->data;
@@ -841,11 +884,8 @@ on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
     if (status < 0 || res == NULL) {
         conn_fail(c, uv_strerror(status), 0);
     } else {
-        c->pending++;
-        if (uv_tcp_connect(&c->connect, &c->tcp, res->ai_addr, on_connected) < 0) {
-            c->pending--;
-            conn_fail(c, "connect failed", 0);
-        }
+        spread_addresses(c->d, res->ai_next);
+        connect_to(c, res->ai_addr);
     }
     uv_freeaddrinfo(res);
 }
@@ -879,6 +919,10 @@ dial_start(struct tdial *d)
     uv_tcp_init(d->tc->loop, &c->tcp);
     c->tcp.data = c->connect.data = c->resolve.data = c;
     uv_timer_start(&d->retry, on_dial_timeout, d->tc->conf->ping_timeout * 1000, 0);
+    if (d != d->first) {
+        connect_to(c, (struct sockaddr *)&d->addr);
+        return;
+    }
     snprintf(port, sizeof(port), "%d", d->port);
     c->pending++;
     if (uv_getaddrinfo(d->tc->loop, &c->resolve, on_resolved, d->host, port,
@@ -952,23 +996,26 @@ tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const 
     tc->http = http_client_new(loop);
     tc->local_url = xstrdup(local_url);
     tc->local_key = local_key ? xstrdup(local_key) : NULL;
-    tc->dials = xcalloc(conf->n_servers, sizeof(*tc->dials));
-    tc->n_dials = conf->n_servers;
+    tc->dials = xcalloc(conf->n_servers * MAX_ADDRS, sizeof(*tc->dials));
+    tc->n_dials = conf->n_servers * MAX_ADDRS;
     uv_timer_start(&tc->tick, on_tick, TICK_MS, TICK_MS);
-    for (size_t i = 0; i < conf->n_servers; i++) {
+    for (size_t i = 0; i < tc->n_dials; i++) {
         struct tdial *d = &tc->dials[i];
 
         d->tc = tc;
-        d->peer = &tc->conf_copy.servers[i];
+        d->first = &tc->dials[i - i % MAX_ADDRS];
+        d->peer = &tc->conf_copy.servers[i / MAX_ADDRS];
         if (parse_url(d, d->peer->url) < 0) {
             snprintf(err, errlen, "client.servers: bad url %s (https://host:port)", d->peer->url);
             tunnel_client_free(tc);
             return NULL;
         }
+        snprintf(d->label, sizeof(d->label), "%s", d->peer->url);
         uv_timer_init(loop, &d->retry);
         d->retry.data = d;
-        dial_start(d);
     }
+    for (size_t i = 0; i < tc->n_dials; i += MAX_ADDRS)
+        dial_start(&tc->dials[i]);
     return tc;
 }
 

@@ -353,3 +353,24 @@ def test_a_gpu_side_failure_mid_stream_cuts_the_end_users_stream(net, nodes, fak
     assert time.monotonic() - t0 < 5
     t.srv.wait_log(r"POST /v1/chat/completions model=die-a backend=tunnel status=200")
     t.cli.wait_log(r"llama-server for model die-a failed mid-response")
+
+
+def test_every_address_of_a_server_name_gets_its_own_tunnel(net, nodes, gpu_models):
+    """High availability behind one DNS name: two servers (sharing a key, so one pin) under
+    gpu.test; the client dials both addresses, and either server serves when the other stops."""
+    s1, s2, c, u = net.ns("s1"), net.ns("s2"), net.ns("c"), net.ns("u")
+    ip1, _ = net.link(s1, c)
+    ip2, _ = net.link(s2, c)
+    u1, _ = net.link(s1, u)
+    u2, _ = net.link(s2, u)
+    net.hosts(c, f"{ip1} gpu.test\n{ip2} gpu.test\n")
+    ident, shared = nodes.identity("gpu"), nodes.identity("site")
+    one = nodes.server(s1, u1, [ident[2]], name="one", identity=shared)
+    two = nodes.server(s2, u2, [ident[2]], name="two", identity=shared)
+    cli = nodes.client(c, "gpu", gpu_models / "tiny-a", [("gpu.test", shared[2])], ident)
+    one.wait_log(r"registered: tiny-a")
+    two.wait_log(r"registered: tiny-a")
+    cli.wait_log(r"gpu.test:8443 has another address, 10\.")
+    assert one.stop() == 0
+    r = net.curl(u, *AUTH, f"{two.api}/v1/chat/completions", "-d", chat("tiny-a"))
+    assert "data: [DONE]" in r.stdout, r.stdout

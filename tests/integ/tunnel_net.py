@@ -62,6 +62,12 @@ class Net:
         sh("ip", "-n", b, "link", "set", vb, "up")
         return ip_a, ip_b
 
+    def hosts(self, ns, text):
+        """/etc/hosts as seen inside ns (ip netns exec mounts /etc/netns/<ns>/hosts over it)."""
+        d = Path("/etc/netns") / ns
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts").write_text("127.0.0.1 localhost\n" + text)
+
     def blackhole(self, ns, peer_ip):
         """Drops every packet to and from peer_ip: a dead path, no RST, no FIN."""
         sh("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", peer_ip, "-j", "DROP")
@@ -78,6 +84,10 @@ class Net:
     def cleanup(self):
         for name in self.names:
             sh("ip", "netns", "del", name, check=False)
+            etc = Path("/etc/netns") / name
+            if etc.exists():
+                (etc / "hosts").unlink(missing_ok=True)
+                etc.rmdir()
 
 
 class Nodes:
@@ -115,6 +125,7 @@ class Nodes:
         return g.wait_ready()
 
     def client(self, ns, name, models, servers, identity, env=None, token=TOKEN, slots=64):
+        """servers: (address or name, pin) pairs, each dialled on port 8443."""
         cert, key, _ = identity
         srv = "".join(f"    - {{url: \"https://{ip}:8443\", pin: \"{pin}\", token: {token}}}\n"
                       for ip, pin in servers)
