@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fake_sse import write_stamped_events
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 GAP = 0.05  # seconds between events
@@ -28,15 +30,7 @@ async def upstream(reader, writer):
     m = re.search(rb"content-length: *(\d+)", head, re.I)
     if m:
         await reader.readexactly(int(m.group(1)))
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                 b"Transfer-Encoding: chunked\r\n\r\n")
-    for _ in range(EVENTS):
-        data = b"data: %d\n\n" % time.perf_counter_ns()
-        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-        await writer.drain()
-        await asyncio.sleep(GAP)
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
+    await write_stamped_events(writer, EVENTS, GAP)
     writer.close()
 
 

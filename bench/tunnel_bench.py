@@ -41,6 +41,8 @@ from pathlib import Path
 
 import httpx
 
+from fake_sse import write_stamped_events
+
 ROOT = Path(__file__).resolve().parents[1]
 GOINFER = ROOT / "build" / "goinfer"
 USER_KEY = "bench-user-key-0123456789"
@@ -138,15 +140,7 @@ class FakeUpstream:
         self.sse_live += 1
         self.sse_peak = max(self.sse_peak, self.sse_live)
         try:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")
-            for _ in range(events):
-                data = b"data: %d\n\n" % time.perf_counter_ns()
-                writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-                await writer.drain()
-                await asyncio.sleep(SSE_GAP_MS / 1000)
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
+            await write_stamped_events(writer, events, SSE_GAP_MS / 1000)
         finally:
             self.sse_live -= 1
 
