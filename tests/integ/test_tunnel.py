@@ -374,3 +374,15 @@ def test_every_address_of_a_server_name_gets_its_own_tunnel(net, nodes, gpu_mode
     assert one.stop() == 0
     r = net.curl(u, *AUTH, f"{two.api}/v1/chat/completions", "-d", chat("tiny-a"))
     assert "data: [DONE]" in r.stdout, r.stdout
+
+
+def test_a_key_removed_on_reload_closes_its_tunnel(net, nodes, gpu_models, tmp_path):
+    t = one_client(net, nodes, gpu_models / "tiny-a", "tiny-a")
+    cfg = tmp_path / "server" / "goinfer.yml"
+    cfg.write_text(re.sub(r"clients: \[.*\]", "clients: []", cfg.read_text()))
+    t.srv.proc.send_signal(signal.SIGHUP)
+    t.srv.wait_log(r"disconnected: its key is no longer in server.clients")
+    t.srv.wait_log(r"refused client .*: its key sha256/.* is not in server.clients")
+    t.cli.wait_log(r"refused the tunnel with 403")
+    r = net.curl(t.u, *AUTH, f"{t.srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
+    assert "model_not_found" in r.stdout, r.stdout
