@@ -9,20 +9,20 @@
 
 #include "admin/metrics.h"
 #include "conf/generation.h"
-#include "conf/yaml.h"
 #include "conf/write.h"
+#include "conf/yaml.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
-#include "http/tls.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "models/discovery.h"
 #include "router/router.h"
 #include "swap/swap.h"
 #include "tunnel/tunnel_client.h"
 #include "tunnel/tunnel_server.h"
 
-#define SHUTDOWN_GRACE_MS 10000
+#define SHUTDOWN_GRACE_MS  10000
 #define RELOAD_DEBOUNCE_MS 200
 
 struct keys {
@@ -105,8 +105,9 @@ make_tls(const struct conf *c, struct tls_ctx **out, char *err, size_t errlen)
     if (!any)
         return 0;
     if (c->tls_cert == NULL || c->tls_key == NULL) {
-        snprintf(err, errlen, "a listen address is marked tls but tls.cert and tls.key are not "
-                              "set in goinfer.yml (goinfer -write makes a self-signed pair)");
+        snprintf(err, errlen,
+                 "a listen address is marked tls but tls.cert and tls.key are not "
+                 "set in goinfer.yml (goinfer -write makes a self-signed pair)");
         return -EINVAL;
     }
     *out = tls_ctx_new(c->tls_cert, c->tls_key, err, errlen);
@@ -296,8 +297,7 @@ write_config(struct app *a)
         fatalx("-write: %s", err);
     }
     dir = slash ? xstrndup(file, (size_t)(slash - file)) : xstrdup(".");
-    if (conf_write_files(&a->gen.conf, &a->gen.models, a->gen.llama_exe, dir, err,
-                         sizeof(err)) < 0)
+    if (conf_write_files(&a->gen.conf, &a->gen.models, a->gen.llama_exe, dir, err, sizeof(err)) < 0)
         fatalx("-write: %s", err);
     log_info("wrote %s/goinfer.yml (mode 0600, new API key) and %s/llama-swap.yml with %zu "
              "models; previous files kept as .bak",
@@ -341,8 +341,8 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
     if (tls_cert_pin(c->tls_cert, pin) < 0)
         fatalx("server: cannot read the key pin of %s", c->tls_cert);
     a->tunnels = tunnel_server_new(a->loop, &c->tunnel_server);
-    log_info("tunnel: accepting GPU machines on %s:%d (%zu client keys allowed)",
-             tls_listen->host, port, ylist_len(c->tunnel_server.clients));
+    log_info("tunnel: accepting GPU machines on %s:%d (%zu client keys allowed)", tls_listen->host,
+             port, ylist_len(c->tunnel_server.clients));
     fprintf(stderr,
             "tunnel: a GPU machine joins with, in its goinfer.yml:\n"
             "  client: {servers: [{url: \"https://%s:%d\", pin: \"%s\", token: \"%s\"}]}\n",
@@ -364,7 +364,8 @@ describe_models(void *arg)
 
         if (m->unlisted)
             continue;
-        json_array_foreach(running, k, r) {
+        json_array_foreach(running, k, r)
+        {
             const char *name = json_string_value(json_object_get(r, "model"));
             const char *state = json_string_value(json_object_get(r, "state"));
 
@@ -402,8 +403,8 @@ setup_tunnel_client(struct app *a, const struct conf_listen *plain, int port)
     if (tls_cert_pin(t->cert, pin) < 0)
         fatalx("client: cannot read the key pin of %s", t->cert);
     log_info("tunnel: this machine's pin is %s: add it to server.clients on each server", pin);
-    url = xasprintf("http://%s:%d",
-                    strcmp(plain->host, "0.0.0.0") == 0 ? "127.0.0.1" : plain->host, port);
+    url = xasprintf("http://%s:%d", strcmp(plain->host, "0.0.0.0") == 0 ? "127.0.0.1" : plain->host,
+                    port);
     a->tunnel_client = tunnel_client_new(a->loop, t, url, real_key(c->api_key), describe_models, a,
                                          err, sizeof(err));
     free(url);
@@ -444,8 +445,8 @@ setup_listeners(struct app *a)
             rc = http_server_listen(a->server, l->host, l->port, l->services, l->tls, &port);
 
         if (rc < 0)
-            fatalx("cannot listen on %s:%d: %s; pick another port in goinfer.yml 'listen'",
-                   l->host, l->port, uv_strerror(rc));
+            fatalx("cannot listen on %s:%d: %s; pick another port in goinfer.yml 'listen'", l->host,
+                   l->port, uv_strerror(rc));
         /* Tests and scripts read this line to learn ports chosen by the kernel (port 0). */
         log_info("listening on %s:%d (%s%s%s%s)", l->host, port,
                  l->services & ROUTER_SVC_GOINFER ? "goinfer " : "",

@@ -150,8 +150,8 @@ metrics_render(struct buf *out, size_t open_connections, size_t running_models)
                 buf_printf(out, "goinfer_requests_total{model=\"%s\",code=\"%dxx\"} %llu\n",
                            models[i].name, c, (unsigned long long)models[i].by_class[c]);
     render_histogram(out, "goinfer_request_duration_seconds", "Time to answer a request.", &total);
-    render_histogram(out, "goinfer_time_to_first_byte_seconds",
-                     "Time to the first response byte.", &ttfb);
+    render_histogram(out, "goinfer_time_to_first_byte_seconds", "Time to the first response byte.",
+                     &ttfb);
     buf_printf(out, "# HELP goinfer_generation_tokens_per_second Last generation speed reported "
                     "by llama-server.\n# TYPE goinfer_generation_tokens_per_second gauge\n");
     for (size_t i = 0; i < n_models; i++)
@@ -164,9 +164,10 @@ metrics_render(struct buf *out, size_t open_connections, size_t running_models)
         if (models[i].tps_samples)
             buf_printf(out, "goinfer_generated_tokens_total{model=\"%s\"} %g\n", models[i].name,
                        models[i].tokens);
-    buf_printf(out, "# HELP goinfer_connections_open Client connections open.\n"
-                    "# TYPE goinfer_connections_open gauge\ngoinfer_connections_open %zu\n"
-                    "# HELP goinfer_models_running llama-server children running or starting.\n"
-                    "# TYPE goinfer_models_running gauge\ngoinfer_models_running %zu\n",
+    buf_printf(out,
+               "# HELP goinfer_connections_open Client connections open.\n"
+               "# TYPE goinfer_connections_open gauge\ngoinfer_connections_open %zu\n"
+               "# HELP goinfer_models_running llama-server children running or starting.\n"
+               "# TYPE goinfer_models_running gauge\ngoinfer_models_running %zu\n",
                open_connections, running_models);
 }

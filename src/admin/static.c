@@ -1,6 +1,7 @@
 #include "static.h"
 
 #include <sys/stat.h>
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +15,15 @@
 static const struct {
     const char *ext, *type;
 } types[] = {
-    {".html", "text/html; charset=utf-8"}, {".js", "text/javascript"},
-    {".css", "text/css"},                  {".json", "application/json"},
+    {".html", "text/html; charset=utf-8"},
+    {".js", "text/javascript"},
+    {".css", "text/css"},
+    {".json", "application/json"},
     {".webmanifest", "application/manifest+json"},
-    {".svg", "image/svg+xml"},             {".png", "image/png"},
-    {".ico", "image/x-icon"},              {".woff2", "font/woff2"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".ico", "image/x-icon"},
+    {".woff2", "font/woff2"},
     {".txt", "text/plain"},
 };
 
@@ -81,7 +86,8 @@ bool
 static_serve(const char *dir, struct http_request *req)
 {
     const char *path = strcmp(req->path, "/") == 0 ? "/index.html" : req->path;
-    struct http_header h[3] = {{"Content-Type", 12, NULL, 0}, {"Cache-Control", 13, "no-cache", 8},
+    struct http_header h[3] = {{"Content-Type", 12, NULL, 0},
+                               {"Cache-Control", 13, "no-cache", 8},
                                {"Content-Encoding", 16, "gzip", 4}};
     char *file, *data = NULL;
     size_t len = 0;

@@ -48,8 +48,8 @@ parse_services(const char *s, unsigned *out, bool *tls, char *err, size_t errlen
         if (n == 0)
             break;
         bit = service_bit(p, n);
-        if (bit < 0 && ((n == 3 && strncmp(p, "tls", 3) == 0) ||
-                        (n == 5 && strncmp(p, "https", 5) == 0))) {
+        if (bit < 0 &&
+            ((n == 3 && strncmp(p, "tls", 3) == 0) || (n == 5 && strncmp(p, "https", 5) == 0))) {
             *tls = true;
             p += n;
             continue;
@@ -191,12 +191,11 @@ set_listen(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *o
 static int
 set_args(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
 {
-    static const struct ykey keys[] = {
-        YKEY_STRING("common", struct conf, args_common),
-        YKEY_STRING("goinfer", struct conf, args_goinfer),
-        YKEY_STRING("verbose", struct conf, args_verbose),
-        YKEY_STRING("debug", struct conf, args_debug),
-        {NULL, NULL, 0}};
+    static const struct ykey keys[] = {YKEY_STRING("common", struct conf, args_common),
+                                       YKEY_STRING("goinfer", struct conf, args_goinfer),
+                                       YKEY_STRING("verbose", struct conf, args_verbose),
+                                       YKEY_STRING("debug", struct conf, args_debug),
+                                       {NULL, NULL, 0}};
 
     (void)key;
     return ymap(y, n, "llama.args", keys, obj);
@@ -214,7 +213,7 @@ set_llama(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
 
 /* The llama-swap handlers fill c->swap. */
 #define SWAP_HANDLER(fn)                                                                           \
-    static int fn##_wrap(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)   \
+    static int fn##_wrap(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)    \
     {                                                                                              \
         return swapconf_##fn(y, n, k, &((struct conf *)obj)->swap);                                \
     }
@@ -360,16 +359,15 @@ struct flags {
 static void
 usage(void)
 {
-    fprintf(stderr,
-            "usage: goinfer [-config goinfer.yml] [-write] [-no-api-key] [-debug] [-q]\n"
-            "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
-            "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
-            "                 models found, keeping the old files as .bak, then exit\n"
-            "  -no-api-key    serve without an API key (only on a private machine)\n"
-            "  -debug         debug logs, including llama-server's output\n"
-            "  -q             quiet: warnings and errors only\n"
-            "environment: GI_MODELS_DIR GI_LLAMA_EXE GI_API_KEY GI_HOST GI_ORIGINS "
-            "GI_DEFAULT_MODEL GOINFER_CACHE\n");
+    fprintf(stderr, "usage: goinfer [-config goinfer.yml] [-write] [-no-api-key] [-debug] [-q]\n"
+                    "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
+                    "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
+                    "                 models found, keeping the old files as .bak, then exit\n"
+                    "  -no-api-key    serve without an API key (only on a private machine)\n"
+                    "  -debug         debug logs, including llama-server's output\n"
+                    "  -q             quiet: warnings and errors only\n"
+                    "environment: GI_MODELS_DIR GI_LLAMA_EXE GI_API_KEY GI_HOST GI_ORIGINS "
+                    "GI_DEFAULT_MODEL GOINFER_CACHE\n");
 }
 
 static int

@@ -27,22 +27,24 @@ struct conf {
     char *api_key;       /* user key: the API */
     char *admin_api_key; /* admin key: the API and /unload, /logs, /reload; NULL: the user key */
     char *api_key_file, *admin_api_key_file; /* keys kept in files (secret managers) */
-    char **origins; /* NULL-terminated */
+    char **origins;                          /* NULL-terminated */
     struct conf_listen listen[CONF_MAX_LISTEN];
     size_t n_listen;
     char *llama_exe;
     char *args_common, *args_goinfer, *args_verbose, *args_debug;
     char *default_model;
     char *tls_cert, *tls_key; /* PEM files for the listeners marked tls */
-    char *host; /* for ":port" addresses; GI_HOST */
+    char *host;               /* for ":port" addresses; GI_HOST */
     bool no_api_key, debug, quiet, write;
     struct swapconf swap; /* the model section, in llama-swap's syntax */
+
     struct conf_limits {
         uint64_t header_bytes, body_bytes;
         uint64_t request_timeout, keepalive_timeout, write_stall_timeout; /* seconds */
         uint64_t max_connections, max_connections_per_ip;
         uint64_t upstream_timeout; /* seconds without a byte from llama-server */
     } limits;
+
     bool tunnel_accept; /* a server: section: this process accepts tunnels */
     struct conf_tunnel_server tunnel_server;
     struct conf_tunnel_client tunnel_client;

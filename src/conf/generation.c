@@ -1,6 +1,7 @@
 #include "generation.h"
 
 #include <sys/stat.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +49,9 @@ discover(struct generation *g, char *err, size_t errlen)
     if (c->models_dir == NULL && c->swap.n_models > 0)
         return 0; /* every model is defined in the llama-swap section */
     if (c->models_dir == NULL) {
-        snprintf(err, errlen, "no models folder: set GI_MODELS_DIR (or models_dir in goinfer.yml) "
-                              "to folders holding *.gguf files, separated by ':'");
+        snprintf(err, errlen,
+                 "no models folder: set GI_MODELS_DIR (or models_dir in goinfer.yml) "
+                 "to folders holding *.gguf files, separated by ':'");
         return -EINVAL;
     }
     if (models_discover(c->models_dir, &g->models, err, errlen) < 0)

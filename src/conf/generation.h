@@ -17,7 +17,7 @@ struct generation {
     struct model_list models;
     struct catalog cat;
     char *llama_exe;
-    char *ui_dir; /* llama.cpp's web UI beside that llama-server, or NULL */
+    char *ui_dir;             /* llama.cpp's web UI beside that llama-server, or NULL */
     struct generation *older; /* retired generations, kept while requests may use them */
 };
 

@@ -127,8 +127,8 @@ swapconf_set_macros(struct yctx *y, const yaml_node_t *n, const struct ykey *k, 
 static int
 set_filters(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
 {
-    static const struct ykey keys[] = {
-        YKEY_STRING("strip_params", struct conf_model, strip_params), {NULL, NULL, 0}};
+    static const struct ykey keys[] = {YKEY_STRING("strip_params", struct conf_model, strip_params),
+                                       {NULL, NULL, 0}};
 
     (void)k;
     return ymap(y, n, "filters", keys, obj);
@@ -289,8 +289,10 @@ check_groups(const struct swapconf *s, char *err, size_t errlen)
             for (size_t h = 0; h < g; h++)
                 for (char **o = s->groups[h].members; o && *o; o++)
                     if (strcmp(*o, *m) == 0) {
-                        snprintf(err, errlen, "model %s is in groups %s and %s; a model belongs "
-                                 "to one group", *m, s->groups[h].name, s->groups[g].name);
+                        snprintf(err, errlen,
+                                 "model %s is in groups %s and %s; a model belongs "
+                                 "to one group",
+                                 *m, s->groups[h].name, s->groups[g].name);
                         return -EINVAL;
                     }
         }

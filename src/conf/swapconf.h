@@ -18,13 +18,13 @@ struct conf_macro {
 
 struct conf_model {
     char *name;
-    char *cmd;            /* macros expanded; ${PORT} is filled in at each start */
+    char *cmd; /* macros expanded; ${PORT} is filled in at each start */
     char *cmd_stop;
     char *proxy;          /* default http://127.0.0.1:${PORT} */
     char *check_endpoint; /* default /health; "none" skips the check */
     char *description, *display_name, *use_model_name;
     char **aliases;
-    char **env; /* "NAME=value" */
+    char **env;   /* "NAME=value" */
     uint64_t ttl; /* seconds idle before it is stopped; 0 = never */
     bool unlisted;
     char *strip_params; /* filters.strip_params: comma-separated request keys to drop */

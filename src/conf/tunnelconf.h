@@ -13,10 +13,10 @@
 #define CONF_MAX_SERVERS 16
 
 struct conf_tunnel_server {
-    char *token;    /* the secret clients prove (GI_TUNNEL_TOKEN) */
-    char **clients; /* key pins ("sha256/...") allowed in; NULL-terminated */
+    char *token;                          /* the secret clients prove (GI_TUNNEL_TOKEN) */
+    char **clients;                       /* key pins ("sha256/...") allowed in; NULL-terminated */
     uint64_t ping_interval, ping_timeout; /* seconds */
-    uint64_t max_queue; /* requests waiting for a busy client, then 503 */
+    uint64_t max_queue;                   /* requests waiting for a busy client, then 503 */
 };
 
 struct conf_tunnel_peer {
@@ -30,7 +30,7 @@ struct conf_tunnel_client {
     struct conf_tunnel_peer servers[CONF_MAX_SERVERS];
     size_t n_servers;
     uint64_t ping_interval, ping_timeout; /* seconds */
-    uint64_t slots; /* requests run at once for each server (MAX_CONCURRENT_STREAMS) */
+    uint64_t slots;      /* requests run at once for each server (MAX_CONCURRENT_STREAMS) */
     uint64_t body_bytes; /* largest request body taken from a server (limits.body_bytes) */
 };
 

@@ -1,6 +1,7 @@
 #include "write.h"
 
 #include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
@@ -11,8 +12,8 @@
 #include <unistd.h>
 
 #include "core/buf.h"
-#include "http/tls.h"
 #include "core/xmalloc.h"
+#include "http/tls.h"
 
 int
 conf_random_key(char out[65])
@@ -72,8 +73,7 @@ out:
 }
 
 static void
-goinfer_yml(struct buf *b, const struct conf *c, const char *exe, const char *key,
-            const char *dir)
+goinfer_yml(struct buf *b, const struct conf *c, const char *exe, const char *key, const char *dir)
 {
     time_t now = time(NULL);
 
@@ -93,9 +93,10 @@ goinfer_yml(struct buf *b, const struct conf *c, const char *exe, const char *ke
                   "    goinfer: --jinja              # GI_<model>: add --chat-template-file ...\n"
                   "    verbose: \"\"                   # unless -q\n"
                   "    debug: --verbosity 3          # with -debug\n");
-    buf_printf(b, "\n# HTTPS: add tls to an address, e.g. \":4443\": goinfer, openai, tls\n"
-                  "# (a self-signed pair for a first try; use your own certificate in production)\n"
-                  "tls:\n  cert: \"%s/goinfer-cert.pem\"\n  key: \"%s/goinfer-key.pem\"\n",
+    buf_printf(b,
+               "\n# HTTPS: add tls to an address, e.g. \":4443\": goinfer, openai, tls\n"
+               "# (a self-signed pair for a first try; use your own certificate in production)\n"
+               "tls:\n  cert: \"%s/goinfer-cert.pem\"\n  key: \"%s/goinfer-key.pem\"\n",
                dir, dir);
 }
 

@@ -132,8 +132,7 @@ ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
     }
     if (n->type != YAML_SEQUENCE_NODE)
         return yerr(y, n, key->name, "expected a list");
-    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
-         i++) {
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         yaml_node_t *e = ynode(y, *i);
 
         if (e->type != YAML_SCALAR_NODE)

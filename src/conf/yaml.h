@@ -28,10 +28,22 @@ struct ykey {
     size_t off;
 };
 
-#define YKEY_STRING(name, type, field) {name, ystring_key, offsetof(type, field)}
-#define YKEY_BOOL(name, type, field)   {name, ybool_key, offsetof(type, field)}
-#define YKEY_U64(name, type, field)    {name, yu64_key, offsetof(type, field)}
-#define YKEY_LIST(name, type, field)   {name, ylist_key, offsetof(type, field)}
+#define YKEY_STRING(name, type, field)                                                             \
+    {                                                                                              \
+        name, ystring_key, offsetof(type, field)                                                   \
+    }
+#define YKEY_BOOL(name, type, field)                                                               \
+    {                                                                                              \
+        name, ybool_key, offsetof(type, field)                                                     \
+    }
+#define YKEY_U64(name, type, field)                                                                \
+    {                                                                                              \
+        name, yu64_key, offsetof(type, field)                                                      \
+    }
+#define YKEY_LIST(name, type, field)                                                               \
+    {                                                                                              \
+        name, ylist_key, offsetof(type, field)                                                     \
+    }
 
 int yerr(struct yctx *y, const yaml_node_t *n, const char *key, const char *what);
 yaml_node_t *ynode(struct yctx *y, int index);

@@ -1,4 +1,5 @@
-/* Allocation that aborts on out-of-memory: the real defence is a cap on every peer-controlled size. */
+/* Allocation that aborts on out-of-memory: the real defence is a cap on every peer-controlled size.
+ */
 #ifndef GOINFER_CORE_XMALLOC_H
 #define GOINFER_CORE_XMALLOC_H
 

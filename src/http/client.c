@@ -36,7 +36,7 @@ struct uconn {
     char *key;                /* "host:port", to match pooled connections */
     http_parser parser;
     bool closing;
-    bool writing; /* a uv_write is pending: the request is not all out */
+    bool writing;       /* a uv_write is pending: the request is not all out */
     struct uconn *next; /* in the idle pool */
 };
 
@@ -52,9 +52,9 @@ struct http_fetch {
     struct buf out;          /* the request head, kept for one retry on a stale connection */
     const char *body;        /* borrowed from the caller until the fetch ends */
     size_t body_len;
-    struct buf hdr;          /* "name:value\n" lines of the current response */
-    struct buf stash;        /* unparsed input held while paused */
-    uv_timer_t timer;        /* connect, idle and total limits */
+    struct buf hdr;   /* "name:value\n" lines of the current response */
+    struct buf stash; /* unparsed input held while paused */
+    uv_timer_t timer; /* connect, idle and total limits */
     uint64_t deadline, total_ms, idle_ms, last_read, connect_ms;
     bool head, in_value, interim, responded, complete, keep_alive;
     bool paused, finished, reused, retried, connected, got_bytes;
@@ -289,7 +289,8 @@ split_headers(struct buf *raw, struct http_header *hv)
         for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
             ;
         hv[nh] = (struct http_header){line, (size_t)(colon - line), v, (size_t)(end - v)};
-        while (hv[nh].value_len > 0 && (v[hv[nh].value_len - 1] == '\n' || v[hv[nh].value_len - 1] == ' '))
+        while (hv[nh].value_len > 0 &&
+               (v[hv[nh].value_len - 1] == '\n' || v[hv[nh].value_len - 1] == ' '))
             hv[nh].value_len--;
         nh++;
     }
@@ -802,8 +803,8 @@ http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
         f->key = xstrdup(o->url);
         fetch_finish(f, HTTP_FETCH_EURL, "not an http://host:port URL: %s", o->url);
     } else {
-        f->key = strchr(host, ':') ? xasprintf("[%s]:%d", host, port)
-                                   : xasprintf("%s:%d", host, port);
+        f->key =
+            strchr(host, ':') ? xasprintf("[%s]:%d", host, port) : xasprintf("%s:%d", host, port);
         f->host = xstrdup(host);
         f->port = port;
         build_request(f, o, path);

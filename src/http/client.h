@@ -17,7 +17,8 @@
 
 #include "http/server.h"
 
-#define HTTP_FETCH_PAUSE 1 /* from on_body: these bytes were taken; deliver no more until resume */
+/* From on_body: these bytes were taken; deliver no more until http_fetch_resume. */
+#define HTTP_FETCH_PAUSE 1
 
 /* on_done's err. */
 enum http_fetch_err {

@@ -46,10 +46,11 @@ struct http_conn {
     struct http_conn *prev, *next;
     unsigned services;
     http_parser parser;
-    struct buf hdr;     /* header names and values, NUL-separated */
+    struct buf hdr; /* header names and values, NUL-separated */
     size_t hdr_off[HTTP_MAX_HEADERS][2];
     size_t n_hdr;
     bool in_value;
+
     enum { REJECT_NONE, REJECT_TOO_MANY, REJECT_HEADERS, REJECT_BODY } reject;
     struct buf url;
     struct buf pending; /* bytes read while a request is being handled */
@@ -64,8 +65,8 @@ struct http_conn {
     int handles; /* open libuv handles; freed when 0 */
     size_t queued;
     char peer[64];
-    char ip[48];   /* peer without the port, for per-address limits */
-    struct buf head; /* response headers, sent with the first body bytes (one write) */
+    char ip[48];          /* peer without the port, for per-address limits */
+    struct buf head;      /* response headers, sent with the first body bytes (one write) */
     struct tls_conn *tls; /* NULL on a plain listener */
     const struct http_upgrade_cb *up; /* after a 101: raw bytes go to up->on_data */
     void *up_arg;
@@ -261,9 +262,9 @@ static int
 conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_t blen,
            const char *d, size_t dlen)
 {
-    uv_buf_t parts[4] = {uv_buf_init(c->head.data, (unsigned)c->head.len),
-                         uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen),
-                         uv_buf_init((char *)d, (unsigned)dlen)};
+    uv_buf_t parts[4] = {
+        uv_buf_init(c->head.data, (unsigned)c->head.len), uv_buf_init((char *)a, (unsigned)alen),
+        uv_buf_init((char *)b, (unsigned)blen), uv_buf_init((char *)d, (unsigned)dlen)};
     struct wreq *wr;
     size_t total = 0;
 
@@ -439,9 +440,9 @@ http_upgrade(struct http_request *req, const char *protocol, const struct http_u
 {
     struct http_conn *c = req->conn;
     char head[256];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
-                     protocol);
+    int n = snprintf(
+        head, sizeof(head),
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", protocol);
 
     conn_write(c, head, (size_t)n, NULL, 0, NULL, 0);
     req->status = 101;
@@ -700,8 +701,7 @@ on_message_complete(http_parser *p)
     return 0;
 }
 
-static void __attribute__((constructor))
-init_settings(void)
+static void __attribute__((constructor)) init_settings(void)
 {
     parser_settings.on_message_begin = on_message_begin;
     parser_settings.on_url = on_url;
@@ -741,8 +741,8 @@ reject_unparsable(struct http_conn *c)
     struct http_request *r = synthetic_request(c);
 
     if (c->reject == REJECT_TOO_MANY)
-        http_respond_error(r, 431, "invalid_request_error",
-                           "too many request headers (limit %d)", HTTP_MAX_HEADERS);
+        http_respond_error(r, 431, "invalid_request_error", "too many request headers (limit %d)",
+                           HTTP_MAX_HEADERS);
     else if (c->reject == REJECT_HEADERS || e == HPE_HEADER_OVERFLOW)
         http_respond_error(r, 431, "invalid_request_error",
                            "request headers too large (limit %zu bytes)", c->hdr.max);
@@ -947,8 +947,8 @@ over_conn_limits(struct http_conn *c)
         log_warnx("conn %s: %zu connections from %s (max_connections_per_ip %zu), refusing",
                   c->peer, same - 1, c->ip, l->max_conns_per_ip);
         http_respond_error(synthetic_request(c), 429, "rate_limit_error",
-                           "too many connections from %s (limit %zu); reuse connections",
-                           c->ip, l->max_conns_per_ip);
+                           "too many connections from %s (limit %zu); reuse connections", c->ip,
+                           l->max_conns_per_ip);
         return true;
     }
     return false;
@@ -1014,8 +1014,8 @@ http_server_new(uv_loop_t *loop, const struct http_limits *limits, http_handler_
 }
 
 int
-http_server_listen(struct http_server *srv, const char *host, int port, unsigned services,
-                   bool tls, int *bound_port)
+http_server_listen(struct http_server *srv, const char *host, int port, unsigned services, bool tls,
+                   int *bound_port)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss), rc;
@@ -1121,28 +1121,51 @@ const char *
 http_status_text(int status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
 }

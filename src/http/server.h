@@ -26,11 +26,11 @@ struct http_header {
 };
 
 struct http_limits {
-    size_t header_bytes;    /* request line + headers */
-    size_t body_bytes;      /* request body */
-    uint64_t header_ms;     /* time to receive a request's headers (slowloris) */
-    uint64_t keepalive_ms;  /* idle time between requests */
-    size_t write_high;      /* queued response bytes above which on_drain is armed */
+    size_t header_bytes;     /* request line + headers */
+    size_t body_bytes;       /* request body */
+    uint64_t header_ms;      /* time to receive a request's headers (slowloris) */
+    uint64_t keepalive_ms;   /* idle time between requests */
+    size_t write_high;       /* queued response bytes above which on_drain is armed */
     uint64_t write_stall_ms; /* a client reading nothing that long, with output queued, is cut */
     size_t max_conns;        /* open connections in all; past it new ones get 503 */
     size_t max_conns_per_ip; /* from one client address; past it 429 */
@@ -89,8 +89,8 @@ void http_server_on_complete(struct http_server *srv, http_request_cb cb);
 /* Case-insensitive header lookup; returns the value (length in *len) or NULL. */
 const char *http_header_get(const struct http_request *req, const char *name, size_t *len);
 
-void http_respond(struct http_request *req, int status, const char *content_type,
-                  const char *body, size_t len);
+void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
+                  size_t len);
 /* An error in the OpenAI shape: {"error":{"message":..,"type":..,"code":status}}. */
 void http_respond_error(struct http_request *req, int status, const char *type, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));

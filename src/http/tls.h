@@ -30,8 +30,8 @@ int tls_conn_output(struct tls_conn *t, const char *data, size_t len, struct buf
 void tls_conn_close_notify(struct tls_conn *t, struct buf *cipher);
 
 /* Writes a self-signed certificate and key (EC P-256, a year, CN=host) for a first try. */
-int tls_write_self_signed(const char *cert_path, const char *key_path, const char *host,
-                          char *err, size_t errlen);
+int tls_write_self_signed(const char *cert_path, const char *key_path, const char *host, char *err,
+                          size_t errlen);
 
 /* ---- for the reverse tunnel (src/tunnel/) ---- */
 

@@ -136,8 +136,7 @@ build_groups(struct catalog *cat, const struct swapconf *s)
     cat->groups[0] = (struct model_group){xstrdup(DEFAULT_GROUP), true, true, false};
     for (size_t g = 0; g < s->n_groups; g++)
         cat->groups[g + 1] = (struct model_group){xstrdup(s->groups[g].name), s->groups[g].swap,
-                                                  s->groups[g].exclusive,
-                                                  s->groups[g].persistent};
+                                                  s->groups[g].exclusive, s->groups[g].persistent};
     for (size_t i = 0; i < cat->n; i++)
         cat->v[i].group = group_of(s, cat->v[i].name);
 }

@@ -22,7 +22,7 @@ struct model_group {
 
 struct model_def {
     char *name;
-    char *cmd;  /* ${PORT} and ${MODEL_ID} are filled in at start */
+    char *cmd; /* ${PORT} and ${MODEL_ID} are filled in at start */
     char *cmd_stop;
     char *proxy;
     char *check_endpoint; /* "none": ready as soon as started */

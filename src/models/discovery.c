@@ -1,6 +1,7 @@
 #include "discovery.h"
 
 #include <sys/stat.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -227,8 +228,8 @@ models_flags_from_script(const char *sh_path)
             for (size_t i = 0; words[i]; i++) {
                 int own = set_by_goinfer(words[i]);
 
-                if (out.len == 0 && (strcmp(words[i], "exec") == 0 ||
-                                     strstr(words[i], "llama-server") != NULL))
+                if (out.len == 0 &&
+                    (strcmp(words[i], "exec") == 0 || strstr(words[i], "llama-server") != NULL))
                     continue; /* the program itself */
                 if (words[i][0] == '$')
                     continue; /* "$@" and other shell expansions mean nothing here */
@@ -412,11 +413,17 @@ check_root(const char *root, char *err, size_t errlen)
     if (stat(root, &st) != 0) {
         int e = errno;
 
-        snprintf(err, errlen, "models folder %s: %s; set GI_MODELS_DIR (or models_dir in goinfer.yml) to folders holding *.gguf files, separated by ':'", root, strerror(e));
+        snprintf(err, errlen,
+                 "models folder %s: %s; set GI_MODELS_DIR (or models_dir in goinfer.yml) to "
+                 "folders holding *.gguf files, separated by ':'",
+                 root, strerror(e));
         return -e;
     }
     if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "models folder %s is not a folder; set GI_MODELS_DIR to folders holding *.gguf files", root);
+        snprintf(
+            err, errlen,
+            "models folder %s is not a folder; set GI_MODELS_DIR to folders holding *.gguf files",
+            root);
         return -ENOTDIR;
     }
     return 0;

@@ -12,7 +12,7 @@
 
 /* What the GGUF header says (read once per path, size and mtime; cached across reloads). */
 struct model_meta {
-    bool ok;           /* false: the header could not be read; error says why */
+    bool ok; /* false: the header could not be read; error says why */
     char error[160];
     char arch[64];
     char quant[16];
@@ -39,8 +39,7 @@ struct model_list {
 /* Fills *out (sorted by name). Returns 0, or a negative errno with a message in err. */
 int models_discover(const char *roots, struct model_list *out, char *err, size_t errlen);
 void model_list_cleanup(struct model_list *l);
-const struct model_entry *model_list_find(const struct model_list *l, const char *name,
-                                          size_t len);
+const struct model_entry *model_list_find(const struct model_list *l, const char *name, size_t len);
 
 /* Reads the header of path (cached by path, size and mtime). */
 void models_read_meta(const char *path, uint64_t size, int64_t mtime, struct model_meta *out);

@@ -3,6 +3,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -340,8 +341,8 @@ watch(struct proc *p, uv_loop_t *loop, int out[2][2])
 }
 
 struct proc *
-proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag,
-           proc_exit_cb cb, void *arg, int *err)
+proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag, proc_exit_cb cb,
+           void *arg, int *err)
 {
     extern char **environ;
     struct proc *p;

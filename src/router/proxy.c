@@ -117,8 +117,8 @@ on_upstream_done(void *arg, int err, const char *msg)
                            p->model->name, p->idle_s);
     } else if (!req->started) {
         http_respond_error(req, 502, "upstream_error",
-                           "llama-server for model %s failed before answering: %s",
-                           p->model->name, msg);
+                           "llama-server for model %s failed before answering: %s", p->model->name,
+                           msg);
     } else {
         log_warnx("req=%llu llama-server for model %s failed mid-response: %s",
                   (unsigned long long)req->id, p->model->name, msg);
@@ -156,10 +156,9 @@ start_upstream(struct proxy *p)
         o.body = req->body.len ? req->body.data : "";
         o.body_len = req->body.len;
     }
-    if (req->body.len > 0 && select_rewrite_body(req->body.data, req->body.len,
-                                                 p->model->strip_params,
-                                                 p->model->use_model_name, &rewritten,
-                                                 &o.body_len) == 1)
+    if (req->body.len > 0 &&
+        select_rewrite_body(req->body.data, req->body.len, p->model->strip_params,
+                            p->model->use_model_name, &rewritten, &o.body_len) == 1)
         o.body = rewritten;
     p->body = rewritten;
     p->fetch = http_fetch_start(swap_lease_client(&p->lease), &o, &cb, p);

@@ -11,10 +11,10 @@
 #include "admin/metrics.h"
 #include "admin/static.h"
 #include "admin/ui.h"
-#include "http/cors.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "http/cors.h"
 #include "router/proxy.h"
 #include "router/select.h"
 #include "tunnel/tunnel_server.h"
@@ -61,8 +61,8 @@ static void
 handle_health(struct router *r, struct http_request *req)
 {
     respond_json(req, 200,
-                 json_pack("{s:s, s:i, s:o}", "status", "ok", "models", (int)r->d.cat->n,
-                           "running", swap_running(r->d.swap)));
+                 json_pack("{s:s, s:i, s:o}", "status", "ok", "models", (int)r->d.cat->n, "running",
+                           swap_running(r->d.swap)));
 }
 
 static void
@@ -75,9 +75,9 @@ handle_models(struct router *r, struct http_request *req)
 
         if (m->unlisted)
             continue;
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object",
-                                              "model", "created", (json_int_t)r->started,
-                                              "owned_by", "goinfer"));
+        json_array_append_new(data,
+                              json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object", "model",
+                                        "created", (json_int_t)r->started, "owned_by", "goinfer"));
     }
     tunnel_server_models(r->d.tunnels, data, (json_int_t)r->started);
     respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
@@ -105,7 +105,8 @@ handle_gguf_models(struct router *r, struct http_request *req)
             json_object_set_new(o, "mmproj", json_string(m->mmproj));
         if (m->meta.ok) {
             json_object_set_new(o, "architecture", json_string(m->meta.arch));
-            json_object_set_new(o, "context_length", json_integer((json_int_t)m->meta.context_length));
+            json_object_set_new(o, "context_length",
+                                json_integer((json_int_t)m->meta.context_length));
             json_object_set_new(o, "quantization", json_string(m->meta.quant));
             json_object_set_new(o, "chat_template", json_boolean(m->meta.has_chat_template));
         } else if (m->path != NULL) {
@@ -137,8 +138,7 @@ model_names(const struct catalog *l)
 /* The model a request names: JSON "model" (whatever the Content-Type), a multipart "model"
  * field, ?model=, else the default. Sets *name (owned by the caller) even when unknown. */
 static int
-requested_model(struct router *r, struct http_request *req, char **name, char *err,
-                size_t errlen)
+requested_model(struct router *r, struct http_request *req, char **name, char *err, size_t errlen)
 {
     size_t ct_len = 0, i = 0;
     const char *ct = http_header_get(req, "content-type", &ct_len);
@@ -364,8 +364,9 @@ handle_reload(struct router *r, struct http_request *req)
         return;
     }
     r->d.reload(r->d.reload_arg, "POST /reload");
-    respond_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "note",
-                                     "see GET /logs for whether the new configuration was taken"));
+    respond_json(req, 200,
+                 json_pack("{s:s, s:s}", "status", "ok", "note",
+                           "see GET /logs for whether the new configuration was taken"));
 }
 
 static void
@@ -375,8 +376,7 @@ handle_metrics(struct router *r, struct http_request *req)
     json_t *running = swap_running(r->d.swap);
 
     buf_init(&b, 1 << 20);
-    metrics_render(&b, r->d.server ? http_server_active(r->d.server) : 0,
-                   json_array_size(running));
+    metrics_render(&b, r->d.server ? http_server_active(r->d.server) : 0, json_array_size(running));
     json_decref(running);
     if (r->d.tunnels != NULL)
         tunnel_server_metrics(r->d.tunnels, &b);
@@ -500,8 +500,9 @@ authorized(struct router *r, struct http_request *req, enum access need)
         return false;
     }
     http_respond_error(req, 401, "authentication_error",
-                       key ? "invalid API key" : "missing API key: send 'Authorization: Bearer "
-                                                 "<key>' (or 'x-api-key: <key>')");
+                       key ? "invalid API key"
+                           : "missing API key: send 'Authorization: Bearer "
+                             "<key>' (or 'x-api-key: <key>')");
     return false;
 }
 

@@ -19,12 +19,12 @@ struct router_deps {
     const char *ui_dir;        /* llama.cpp's web UI, served at /; NULL when absent */
     char *const *origins;      /* CORS whitelist, NULL-terminated */
     long upstream_idle_s;      /* no byte from llama-server that long: 504, or cut */
-    struct auth *auth;       /* user and admin keys */
-    struct auth *admin_auth; /* admin keys (the user keys when no admin key is set) */
+    struct auth *auth;         /* user and admin keys */
+    struct auth *admin_auth;   /* admin keys (the user keys when no admin key is set) */
     void (*reload)(void *arg, const char *why);
     void *reload_arg;
     struct swap *swap;
-    struct http_server *server; /* for the connection count in /metrics */
+    struct http_server *server;    /* for the connection count in /metrics */
     struct tunnel_server *tunnels; /* GPU machines connected to this server, or NULL */
 };
 

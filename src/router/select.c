@@ -58,8 +58,8 @@ find(const char *hay, size_t n, const char *needle, size_t m)
 }
 
 int
-select_model_from_multipart(const char *body, size_t len, const char *content_type,
-                            size_t ct_len, char **name)
+select_model_from_multipart(const char *body, size_t len, const char *content_type, size_t ct_len,
+                            char **name)
 {
     const char *b = find(content_type, ct_len, "boundary=", 9), *p, *end = body + len;
     char delim[80];
@@ -164,8 +164,8 @@ select_upstream_prefix(const char *path, const char *const *names, const char **
 }
 
 int
-select_rewrite_body(const char *body, size_t len, char *const *strip, const char *model,
-                    char **out, size_t *out_len)
+select_rewrite_body(const char *body, size_t len, char *const *strip, const char *model, char **out,
+                    size_t *out_len)
 {
     json_t *root;
     bool changed = false;

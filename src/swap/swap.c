@@ -1,8 +1,9 @@
 #include "swap.h"
 
 #include <sys/socket.h>
-#include <netinet/in.h>
+
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +122,8 @@ on_cmd_stop_exit(struct proc *p, int64_t status, int term_signal, void *arg)
 {
     (void)arg;
     if (status != 0 || term_signal != 0)
-        log_warnx("cmdStop exited with %s %d; its last output: %s",
-                  term_signal ? "signal" : "code", term_signal ? term_signal : (int)status,
-                  proc_tail(p));
+        log_warnx("cmdStop exited with %s %d; its last output: %s", term_signal ? "signal" : "code",
+                  term_signal ? term_signal : (int)status, proc_tail(p));
     proc_free(p);
 }
 
@@ -289,8 +289,8 @@ all_stopped_check(struct swap *s)
     void (*done)(void *) = s->shutdown_done;
 
     FOR_EACH_INSTANCE(s, in)
-        if (in->proc != NULL)
-            return;
+    if (in->proc != NULL)
+        return;
     s->shutdown_done = NULL; /* done may free s */
     if (done)
         done(s->shutdown_arg);
@@ -439,7 +439,8 @@ make_room(struct swap *s, struct swap_instance *in)
 {
     bool clear = true;
 
-    FOR_EACH_INSTANCE(s, o) {
+    FOR_EACH_INSTANCE(s, o)
+    {
         if (o == in || o->state == ST_STOPPED)
             continue;
         if (!o->retired && !catalog_conflicts(s->cat, in->model, o->model))
@@ -459,8 +460,8 @@ static void
 doom_conflicts(struct swap *s, const struct swap_instance *in)
 {
     FOR_EACH_INSTANCE(s, o)
-        if (!o->retired && catalog_conflicts(s->cat, in->model, o->model))
-            o->doomed = true;
+    if (!o->retired && catalog_conflicts(s->cat, in->model, o->model))
+        o->doomed = true;
 }
 
 static void
@@ -486,7 +487,7 @@ schedule(struct swap *s)
     while (again && !s->shutting_down) {
         again = false;
         FOR_EACH_INSTANCE(s, in)
-            in->doomed = false;
+        in->doomed = false;
         for (struct swap_lease *l = s->queue; l != NULL; l = l->next) {
             struct swap_instance *in = l->inst;
 
@@ -574,8 +575,8 @@ static struct swap_instance *
 instance_of(struct swap *s, const struct model_def *m)
 {
     FOR_EACH_INSTANCE(s, in)
-        if (in->model == m && !in->retired)
-            return in;
+    if (in->model == m && !in->retired)
+        return in;
     return NULL;
 }
 
@@ -597,8 +598,10 @@ swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m, sw
     }
     if (m->concurrency_limit > 0 &&
         (unsigned)(in->inflight + waiting_for(s, in)) >= m->concurrency_limit) {
-        snprintf(msg, sizeof(msg), "model %s already has %u requests in progress "
-                 "(concurrencyLimit); retry later", m->name, m->concurrency_limit);
+        snprintf(msg, sizeof(msg),
+                 "model %s already has %u requests in progress "
+                 "(concurrencyLimit); retry later",
+                 m->name, m->concurrency_limit);
         cb(l, -EBUSY, msg, arg);
         return;
     }
@@ -674,7 +677,8 @@ swap_unload_all(struct swap *s)
 {
     int n = 0;
 
-    FOR_EACH_INSTANCE(s, in) {
+    FOR_EACH_INSTANCE(s, in)
+    {
         if (in->state == ST_STOPPED || in->state == ST_STOPPING)
             continue;
         n++;
@@ -694,12 +698,13 @@ swap_running(const struct swap *s)
 {
     json_t *a = json_array();
 
-    FOR_EACH_INSTANCE(s, in) {
+    FOR_EACH_INSTANCE(s, in)
+    {
         if (in->state == ST_STOPPED)
             continue;
-        json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:s}", "model",
-                                           in->model->name, "state", state_names[in->state],
-                                           "pid", in->proc ? proc_pid(in->proc) : 0, "inflight",
+        json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:s}", "model", in->model->name,
+                                           "state", state_names[in->state], "pid",
+                                           in->proc ? proc_pid(in->proc) : 0, "inflight",
                                            in->inflight, "proxy", in->url ? in->url : ""));
     }
     return a;
@@ -713,8 +718,8 @@ swap_shutdown(struct swap *s, void (*done)(void *arg), void *arg)
     s->shutdown_arg = arg;
     fail_waiting(s, NULL, -ESHUTDOWN, "goinfer is shutting down");
     FOR_EACH_INSTANCE(s, in)
-        if (in->proc != NULL && in->state != ST_STOPPING)
-            stop_instance(in, "shutting down");
+    if (in->proc != NULL && in->state != ST_STOPPING)
+        stop_instance(in, "shutting down");
     all_stopped_check(s);
 }
 
@@ -758,8 +763,8 @@ repoint_waiters(struct swap *s, struct swap_instance *old)
         if (l->inst != old)
             continue;
         FOR_EACH_INSTANCE(s, o)
-            if (!o->retired && strcmp(o->model->name, old->model->name) == 0)
-                in = o;
+        if (!o->retired && strcmp(o->model->name, old->model->name) == 0)
+            in = o;
         if (in != NULL) {
             l->inst = in;
             continue;

@@ -45,8 +45,8 @@ struct swap_lease {
 /* Borrows conf and cat for the life of the swap. */
 struct swap *swap_new(uv_loop_t *loop, const struct swap_conf *conf, const struct catalog *cat);
 /* err -EBUSY: the model's concurrencyLimit is reached (answer 429). */
-void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m,
-                  swap_ready_cb cb, void *arg);
+void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m, swap_ready_cb cb,
+                  void *arg);
 /* Serves cat's models from now on (borrowed, like the first): a model whose process definition
  * did not change keeps running; the others stop once idle. The old catalog must outlive the
  * requests still using it. */

@@ -55,7 +55,8 @@ flush_now(struct h2link *l)
     else
         send_batch(l);
     /* a protocol error ends the session with GOAWAY, not an error code: the link is done */
-    if (!l->dead && !nghttp2_session_want_read(l->session) && !nghttp2_session_want_write(l->session))
+    if (!l->dead && !nghttp2_session_want_read(l->session) &&
+        !nghttp2_session_want_write(l->session))
         h2link_fail(l, "the session ended (GOAWAY after a protocol error)");
 }
 
@@ -155,7 +156,7 @@ h2link_start(struct h2link *l, uint32_t max_streams)
     nghttp2_submit_settings(l->session, NGHTTP2_FLAG_NONE, iv, 2);
     nghttp2_session_set_local_window_size(l->session, NGHTTP2_FLAG_NONE, 0, H2LINK_CONN_WINDOW);
     tick = tick / 4 > 0 ? tick / 4 : 1; /* detection within a quarter of the limits */
-    if (!l->dead) /* a failure already reported keeps its timer */
+    if (!l->dead)                       /* a failure already reported keeps its timer */
         uv_timer_start(&l->timer, on_tick, tick, tick);
     h2link_flush(l);
 }

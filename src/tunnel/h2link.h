@@ -7,17 +7,17 @@
 #define GOINFER_TUNNEL_H2LINK_H
 
 #include <nghttp2/nghttp2.h>
-
-#include "core/buf.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "core/buf.h"
 
 struct h2link {
     nghttp2_session *session;
     int (*send)(void *arg, const char *data, size_t len); /* the transport; -1 when gone */
     void (*on_dead)(void *arg, const char *why);
-    void (*on_closed)(void *arg); /* after h2link_stop: the owner may free itself */
+    void (*on_closed)(void *arg);  /* after h2link_stop: the owner may free itself */
     void (*on_flushed)(void *arg); /* optional: after queued frames were sent */
     void *arg;
     uv_timer_t timer;
@@ -25,7 +25,7 @@ struct h2link {
     int closing;      /* handles still closing after h2link_stop */
     uint64_t ping_ms, timeout_ms;
     uint64_t last_rx, ping_sent; /* loop times; ping_sent 0: none outstanding */
-    struct buf out; /* frames gathered for one write */
+    struct buf out;              /* frames gathered for one write */
     bool dead;
     char why[128]; /* what killed it, for on_dead */
 };
@@ -45,7 +45,8 @@ int h2link_input(struct h2link *l, const char *data, size_t len);
 void h2link_flush(struct h2link *l);
 /* Declares the link dead; on_dead runs from the loop (safe inside nghttp2 callbacks). */
 void h2link_fail(struct h2link *l, const char *why);
-/* Sends what is still queued (a last word), then frees the session once the timer handle is closed, then calls on_closed; call once. */
+/* Sends what is still queued (a last word), then frees the session once the timer handle is closed,
+ * then calls on_closed; call once. */
 void h2link_stop(struct h2link *l);
 /* For a session's on_frame_recv: notes PING answers. */
 void h2link_frame(struct h2link *l, const nghttp2_frame *f);

@@ -16,18 +16,18 @@
 #include "tunnel/h2link.h"
 #include "tunnel/proof.h"
 
-#define BACKOFF_BASE_MS   1000
-#define BACKOFF_CAP_MS    60000
-#define STABLE_MS         60000  /* a connection this old resets the backoff */
-#define REFUSED_WAIT_MS   30000 /* identity refused: someone must fix the allowlist first */
-#define MAX_WAIT_MS       300000 /* the longest Retry-After or reconnect-after honoured */
-#define MAX_ADDRS         8      /* addresses of one server name dialled, each its own tunnel */
-#define OUT_HIGH          (1u << 20) /* response bytes held for one stream before pausing */
-#define CONTROL_PATH      "/.goinfer/control"
-#define TICK_MS           250  /* how often register and load are reconsidered */
-#define CONTROL_WAIT_MS   10000 /* a server that opens no control stream in this time is odd */
-#define LOAD_EVERY_MS     5000 /* a load report at least this often */
-#define USER_TIMEOUT_MS   30000 /* TCP_USER_TIMEOUT: unacknowledged data this long kills it */
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_CAP_MS  60000
+#define STABLE_MS       60000      /* a connection this old resets the backoff */
+#define REFUSED_WAIT_MS 30000      /* identity refused: someone must fix the allowlist first */
+#define MAX_WAIT_MS     300000     /* the longest Retry-After or reconnect-after honoured */
+#define MAX_ADDRS       8          /* addresses of one server name dialled, each its own tunnel */
+#define OUT_HIGH        (1u << 20) /* response bytes held for one stream before pausing */
+#define CONTROL_PATH    "/.goinfer/control"
+#define TICK_MS         250   /* how often register and load are reconsidered */
+#define CONTROL_WAIT_MS 10000 /* a server that opens no control stream in this time is odd */
+#define LOAD_EVERY_MS   5000  /* a load report at least this often */
+#define USER_TIMEOUT_MS 30000 /* TCP_USER_TIMEOUT: unacknowledged data this long kills it */
 
 struct tunnel_client {
     uv_loop_t *loop;
@@ -52,11 +52,11 @@ struct tdial {
     const struct conf_tunnel_peer *peer;
     char host[256];
     int port;
-    struct tdial *first; /* slot 0 of this server (itself for slot 0) */
+    struct tdial *first;          /* slot 0 of this server (itself for slot 0) */
     struct sockaddr_storage addr; /* the address this slot dials (slots past 0) */
     char addr_name[INET6_ADDRSTRLEN];
     char label[320]; /* for the log: the URL, and the address for slots past 0 */
-    bool active; /* a slot past 0 is in use while the name has that many addresses */
+    bool active;     /* a slot past 0 is in use while the name has that many addresses */
     uv_timer_t retry;
     unsigned attempt;
     uint64_t come_back_ms; /* the server's reconnect-after, for the next wait */
@@ -80,10 +80,10 @@ struct tconn {
     struct cstream *streams;
     struct cstream *ctl; /* the server's control stream */
     struct buf ctl_in, ctl_out;
-    char *registered;    /* the register line last sent */
-    unsigned busy_sent;  /* the load last reported, and when */
+    char *registered;   /* the register line last sent */
+    unsigned busy_sent; /* the load last reported, and when */
     uint64_t load_at;
-    bool drain_asked;    /* the server asked us to leave once idle */
+    bool drain_asked; /* the server asked us to leave once idle */
 };
 
 /* One end user's request, run against our own listener. */
@@ -137,7 +137,8 @@ send_plain(void *arg, const char *data, size_t len)
     if (c->closing)
         return -1;
     buf_init(&cipher, SIZE_MAX);
-    rc = tls_conn_output(c->tls, data, len, &cipher) == 0 && send_cipher(c, cipher.data, cipher.len) == 0
+    rc = tls_conn_output(c->tls, data, len, &cipher) == 0 &&
+                 send_cipher(c, cipher.data, cipher.len) == 0
              ? 0
              : -1;
     buf_cleanup(&cipher);
@@ -145,7 +146,6 @@ send_plain(void *arg, const char *data, size_t len)
 }
 
 /* ---- streams: a request from the server, answered by our own listener ---- */
-
 
 static ssize_t
 read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
@@ -170,10 +170,10 @@ read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_
 static bool
 path_allowed(const char *path)
 {
-    static const char *const native[] = {"/completion", "/completions", "/infill", "/rerank",
-                                         "/reranking", "/tokenize", "/detokenize", "/embedding",
-                                         "/embeddings", "/apply-template", "/props", "/slots",
-                                         "/tools", NULL};
+    static const char *const native[] = {
+        "/completion", "/completions", "/infill",    "/rerank",     "/reranking",
+        "/tokenize",   "/detokenize",  "/embedding", "/embeddings", "/apply-template",
+        "/props",      "/slots",       "/tools",     NULL};
     size_t n = strcspn(path, "?");
 
     if (strncmp(path, "/v1/", 4) == 0)
@@ -188,9 +188,9 @@ path_allowed(const char *path)
 static void
 stream_refuse(struct cstream *s, const char *status, const char *msg)
 {
-    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE},
-                       {(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16,
-                        NGHTTP2_NV_FLAG_NONE}};
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16, NGHTTP2_NV_FLAG_NONE}};
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
     json_t *err = json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg, "type",
                             "upstream_error", "code", (int)strtol(status, NULL, 10));
@@ -216,7 +216,8 @@ on_local_response(void *arg, long status, const struct http_header *h, size_t n)
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
 
     snprintf(st, sizeof(st), "%ld", status);
-    nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
+    nv[k++] =
+        (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < 3 && k < 4; j++)
             if (h[i].name_len == strlen(pass_headers[j]) &&
@@ -507,8 +508,9 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
     if (s != NULL && s == ((struct tconn *)user)->ctl)
         control_input(user, data, len);
     else if (s != NULL && !s->responded && buf_append(&s->body, data, len) < 0)
-        stream_refuse(s, "413", "the request body is larger than this GPU machine's "
-                                "limits.body_bytes");
+        stream_refuse(s, "413",
+                      "the request body is larger than this GPU machine's "
+                      "limits.body_bytes");
     return 0;
 }
 
@@ -657,8 +659,8 @@ conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
     if (d->tc->stopping)
         log_info("tunnel: connection to %s closed: %s", d->label, why);
     else
-        log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->label,
-                  why, (unsigned long long)wait_ms);
+        log_warnx("tunnel: connection to %s lost: %s; reconnecting in %llu ms", d->label, why,
+                  (unsigned long long)wait_ms);
     c->pending++;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     d->conn = NULL;
@@ -681,7 +683,8 @@ send_upgrade(struct tconn *c)
 
     if (tls_conn_peer_pin(c->tls, pin) < 0 || strcmp(pin, d->peer->pin) != 0) {
         log_warnx("tunnel: %s presented key %s, not the pin configured for it (%s): refusing "
-                  "to talk to it", d->label, pin, d->peer->pin);
+                  "to talk to it",
+                  d->label, pin, d->peer->pin);
         conn_fail(c, "server pin mismatch", REFUSED_WAIT_MS);
         return;
     }
@@ -736,9 +739,12 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     c->state = C_H2;
     uv_timer_stop(&d->retry); /* the dial deadline */
     c->up_at = uv_now(d->tc->loop);
-    c->h2 = (struct h2link){.send = send_plain, .on_dead = on_h2_dead, .on_closed = on_h2_closed,
+    c->h2 = (struct h2link){.send = send_plain,
+                            .on_dead = on_h2_dead,
+                            .on_closed = on_h2_closed,
                             .on_flushed = on_flushed,
-                            .arg = c, .ping_ms = d->tc->conf->ping_interval * 1000,
+                            .arg = c,
+                            .ping_ms = d->tc->conf->ping_interval * 1000,
                             .timeout_ms = d->tc->conf->ping_timeout * 1000};
     c->h2.session = session_new(c);
     c->h2_started = true;
@@ -755,8 +761,7 @@ on_plain(struct tconn *c, const char *data, size_t len)
 {
     if (c->state == C_H2) {
         h2link_input(&c->h2, data, len);
-    }
-    else if (c->state == C_UPGRADE)
+    } else if (c->state == C_UPGRADE)
         upgrade_answer(c, data, len);
 }
 
@@ -779,7 +784,8 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (c->closing || nread == 0)
         return;
     if (nread < 0) {
-        conn_fail(c, nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread), 0);
+        conn_fail(c, nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread),
+                  0);
         return;
     }
     buf_init(&plain, SIZE_MAX);
@@ -971,17 +977,17 @@ on_tick(uv_timer_t *t)
 
 struct tunnel_client *
 tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const char *local_url,
-                  const char *local_key, tunnel_describe_cb describe, void *describe_arg,
-                  char *err, size_t errlen)
+                  const char *local_key, tunnel_describe_cb describe, void *describe_arg, char *err,
+                  size_t errlen)
 {
     struct tunnel_client *tc = xcalloc(1, sizeof(*tc));
 
     tc->loop = loop;
     tc->conf_copy = *conf;
     for (size_t i = 0; i < conf->n_servers; i++)
-        tc->conf_copy.servers[i] = (struct conf_tunnel_peer){xstrdup(conf->servers[i].url),
-                                                             xstrdup(conf->servers[i].pin),
-                                                             xstrdup(conf->servers[i].token)};
+        tc->conf_copy.servers[i] =
+            (struct conf_tunnel_peer){xstrdup(conf->servers[i].url), xstrdup(conf->servers[i].pin),
+                                      xstrdup(conf->servers[i].token)};
     tc->conf_copy.cert = tc->conf_copy.key = NULL; /* read once, below */
     tc->conf = &tc->conf_copy;
     uv_timer_init(loop, &tc->tick); /* first: tunnel_client_free closes it */

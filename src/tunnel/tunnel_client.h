@@ -25,8 +25,8 @@ typedef json_t *(*tunnel_describe_cb)(void *arg);
  * (NULL when none). Borrows conf. Returns NULL with err filled when the identity can't load. */
 struct tunnel_client *tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf,
                                         const char *local_url, const char *local_key,
-                                        tunnel_describe_cb describe, void *describe_arg,
-                                        char *err, size_t errlen);
+                                        tunnel_describe_cb describe, void *describe_arg, char *err,
+                                        size_t errlen);
 /* Shutdown: tells each server we are draining, takes no new streams, finishes the running
  * ones, then closes; no reconnects. */
 void tunnel_client_drain(struct tunnel_client *tc);

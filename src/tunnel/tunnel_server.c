@@ -5,8 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/log.h"
 #include "conf/yaml.h"
+#include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/tls.h"
 #include "tunnel/h2link.h"
@@ -53,8 +53,8 @@ struct tlink {
     unsigned slots, busy; /* its admission limit and its load, as it reports them */
     char version[64];
     bool registered, closed, draining;
-    unsigned in_flight;   /* our streams on it now */
-    struct tstream *ctl;  /* the control stream (NDJSON both ways) */
+    unsigned in_flight;  /* our streams on it now */
+    struct tstream *ctl; /* the control stream (NDJSON both ways) */
     struct buf ctl_in, ctl_out;
     struct tstream *streams;
     struct tlink *prev, *next;
@@ -159,8 +159,8 @@ submit(struct tlink *l, struct tstream *s, const char *method, const char *path,
     const char *v;
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_body};
 
-#define NV(name, value, vlen)                                                                  \
-    nv[n++] = (nghttp2_nv){(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen),    \
+#define NV(name, value, vlen)                                                                      \
+    nv[n++] = (nghttp2_nv){(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen),        \
                            NGHTTP2_NV_FLAG_NONE}
     NV(":method", method, strlen(method));
     NV(":scheme", "https", 5);
@@ -171,7 +171,8 @@ submit(struct tlink *l, struct tstream *s, const char *method, const char *path,
     if (req && (v = http_header_get(req, "accept", &len)) != NULL)
         NV("accept", v, len);
 #undef NV
-    return nghttp2_submit_request(l->h2.session, NULL, nv, n, body || strcmp(method, "POST") == 0 ? &prd : NULL, s);
+    return nghttp2_submit_request(l->h2.session, NULL, nv, n,
+                                  body || strcmp(method, "POST") == 0 ? &prd : NULL, s);
 }
 
 static struct tstream *
@@ -219,13 +220,15 @@ on_register(struct tlink *l, json_t *msg)
     models_free(l);
     l->models = xcalloc(json_array_size(list) + 1, sizeof(*l->models));
     buf_init(&names, 4096);
-    json_array_foreach(list, i, m) {
+    json_array_foreach(list, i, m)
+    {
         const char *id = json_string_value(json_object_get(m, "id"));
 
         if (id == NULL)
             continue;
-        l->models[l->n_models++] = (struct tmodel){xstrdup(id), json_is_true(json_object_get(m, "hot")),
-                                                   json_is_true(json_object_get(m, "vision"))};
+        l->models[l->n_models++] =
+            (struct tmodel){xstrdup(id), json_is_true(json_object_get(m, "hot")),
+                            json_is_true(json_object_get(m, "vision"))};
         buf_printf(&names, "%s%s%s", names.len ? ", " : "", id,
                    json_is_true(json_object_get(m, "hot")) ? " (hot)" : "");
     }
@@ -294,8 +297,10 @@ control_open(struct tlink *l)
         {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)":authority", (uint8_t *)"goinfer", 10, 7, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)":path", (uint8_t *)CONTROL_PATH, 5, sizeof(CONTROL_PATH) - 1, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)"content-type", (uint8_t *)"application/x-ndjson", 12, 20, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":path", (uint8_t *)CONTROL_PATH, 5, sizeof(CONTROL_PATH) - 1,
+         NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/x-ndjson", 12, 20,
+         NGHTTP2_NV_FLAG_NONE},
     };
     nghttp2_data_provider prd = {.source.ptr = l, .read_callback = read_control};
 
@@ -594,7 +599,8 @@ admit(struct tunnel_server *ts, struct http_request *req, char pin[TLS_PIN_SIZE]
                   http_request_peer(req), pin);
         http_respond_error(req, 403, "permission_error",
                            "this client's key %s is not allowed: add it to server.clients in "
-                           "the server's goinfer.yml", pin);
+                           "the server's goinfer.yml",
+                           pin);
     } else if (!proof_ok(ts, req, tls)) {
         log_warnx("tunnel: refused client %s (%s): wrong or missing token proof",
                   http_request_peer(req), pin);
@@ -628,8 +634,11 @@ tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
     snprintf(l->peer, sizeof(l->peer), "%s", http_request_peer(req));
     buf_init(&l->ctl_in, CONTROL_MAX);
     buf_init(&l->ctl_out, CONTROL_MAX);
-    l->h2 = (struct h2link){.send = link_send, .on_dead = on_link_dead, .on_closed = on_link_freed,
-                            .arg = l, .ping_ms = ts->conf->ping_interval * 1000,
+    l->h2 = (struct h2link){.send = link_send,
+                            .on_dead = on_link_dead,
+                            .on_closed = on_link_freed,
+                            .arg = l,
+                            .ping_ms = ts->conf->ping_interval * 1000,
                             .timeout_ms = ts->conf->ping_timeout * 1000};
     l->h2.session = session_new(l);
     l->next = ts->links;
@@ -663,7 +672,8 @@ load_of(const struct tlink *l)
 static bool
 candidate(const struct tlink *l, const char *model, bool vision, bool hot_only)
 {
-    const struct tmodel *m = l->registered && !l->closed && !l->draining ? find_model(l, model) : NULL;
+    const struct tmodel *m =
+        l->registered && !l->closed && !l->draining ? find_model(l, model) : NULL;
 
     return m != NULL && (!vision || m->vision) && (!hot_only || m->hot);
 }
@@ -856,7 +866,8 @@ tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created)
             size_t i;
             json_t *o;
 
-            json_array_foreach(data, i, o) {
+            json_array_foreach(data, i, o)
+            {
                 const char *id = json_string_value(json_object_get(o, "id"));
 
                 seen |= id != NULL && strcmp(id, l->models[k].id) == 0;
@@ -876,12 +887,13 @@ tunnel_server_metrics(struct tunnel_server *ts, struct buf *out)
 
     for (struct tlink *l = ts->links; l != NULL; l = l->next)
         n += l->registered;
-    buf_printf(out, "# HELP goinfer_tunnel_clients GPU machines connected and registered.\n"
-                    "# TYPE goinfer_tunnel_clients gauge\ngoinfer_tunnel_clients %zu\n"
-                    "# HELP goinfer_tunnel_queued Requests waiting for a free GPU machine.\n"
-                    "# TYPE goinfer_tunnel_queued gauge\ngoinfer_tunnel_queued %zu\n"
-                    "# HELP goinfer_tunnel_busy Busy slots of each GPU machine, as it reports.\n"
-                    "# TYPE goinfer_tunnel_busy gauge\n",
+    buf_printf(out,
+               "# HELP goinfer_tunnel_clients GPU machines connected and registered.\n"
+               "# TYPE goinfer_tunnel_clients gauge\ngoinfer_tunnel_clients %zu\n"
+               "# HELP goinfer_tunnel_queued Requests waiting for a free GPU machine.\n"
+               "# TYPE goinfer_tunnel_queued gauge\ngoinfer_tunnel_queued %zu\n"
+               "# HELP goinfer_tunnel_busy Busy slots of each GPU machine, as it reports.\n"
+               "# TYPE goinfer_tunnel_busy gauge\n",
                n, ts->queued);
     for (struct tlink *l = ts->links; l != NULL; l = l->next)
         if (l->registered) /* the pin is the identity; the peer address changes */
@@ -897,14 +909,14 @@ tunnel_server_clients(struct tunnel_server *ts)
         json_t *models = json_array();
 
         for (size_t i = 0; i < l->n_models; i++)
-            json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", l->models[i].id, "hot",
-                                                    l->models[i].hot, "vision", l->models[i].vision));
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:i, s:b, s:b}", "peer",
-                                              l->peer, "pin", l->pin, "version", l->version,
-                                              "models", models, "slots", (int)l->slots, "busy",
-                                              (int)l->busy, "in_flight", (int)l->in_flight,
-                                              "registered", l->registered, "draining",
-                                              l->draining));
+            json_array_append_new(models,
+                                  json_pack("{s:s, s:b, s:b}", "id", l->models[i].id, "hot",
+                                            l->models[i].hot, "vision", l->models[i].vision));
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:i, s:b, s:b}", "peer", l->peer, "pin",
+                            l->pin, "version", l->version, "models", models, "slots", (int)l->slots,
+                            "busy", (int)l->busy, "in_flight", (int)l->in_flight, "registered",
+                            l->registered, "draining", l->draining));
     }
     return list;
 }
@@ -944,7 +956,8 @@ tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms)
     if (ts == NULL)
         return;
     ts->draining = true;
-    snprintf(line, sizeof(line), "{\"type\":\"reconnect-after\",\"ms\":%llu}\n{\"type\":\"drain\"}\n",
+    snprintf(line, sizeof(line),
+             "{\"type\":\"reconnect-after\",\"ms\":%llu}\n{\"type\":\"drain\"}\n",
              (unsigned long long)back_in_ms);
     for (struct tlink *l = ts->links; l != NULL; l = l->next)
         control_send(l, line);
