@@ -119,15 +119,26 @@ handle_gguf_models(struct router *r, struct http_request *req)
 
 /* "a, b, c" for error messages that tell the user what they could have asked for. */
 static char *
-model_names(const struct catalog *l)
+model_names(const struct catalog *l, struct tunnel_server *ts)
 {
     struct buf b;
+    json_t *remote = json_array(), *m;
+    size_t i;
     char *s;
 
     buf_init(&b, 64 * 1024);
-    for (size_t i = 0; i < l->n; i++)
+    for (i = 0; i < l->n; i++)
         if (!l->v[i].unlisted)
             buf_printf(&b, "%s%s", b.len ? ", " : "", l->v[i].name);
+    tunnel_server_models(ts, remote, 0); /* those of the GPU machines behind tunnels */
+    json_array_foreach(remote, i, m)
+    {
+        const char *id = json_string_value(json_object_get(m, "id"));
+
+        if (catalog_find(l, id, strlen(id)) == NULL)
+            buf_printf(&b, "%s%s", b.len ? ", " : "", id);
+    }
+    json_decref(remote);
     if (b.len == 0)
         buf_printf(&b, "(none: put *.gguf files under GI_MODELS_DIR)");
     s = xstrdup(buf_cstr(&b));
@@ -177,10 +188,10 @@ pick_model(struct router *r, struct http_request *req)
     if (name != NULL)
         m = catalog_find(r->d.cat, name, strlen(name));
     req->log_model = name; /* owned by the request from here */
-    if (m == NULL && name != NULL && tunnel_server_forward(r->d.tunnels, req, name))
+    if (m == NULL && name != NULL && tunnel_server_forward(r->d.tunnels, req))
         return NULL; /* a GPU machine behind a tunnel serves it */
     if (m == NULL) {
-        names = model_names(r->d.cat);
+        names = model_names(r->d.cat, r->d.tunnels);
         http_respond_error(req, 404, "model_not_found",
                            "model '%s' not found; available models: %s", name ? name : "", names);
         free(names);
@@ -218,7 +229,7 @@ handle_upstream(struct router *r, struct http_request *req)
     i = select_upstream_prefix(sub, names, &rest);
     free(names);
     if (i < 0) {
-        char *all = model_names(r->d.cat);
+        char *all = model_names(r->d.cat, NULL);
 
         http_respond_error(req, 404, "model_not_found",
                            "no model prefixes %s; use /upstream/<model>/<path> with one of: %s",

@@ -204,6 +204,18 @@ h2link_lines_input(struct buf *in, const uint8_t *data, size_t len, h2link_line_
     return 0;
 }
 
+void
+h2link_lines_send(struct h2link *l, struct buf *out, int32_t id, const char *text)
+{
+    size_t n = strlen(text);
+
+    buf_append(out, text, n);
+    if (n == 0 || text[n - 1] != '\n')
+        buf_append(out, "\n", 1);
+    nghttp2_session_resume_data(l->session, id);
+    h2link_flush(l);
+}
+
 ssize_t
 h2link_lines_read(struct buf *out, uint8_t *dst, size_t len)
 {

@@ -59,6 +59,9 @@ typedef void (*h2link_line_cb)(void *arg, const char *line, size_t len);
  * Returns -1 when a line outgrows in's maximum (in is then emptied). */
 int h2link_lines_input(struct buf *in, const uint8_t *data, size_t len, h2link_line_cb cb,
                        void *arg);
+/* Queues text (one or more lines; a last newline is added when missing) on stream id's body,
+ * whose data provider reads out with h2link_lines_read, and sends it. */
+void h2link_lines_send(struct h2link *l, struct buf *out, int32_t id, const char *text);
 /* For a data provider: as much of out as fits in dst, or NGHTTP2_ERR_DEFERRED when empty. */
 ssize_t h2link_lines_read(struct buf *out, uint8_t *dst, size_t len);
 

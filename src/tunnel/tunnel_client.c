@@ -362,12 +362,8 @@ read_control(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uin
 static void
 control_send(struct tconn *c, const char *line)
 {
-    if (c->ctl == NULL || c->closing)
-        return;
-    buf_append(&c->ctl_out, line, strlen(line));
-    buf_append(&c->ctl_out, "\n", 1);
-    nghttp2_session_resume_data(c->h2.session, c->ctl->id);
-    h2link_flush(&c->h2);
+    if (c->ctl != NULL && !c->closing)
+        h2link_lines_send(&c->h2, &c->ctl_out, c->ctl->id, line);
 }
 
 /* {"type":"register","version","slots","models":[{"id","hot","vision"}]}, when it changed. */

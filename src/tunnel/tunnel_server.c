@@ -37,6 +37,7 @@ struct tmodel {
 /* An end user's request waiting for a client with a free slot. */
 struct waiter {
     struct http_request *req;
+    bool vision;
     uint64_t since;
     struct waiter *next;
 };
@@ -72,6 +73,7 @@ struct tstream {
     size_t body_off;
     bool started, own;
     unsigned tries; /* clients tried for it: a retry only while no byte reached the user */
+    bool vision;    /* it carries images (found once: bodies can be large) */
     struct tstream *prev, *next;
 };
 
@@ -283,11 +285,8 @@ read_control(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uin
 static void
 control_send(struct tlink *l, const char *line)
 {
-    if (l->ctl == NULL || l->closed)
-        return;
-    buf_append(&l->ctl_out, line, strlen(line));
-    nghttp2_session_resume_data(l->h2.session, l->ctl->id);
-    h2link_flush(&l->h2);
+    if (l->ctl != NULL && !l->closed)
+        h2link_lines_send(&l->h2, &l->ctl_out, l->ctl->id, line);
 }
 
 static void
@@ -393,7 +392,8 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
     return 0;
 }
 
-static bool forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries);
+static bool forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries,
+                       bool vision);
 
 /* A request no byte of which reached its end user may try another client. */
 static void
@@ -406,7 +406,7 @@ retry_or_fail(struct tlink *l, struct tstream *s, const char *why)
         http_abort(req);
         return;
     }
-    if (s->tries < 2 && forward_to(l->ts, req, s->tries + 1)) {
+    if (s->tries < 2 && forward_to(l->ts, req, s->tries + 1, s->vision)) {
         log_info("req=%llu: the GPU machine %s failed before answering (%s); retried on another",
                  (unsigned long long)req->id, l->peer, why);
         return;
@@ -720,12 +720,13 @@ wants_vision(const struct http_request *req)
 }
 
 static bool
-send_down(struct tlink *l, struct http_request *req, unsigned tries)
+send_down(struct tlink *l, struct http_request *req, unsigned tries, bool vision)
 {
     struct tstream *s = stream_new(l, req);
     char *path = req->query ? xasprintf("%s?%s", req->path, req->query) : xstrdup(req->path);
 
     s->tries = tries;
+    s->vision = vision;
     s->id = submit(l, s, req->method_name, path, req->body.len, req);
     free(path);
     if (s->id < 0) {
@@ -741,13 +742,13 @@ send_down(struct tlink *l, struct http_request *req, unsigned tries)
 
 /* Sends req to a client; false when no client serves its model. */
 static bool
-forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries)
+forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries, bool vision)
 {
     bool known = false;
-    struct tlink *l = pick(ts, req->log_model, wants_vision(req), &known);
+    struct tlink *l = pick(ts, req->log_model, vision, &known);
 
     if (l != NULL)
-        return send_down(l, req, tries);
+        return send_down(l, req, tries, vision);
     return false;
 }
 
@@ -789,7 +790,8 @@ dispatch_queue(struct tunnel_server *ts)
         struct waiter *w = *pp;
         struct http_request *req = w->req;
         bool known = false;
-        struct tlink *l = pick(ts, req->log_model, wants_vision(req), &known);
+        bool vision = w->vision;
+        struct tlink *l = pick(ts, req->log_model, vision, &known);
 
         if (l == NULL && known && now - w->since < QUEUE_WAIT_MS) {
             pp = &w->next; /* still waiting */
@@ -801,7 +803,7 @@ dispatch_queue(struct tunnel_server *ts)
         ts->queued--;
         free(w);
         req->on_abort = NULL;
-        if (l == NULL || !send_down(l, req, 1))
+        if (l == NULL || !send_down(l, req, 1, vision))
             busy_error(req, known ? "busy" : "gone");
     }
 }
@@ -813,18 +815,18 @@ on_queue_tick(uv_timer_t *t)
 }
 
 bool
-tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const char *model)
+tunnel_server_forward(struct tunnel_server *ts, struct http_request *req)
 {
-    bool known = false;
+    bool known = false, vision;
     struct tlink *l;
     struct waiter *w;
 
-    if (ts == NULL)
+    if (ts == NULL || req->log_model == NULL)
         return false;
-    (void)model; /* req->log_model names it, for retries too */
-    l = pick(ts, req->log_model, wants_vision(req), &known);
+    vision = wants_vision(req);
+    l = pick(ts, req->log_model, vision, &known);
     if (l != NULL) {
-        if (!send_down(l, req, 1))
+        if (!send_down(l, req, 1, vision))
             busy_error(req, "refusing new streams");
         return true;
     }
@@ -836,6 +838,7 @@ tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const 
     }
     w = xcalloc(1, sizeof(*w));
     w->req = req;
+    w->vision = vision;
     w->since = uv_now(ts->loop);
     *ts->queue_tail = w;
     ts->queue_tail = &w->next;

@@ -118,7 +118,7 @@ def test_a_chat_streams_from_the_end_user_to_a_gpu_client_and_back(net, nodes, g
     cli.wait_log(r"POST /v1/chat/completions model=tiny-a backend=local status=200")
     # an unknown model is still a clear 404, naming what there is
     r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("nope"))
-    assert "model_not_found" in r.stdout, r.stdout
+    assert "model_not_found" in r.stdout and "tiny-a" in r.stdout, r.stdout  # names what there is
 
 
 def test_two_clients_with_different_models_each_get_their_own(net, nodes, gpu_models):
