@@ -632,16 +632,16 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 /* ---- URL and request ---- */
 
-/* Splits http://host[:port]/path; host may be [v6]. Returns 0 or -1. */
-static int
-parse_url(const char *url, char *host, size_t host_size, int *port, const char **path)
+int
+http_url_split(const char *url, char *host, size_t host_size, int *port, const char **path)
 {
     const char *p, *end, *colon;
     size_t n;
+    bool tls = strncmp(url, "https://", 8) == 0;
 
-    if (strncmp(url, "http://", 7) != 0)
+    if (!tls && strncmp(url, "http://", 7) != 0)
         return -1;
-    p = url + 7;
+    p = url + (tls ? 8 : 7);
     end = p + strcspn(p, "/?");
     *path = *end ? end : "/";
     if (*p == '[') {
@@ -660,7 +660,7 @@ parse_url(const char *url, char *host, size_t host_size, int *port, const char *
         return -1;
     memcpy(host, p, n);
     host[n] = '\0';
-    *port = 80;
+    *port = tls ? 443 : 80;
     if (colon != NULL) {
         char *e;
         long v = strtol(colon + 1, &e, 10);
@@ -799,7 +799,8 @@ http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
         c->fetches->prev = f;
     c->fetches = f;
     f->starting = true;
-    if (parse_url(o->url, host, sizeof(host), &port, &path) < 0) {
+    if (http_url_split(o->url, host, sizeof(host), &port, &path) < 0 ||
+        strncmp(o->url, "http://", 7) != 0) {
         f->key = xstrdup(o->url);
         fetch_finish(f, HTTP_FETCH_EURL, "not an http://host:port URL: %s", o->url);
     } else {

@@ -55,6 +55,10 @@ struct http_fetch_opts {
     long idle_s;             /* abort when no byte comes for this long (0: never) */
 };
 
+/* Splits http[s]://host[:port][/path]; host may be [v6]; the port defaults to 80 or 443.
+ * Returns 0, or -1 for anything else. */
+int http_url_split(const char *url, char *host, size_t host_size, int *port, const char **path);
+
 struct http_client *http_client_new(uv_loop_t *loop);
 /* The owner is done with it: it goes (closing its pooled connections) once the fetches still
  * running have finished or been cancelled; their callbacks still run. */

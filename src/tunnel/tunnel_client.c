@@ -938,15 +938,11 @@ dial_start(struct tdial *d)
 static int
 parse_url(struct tdial *d, const char *url)
 {
-    const char *p = url + 8, *end = p + strcspn(p, "/"), *colon = memchr(p, ':', (size_t)(end - p));
-    size_t n = (size_t)((colon ? colon : end) - p);
+    const char *path;
 
-    if (n == 0 || n >= sizeof(d->host))
-        return -1;
-    memcpy(d->host, p, n);
-    d->host[n] = '\0';
-    d->port = colon ? (int)strtol(colon + 1, NULL, 10) : 443;
-    return d->port > 0 && d->port < 65536 ? 0 : -1;
+    return strncmp(url, "https://", 8) == 0
+               ? http_url_split(url, d->host, sizeof(d->host), &d->port, &path)
+               : -1;
 }
 
 /* Reports, and the end of connections the server asked us to leave (once idle). */
