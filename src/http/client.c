@@ -132,6 +132,9 @@ on_deferred(uv_timer_t *t)
     fetch_retire(f);
 }
 
+static void fetch_finish(struct http_fetch *f, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Reports the end once; f stays linked during on_done, so a release there keeps the client. */
 static void
 fetch_finish(struct http_fetch *f, int err, const char *fmt, ...)
