@@ -252,6 +252,43 @@ def test_a_client_with_the_model_loaded_is_preferred(net, nodes, gpu_models):
     assert sorted(t["models"][0]["hot"] for t in running) == [False, True]
 
 
+def image_chat(model):
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]})
+
+
+def test_images_go_only_to_a_client_with_a_projector(net, nodes, tmp_path):
+    """echo-v on two GPU machines, a projector (mmproj) beside it on the second only."""
+    plain, seeing = tmp_path / "plain", tmp_path / "seeing"
+    for d in (plain, seeing):
+        d.mkdir()
+        (d / "echo-v.gguf").write_bytes(b"GGUF fake: only the file name matters to the fake")
+    (seeing / "mmproj-echo-v.gguf").write_bytes(b"GGUF fake projector")
+    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
+    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
+    srv = nodes.server(s, s_user, [i1[2], i2[2]])
+    fake = {"GI_LLAMA_EXE": str(FAKE)}
+    g1 = nodes.client(c1, "gpu1", plain, [(ip1, srv.pin)], i1, env=fake)
+    srv.wait_log(r"registered: echo-v")
+    url = f"{srv.api}/v1/chat/completions"
+    # only a machine without a projector: a clear 400, and nothing reaches it
+    r = net.curl(u, *AUTH, "-i", url, "-d", image_chat("echo-v"))
+    assert r.stdout.split()[1] == "400" and "mmproj" in r.stdout, r.stdout
+    assert access_count(g1, "echo-v") == 0
+    r = net.curl(u, *AUTH, url, "-d", chat("echo-v", stream=False))  # text loads it on gpu1
+    assert access_count(g1, "echo-v") == 1, r.stdout
+    g2 = nodes.client(c2, "gpu2", seeing, [(ip2, srv.pin)], i2, env=fake)
+    wait_count(srv, r"registered: echo-v", 2)
+    time.sleep(0.6)  # gpu1 reports echo-v hot within a tick
+    for _ in range(3):  # hot over cold alone would send these to gpu1
+        r = net.curl(u, *AUTH, url, "-d", image_chat("echo-v"))
+        assert "image_url" in r.stdout, r.stdout  # the echo fake answers with what it got
+    assert access_count(g2, "echo-v") == 3 and access_count(g1, "echo-v") == 1
+    models = json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
+    assert sorted(t["models"][0]["vision"] for t in models) == [False, True], models
+
+
 def test_busy_clients_queue_a_few_requests_then_answer_503_with_retry_after(
         net, nodes, fake_models):
     s, u, s_user, [(c, s_ip)] = star(net, 1)
