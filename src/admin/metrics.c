@@ -114,11 +114,17 @@ number_after(const char *data, size_t len, const char *key)
     return strtod(tmp, NULL);
 }
 
+/*
+ * llama-server ends an answer (the last event of a stream) with its "timings" object, so only
+ * the tail of each piece is searched: a large answer is not scanned end to end on the loop.
+ */
 void
 metrics_scan_timings(const char *model, const char *data, size_t len)
 {
-    double tps = number_after(data, len, "\"predicted_per_second\":");
-    double n = number_after(data, len, "\"predicted_n\":");
+    enum { TAIL = 4096 };
+    size_t skip = len > TAIL ? len - TAIL : 0;
+    double tps = number_after(data + skip, len - skip, "\"predicted_per_second\":");
+    double n = number_after(data + skip, len - skip, "\"predicted_n\":");
 
     if (tps >= 0)
         metrics_tokens(model, tps, n > 0 ? n : 0);

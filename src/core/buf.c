@@ -98,6 +98,23 @@ buf_consume(struct buf *b, size_t n)
     b->len -= n;
 }
 
+size_t
+buf_take(struct buf *b, size_t *off, void *dst, size_t len)
+{
+    size_t n = b->len - *off < len ? b->len - *off : len;
+
+    if (n > 0)
+        memcpy(dst, b->data + *off, n);
+    *off += n;
+    if (*off == b->len) {
+        b->len = *off = 0;
+    } else if (*off >= b->len / 2) {
+        buf_consume(b, *off);
+        *off = 0;
+    }
+    return n;
+}
+
 const char *
 buf_cstr(struct buf *b)
 {

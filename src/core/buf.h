@@ -19,6 +19,12 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
+/*
+ * Reads a queue: copies up to len bytes from b->data + *off to dst and advances *off. Emptied,
+ * b and *off start over at 0; half read, the rest moves down. Unlike buf_consume after each
+ * small read, a large queue costs O(1) per byte.
+ */
+size_t buf_take(struct buf *b, size_t *off, void *dst, size_t len);
 /* NUL-terminates the contents (not counted in len) and returns them. */
 const char *buf_cstr(struct buf *b);
 

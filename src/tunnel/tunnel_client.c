@@ -93,6 +93,7 @@ struct cstream {
     char method[16], ctype[128], accept[128];
     char *path;
     struct buf body, out;
+    size_t out_sent; /* bytes of out already handed to nghttp2 */
     struct http_fetch *fetch;
     bool eof, responded, paused;
     struct cstream *prev, *next;
@@ -152,13 +153,9 @@ read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_
          nghttp2_data_source *src, void *user)
 {
     struct cstream *s = src->ptr;
-    size_t n = s->out.len < len ? s->out.len : len;
+    size_t n = buf_take(&s->out, &s->out_sent, out, len);
 
     (void)session, (void)id, (void)user;
-    if (n > 0) {
-        memcpy(out, s->out.data, n);
-        buf_consume(&s->out, n);
-    }
     if (s->out.len == 0 && s->eof)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     else if (n == 0)
@@ -237,7 +234,7 @@ on_local_body(void *arg, const char *data, size_t len)
     buf_append(&s->out, data, len);
     nghttp2_session_resume_data(s->c->h2.session, s->id);
     h2link_flush(&s->c->h2);
-    if (s->out.len > OUT_HIGH) { /* the server's window is shut: stop reading llama-server */
+    if (s->out.len - s->out_sent > OUT_HIGH) { /* the server's window is shut: stop reading */
         s->paused = true;
         return HTTP_FETCH_PAUSE;
     }
@@ -333,7 +330,7 @@ on_flushed(void *arg)
     struct tconn *c = arg;
 
     for (struct cstream *s = c->streams; s != NULL; s = s->next)
-        if (s->paused && s->out.len < OUT_HIGH / 4 && s->fetch != NULL) {
+        if (s->paused && s->out.len - s->out_sent < OUT_HIGH / 4 && s->fetch != NULL) {
             s->paused = false;
             http_fetch_resume(s->fetch);
         }

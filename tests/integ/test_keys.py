@@ -1,5 +1,7 @@
 """User and admin keys: admin routes need the admin key, which also works for the API; keys
 can come from files; keys never appear in the logs."""
+import re
+
 from conftest import API_KEY, auth
 
 ADMIN = "admin-key-fedcba9876543210"
@@ -32,13 +34,22 @@ def test_without_admin_key_the_user_key_administers(models_dir, start_goinfer, c
     assert client.get(g.url() + "/logs", headers={"x-api-key": "wrong"}).status_code == 401
 
 
+def generated_tokens(client, g):
+    m = re.search(r'goinfer_generated_tokens_total\{model="tiny-a"\} (\S+)',
+                  client.get(g.url() + "/metrics", headers=auth()).text)
+    return float(m.group(1)) if m else 0.0
+
+
 def test_metrics(models_dir, start_goinfer, client):
     g = start_goinfer(models_dir)
     for stream in (False, True):
+        before = generated_tokens(client, g)
         r = client.post(g.url() + "/v1/chat/completions", headers=auth(),
                         json={"model": "tiny-a", "max_tokens": 4, "stream": stream,
                               "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200
+        # llama-server's timings were read from the answer, streamed or not
+        assert generated_tokens(client, g) > before, f"no timings read (stream={stream})"
     client.post(g.url() + "/v1/chat/completions", headers=auth(), json={"model": "nope"})
     r = client.get(g.url() + "/metrics", headers=auth())
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

@@ -65,6 +65,35 @@ cstr_on_empty(void **state)
     buf_cleanup(&b);
 }
 
+/* Bytes come out in order across appends, reads of any size and the moves in between. */
+static void
+take_keeps_order_across_appends(void **state)
+{
+    struct buf b;
+    size_t off = 0, next_in = 0, next_out = 0;
+    unsigned char chunk[700], got[300];
+
+    (void)state;
+    buf_init(&b, 1 << 20);
+    for (int round = 0; round < 200; round++) {
+        for (size_t i = 0; i < sizeof(chunk); i++)
+            chunk[i] = (unsigned char)(next_in++ % 251);
+        assert_int_equal(buf_append(&b, chunk, (size_t)(round % 7) * 100), 0);
+        next_in -= sizeof(chunk) - (size_t)(round % 7) * 100;
+        size_t n = buf_take(&b, &off, got, (size_t)(round % 3) * 100 + 1);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(got[i], next_out++ % 251);
+        assert_true(off <= b.len);
+    }
+    for (size_t n; (n = buf_take(&b, &off, got, sizeof(got))) > 0;)
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(got[i], next_out++ % 251);
+    assert_int_equal(next_out, next_in);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(off, 0);
+    buf_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -73,6 +102,7 @@ main(void)
         cmocka_unit_test(append_past_max_fails_and_keeps_contents),
         cmocka_unit_test(printf_grows_past_small_buffer),
         cmocka_unit_test(cstr_on_empty),
+        cmocka_unit_test(take_keeps_order_across_appends),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
