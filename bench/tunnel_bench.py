@@ -10,8 +10,9 @@ Rows:
   2. latency p50/p99 of one request at a time, and what each path adds to direct;
   3. bulk MB/s of one large response through one stream;
   4. delay per SSE event with 100 concurrent streams while 64 MiB uploads share the path;
-  5. the server's RSS with N idle tunnels (N client processes), per tunnel and extrapolated
-     to 1,000; sshd (summed PSS of its processes) for the same count of `ssh -R` sessions;
+  5. the server's RSS with N idle tunnels (N client processes), and measured with 1,000 idle
+     tunnels from python3-h2 peers; sshd (summed PSS of its processes) with N `ssh -R`
+     sessions, extrapolated to 1,000;
   6. reconnect time after the server restarts (SIGTERM, start again).
 Every upstream is FAKE: model "fake" is an nginx block answering 200 at once (rows 1, 2);
 model "fake-stream" is an asyncio server run by this script in a child process (rows 3, 4):
@@ -25,6 +26,7 @@ logs in as root over loopback with a throwaway key).
 """
 import asyncio
 import base64
+import datetime
 import hashlib
 import os
 import re
@@ -36,12 +38,20 @@ import subprocess
 import sys
 import tempfile
 import threading
+import resource
 import time
 from pathlib import Path
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from fake_sse import write_stamped_events
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integ"))
+from tunnel_peer import Peer  # noqa: E402  (the frame-level tests' independent peer)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOINFER = ROOT / "build" / "goinfer"
@@ -245,11 +255,22 @@ def check_tools():
 
 
 def identity(d, name):
-    """A P-256 key and self-signed certificate; returns (cert, key, pin)."""
+    """A P-256 key and self-signed certificate, made in this process (an openssl command per
+    key would take 20 s for the 1,000 peers); returns (cert, key, pin)."""
     cert, key = d / f"{name}.crt", d / f"{name}.key"
-    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}"])
-    spki = run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "der"]).stdout
+    k = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    c = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+         .public_key(k.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(hours=1))
+         .not_valid_after(now + datetime.timedelta(days=2)).sign(k, hashes.SHA256()))
+    key.write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    cert.write_bytes(c.public_bytes(serialization.Encoding.PEM))
+    spki = k.public_key().public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
     return cert, key, "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
@@ -305,7 +326,7 @@ LIMITS = "limits:\n  max_connections_per_ip: 5000\n"
 
 
 def server_yml(ctx):
-    pins = ", ".join(f'"{pin}"' for _, _, pin in ctx["client_ids"])
+    pins = ", ".join(f'"{pin}"' for _, _, pin in ctx["client_ids"] + ctx["peer_ids"])
     cert, key, _ = ctx["server_id"]
     return (f"api_key: {USER_KEY}\nmodels_dir: {ctx['empty']}\n"
             f"listen:\n  \"127.0.0.1:{ctx['tls_port']}\": goinfer, tls\n"
@@ -661,6 +682,35 @@ def goinfer_idle_tunnels(procs, ctx, n):
     return before, after
 
 
+def peer_idle_tunnels(procs, ctx):
+    """The server's RSS before and after one tunnel from each of ctx["peer_ids"]: python3-h2
+    peers in this process (tests/integ/tunnel_peer.py), one thread each, which register one
+    model and answer PINGs. A real count, where 1,000 Goinfer processes would not fit here."""
+    ctx["server"] = restart_server(procs, ctx)
+    time.sleep(0.5)
+    before = status_kb(ctx["server"].pid, "VmRSS") / 1024
+    peers = []
+    try:
+        for ident in ctx["peer_ids"]:
+            p = Peer(ctx["tls_port"], ident, ctx["server_id"][2])
+            p.idle_poll_s = 0.5  # a thousand threads, mostly asleep
+            peers.append(p)
+            status, head, rest = p.upgrade(TOKEN)
+            if status != 101:
+                fail(f"peer {len(peers)}: the server answered {head[:300]}")
+            p.start(rest)
+        n = len(peers)
+        wait_until(lambda: registered_tunnels(ctx) >= n, f"{n} peer tunnels registered", 120,
+                   ctx["server"])
+        time.sleep(1)
+        return before, status_kb(ctx["server"].pid, "VmRSS") / 1024
+    finally:
+        for p in peers:  # every thread told first, so the joins take one poll in all
+            p.stopping = True
+        for p in peers:
+            p.close()
+
+
 def sshd_idle_sessions(procs, ctx, n):
     """sshd's summed PSS before and after n idle `ssh -R` sessions."""
     before = tree_pss_mb(ctx["sshd"].pid)
@@ -707,7 +757,7 @@ def reconnect_trial(procs, ctx, ident, name, crash):
 # The run.
 
 
-def setup(procs, ctx, n_idle, n_trials):
+def setup(procs, ctx, n_idle, n_trials, n_peers):
     """Fills ctx with everything rows 1-4 need; ctx["tmp"] is the temporary folder."""
     tmp = ctx["tmp"]
     ctx.update(empty=tmp / "empty", tls_port=free_port(), srv_port=free_port())
@@ -716,6 +766,7 @@ def setup(procs, ctx, n_idle, n_trials):
     certs.mkdir()
     ctx["server_id"] = identity(certs, "server")
     ctx["client_ids"] = [identity(certs, f"client{i}") for i in range(1 + n_idle + 2 * n_trials)]
+    ctx["peer_ids"] = [identity(certs, f"peer{i}") for i in range(n_peers)]
     ctx["nginx_port"] = start_nginx(procs, tmp)
     ctx["fake_port"] = start_fake_upstream(procs, tmp)
     ctx["server"] = start_server(procs, ctx)
@@ -813,12 +864,18 @@ def memory_rows(procs, ctx, n):
     g0, g1 = goinfer_idle_tunnels(procs, ctx, n)
     progress(f"5 memory: {n} ssh -R sessions")
     s0, s1 = sshd_idle_sessions(procs, ctx, n)
+    n_peers = len(ctx["peer_ids"])
+    progress(f"5 memory: {n_peers} python3-h2 peer tunnels")
+    p0, p1 = peer_idle_tunnels(procs, ctx)
     gper, sper = (g1 - g0) / n, (s1 - s0) / n
-    return [(f"5 server memory, 0 tunnels (MB)", "-", g0, s0, "{:.1f}"),
+    return [("5 server memory, 0 tunnels (MB)", "-", g0, s0, "{:.1f}"),
             (f"5 server memory, {n} idle tunnels (MB)", "-", g1, s1, "{:.1f}"),
             ("    per tunnel (KB)", "-", gper * 1024, sper * 1024, "{:.0f}"),
-            ("    extrapolated to 1,000 tunnels (MB)", "-", g0 + 1000 * gper, s0 + 1000 * sper,
-             "{:.0f}")]
+            (f"5 server memory, {n_peers:,} idle tunnels, measured (MB)", "-", p1, None,
+             "{:.1f}"),
+            ("    per tunnel (KB)", "-", (p1 - p0) / n_peers * 1024, None, "{:.0f}"),
+            (f"    sshd extrapolated from {n} to {n_peers:,} sessions (MB)", "-", None,
+             s0 + n_peers * sper, "{:.0f}")]
 
 
 def reconnect_rows(procs, ctx, n_trials, first_id):
@@ -848,13 +905,15 @@ def reconnect_rows_for(sig, trials):
 
 
 def cell(v, fmt):
+    if v is None:
+        return "-"
     if isinstance(v, str):
         return v
     return fmt.format(round(v) if fmt == "{:d}" else v)
 
 
 def ratio(a, b):
-    if isinstance(a, str) or isinstance(b, str) or not b:
+    if isinstance(a, str) or isinstance(b, str) or a is None or not b:
         return ""
     return f"{a / b:.2f}x"
 
@@ -880,8 +939,11 @@ Notes:
 - Row 4: the uploads are JSON bodies (the model is in them), so each Goinfer on the path
   parses them; the upload loop runs back to back while the streams last. "live at once"
   under 100 means the path queued streams (a cap on concurrent streams).
-- Row 5: {n_idle} real Goinfer client processes (each its own key, allowed by the server), so
-  the 1,000-tunnel figure is EXTRAPOLATED (server RSS at 0 + 1,000 x per-tunnel growth).
+- Row 5: first {n_idle} real Goinfer client processes (each its own key, allowed by the
+  server); then, MEASURED, 1,000 tunnels (at scale 1) from python3-h2 peers in this process
+  (tests/integ/tunnel_peer.py: TLS 1.3 with its own certificate, the upgrade, HTTP/2, a
+  register line, PINGs answered), as many Goinfer processes would not fit on this machine.
+  The sshd figure for that count is EXTRAPOLATED from {n_idle} sessions.
   Goinfer is one process: VmRSS. sshd forks per session: the sum of PSS over its processes.
 - Row 6: medians; each trial starts a fresh client (backoff at attempt 0, as after 60 s of
   stable connection), then stops the server and starts it again. On SIGTERM the server tells
@@ -905,7 +967,7 @@ def run_all(procs, ctx, scale):
     n_idle, n_trials = max(5, int(50 * scale)), max(3, int(5 * scale))
     t0 = time.monotonic()
     progress("setting up")
-    setup(procs, ctx, n_idle, n_trials)
+    setup(procs, ctx, n_idle, n_trials, max(50, int(1000 * scale)))
     rows = measure(ctx, scale)
     rows += memory_rows(procs, ctx, n_idle)
     rows += reconnect_rows(procs, ctx, n_trials, 1 + n_idle)
@@ -924,6 +986,8 @@ def main():
     try:
         scale = parse_scale()
         check_tools()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 peer sockets, here
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # and in the server
         procs, ctx = Procs(), {"tmp": Path(tempfile.mkdtemp(prefix="tunnel_bench."))}
         try:
             run_all(procs, ctx, scale)

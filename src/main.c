@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -497,6 +498,27 @@ cleanup(struct app *a)
     models_meta_cache_free();
 }
 
+/*
+ * Every connection is a descriptor, and many systems start a process at 1,024 of them: the
+ * soft limit goes up to the hard one, as Go and nginx (worker_rlimit_nofile) do.
+ */
+static void
+raise_fd_limit(uint64_t max_connections)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max_connections + 64)
+        log_warnx("limits.max_connections is %llu, but this process may open only %llu files "
+                  "(ulimit -n); raise the hard limit or lower max_connections",
+                  (unsigned long long)max_connections, (unsigned long long)rl.rlim_cur);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -513,6 +535,7 @@ main(int argc, char **argv)
     if (rc < 0)
         fatalx("%s", err);
     log_level_from(&a.gen.conf);
+    raise_fd_limit(a.gen.conf.limits.max_connections);
     a.loop = uv_default_loop();
     if (a.gen.conf.write) {
         write_config(&a);

@@ -129,7 +129,7 @@ def start_goinfer(tmp_path):
     """Factory: start_goinfer(models_dir, args=[], env={}) -> running Goinfer."""
     started = []
 
-    def start(models, args=(), env=None, ready=True, config=True, extra=""):
+    def start(models, args=(), env=None, ready=True, config=True, extra="", prefix=()):
         e = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
         e["GI_LLAMA_EXE"] = llama_exe()
         e.update(env or {})
@@ -138,7 +138,7 @@ def start_goinfer(tmp_path):
             cfg = tmp_path / f"goinfer-{len(started)}.yml"
             write_config(cfg, models, extra)
             argv = ["-config", str(cfg), *argv]
-        g = Goinfer(argv, e, tmp_path)
+        g = Goinfer(argv, e, tmp_path, prefix)
         started.append(g)
         return g.wait_ready() if ready else g
 

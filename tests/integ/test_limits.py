@@ -1,5 +1,6 @@
 """limits: in goinfer.yml: each breach gets its status and a clear message, and never
 affects other clients."""
+import re
 import socket
 import time
 from pathlib import Path
@@ -64,3 +65,12 @@ def test_upstream_silence_is_a_504(tmp_path, start_goinfer, client):
     r = client.post(g.url() + "/v1/chat/completions", headers=auth(), json={"model": "hang"})
     assert r.status_code == 504 and "sent nothing for 1 s" in r.json()["error"]["message"]
     assert time.monotonic() - t0 < 10  # libcurl checks the rate once a second or so
+
+
+def test_the_file_limit_is_raised_and_a_low_one_is_named(models_dir, start_goinfer):
+    """Each connection is a descriptor: the soft limit (often 1,024) goes up to the hard one."""
+    g = start_goinfer(models_dir, prefix=("prlimit", "--nofile=256:2048", "--"))
+    limits = Path(f"/proc/{g.proc.pid}/limits").read_text()
+    assert re.search(r"Max open files\s+2048\s+2048", limits), limits
+    low = start_goinfer(models_dir, prefix=("prlimit", "--nofile=256:512", "--"))
+    low.wait_log(r"limits.max_connections is 4096, but this process may open only 512 files")
