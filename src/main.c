@@ -381,17 +381,15 @@ describe_models(void *arg)
 
 /* Our identity (made on first use), then a connection to every server listed. */
 static void
-setup_tunnel_client(struct app *a, const struct conf_listen *plain, int port)
+setup_tunnel_client(struct app *a)
 {
     struct conf *c = &a->gen.conf;
     struct conf_tunnel_client *t = &c->tunnel_client;
-    char err[1024], pin[TLS_PIN_SIZE], *url;
+    char err[1024], pin[TLS_PIN_SIZE];
 
     if (t->n_servers == 0)
         return;
     t->body_bytes = c->limits.body_bytes;
-    if (plain == NULL)
-        fatalx("client: needs a plain (non-TLS) goinfer or openai listen address to serve from");
     if (t->cert == NULL)
         t->cert = xstrdup("goinfer-client.crt");
     if (t->key == NULL)
@@ -404,11 +402,10 @@ setup_tunnel_client(struct app *a, const struct conf_listen *plain, int port)
     if (tls_cert_pin(t->cert, pin) < 0)
         fatalx("client: cannot read the key pin of %s", t->cert);
     log_info("tunnel: this machine's pin is %s: add it to server.clients on each server", pin);
-    url = xasprintf("http://%s:%d", strcmp(plain->host, "0.0.0.0") == 0 ? "127.0.0.1" : plain->host,
-                    port);
-    a->tunnel_client = tunnel_client_new(a->loop, t, url, real_key(c->api_key), describe_models, a,
-                                         err, sizeof(err));
-    free(url);
+    /* a server reaches the inference routes only (the client refuses any other path) */
+    a->tunnel_client =
+        tunnel_client_new(a->loop, t, a->server, ROUTER_SVC_GOINFER | ROUTER_SVC_OPENAI,
+                          real_key(c->api_key), describe_models, a, err, sizeof(err));
     if (a->tunnel_client == NULL)
         fatalx("client: %s", err);
 }
@@ -430,8 +427,8 @@ setup_listeners(struct app *a)
     };
 
     char err[1024];
-    const struct conf_listen *tls_listen = NULL, *plain = NULL;
-    int tls_port = 0, plain_port = 0;
+    const struct conf_listen *tls_listen = NULL;
+    int tls_port = 0;
 
     if (make_tls(&a->gen.conf, &a->tls, err, sizeof(err)) < 0)
         fatalx("%s", err);
@@ -455,11 +452,9 @@ setup_listeners(struct app *a)
                  l->services & ROUTER_SVC_ADMIN ? "admin " : "", l->tls ? "tls" : "");
         if (l->tls && tls_listen == NULL)
             tls_listen = l, tls_port = port;
-        if (!l->tls && plain == NULL && (l->services & (ROUTER_SVC_GOINFER | ROUTER_SVC_OPENAI)))
-            plain = l, plain_port = port;
     }
     setup_tunnel_server(a, tls_listen, tls_port);
-    setup_tunnel_client(a, plain, plain_port);
+    setup_tunnel_client(a);
     router_deps_from(a, &d);
     router_set_deps(a->router, &d); /* now with the tunnels */
 }

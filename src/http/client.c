@@ -403,6 +403,12 @@ fetch_input(struct http_fetch *f, const char *data, size_t len)
 
     if (f->finished)
         return;
+    if (e == HPE_PAUSED && !f->complete && http_body_is_final(&u->parser)) {
+        /* paused on the last body bytes: the answer is whole, and no byte will come to carry
+         * the parser on to on_message_complete; waiting for one hung the fetch */
+        f->complete = true;
+        f->keep_alive = http_should_keep_alive(&u->parser);
+    }
     if (f->complete) {
         fetch_complete(f, len - n);
         return;

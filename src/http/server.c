@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/errors.h"
+#include "http/server_local.h"
 #include "http/tls.h"
 
 /* Pipelined bytes kept while a request is in flight; past this we stop reading. */
@@ -28,6 +29,7 @@ struct http_server {
     struct tls_ctx *tls;     /* for the TLS listeners; borrowed */
     http_request_cb on_complete;
     size_t n_conns;
+    size_t n_local; /* requests from http_local_start still running */
     bool shutting_down;
 };
 
@@ -83,7 +85,6 @@ static uint64_t next_request_id = 1;
 static http_parser_settings parser_settings;
 
 static void conn_close(struct http_conn *c);
-static void access_log(const struct http_request *req);
 static void conn_feed(struct http_conn *c, const char *data, size_t len);
 static void request_finish(struct http_conn *c);
 static void flush_and_close(struct http_conn *c);
@@ -127,7 +128,7 @@ conn_close(struct http_conn *c)
         if (!c->req.started)
             c->req.status = 499; /* nginx's code for a client that closed first */
         c->req.ended = true;
-        access_log(&c->req);
+        http_access_log(&c->req);
         if (c->req.on_abort != NULL)
             c->req.on_abort(&c->req);
     }
@@ -315,23 +316,54 @@ queue_write(struct http_conn *c, struct wreq *wr)
     return 0;
 }
 
+static struct http_server *
+server_of(const struct http_request *req)
+{
+    return req->local ? local_server(req) : req->conn->srv;
+}
+
 size_t
 http_pending_bytes(const struct http_request *req)
 {
-    return req->conn->queued;
+    return req->local ? local_queued(req) : req->conn->queued;
 }
 
 bool
 http_over_high_water(const struct http_request *req)
 {
-    return req->conn->queued > req->conn->srv->limits.write_high;
+    return http_pending_bytes(req) > server_of(req)->limits.write_high;
+}
+
+uint64_t
+http_next_request_id(void)
+{
+    return next_request_id++;
+}
+
+void
+http_server_dispatch(struct http_server *srv, struct http_request *req)
+{
+    srv->handler(req, srv->arg);
+}
+
+void
+http_server_count_local(struct http_server *srv, int delta)
+{
+    srv->n_local += (size_t)delta;
+}
+
+size_t
+http_server_write_high(const struct http_server *srv)
+{
+    return srv->limits.write_high;
 }
 
 /* ---- responses ---- */
 
-static void
-access_log(const struct http_request *req)
+void
+http_access_log(const struct http_request *req)
 {
+    struct http_server *srv = server_of(req);
     double total = (double)(uv_hrtime() - req->t_start) / 1e6;
     double ttfb = req->t_first ? (double)(req->t_first - req->t_start) / 1e6 : total;
 
@@ -339,8 +371,8 @@ access_log(const struct http_request *req)
              (unsigned long long)req->id, req->method_name, req->path,
              req->log_model ? req->log_model : "-", req->log_backend ? req->log_backend : "-",
              req->status, (unsigned long long)req->bytes_out, ttfb, total);
-    if (req->conn->srv->on_complete)
-        req->conn->srv->on_complete((struct http_request *)req);
+    if (srv->on_complete)
+        srv->on_complete((struct http_request *)req);
 }
 
 static int
@@ -360,13 +392,18 @@ http_stream_start(struct http_request *req, int status, const struct http_header
     struct http_conn *c = req->conn;
     char line[96];
     int rc, n;
-    size_t mark = c->head.len;
+    size_t mark;
 
     if (req->started)
         return -EALREADY;
     req->started = true;
     req->status = status;
     req->t_first = uv_hrtime();
+    if (req->local) {
+        local_head(req, headers, n_headers, content_length);
+        return 0;
+    }
+    mark = c->head.len;
     if (c->srv->shutting_down)
         req->keep_alive = false;
     /* Straight into c->head, which goes out with the first body bytes; no printf per line:
@@ -406,6 +443,8 @@ http_stream_write(struct http_request *req, const char *data, size_t len)
     if (len == 0 || req->method == HTTP_HEAD)
         return 0;
     req->bytes_out += len;
+    if (req->local)
+        return local_body(req, data, len);
     if (!req->chunked)
         return conn_write(req->conn, data, len, NULL, 0, NULL, 0);
     n = snprintf(head, sizeof(head), "%zx\r\n", len);
@@ -415,6 +454,8 @@ http_stream_write(struct http_request *req, const char *data, size_t len)
 void
 http_stream_flush(struct http_request *req)
 {
+    if (req->local) /* its head went out when it started */
+        return;
     conn_write(req->conn, NULL, 0, NULL, 0, NULL, 0);
 }
 
@@ -425,12 +466,18 @@ http_stream_end(struct http_request *req)
 
     if (req->ended)
         return;
+    if (req->local) {
+        req->ended = true;
+        http_access_log(req);
+        local_finish(req, false);
+        return;
+    }
     if (req->chunked && req->method != HTTP_HEAD)
         conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     else
         conn_write(c, NULL, 0, NULL, 0, NULL, 0); /* headers alone, if nothing else went */
     req->ended = true;
-    access_log(req);
+    http_access_log(req);
     request_finish(c);
 }
 
@@ -447,7 +494,7 @@ http_upgrade(struct http_request *req, const char *protocol, const struct http_u
     conn_write(c, head, (size_t)n, NULL, 0, NULL, 0);
     req->status = 101;
     req->ended = true;
-    access_log(req);
+    http_access_log(req);
     c->in_request = false;
     c->up = cb;
     c->up_arg = arg;
@@ -501,13 +548,13 @@ http_add_header(struct http_request *req, const char *name, const char *value, s
 const char *
 http_request_peer(const struct http_request *req)
 {
-    return req->conn->peer;
+    return req->local ? local_peer(req) : req->conn->peer;
 }
 
 const struct tls_conn *
 http_conn_tls(const struct http_request *req)
 {
-    return req->conn->tls;
+    return req->local ? NULL : req->conn->tls;
 }
 
 void
@@ -517,8 +564,11 @@ http_abort(struct http_request *req)
         return;
     req->ended = true;
     req->keep_alive = false;
-    access_log(req);
-    conn_close(req->conn);
+    http_access_log(req);
+    if (req->local)
+        local_finish(req, true);
+    else
+        conn_close(req->conn);
 }
 
 void
@@ -1087,7 +1137,7 @@ http_server_on_complete(struct http_server *srv, http_request_cb cb)
 size_t
 http_server_active(const struct http_server *srv)
 {
-    return srv->n_conns;
+    return srv->n_conns + srv->n_local;
 }
 
 /* Forcibly closes what is left; call after shutdown, before the loop's last run. */

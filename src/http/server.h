@@ -44,7 +44,8 @@ typedef void (*http_request_cb)(struct http_request *req);
 
 struct http_request {
     uint64_t id;
-    struct http_conn *conn;
+    struct http_conn *conn;   /* NULL for a request from http_local_start */
+    struct http_local *local; /* set for those only */
     unsigned services; /* bit set of the listener's services */
     int method;        /* enum http_method */
     const char *method_name;
@@ -81,6 +82,7 @@ struct tls_ctx;
 void http_server_set_tls(struct http_server *srv, struct tls_ctx *ctx);
 /* Stops accepting and closes idle connections; busy ones close after their response. */
 void http_server_shutdown(struct http_server *srv);
+/* Open connections plus running local requests (a shutdown waits for both). */
 size_t http_server_active(const struct http_server *srv);
 void http_server_free(struct http_server *srv);
 /* Called as each request ends, after its access line (metrics). */
@@ -136,5 +138,39 @@ void http_add_header(struct http_request *req, const char *name, const char *val
 const char *http_request_peer(const struct http_request *req);
 /* The request's TLS session, NULL on a plain listener. */
 const struct tls_conn *http_conn_tls(const struct http_request *req);
+
+/* ---- requests that arrive by another road than a socket (a tunnel's streams) ---- */
+
+/* Where such a request's response goes, in place of HTTP/1.1 bytes on a connection. */
+struct http_sink {
+    /* The head: the handler's headers and the added ones; content_length < 0 if unknown. */
+    void (*head)(void *arg, int status, const struct http_header *h, size_t n,
+                 int64_t content_length);
+    int (*body)(void *arg, const char *data, size_t len);
+    /* The response is over, whole or cut short (the consumer must show the cut). */
+    void (*end)(void *arg, bool cut);
+    /* Response bytes the sink holds and has not passed on yet (backpressure). */
+    size_t (*queued)(void *arg);
+};
+
+struct http_local_opts {
+    unsigned services;  /* as if it came on a listener with these */
+    const char *method; /* "POST" */
+    const char *target; /* "/v1/chat/completions?x=y" */
+    const struct http_header *headers; /* copied */
+    size_t n_headers;
+    struct buf *body; /* taken over: left empty */
+    const char *peer; /* for the log */
+};
+
+/* Runs a request through srv's handler, as a listener would. Returns it while its response
+ * runs, or NULL when it ended within the call (sink->end has run then). */
+struct http_request *http_local_start(struct http_server *srv, const struct http_local_opts *o,
+                                      const struct http_sink *sink, void *arg);
+/* The consumer left: the handler's on_abort runs, the request is freed, the sink hears no
+ * more. */
+void http_local_cancel(struct http_request *req);
+/* The sink passed some of what it held on: the handler's on_drain, if it waits for that. */
+void http_local_drained(struct http_request *req);
 
 #endif

@@ -11,7 +11,8 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
-#include "http/client.h"
+#include "http/client.h" /* http_url_split */
+#include "http/server.h"
 #include "http/tls.h"
 #include "tunnel/h2link.h"
 #include "tunnel/proof.h"
@@ -22,7 +23,6 @@
 #define REFUSED_WAIT_MS 30000      /* identity refused: someone must fix the allowlist first */
 #define MAX_WAIT_MS     300000     /* the longest Retry-After or reconnect-after honoured */
 #define MAX_ADDRS       8          /* addresses of one server name dialled, each its own tunnel */
-#define OUT_HIGH        (1u << 20) /* response bytes held for one stream before pausing */
 #define CONTROL_PATH    "/.goinfer/control"
 #define TICK_MS         250   /* how often register and load are reconsidered */
 #define CONTROL_WAIT_MS 10000 /* a server that opens no control stream in this time is odd */
@@ -34,8 +34,9 @@ struct tunnel_client {
     struct conf_tunnel_client conf_copy; /* a reload must not change what a dial points at */
     const struct conf_tunnel_client *conf;
     struct tls_ctx *tls;
-    struct http_client *http; /* to our own listener */
-    char *local_url, *local_key;
+    struct http_server *srv; /* runs the streams' requests, as our listeners would */
+    unsigned services;
+    char *local_key;
     struct tdial *dials;
     size_t n_dials;
     int closing_handles; /* at free: freed when the last timer has closed */
@@ -94,8 +95,8 @@ struct cstream {
     char *path;
     struct buf body, out;
     size_t out_sent; /* bytes of out already handed to nghttp2 */
-    struct http_fetch *fetch;
-    bool eof, responded, paused;
+    struct http_request *req; /* while our handler answers it */
+    bool started, eof, responded;
     struct cstream *prev, *next;
 };
 
@@ -146,7 +147,7 @@ send_plain(void *arg, const char *data, size_t len)
     return rc;
 }
 
-/* ---- streams: a request from the server, answered by our own listener ---- */
+/* ---- streams: a request from the server, answered by our own handler ---- */
 
 static ssize_t
 read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_t *flags,
@@ -201,26 +202,34 @@ stream_refuse(struct cstream *s, const char *status, const char *msg)
 }
 
 /* The headers worth passing back, by their lower-case HTTP/2 names. */
-static const char *const pass_headers[] = {"content-type", "cache-control", "content-length"};
+static const char *const pass_headers[] = {"content-type", "cache-control"};
 
 static void
-on_local_response(void *arg, long status, const struct http_header *h, size_t n)
+on_local_head(void *arg, int status, const struct http_header *h, size_t n,
+              int64_t content_length)
 {
     struct cstream *s = arg;
     nghttp2_nv nv[4];
     size_t k = 0;
-    char st[8];
+    char st[8], len[24];
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
 
-    snprintf(st, sizeof(st), "%ld", status);
+    snprintf(st, sizeof(st), "%d", status);
     nv[k++] =
         (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < 3 && k < 4; j++)
+    for (size_t j = 0; j < 2; j++)
+        for (size_t i = 0; i < n; i++)
             if (h[i].name_len == strlen(pass_headers[j]) &&
-                strncasecmp(h[i].name, pass_headers[j], h[i].name_len) == 0)
+                strncasecmp(h[i].name, pass_headers[j], h[i].name_len) == 0) {
                 nv[k++] = (nghttp2_nv){(uint8_t *)pass_headers[j], (uint8_t *)h[i].value,
                                        h[i].name_len, h[i].value_len, NGHTTP2_NV_FLAG_NONE};
+                break;
+            }
+    if (content_length >= 0) {
+        snprintf(len, sizeof(len), "%lld", (long long)content_length);
+        nv[k++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)len, 14, strlen(len),
+                               NGHTTP2_NV_FLAG_NONE};
+    }
     s->responded = true;
     nghttp2_submit_response(s->c->h2.session, s->id, nv, k, &prd);
     h2link_flush(&s->c->h2);
@@ -234,43 +243,44 @@ on_local_body(void *arg, const char *data, size_t len)
     buf_append(&s->out, data, len);
     nghttp2_session_resume_data(s->c->h2.session, s->id);
     h2link_flush(&s->c->h2);
-    if (s->out.len - s->out_sent > OUT_HIGH) { /* the server's window is shut: stop reading */
-        s->paused = true;
-        return HTTP_FETCH_PAUSE;
-    }
-    return 0;
+    return 0; /* past the high-water mark the handler waits for on_flushed */
 }
 
 static void
-on_local_done(void *arg, int err, const char *msg)
+on_local_end(void *arg, bool cut)
 {
     struct cstream *s = arg;
     nghttp2_session *session = s->c->h2.session;
 
-    s->fetch = NULL;
-    if (err != 0 && !s->responded) {
-        char why[512];
-
-        snprintf(why, sizeof(why), "the GPU machine's Goinfer failed: %s", msg);
-        stream_refuse(s, "502", why);
-    } else if (err != 0) {
+    s->req = NULL;
+    if (cut && !s->responded)
+        stream_refuse(s, "502", "the GPU machine's Goinfer ended the request without an answer");
+    else if (cut)
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-    } else {
+    else {
         s->eof = true;
         nghttp2_session_resume_data(session, s->id);
     }
     h2link_flush(&s->c->h2);
 }
 
+static size_t
+on_local_queued(void *arg)
+{
+    struct cstream *s = arg;
+
+    return s->out.len - s->out_sent;
+}
+
 static void
 stream_run(struct cstream *s)
 {
-    static const struct http_fetch_cb cb = {on_local_response, on_local_body, on_local_done};
+    static const struct http_sink sink = {on_local_head, on_local_body, on_local_end,
+                                          on_local_queued};
     struct tunnel_client *tc = s->c->d->tc;
     struct http_header h[3];
     size_t n = 0;
-    struct http_fetch_opts o = {0};
-    char *url, *bearer;
+    char *bearer;
 
     if (s->path == NULL || !path_allowed(s->path)) {
         log_warnx("tunnel: %s asked for %s, which is not an inference route; refused",
@@ -279,7 +289,6 @@ stream_run(struct cstream *s)
         h2link_flush(&s->c->h2);
         return;
     }
-    url = xasprintf("%s%s", tc->local_url, s->path);
     bearer = tc->local_key ? xasprintf("Bearer %s", tc->local_key) : NULL;
 
     if (s->ctype[0])
@@ -288,16 +297,10 @@ stream_run(struct cstream *s)
         h[n++] = (struct http_header){"Accept", 6, s->accept, strlen(s->accept)};
     if (bearer)
         h[n++] = (struct http_header){"Authorization", 13, bearer, strlen(bearer)};
-    o.method = s->method;
-    o.url = url;
-    o.headers = h;
-    o.n_headers = n;
-    if (s->body.len > 0 || strcmp(s->method, "POST") == 0) {
-        o.body = s->body.len ? s->body.data : "";
-        o.body_len = s->body.len;
-    }
-    s->fetch = http_fetch_start(tc->http, &o, &cb, s);
-    free(url);
+    /* the same key check, limits and routes as on our listeners, without their sockets */
+    struct http_local_opts o = {tc->services, s->method, s->path, h, n, &s->body, s->c->d->label};
+    s->started = true;
+    s->req = http_local_start(tc->srv, &o, &sink, s);
     free(bearer);
 }
 
@@ -306,7 +309,8 @@ stream_free(struct cstream *s)
 {
     struct tconn *c = s->c;
 
-    http_fetch_cancel(s->fetch); /* the end user left: llama-server stops at once */
+    if (s->req != NULL) /* the end user left: llama-server stops at once */
+        http_local_cancel(s->req);
     if (c->h2_started && c->h2.session != NULL)
         nghttp2_session_set_stream_user_data(c->h2.session, s->id, NULL);
     if (c->ctl == s)
@@ -323,17 +327,15 @@ stream_free(struct cstream *s)
     free(s);
 }
 
-/* After a send: paused fetches go on where the window opened. */
+/* After a send: handlers waiting for room go on where the window opened. */
 static void
 on_flushed(void *arg)
 {
     struct tconn *c = arg;
 
     for (struct cstream *s = c->streams; s != NULL; s = s->next)
-        if (s->paused && s->out.len - s->out_sent < OUT_HIGH / 4 && s->fetch != NULL) {
-            s->paused = false;
-            http_fetch_resume(s->fetch);
-        }
+        if (s->req != NULL)
+            http_local_drained(s->req);
 }
 
 /* ---- the control stream: register and load up, drain and reconnect-after down ---- */
@@ -519,7 +521,7 @@ on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
         return 0;
     s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
-    if (s == NULL || s->responded || s->fetch != NULL)
+    if (s == NULL || s->responded || s->started)
         return 0;
     if (f->hd.type == NGHTTP2_HEADERS && c->ctl == NULL && s->path != NULL &&
         strcmp(s->path, CONTROL_PATH) == 0)
@@ -965,9 +967,9 @@ on_tick(uv_timer_t *t)
 }
 
 struct tunnel_client *
-tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const char *local_url,
-                  const char *local_key, tunnel_describe_cb describe, void *describe_arg, char *err,
-                  size_t errlen)
+tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, struct http_server *srv,
+                  unsigned services, const char *local_key, tunnel_describe_cb describe,
+                  void *describe_arg, char *err, size_t errlen)
 {
     struct tunnel_client *tc = xcalloc(1, sizeof(*tc));
 
@@ -988,8 +990,8 @@ tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, const 
         tunnel_client_free(tc);
         return NULL;
     }
-    tc->http = http_client_new(loop);
-    tc->local_url = xstrdup(local_url);
+    tc->srv = srv;
+    tc->services = services;
     tc->local_key = local_key ? xstrdup(local_key) : NULL;
     tc->dials = xcalloc(conf->n_servers * MAX_ADDRS, sizeof(*tc->dials));
     tc->n_dials = conf->n_servers * MAX_ADDRS;
@@ -1069,9 +1071,7 @@ tunnel_client_free(struct tunnel_client *tc)
         tc->closing_handles++;
         uv_close((uv_handle_t *)&d->retry, on_timer_closed);
     }
-    http_client_release(tc->http);
     tls_ctx_free(tc->tls);
-    free(tc->local_url);
     free(tc->local_key);
     uv_close((uv_handle_t *)&tc->tick, on_timer_closed);
 }

@@ -21,12 +21,14 @@ struct tunnel_client;
 /* What this machine serves now: {"models":[{"id","hot","vision"}]}, a new reference. */
 typedef json_t *(*tunnel_describe_cb)(void *arg);
 
-/* local_url: this process's own listener ("http://127.0.0.1:4444"); local_key: its user key
- * (NULL when none). Borrows conf. Returns NULL with err filled when the identity can't load. */
+/* srv: this process's HTTP server, whose handler answers each stream as a request from a
+ * listener with `services` would be; local_key: its user key (NULL when none), sent with each.
+ * Borrows conf and srv. Returns NULL with err filled when the identity can't load. */
+struct http_server;
 struct tunnel_client *tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf,
-                                        const char *local_url, const char *local_key,
-                                        tunnel_describe_cb describe, void *describe_arg, char *err,
-                                        size_t errlen);
+                                        struct http_server *srv, unsigned services,
+                                        const char *local_key, tunnel_describe_cb describe,
+                                        void *describe_arg, char *err, size_t errlen);
 /* Shutdown: tells each server we are draining, takes no new streams, finishes the running
  * ones, then closes; no reconnects. */
 void tunnel_client_drain(struct tunnel_client *tc);

@@ -56,7 +56,7 @@ def gpu_models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fake_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("fake-gpu")
-    for name in ("endless-a", "drip-a", "slow-a", "die-a"):
+    for name in ("endless-a", "drip-a", "slow-a", "die-a", "echo-a"):
         (d / f"{name}.gguf").write_bytes(b"GGUF fake: only the file name matters to the fake")
     return d
 
@@ -377,6 +377,22 @@ def test_a_server_that_accepts_and_says_nothing_is_given_up_on(net, nodes, gpu_m
     finally:
         mute.kill()
         mute.wait()
+
+
+def test_large_bodies_cross_the_tunnel_whole_both_ways(net, nodes, fake_models, tmp_path):
+    """3 MiB up and the same back (the echo fake), five times: the answers outrun the tunnel,
+    so each is paused and resumed on the way; one paused on its very last bytes once hung."""
+    t = one_client(net, nodes, fake_models, ".*echo-a", env={"GI_LLAMA_EXE": str(FAKE)})
+    pad = "".join(chr(97 + i % 26) for i in range(3 << 20))
+    sent, got = tmp_path / "up.json", tmp_path / "down.json"
+    sent.write_text(json.dumps({"model": "echo-a", "pad": pad}))
+    for i in range(30):
+        got.unlink(missing_ok=True)
+        r = net.curl(t.u, *AUTH, "--max-time", "10", "-o", str(got), "-w", "%{http_code}",
+                     "-H", "Content-Type: application/json", "--data-binary", f"@{sent}",
+                     f"{t.srv.api}/v1/chat/completions")
+        assert r.stdout == "200", f"try {i}: {r.stdout} {r.stderr}"
+        assert json.loads(got.read_text())["pad"] == pad, f"try {i}: the body changed"
 
 
 def test_a_gpu_side_failure_mid_stream_cuts_the_end_users_stream(net, nodes, fake_models):

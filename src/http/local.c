@@ -1,0 +1,180 @@
+/*
+ * Requests that arrive by another road than a socket: a GPU machine runs its tunnel's streams
+ * through its own handler this way, where it once replayed each one into its own listener
+ * over loopback (two more copies through the kernel, and a second parse, per request).
+ */
+#include <http_parser.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "http/server_local.h"
+
+struct http_local {
+    struct http_server *srv;
+    const struct http_sink *sink;
+    void *arg;
+    char *store; /* the copied header names and values */
+    char peer[64];
+    bool in_handler, done; /* done within the handler: freed once it returns */
+    struct http_request req;
+};
+
+static int
+method_from_name(const char *name)
+{
+    for (int m = 0; strcmp(http_method_str((enum http_method)m), "<unknown>") != 0; m++)
+        if (strcmp(http_method_str((enum http_method)m), name) == 0)
+            return m;
+    return -1;
+}
+
+static void
+copy_headers(struct http_local *l, const struct http_header *h, size_t n)
+{
+    size_t need = 1, at = 0;
+
+    n = n < HTTP_MAX_HEADERS ? n : HTTP_MAX_HEADERS;
+    for (size_t i = 0; i < n; i++)
+        need += h[i].name_len + h[i].value_len + 2;
+    l->store = xmalloc(need);
+    for (size_t i = 0; i < n; i++) {
+        struct http_header *d = &l->req.headers[i];
+
+        d->name = memcpy(l->store + at, h[i].name, h[i].name_len);
+        d->name_len = h[i].name_len;
+        at += h[i].name_len;
+        l->store[at++] = '\0';
+        d->value = memcpy(l->store + at, h[i].value, h[i].value_len);
+        d->value_len = h[i].value_len;
+        at += h[i].value_len;
+        l->store[at++] = '\0';
+    }
+    l->req.n_headers = n;
+}
+
+static void
+local_free(struct http_local *l)
+{
+    http_server_count_local(l->srv, -1);
+    free(l->store);
+    free(l->req.path);
+    free(l->req.query);
+    free(l->req.log_model);
+    buf_cleanup(&l->req.body);
+    free(l);
+}
+
+struct http_request *
+http_local_start(struct http_server *srv, const struct http_local_opts *o,
+                 const struct http_sink *sink, void *arg)
+{
+    struct http_local *l = xcalloc(1, sizeof(*l));
+    struct http_request *r = &l->req;
+    const char *q = strchr(o->target, '?');
+
+    l->srv = srv;
+    http_server_count_local(srv, +1);
+    l->sink = sink;
+    l->arg = arg;
+    snprintf(l->peer, sizeof(l->peer), "%s", o->peer ? o->peer : "local");
+    copy_headers(l, o->headers, o->n_headers);
+    r->local = l;
+    r->id = http_next_request_id();
+    r->services = o->services;
+    r->method = method_from_name(o->method);
+    r->method_name = http_method_str((enum http_method)r->method);
+    r->path = q ? xstrndup(o->target, (size_t)(q - o->target)) : xstrdup(o->target);
+    r->query = q ? xstrdup(q + 1) : NULL;
+    r->body = *o->body;
+    buf_init(o->body, o->body->max);
+    r->t_start = uv_hrtime();
+    l->in_handler = true;
+    http_server_dispatch(srv, r);
+    l->in_handler = false;
+    if (l->done) {
+        local_free(l);
+        return NULL;
+    }
+    return r;
+}
+
+void
+http_local_cancel(struct http_request *req)
+{
+    struct http_local *l = req->local;
+
+    if (!req->ended) {
+        log_info("req=%llu %s went away before the response ended", (unsigned long long)req->id,
+                 l->peer);
+        if (!req->started)
+            req->status = 499;
+        req->ended = true;
+        http_access_log(req);
+        if (req->on_abort != NULL)
+            req->on_abort(req);
+    }
+    if (l->in_handler)
+        l->done = true;
+    else
+        local_free(l);
+}
+
+void
+http_local_drained(struct http_request *req)
+{
+    if (req->on_drain != NULL && local_queued(req) <= http_server_write_high(req->local->srv) / 2)
+        req->on_drain(req);
+}
+
+struct http_server *
+local_server(const struct http_request *req)
+{
+    return req->local->srv;
+}
+
+void
+local_head(struct http_request *req, const struct http_header *h, size_t n,
+           int64_t content_length)
+{
+    struct http_local *l = req->local;
+    struct http_header all[HTTP_MAX_HEADERS + 4];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k < HTTP_MAX_HEADERS; i++)
+        all[k++] = h[i];
+    for (size_t i = 0; i < req->n_extra; i++)
+        all[k++] = req->extra[i];
+    l->sink->head(l->arg, req->status, all, k, content_length);
+}
+
+int
+local_body(struct http_request *req, const char *data, size_t len)
+{
+    return req->local->sink->body(req->local->arg, data, len);
+}
+
+void
+local_finish(struct http_request *req, bool cut)
+{
+    struct http_local *l = req->local;
+
+    l->sink->end(l->arg, cut);
+    if (l->in_handler)
+        l->done = true;
+    else
+        local_free(l);
+}
+
+size_t
+local_queued(const struct http_request *req)
+{
+    return req->local->sink->queued(req->local->arg);
+}
+
+const char *
+local_peer(const struct http_request *req)
+{
+    return req->local->peer;
+}
