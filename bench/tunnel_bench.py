@@ -21,7 +21,8 @@ clock for every process on the machine) so the reader measures each event's dela
 an upload. No llama-server runs. Ratios are what count: the machine is shared and noisy.
 
 Usage: bench/tunnel_bench.py [scale, default 1; 0.2 is a quick smoke run]
-Needs `make build`, wrk, nginx, curl, openssl, ssh, sshd and ssh-keygen. Run as root (sshd
+Needs `make build`, wrk, nginx, curl, ssh, sshd, ssh-keygen, and python3-h2 and
+python3-openssl for the peers of row 5 (`make setup` installs them all). Run as root (sshd
 logs in as root over loopback with a throwaway key).
 """
 import asyncio
@@ -246,7 +247,7 @@ def check_tools():
     if not GOINFER.exists():
         fail(f"{GOINFER} is missing: run `make build` first")
     for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx"), ("curl", "curl"),
-                      ("openssl", "openssl"), ("ssh", "openssh-client"),
+                      ("ssh", "openssh-client"),
                       ("ssh-keygen", "openssh-client"), ("/usr/sbin/sshd", "openssh-server")):
         if shutil.which(tool) is None:
             fail(f"{tool} is missing: install the Debian package {pkg}")
