@@ -164,6 +164,11 @@ reload(struct app *a, const char *why)
     }
     if (next.conf.n_listen != a->gen.conf.n_listen)
         log_warnx("reload: listen addresses change only at restart");
+    if (next.conf.tunnel_accept != a->gen.conf.tunnel_accept)
+        log_warnx("reload: a server: section is added or removed only at restart");
+    if (!tunnelconf_client_same(&a->gen.conf.tunnel_client, &next.conf.tunnel_client))
+        log_warnx("reload: the client: section (servers, identity, slots, pings) changes only "
+                  "at restart; the tunnels keep running as they are");
     old = xmalloc(sizeof(*old));
     *old = a->gen; /* requests in flight may still point into it: kept until exit */
     a->gen = next;
@@ -391,9 +396,9 @@ setup_tunnel_client(struct app *a)
         return;
     t->body_bytes = c->limits.body_bytes;
     if (t->cert == NULL)
-        t->cert = xstrdup("goinfer-client.crt");
+        t->cert = xstrdup(TUNNEL_CLIENT_CERT);
     if (t->key == NULL)
-        t->key = xstrdup("goinfer-client.key");
+        t->key = xstrdup(TUNNEL_CLIENT_KEY);
     if (access(t->cert, R_OK) != 0) {
         if (tls_write_self_signed(t->cert, t->key, "goinfer-client", err, sizeof(err)) < 0)
             fatalx("client: %s", err);

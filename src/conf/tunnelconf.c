@@ -103,3 +103,31 @@ tunnelconf_cleanup(struct conf_tunnel_server *s, struct conf_tunnel_client *c)
         free(c->servers[i].token);
     }
 }
+
+static bool
+same_text(const char *a, const char *b, const char *dflt)
+{
+    a = a ? a : dflt;
+    b = b ? b : dflt;
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool
+tunnelconf_client_same(const struct conf_tunnel_client *running,
+                       const struct conf_tunnel_client *next)
+{
+    if (running->n_servers != next->n_servers || running->slots != next->slots ||
+        running->ping_interval != next->ping_interval ||
+        running->ping_timeout != next->ping_timeout ||
+        !same_text(running->cert, next->cert, TUNNEL_CLIENT_CERT) ||
+        !same_text(running->key, next->key, TUNNEL_CLIENT_KEY))
+        return false;
+    for (size_t i = 0; i < running->n_servers; i++) {
+        const struct conf_tunnel_peer *a = &running->servers[i], *b = &next->servers[i];
+
+        if (!same_text(a->url, b->url, NULL) || !same_text(a->pin, b->pin, NULL) ||
+            !same_text(a->token, b->token, NULL))
+            return false;
+    }
+    return true;
+}

@@ -5,12 +5,15 @@
 #ifndef GOINFER_CONF_TUNNELCONF_H
 #define GOINFER_CONF_TUNNELCONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "conf/yaml.h"
 
 #define CONF_MAX_SERVERS 16
+#define TUNNEL_CLIENT_CERT "goinfer-client.crt" /* this machine's identity, by default */
+#define TUNNEL_CLIENT_KEY  "goinfer-client.key"
 
 struct conf_tunnel_server {
     char *token;                          /* the secret clients prove (GI_TUNNEL_TOKEN) */
@@ -37,6 +40,10 @@ struct conf_tunnel_client {
 int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 int tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 void tunnelconf_defaults(struct conf_tunnel_server *s, struct conf_tunnel_client *c);
+/* Whether a reload leaves the client's settings as they run (a missing cert or key counts
+ * as its default, which the running one has filled in). */
+bool tunnelconf_client_same(const struct conf_tunnel_client *running,
+                            const struct conf_tunnel_client *next);
 void tunnelconf_cleanup(struct conf_tunnel_server *s, struct conf_tunnel_client *c);
 
 #endif

@@ -230,6 +230,34 @@ static const char *seed_swap =
     "    exclusive: false\n"
     "    members: [\"GI_org/Qwen\"]\n";
 
+/* A reload warns when the client's settings differ from the running ones, and only then. */
+static void
+tunnel_client_same_or_not(void **state)
+{
+    static const char *const base = "client:\n  servers:\n"
+                                    "    - {url: \"https://s:443\", pin: sha256/p, token: t}\n";
+    struct conf a, b;
+    char err[512], yml[512];
+
+    (void)state;
+    assert_int_equal(load(base, &a, err), 0);
+    assert_int_equal(load(base, &b, err), 0);
+    a.tunnel_client.cert = strdup(TUNNEL_CLIENT_CERT); /* as the running client fills it in */
+    assert_true(tunnelconf_client_same(&a.tunnel_client, &b.tunnel_client));
+    conf_cleanup(&b);
+    snprintf(yml, sizeof(yml), "%s  slots: 3\n", base);
+    assert_int_equal(load(yml, &b, err), 0);
+    assert_false(tunnelconf_client_same(&a.tunnel_client, &b.tunnel_client));
+    conf_cleanup(&b);
+    assert_int_equal(load("client:\n  servers:\n"
+                          "    - {url: \"https://s:443\", pin: sha256/q, token: t}\n",
+                          &b, err),
+                     0);
+    assert_false(tunnelconf_client_same(&a.tunnel_client, &b.tunnel_client));
+    conf_cleanup(&b);
+    conf_cleanup(&a);
+}
+
 static void
 llama_swap_section(void **state)
 {
@@ -313,6 +341,7 @@ main(void)
         cmocka_unit_test(yaml_errors_name_line_and_key),
         cmocka_unit_test(unknown_flag),
         cmocka_unit_test(tunnel_sections),
+        cmocka_unit_test(tunnel_client_same_or_not),
         cmocka_unit_test(llama_swap_section),
         cmocka_unit_test(llama_swap_errors),
         cmocka_unit_test(subst_late_macros),
