@@ -1,10 +1,11 @@
 /* goinfer: flags, signals and wiring; nothing else. */
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -510,8 +511,10 @@ raise_fd_limit(uint64_t max_connections)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl = want; /* else the kernel's cap (fs.nr_open) is lower: keep what we have */
     }
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max_connections + 64)
         log_warnx("limits.max_connections is %llu, but this process may open only %llu files "

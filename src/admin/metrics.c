@@ -122,6 +122,7 @@ void
 metrics_scan_timings(const char *model, const char *data, size_t len)
 {
     enum { TAIL = 4096 };
+
     size_t skip = len > TAIL ? len - TAIL : 0;
     double tps = number_after(data + skip, len - skip, "\"predicted_per_second\":");
     double n = number_after(data + skip, len - skip, "\"predicted_n\":");

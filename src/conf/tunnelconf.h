@@ -11,7 +11,7 @@
 
 #include "conf/yaml.h"
 
-#define CONF_MAX_SERVERS 16
+#define CONF_MAX_SERVERS   16
 #define TUNNEL_CLIENT_CERT "goinfer-client.crt" /* this machine's identity, by default */
 #define TUNNEL_CLIENT_KEY  "goinfer-client.key"
 

@@ -74,6 +74,8 @@ struct resolve {
 static http_parser_settings parser_settings;
 
 static void conn_close(struct uconn *u);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void fetch_send(struct http_fetch *f, struct uconn *u);
 static void fetch_resolve(struct http_fetch *f);
 
@@ -220,6 +222,10 @@ conn_park(struct uconn *u)
     u->next = c->idle;
     c->idle = u;
     c->n_idle++;
+    /* A fetch paused on its last bytes ends from what it had stashed, with reads still
+     * stopped: a parked connection must read, to see the upstream close it and to hear the
+     * next answer (a reused one that did not hung that request). Already reading: EALREADY. */
+    (void)uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read);
 }
 
 static struct uconn *
@@ -403,12 +409,6 @@ fetch_input(struct http_fetch *f, const char *data, size_t len)
 
     if (f->finished)
         return;
-    if (e == HPE_PAUSED && !f->complete && http_body_is_final(&u->parser)) {
-        /* paused on the last body bytes: the answer is whole, and no byte will come to carry
-         * the parser on to on_message_complete; waiting for one hung the fetch */
-        f->complete = true;
-        f->keep_alive = http_should_keep_alive(&u->parser);
-    }
     if (f->complete) {
         fetch_complete(f, len - n);
         return;

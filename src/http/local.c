@@ -135,8 +135,7 @@ local_server(const struct http_request *req)
 }
 
 void
-local_head(struct http_request *req, const struct http_header *h, size_t n,
-           int64_t content_length)
+local_head(struct http_request *req, const struct http_header *h, size_t n, int64_t content_length)
 {
     struct http_local *l = req->local;
     struct http_header all[HTTP_MAX_HEADERS + 4];

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <http_parser.h>
 #include <limits.h>
@@ -487,9 +488,12 @@ http_upgrade(struct http_request *req, const char *protocol, const struct http_u
 {
     struct http_conn *c = req->conn;
     char head[256];
-    int n = snprintf(
-        head, sizeof(head),
-        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", protocol);
+    int n;
+
+    assert(req->local == NULL); /* only a socket can be taken over */
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
+                 protocol);
 
     conn_write(c, head, (size_t)n, NULL, 0, NULL, 0);
     req->status = 101;

@@ -46,8 +46,8 @@ struct http_request {
     uint64_t id;
     struct http_conn *conn;   /* NULL for a request from http_local_start */
     struct http_local *local; /* set for those only */
-    unsigned services; /* bit set of the listener's services */
-    int method;        /* enum http_method */
+    unsigned services;        /* bit set of the listener's services */
+    int method;               /* enum http_method */
     const char *method_name;
     char *path;  /* NUL-terminated path, no query */
     char *query; /* NUL-terminated query without '?', or NULL */
@@ -154,9 +154,9 @@ struct http_sink {
 };
 
 struct http_local_opts {
-    unsigned services;  /* as if it came on a listener with these */
-    const char *method; /* "POST" */
-    const char *target; /* "/v1/chat/completions?x=y" */
+    unsigned services;                 /* as if it came on a listener with these */
+    const char *method;                /* "POST" */
+    const char *target;                /* "/v1/chat/completions?x=y" */
     const struct http_header *headers; /* copied */
     size_t n_headers;
     struct buf *body; /* taken over: left empty */

@@ -19,10 +19,10 @@
 
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_CAP_MS  60000
-#define STABLE_MS       60000      /* a connection this old resets the backoff */
-#define REFUSED_WAIT_MS 30000      /* identity refused: someone must fix the allowlist first */
-#define MAX_WAIT_MS     300000     /* the longest Retry-After or reconnect-after honoured */
-#define MAX_ADDRS       8          /* addresses of one server name dialled, each its own tunnel */
+#define STABLE_MS       60000  /* a connection this old resets the backoff */
+#define REFUSED_WAIT_MS 30000  /* identity refused: someone must fix the allowlist first */
+#define MAX_WAIT_MS     300000 /* the longest Retry-After or reconnect-after honoured */
+#define MAX_ADDRS       8      /* addresses of one server name dialled, each its own tunnel */
 #define CONTROL_PATH    "/.goinfer/control"
 #define TICK_MS         250   /* how often register and load are reconsidered */
 #define CONTROL_WAIT_MS 10000 /* a server that opens no control stream in this time is odd */
@@ -94,7 +94,7 @@ struct cstream {
     char method[16], ctype[128], accept[128];
     char *path;
     struct buf body, out;
-    size_t out_sent; /* bytes of out already handed to nghttp2 */
+    size_t out_sent;          /* bytes of out already handed to nghttp2 */
     struct http_request *req; /* while our handler answers it */
     bool started, eof, responded;
     struct cstream *prev, *next;
@@ -205,8 +205,7 @@ stream_refuse(struct cstream *s, const char *status, const char *msg)
 static const char *const pass_headers[] = {"content-type", "cache-control"};
 
 static void
-on_local_head(void *arg, int status, const struct http_header *h, size_t n,
-              int64_t content_length)
+on_local_head(void *arg, int status, const struct http_header *h, size_t n, int64_t content_length)
 {
     struct cstream *s = arg;
     nghttp2_nv nv[4];

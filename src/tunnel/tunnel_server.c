@@ -718,9 +718,11 @@ pick(struct tunnel_server *ts, const char *model, bool vision, bool *known)
 static bool
 wants_vision(const struct http_request *req)
 {
-    const char *p = req->body.data, *end = p + req->body.len;
+    const char *p = req->body.data, *end;
 
-    while (p != NULL && p < end) {
+    if (req->body.len == 0)
+        return false;
+    for (end = p + req->body.len; p != NULL && p < end;) {
         size_t left = (size_t)(end - p);
 
         if ((left >= 11 && memcmp(p, "\"image_url\"", 11) == 0) ||

@@ -56,7 +56,7 @@ def gpu_models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fake_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("fake-gpu")
-    for name in ("endless-a", "drip-a", "slow-a", "die-a", "echo-a"):
+    for name in ("endless-a", "drip-a", "slow-a", "die-a", "echo-a", "chunkecho-a"):
         (d / f"{name}.gguf").write_bytes(b"GGUF fake: only the file name matters to the fake")
     return d
 
@@ -379,13 +379,15 @@ def test_a_server_that_accepts_and_says_nothing_is_given_up_on(net, nodes, gpu_m
         mute.wait()
 
 
-def test_large_bodies_cross_the_tunnel_whole_both_ways(net, nodes, fake_models, tmp_path):
-    """3 MiB up and the same back (the echo fake), five times: the answers outrun the tunnel,
-    so each is paused and resumed on the way; one paused on its very last bytes once hung."""
-    t = one_client(net, nodes, fake_models, ".*echo-a", env={"GI_LLAMA_EXE": str(FAKE)})
+@pytest.mark.parametrize("model", ["echo-a", "chunkecho-a"])
+def test_large_bodies_cross_the_tunnel_whole_both_ways(net, nodes, fake_models, tmp_path, model):
+    """3 MiB up and the same back (the echo fakes: with a length, and chunked), 30 times: the
+    answers outrun the tunnel, so each is paused and resumed on the way. One paused on its last
+    bytes once left its pooled connection deaf, and the next request on it hung."""
+    t = one_client(net, nodes, fake_models, f".*{model}", env={"GI_LLAMA_EXE": str(FAKE)})
     pad = "".join(chr(97 + i % 26) for i in range(3 << 20))
     sent, got = tmp_path / "up.json", tmp_path / "down.json"
-    sent.write_text(json.dumps({"model": "echo-a", "pad": pad}))
+    sent.write_text(json.dumps({"model": model, "pad": pad}))
     for i in range(30):
         got.unlink(missing_ok=True)
         r = net.curl(t.u, *AUTH, "--max-time", "10", "-o", str(got), "-w", "%{http_code}",

@@ -13,6 +13,8 @@ It takes llama-server's command line and picks a behaviour from the model file's
            next one arrives, unanswered (a keep-alive timeout racing a reused connection)
   eofbody-* answers with a body that has no length: it ends when the connection closes
   interim-* sends a 103 Early Hints response before the real one
+  chunkecho-* answers with the JSON body it received, chunked, all in one write, the last
+           chunk included (a whole chunked answer that arrives in one read)
 """
 import http.server
 import json
@@ -73,6 +75,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             self.close_connection = True
+            return
+        if KIND == "chunkecho":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+            self.wfile.write(b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+                             + b"0\r\n\r\n")
             return
         if KIND in ("echo", "slow", "stale", "interim"):
             if KIND == "slow":
