@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from nginx_conf import nginx_conf
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 GAP_MS = 50
@@ -78,20 +80,11 @@ def start_goinfer(tmp, upstream_port):
 def start_nginx(tmp, upstream_port):
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(f"""worker_processes 1;
-worker_rlimit_nofile 8192;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx.err warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
+    conf.write_text(nginx_conf(tmp, f"""\
   upstream sse {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
   server {{ listen 127.0.0.1:{port};
     location / {{ proxy_pass http://sse; proxy_http_version 1.1;
-                 proxy_set_header Connection ""; proxy_buffering off; }} }}
-}}
-""")
+                 proxy_set_header Connection ""; proxy_buffering off; }} }}"""))
     n = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)])
     for _ in range(100):
         try:

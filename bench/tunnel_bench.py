@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fake_sse import write_stamped_events
+from nginx_conf import nginx_conf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integ"))
 from tunnel_peer import Peer  # noqa: E402  (the frame-level tests' independent peer)
@@ -282,17 +283,8 @@ def identity(d, name):
 def start_nginx(procs, tmp):
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(f"""worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx.err warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp};
-  server {{ listen 127.0.0.1:{port}; location / {{ return 200 '{{"ok":true}}'; }} }}
-}}
-""")
+    conf.write_text(nginx_conf(
+        tmp, f"""  server {{ listen 127.0.0.1:{port}; location / {{ return 200 '{{"ok":true}}'; }} }}"""))
     p = procs.start(["nginx", "-c", conf, "-p", tmp], tmp / "nginx.log")
     wait_until(lambda: port_open(port), "nginx (the FAKE instant upstream)", proc=p)
     return port
