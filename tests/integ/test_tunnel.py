@@ -236,18 +236,28 @@ def access_count(g, model):
                           g.log()))
 
 
+def access_counts(gpus, model, total, timeout=10):
+    """Each GPU machine's access lines for model, once they add up to total: a line is
+    written as the answer ends and read from the process's stderr a moment later."""
+    deadline = time.monotonic() + timeout
+    while sum(counts := [access_count(g, model) for g in gpus]) < total:
+        assert time.monotonic() < deadline, f"{counts}: fewer than {total} access lines"
+        time.sleep(0.02)
+    return counts
+
+
 def test_a_client_with_the_model_loaded_is_preferred(net, nodes, gpu_models):
     srv, u, gpus = two_clients(net, nodes, gpu_models / "tiny-a", gpu_models / "tiny-a",
                                ["tiny-a"])
     r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a", stream=False))
     assert r.returncode == 0 and "choices" in r.stdout, r.stdout
-    hot = next(g for g in gpus if access_count(g, "tiny-a") == 1)
-    cold = next(g for g in gpus if g is not hot)
+    first = access_counts(gpus, "tiny-a", 1)
+    hot, cold = (gpus[0], gpus[1]) if first[0] == 1 else (gpus[1], gpus[0])
     time.sleep(0.6)  # the loaded model is reported within a tick (250 ms)
     for _ in range(6):
         net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a", stream=False))
     # two random choices alone would send about half to the other machine and load it there
-    assert access_count(hot, "tiny-a") == 7 and access_count(cold, "tiny-a") == 0
+    assert access_counts([hot, cold], "tiny-a", 7) == [7, 0]
     running = json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
     assert sorted(t["models"][0]["hot"] for t in running) == [False, True]
 
@@ -277,14 +287,14 @@ def test_images_go_only_to_a_client_with_a_projector(net, nodes, tmp_path):
     assert r.stdout.split()[1] == "400" and "mmproj" in r.stdout, r.stdout
     assert access_count(g1, "echo-v") == 0
     r = net.curl(u, *AUTH, url, "-d", chat("echo-v", stream=False))  # text loads it on gpu1
-    assert access_count(g1, "echo-v") == 1, r.stdout
+    assert access_counts([g1], "echo-v", 1) == [1], r.stdout
     g2 = nodes.client(c2, "gpu2", seeing, [(ip2, srv.pin)], i2, env=fake)
     wait_count(srv, r"registered: echo-v", 2)
     time.sleep(0.6)  # gpu1 reports echo-v hot within a tick
     for _ in range(3):  # hot over cold alone would send these to gpu1
         r = net.curl(u, *AUTH, url, "-d", image_chat("echo-v"))
         assert "image_url" in r.stdout, r.stdout  # the echo fake answers with what it got
-    assert access_count(g2, "echo-v") == 3 and access_count(g1, "echo-v") == 1
+    assert access_counts([g2, g1], "echo-v", 4) == [3, 1]
     models = json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
     assert sorted(t["models"][0]["vision"] for t in models) == [False, True], models
 
