@@ -35,6 +35,8 @@ struct conf_tunnel_client {
     uint64_t ping_interval, ping_timeout; /* seconds */
     uint64_t slots;      /* requests run at once for each server (MAX_CONCURRENT_STREAMS) */
     uint64_t body_bytes; /* largest request body taken from a server (limits.body_bytes) */
+    uint64_t stall_ms;   /* an answer a server takes nothing of this long is dropped
+                            (limits.write_stall_timeout) */
 };
 
 int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);

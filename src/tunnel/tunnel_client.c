@@ -95,6 +95,7 @@ struct cstream {
     char *path;
     struct buf body, out;
     size_t out_sent;          /* bytes of out already handed to nghttp2 */
+    uint64_t waiting;         /* since when out has held bytes the server did not take */
     struct http_request *req; /* while our handler answers it */
     bool started, eof, responded;
     struct cstream *prev, *next;
@@ -157,6 +158,8 @@ read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_
     size_t n = buf_take(&s->out, &s->out_sent, out, len);
 
     (void)session, (void)id, (void)user;
+    if (n > 0)
+        s->waiting = uv_now(s->c->d->tc->loop);
     if (s->out.len == 0 && s->eof)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     else if (n == 0)
@@ -239,6 +242,8 @@ on_local_body(void *arg, const char *data, size_t len)
 {
     struct cstream *s = arg;
 
+    if (s->out.len == s->out_sent) /* nothing was waiting: the clock starts now */
+        s->waiting = uv_now(s->c->d->tc->loop);
     buf_append(&s->out, data, len);
     nghttp2_session_resume_data(s->c->h2.session, s->id);
     h2link_flush(&s->c->h2);
@@ -944,6 +949,30 @@ parse_url(struct tdial *d, const char *url)
 }
 
 /* Reports, and the end of connections the server asked us to leave (once idle). */
+/*
+ * A server that takes nothing of an answer holds a llama-server slot: as a listener cuts a
+ * client that reads nothing (limits.write_stall_timeout), the stream is reset, and its
+ * request cancelled as the stream closes.
+ */
+static void
+drop_stalled(struct tconn *c, uint64_t now)
+{
+    uint64_t limit = c->d->tc->conf->stall_ms;
+    bool reset = false;
+
+    for (struct cstream *s = c->streams; s != NULL && limit > 0; s = s->next) {
+        if (s->req == NULL || s->out.len == s->out_sent || now - s->waiting < limit)
+            continue;
+        log_info("tunnel: %s took nothing of stream %d's answer for %llu ms; dropped", c->d->label,
+                 s->id, (unsigned long long)limit);
+        nghttp2_submit_rst_stream(c->h2.session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        s->waiting = now; /* once */
+        reset = true;
+    }
+    if (reset)
+        h2link_flush(&c->h2);
+}
+
 static void
 on_tick(uv_timer_t *t)
 {
@@ -958,6 +987,7 @@ on_tick(uv_timer_t *t)
             send_register(c);
             send_load(c);
         }
+        drop_stalled(c, uv_now(tc->loop));
         if ((c->drain_asked || tc->stopping) && conn_busy(c) == 0)
             conn_fail(c, tc->stopping ? "shutting down" : "the server asked us to leave", 0);
         else if (c->ctl == NULL && uv_now(tc->loop) - c->up_at > CONTROL_WAIT_MS)

@@ -407,6 +407,41 @@ def test_large_bodies_cross_the_tunnel_whole_both_ways(net, nodes, fake_models, 
         assert json.loads(got.read_text())["pad"] == pad, f"try {i}: the body changed"
 
 
+def test_an_answer_the_server_takes_nothing_of_is_dropped_on_the_gpu_side(
+        net, nodes, fake_models, tmp_path):
+    """An end user who reads nothing, and a server that waits an hour before cutting such a
+    user: its window to the GPU machine stays shut, and the GPU machine drops the stream after
+    its own limits.write_stall_timeout, freeing its llama-server."""
+    s, u, s_user, [(c, s_ip)] = star(net, 1)
+    ident = nodes.identity("gpu1")
+    srv = nodes.server(s, s_user, [ident[2]], extra="limits:\n  write_stall_timeout: 3600\n")
+    cli = nodes.client(c, "gpu1", fake_models, [(s_ip, srv.pin)], ident,
+                       env={"GI_LLAMA_EXE": str(FAKE)},
+                       extra="limits:\n  write_stall_timeout: 1\n")
+    srv.wait_log(r"registered: .*echo-a")
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"model": "echo-a", "pad": "x" * (16 << 20)}))
+    host = srv.api.split("//")[1].split(":")[0]
+    reader = subprocess.Popen(  # sends the request, then reads nothing
+        ["ip", "netns", "exec", u, "python3", "-c", f"""
+import socket, sys, time
+body = open({str(big)!r}, "rb").read()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(({host!r}, 8080))
+s.sendall(b"POST /v1/chat/completions HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer {API_KEY}"
+          b"\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body))
+s.sendall(body)
+time.sleep(30)
+"""])
+    try:
+        cli.wait_log(r"took nothing of stream \d+'s answer for 1000 ms; dropped", timeout=30)
+        cli.wait_log(r"went away before the response ended")  # the echo fake is let go
+    finally:
+        reader.kill()
+        reader.wait()
+
+
 def test_a_gpu_side_failure_mid_stream_cuts_the_end_users_stream(net, nodes, fake_models):
     """Cancellation the other way: the client's llama-server dies mid-stream, the client
     resets the stream, and the end user's response is cut (not left hanging, not completed)."""

@@ -124,7 +124,8 @@ class Nodes:
         g.pin, g.api, g.identity = pin, f"http://{ip}:8080", (cert, key, pin)
         return g.wait_ready()
 
-    def client(self, ns, name, models, servers, identity, env=None, token=TOKEN, slots=64):
+    def client(self, ns, name, models, servers, identity, env=None, token=TOKEN, slots=64,
+               extra=""):
         """servers: (address or name, pin) pairs, each dialled on port 8443."""
         cert, key, _ = identity
         srv = "".join(f"    - {{url: \"https://{ip}:8443\", pin: \"{pin}\", token: {token}}}\n"
@@ -135,7 +136,7 @@ class Nodes:
                          f"llama:\n  args:\n    common: -c 512 -np 2 --no-warmup\n"
                          f"client:\n  cert: {cert}\n  key: {key}\n  ping_interval: 1\n"
                          f"  slots: {slots}\n"
-                         f"  ping_timeout: 1\n  servers:\n{srv}", env).wait_ready()
+                         f"  ping_timeout: 1\n  servers:\n{srv}" + extra, env).wait_ready()
 
     def identity(self, name):
         return make_identity(self.certs, name)
