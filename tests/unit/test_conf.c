@@ -123,9 +123,9 @@ yaml_errors_name_line_and_key(void **state)
     assert_int_equal(load("llama: [1, 2\n", &c, err), -EINVAL);
     conf_cleanup(&c);
     /* found by fuzzing: a key given twice (it also leaked the first listen hosts) */
-    assert_int_equal(load("listen:\n  \":1\": goinfer\napi_key: k\nlisten:\n  \":2\": goinfer\n",
-                          &c, err),
-                     -EINVAL);
+    assert_int_equal(
+        load("listen:\n  \":1\": goinfer\napi_key: k\nlisten:\n  \":2\": goinfer\n", &c, err),
+        -EINVAL);
     assert_non_null(strstr(err, ":4: listen: given twice"));
     conf_cleanup(&c);
 }
@@ -156,9 +156,9 @@ tunnel_sections(void **state)
                      -EINVAL);
     assert_non_null(strstr(err, "url, pin and token"));
     conf_cleanup(&c);
-    assert_int_equal(load("client:\n  servers:\n    - {url: \"http://s\", pin: p, token: t}\n",
-                          &c, err),
-                     -EINVAL);
+    assert_int_equal(
+        load("client:\n  servers:\n    - {url: \"http://s\", pin: p, token: t}\n", &c, err),
+        -EINVAL);
     assert_non_null(strstr(err, "https://"));
     conf_cleanup(&c);
     assert_int_equal(load("client:\n  slots: 0\n", &c, err), -EINVAL);
@@ -270,7 +270,8 @@ llama_swap_section(void **state)
     assert_int_equal(c.swap.n_models, 2);
     m = &c.swap.models[0];
     assert_string_equal(m->name, "org/Qwen");
-    assert_string_equal(m->cmd, "/bin/llama-server --props --no-warmup --port ${PORT}  -m /m/q.gguf");
+    assert_string_equal(m->cmd,
+                        "/bin/llama-server --props --no-warmup --port ${PORT}  -m /m/q.gguf");
     assert_string_equal(m->proxy, "http://localhost:${PORT}");
     assert_string_equal(m->aliases[1], "qwen-b");
     assert_int_equal(m->ttl, 3600);
@@ -306,8 +307,7 @@ llama_swap_errors(void **state)
     assert_int_equal(load("models:\n  a:\n    proxy: http://x\n", &c, err), -EINVAL);
     assert_non_null(strstr(err, "cmd is required"));
     conf_cleanup(&c);
-    assert_int_equal(load("models:\n  a:\n    cmd: x\ngroups:\n  g:\n    members: [b]\n", &c,
-                          err),
+    assert_int_equal(load("models:\n  a:\n    cmd: x\ngroups:\n  g:\n    members: [b]\n", &c, err),
                      -EINVAL);
     assert_non_null(strstr(err, "member b is not a model"));
     conf_cleanup(&c);
