@@ -28,22 +28,15 @@ struct ykey {
     size_t off;
 };
 
-#define YKEY_STRING(name, type, field)                                                             \
+/* One table row: the key, how its value is read, and where it is stored. */
+#define YKEY_AT(name, cb, type, field)                                                             \
     {                                                                                              \
-        name, ystring_key, offsetof(type, field)                                                   \
+        name, cb, offsetof(type, field)                                                            \
     }
-#define YKEY_BOOL(name, type, field)                                                               \
-    {                                                                                              \
-        name, ybool_key, offsetof(type, field)                                                     \
-    }
-#define YKEY_U64(name, type, field)                                                                \
-    {                                                                                              \
-        name, yu64_key, offsetof(type, field)                                                      \
-    }
-#define YKEY_LIST(name, type, field)                                                               \
-    {                                                                                              \
-        name, ylist_key, offsetof(type, field)                                                     \
-    }
+#define YKEY_STRING(name, type, field) YKEY_AT(name, ystring_key, type, field)
+#define YKEY_BOOL(name, type, field)   YKEY_AT(name, ybool_key, type, field)
+#define YKEY_U64(name, type, field)    YKEY_AT(name, yu64_key, type, field)
+#define YKEY_LIST(name, type, field)   YKEY_AT(name, ylist_key, type, field)
 
 int yerr(struct yctx *y, const yaml_node_t *n, const char *key, const char *what);
 yaml_node_t *ynode(struct yctx *y, int index);
