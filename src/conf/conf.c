@@ -253,6 +253,8 @@ set_limits(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *o
         YKEY_U64("write_stall_timeout", struct conf, limits.write_stall_timeout),
         YKEY_U64("max_connections", struct conf, limits.max_connections),
         YKEY_U64("max_connections_per_ip", struct conf, limits.max_connections_per_ip),
+        YKEY_U64("body_bytes_in_flight", struct conf, limits.body_bytes_in_flight),
+        YKEY_U64("body_bytes_per_ip", struct conf, limits.body_bytes_per_ip),
         YKEY_U64("upstream_timeout", struct conf, limits.upstream_timeout),
         {NULL, NULL, 0}};
 
@@ -272,6 +274,8 @@ default_limits(struct conf_limits *l)
         .write_stall_timeout = 60,
         .max_connections = 4096,
         .max_connections_per_ip = 256,
+        .body_bytes_in_flight = 256 * 1024 * 1024, /* four largest bodies at once */
+        .body_bytes_per_ip = 128 * 1024 * 1024,
         .upstream_timeout = 600,
     };
 }

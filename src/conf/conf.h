@@ -42,6 +42,7 @@ struct conf {
         uint64_t header_bytes, body_bytes;
         uint64_t request_timeout, keepalive_timeout, write_stall_timeout; /* seconds */
         uint64_t max_connections, max_connections_per_ip;
+        uint64_t body_bytes_in_flight, body_bytes_per_ip; /* request bodies being read at once */
         uint64_t upstream_timeout; /* seconds without a byte from llama-server */
     } limits;
 

@@ -31,7 +31,7 @@ cors_check(char *const *origins, const char *origin, size_t n, const char *host,
     return CORS_DENIED;
 }
 
-bool
+enum cors_action
 cors_handle(char *const *origins, struct http_request *req)
 {
     size_t n = 0, host_len = 0;
@@ -41,21 +41,26 @@ cors_handle(char *const *origins, struct http_request *req)
     bool preflight = strcmp(req->method_name, "OPTIONS") == 0 &&
                      http_header_get(req, "access-control-request-method", NULL) != NULL;
 
-    if (v == CORS_NONE)
-        return false;
     http_add_header(req, "Vary", "Origin", 6);
+    if (v == CORS_NONE)
+        return CORS_PASS;
     if (v == CORS_DENIED) {
         http_respond_error(req, 403, "permission_error",
                            "origin %.*s is not allowed: add it to 'origins' in goinfer.yml "
                            "(or GI_ORIGINS)",
                            (int)n, origin);
-        return true;
+        return CORS_REFUSED;
     }
     http_add_header(req, "Access-Control-Allow-Origin", origin, n);
     if (!preflight)
-        return false;
+        return CORS_PASS;
     http_add_header(req, "Access-Control-Allow-Methods", ALLOW_METHODS, strlen(ALLOW_METHODS));
     http_add_header(req, "Access-Control-Allow-Headers", ALLOW_HEADERS, strlen(ALLOW_HEADERS));
+    return CORS_PREFLIGHT;
+}
+
+void
+cors_preflight(struct http_request *req)
+{
     http_respond(req, 204, "text/plain", "", 0);
-    return true;
 }

@@ -20,8 +20,17 @@ enum cors_verdict {
 enum cors_verdict cors_check(char *const *origins, const char *origin, size_t origin_len,
                              const char *host, size_t host_len);
 
-/* Handles CORS for req: answers a preflight (true: done) or a denied origin (true: done with
- * 403); otherwise adds the response headers for an allowed origin and returns false. */
-bool cors_handle(char *const *origins, struct http_request *req);
+enum cors_action {
+    CORS_PASS,      /* headers added as needed: go on with the request */
+    CORS_PREFLIGHT, /* an allowed preflight: headers added, answer it with cors_preflight */
+    CORS_REFUSED,   /* a denied origin: answered 403 */
+};
+
+/* Decides CORS for req from its head: adds "Vary: Origin" to every answer (a cache must not
+ * serve one origin's answer to another, nor an answer without CORS headers to a browser) and
+ * the allow headers for an allowed origin. */
+enum cors_action cors_handle(char *const *origins, struct http_request *req);
+/* Answers a preflight that cors_handle allowed (204, no key needed). */
+void cors_preflight(struct http_request *req);
 
 #endif

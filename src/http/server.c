@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "http/addrtab.h"
 #include "http/errors.h"
 #include "http/server_local.h"
 #include "http/tls.h"
@@ -19,6 +20,13 @@
 /* Pipelined bytes kept while a request is in flight; past this we stop reading. */
 #define PENDING_MAX (64 * 1024)
 #define READ_CHUNK  (16 * 1024)
+/* A body must keep coming at this rate on average, past request_timeout's grace: one byte
+ * every 10 s kept a connection (and its buffer) open for ever when only each part was timed. */
+#define BODY_MIN_RATE (64 * 1024) /* bytes per second */
+/* After an answer sent before the body was read, its bytes are read and dropped this long:
+ * closing on unread data sends a RST that can destroy the answer before the client reads it
+ * (nginx's lingering close). */
+#define LINGER_MS 2000
 
 struct http_server {
     uv_loop_t *loop;
@@ -29,6 +37,9 @@ struct http_server {
     struct http_conn *conns; /* doubly linked, for shutdown */
     struct tls_ctx *tls;     /* for the TLS listeners; borrowed */
     http_request_cb on_complete;
+    http_admit_cb admit;
+    struct addrtab *addrs; /* per client address: connections, body bytes */
+    size_t body_reserved;  /* request body bytes reserved across connections */
     size_t n_conns;
     size_t n_local; /* requests from http_local_start still running */
     bool shutting_down;
@@ -54,7 +65,7 @@ struct http_conn {
     size_t n_hdr;
     bool in_value;
 
-    enum { REJECT_NONE, REJECT_TOO_MANY, REJECT_HEADERS, REJECT_BODY } reject;
+    enum { REJECT_NONE, REJECT_TOO_MANY, REJECT_HEADERS, REJECT_BODY, REJECT_ANSWERED } reject;
     struct buf url;
     struct buf pending; /* bytes read while a request is being handled */
     struct http_request req;
@@ -68,7 +79,12 @@ struct http_conn {
     int handles; /* open libuv handles; freed when 0 */
     size_t queued;
     char peer[64];
-    char ip[48];          /* peer without the port, for per-address limits */
+    char ip[48]; /* peer without the port, for per-address limits */
+    struct addr_entry *addr;
+    size_t body_reserved; /* of the limits' body bytes, what this request's body holds */
+    bool body_unread;     /* between a head announcing a body and that body's end */
+    bool linger;          /* closing: read and drop what the client still sends */
+    uint64_t t_body;      /* uv_now() when the body began */
     struct buf head;      /* response headers, sent with the first body bytes (one write) */
     struct tls_conn *tls; /* NULL on a plain listener */
     const struct http_upgrade_cb *up; /* after a 101: raw bytes go to up->on_data */
@@ -114,6 +130,34 @@ on_handle_closed(uv_handle_t *h)
     free(c);
 }
 
+/* Gives back what c's request body reserved of the body limits. */
+static void
+body_release(struct http_conn *c)
+{
+    c->srv->body_reserved -= c->body_reserved;
+    if (c->addr != NULL)
+        c->addr->body_bytes -= c->body_reserved;
+    c->body_reserved = 0;
+}
+
+/* Reserves n more body bytes against the limits in all and per address: -EBUSY or -EUSERS
+ * past them. Reserved before the bytes are read, so no client gets memory it cannot keep. */
+static int
+body_reserve(struct http_conn *c, size_t n)
+{
+    struct http_server *srv = c->srv;
+    const struct http_limits *l = &srv->limits;
+
+    if (l->body_in_flight && srv->body_reserved + n > l->body_in_flight)
+        return -EBUSY;
+    if (l->body_per_ip && c->addr->body_bytes + n > l->body_per_ip)
+        return -EUSERS;
+    srv->body_reserved += n;
+    c->addr->body_bytes += n;
+    c->body_reserved += n;
+    return 0;
+}
+
 /* Tells the handler its client is gone, then closes. Never frees inside a callback of c. */
 static void
 conn_close(struct http_conn *c)
@@ -136,6 +180,9 @@ conn_close(struct http_conn *c)
     if (c->up != NULL && c->up->on_close != NULL)
         c->up->on_close(c->up_arg);
     c->in_request = false;
+    body_release(c);
+    addrtab_put(srv->addrs, c->addr);
+    c->addr = NULL;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -623,10 +670,15 @@ on_message_begin(http_parser *p)
     return 0;
 }
 
-/* Appends peer bytes to a bounded buffer, remembering which limit a refusal was for. */
+/* Appends peer bytes to a bounded buffer, remembering which limit a refusal was for. The
+ * request line and the headers share one limit, as their sum is what a client makes us hold. */
 static int
 collect(struct http_conn *c, struct buf *b, const char *at, size_t len, int why)
 {
+    if (why == REJECT_HEADERS && c->url.len + c->hdr.len + len > c->srv->limits.header_bytes) {
+        c->reject = why;
+        return -1;
+    }
     if (buf_append(b, at, len) == 0)
         return 0;
     c->reject = why;
@@ -687,52 +739,55 @@ expect_continue(struct http_conn *c, const struct http_request *r)
         conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
 }
 
-/* Turns the collected offsets into header pointers and splits the URL. */
-static int
-on_headers_complete(http_parser *p)
+/* An absolute-form target ("http://host/path", which HTTP/1.1 servers must accept): the
+ * authority replaces the Host header and the rest is the target. Returns the target. */
+static char *
+absolute_form(struct http_request *r, char *u)
 {
-    struct http_conn *c = p->data;
-    struct http_request *r = &c->req;
-    const char *u, *q;
+    size_t skip = strncasecmp(u, "http://", 7) == 0    ? 7
+                  : strncasecmp(u, "https://", 8) == 0 ? 8
+                                                       : 0;
+    char *auth = u + skip, *end;
+    size_t i;
 
-    if (collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
-        return -1;
-    for (size_t i = 0; i < c->n_hdr; i++) {
-        size_t n0 = c->hdr_off[i][0], v0 = c->hdr_off[i][1];
-        r->headers[i].name = c->hdr.data + n0;
-        r->headers[i].name_len = strlen(c->hdr.data + n0);
-        r->headers[i].value = v0 ? c->hdr.data + v0 : "";
-        r->headers[i].value_len = v0 ? strlen(c->hdr.data + v0) : 0;
+    if (skip == 0)
+        return u;
+    end = auth + strcspn(auth, "/?");
+    for (i = 0; i < r->n_headers; i++)
+        if (r->headers[i].name_len == 4 && strncasecmp(r->headers[i].name, "host", 4) == 0)
+            break;
+    if (i == r->n_headers && i < HTTP_MAX_HEADERS) {
+        r->headers[i].name = "Host";
+        r->headers[i].name_len = 4;
+        r->n_headers++;
     }
-    r->n_headers = c->n_hdr;
-    u = buf_cstr(&c->url);
-    q = strchr(u, '?');
+    if (i < r->n_headers) {
+        r->headers[i].value = auth;
+        r->headers[i].value_len = (size_t)(end - auth);
+    }
+    if (*end != '/') { /* "http://host" or "http://host?q": the path is "/" */
+        memmove(end + 1, end, strlen(end) + 1);
+        *end = '/';
+    }
+    return end;
+}
+
+/* Splits the target into path and query (owned by the request). */
+static void
+split_target(struct http_request *r, const char *u)
+{
+    const char *q = strchr(u, '?');
+
     free(r->path);
     r->path = q ? xstrndup(u, (size_t)(q - u)) : xstrdup(u);
     free(r->query);
     r->query = q ? xstrdup(q + 1) : NULL;
-    if (p->content_length != ULLONG_MAX && p->content_length > c->req.body.max) {
-        c->reject = REJECT_BODY;
-        return -1;
-    }
-    expect_continue(c, r);
-    arm_timer(c, c->srv->limits.header_ms); /* now bounds the wait for each body part */
-    return 0;
 }
 
-static int
-on_body(http_parser *p, const char *at, size_t len)
+/* Readies c->req for its handler: everything the response functions and the log read. */
+static void
+request_begin(struct http_conn *c, http_parser *p)
 {
-    struct http_conn *c = p->data;
-
-    arm_timer(c, c->srv->limits.header_ms);
-    return collect(c, &c->req.body, at, len, REJECT_BODY);
-}
-
-static int
-on_message_complete(http_parser *p)
-{
-    struct http_conn *c = p->data;
     struct http_request *r = &c->req;
 
     r->id = next_request_id++;
@@ -744,11 +799,153 @@ on_message_complete(http_parser *p)
     r->bytes_out = 0;
     r->t_first = 0;
     r->on_abort = r->on_drain = NULL;
+    r->route = NULL;
     r->handler_data = NULL;
     r->n_extra = 0;
     free(r->log_model);
     r->log_model = NULL;
     r->log_backend = NULL;
+}
+
+/* Answers a request whose body is not read, and closes: -1 stops the parser. The response
+ * says "Connection: close"; the unread body is drained while the connection lingers. */
+static int
+answered_early(struct http_conn *c)
+{
+    c->reject = REJECT_ANSWERED;
+    return -1;
+}
+
+/* Answers when the body limits cannot take rc's bytes; the request was begun. */
+static int
+refuse_body(struct http_conn *c, int rc)
+{
+    struct http_request *r = &c->req;
+    const struct http_limits *l = &c->srv->limits;
+
+    r->keep_alive = false;
+    c->in_request = true;
+    if (rc == -EUSERS) {
+        log_warnx("req=%llu %s has %zu body bytes in flight (limits.body_bytes_per_ip %zu), "
+                  "refusing",
+                  (unsigned long long)r->id, c->ip, c->addr->body_bytes, l->body_per_ip);
+        http_respond_error(r, 429, "rate_limit_error",
+                           "too many request body bytes in flight from %s (limit %zu); wait for "
+                           "your other requests to finish",
+                           c->ip, l->body_per_ip);
+    } else {
+        log_warnx("req=%llu %zu body bytes in flight (limits.body_bytes_in_flight %zu), refusing",
+                  (unsigned long long)r->id, c->srv->body_reserved, l->body_in_flight);
+        http_add_header(r, "Retry-After", "1", 1);
+        http_respond_error(r, 503, "server_busy",
+                           "the server is reading too many request bodies at once (limit %zu "
+                           "bytes); retry shortly",
+                           l->body_in_flight);
+    }
+    return answered_early(c);
+}
+
+/* The admit callback, with the request answering "Connection: close" should it refuse. */
+static bool
+admit(struct http_conn *c)
+{
+    struct http_request *r = &c->req;
+    bool keep_alive = r->keep_alive, ok;
+
+    if (c->srv->admit == NULL)
+        return true;
+    r->keep_alive = false;
+    c->in_request = true;
+    ok = c->srv->admit(r, c->srv->arg);
+    if (ok) {
+        r->keep_alive = keep_alive;
+        c->in_request = false;
+    }
+    return ok;
+}
+
+/* Arms the timer for the next body part: request_timeout for each, and the whole body at
+ * BODY_MIN_RATE past that grace. */
+static void
+arm_body_timer(struct http_conn *c)
+{
+    uint64_t now = uv_now(c->srv->loop), part = c->srv->limits.header_ms;
+    uint64_t end = c->t_body + part + (uint64_t)c->req.body.len * 1000 / BODY_MIN_RATE;
+
+    arm_timer(c, end <= now ? 0 : end - now < part ? end - now : part);
+}
+
+/* The head is complete: route, method and key are decided here, before any body byte is read
+ * or "100 Continue" sent, so a client without a key never makes us hold its body. */
+static int
+on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_request *r = &c->req;
+    bool has_body =
+        (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
+
+    if (collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
+        return -1;
+    for (size_t i = 0; i < c->n_hdr; i++) {
+        size_t n0 = c->hdr_off[i][0], v0 = c->hdr_off[i][1];
+        r->headers[i].name = c->hdr.data + n0;
+        r->headers[i].name_len = strlen(c->hdr.data + n0);
+        r->headers[i].value = v0 ? c->hdr.data + v0 : "";
+        r->headers[i].value_len = v0 ? strlen(c->hdr.data + v0) : 0;
+    }
+    r->n_headers = c->n_hdr;
+    if (buf_append(&c->url, "", 1) < 0) { /* room for absolute_form's added '/' */
+        c->reject = REJECT_HEADERS;
+        return -1;
+    }
+    c->url.len--;
+    split_target(r, absolute_form(r, (char *)buf_cstr(&c->url)));
+    request_begin(c, p);
+    c->body_unread = has_body;
+    if (!admit(c))
+        return answered_early(c);
+    if (p->content_length != ULLONG_MAX && p->content_length > c->req.body.max) {
+        c->reject = REJECT_BODY;
+        return -1;
+    }
+    if (p->content_length != ULLONG_MAX && p->content_length > 0) {
+        int rc = body_reserve(c, (size_t)p->content_length);
+
+        if (rc < 0)
+            return refuse_body(c, rc);
+    }
+    expect_continue(c, r);
+    c->t_body = uv_now(c->srv->loop);
+    arm_body_timer(c);
+    return 0;
+}
+
+static int
+on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct buf *b = &c->req.body;
+
+    if (b->len + len > c->body_reserved && b->len + len <= b->max) { /* chunked: as it grows */
+        size_t more = b->len + len - c->body_reserved;
+        int rc = body_reserve(c, more < READ_CHUNK * 4 ? READ_CHUNK * 4 : more);
+
+        if (rc < 0)
+            return refuse_body(c, rc);
+    }
+    if (collect(c, b, at, len, REJECT_BODY) < 0)
+        return -1;
+    arm_body_timer(c);
+    return 0;
+}
+
+static int
+on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+
+    c->body_unread = false;
     c->in_request = true;
     uv_timer_stop(&c->timer);
     http_parser_pause(p, 1);
@@ -779,6 +976,7 @@ synthetic_request(struct http_conn *c)
     r->keep_alive = false;
     r->started = r->ended = r->chunked = false;
     r->on_abort = r->on_drain = NULL;
+    r->route = NULL;
     r->n_extra = 0;
     r->status = 0;
     r->bytes_out = 0;
@@ -792,8 +990,11 @@ static void
 reject_unparsable(struct http_conn *c)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    struct http_request *r = synthetic_request(c);
+    struct http_request *r;
 
+    if (c->reject == REJECT_ANSWERED)
+        return; /* answered from the head; the connection is closing */
+    r = synthetic_request(c);
     if (c->reject == REJECT_TOO_MANY)
         http_respond_error(r, 431, "invalid_request_error", "too many request headers (limit %d)",
                            HTTP_MAX_HEADERS);
@@ -838,8 +1039,10 @@ conn_feed(struct http_conn *c, const char *data, size_t len)
 static void
 on_shutdown(uv_shutdown_t *req, int status)
 {
-    (void)status;
-    conn_close(req->data);
+    struct http_conn *c = req->data;
+
+    if (!c->linger || status < 0)
+        conn_close(c); /* a lingering one closes on the client's EOF or the timer */
 }
 
 /* Closes once queued output is written (uv_close would cancel it), bounded by a timer. */
@@ -858,8 +1061,14 @@ flush_and_close(struct http_conn *c)
         buf_cleanup(&notify);
     }
     c->flushing = true;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    arm_timer(c, c->srv->limits.keepalive_ms);
+    c->linger = c->body_unread;
+    if (!c->linger)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    else if (c->read_paused)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    arm_timer(c, c->linger && LINGER_MS < c->srv->limits.keepalive_ms
+                     ? LINGER_MS
+                     : c->srv->limits.keepalive_ms);
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
         conn_close(c);
@@ -872,6 +1081,9 @@ request_finish(struct http_conn *c)
 {
     c->in_request = false;
     c->stalled = false;
+    body_release(c);
+    if (c->req.body.cap > READ_CHUNK) /* an idle connection keeps no large buffer */
+        buf_cleanup(&c->req.body);
     if (!c->req.keep_alive || c->closing) {
         flush_and_close(c);
         return;
@@ -906,6 +1118,8 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void
 on_plain(struct http_conn *c, const char *data, size_t len)
 {
+    if (c->flushing) /* lingering: what is left of a body nobody will read */
+        return;
     if (c->up != NULL) {
         if (len > 0)
             c->up->on_data(c->up_arg, data, len);
@@ -981,10 +1195,8 @@ static bool
 over_conn_limits(struct http_conn *c)
 {
     const struct http_limits *l = &c->srv->limits;
-    size_t same = 0;
+    size_t same = c->addr->conns;
 
-    for (struct http_conn *o = c->srv->conns; o != NULL; o = o->next)
-        same += strcmp(o->ip, c->ip) == 0;
     if (c->tls != NULL && ((l->max_conns && c->srv->n_conns > l->max_conns) ||
                            (l->max_conns_per_ip && same > l->max_conns_per_ip))) {
         conn_close(c); /* no TLS session yet to carry an answer */
@@ -1044,6 +1256,7 @@ on_connection(uv_stream_t *ls, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(c);
+    c->addr = addrtab_get(srv->addrs, c->ip);
     if (l->tls && srv->tls != NULL)
         c->tls = tls_conn_new(srv->tls);
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -1064,6 +1277,7 @@ http_server_new(uv_loop_t *loop, const struct http_limits *limits, http_handler_
     srv->limits = *limits;
     srv->handler = handler;
     srv->arg = arg;
+    srv->addrs = addrtab_new();
     return srv;
 }
 
@@ -1133,6 +1347,12 @@ http_server_set_tls(struct http_server *srv, struct tls_ctx *ctx)
 }
 
 void
+http_server_on_admit(struct http_server *srv, http_admit_cb cb)
+{
+    srv->admit = cb;
+}
+
+void
 http_server_on_complete(struct http_server *srv, http_request_cb cb)
 {
     srv->on_complete = cb;
@@ -1153,6 +1373,7 @@ http_server_free(struct http_server *srv)
     http_server_shutdown(srv);
     while (srv->conns)
         conn_close(srv->conns);
+    addrtab_free(srv->addrs);
     free(srv);
 }
 

@@ -34,6 +34,8 @@ struct http_limits {
     uint64_t write_stall_ms; /* a client reading nothing that long, with output queued, is cut */
     size_t max_conns;        /* open connections in all; past it new ones get 503 */
     size_t max_conns_per_ip; /* from one client address; past it 429 */
+    size_t body_in_flight;   /* request body bytes being read at once, in all; past it 503 */
+    size_t body_per_ip;      /* the same from one client address; past it 429 */
 };
 
 struct http_request;
@@ -41,6 +43,10 @@ struct http_server;
 
 typedef void (*http_handler_cb)(struct http_request *req, void *arg);
 typedef void (*http_request_cb)(struct http_request *req);
+/* Decides on a request as soon as its head is complete, before any of its body is read:
+ * returns true to read the body and run the handler, false when it answered already (the body
+ * is then discarded unread, and no "100 Continue" was sent). */
+typedef bool (*http_admit_cb)(struct http_request *req, void *arg);
 
 struct http_request {
     uint64_t id;
@@ -56,6 +62,7 @@ struct http_request {
     struct buf body;
 
     /* Set by the handler. */
+    const void *route; /* what the admit callback chose; NULL when it did not run */
     void *handler_data;
     http_request_cb on_abort; /* client gone before the response ended */
     http_request_cb on_drain; /* queued output fell below the low-water mark */
@@ -85,6 +92,8 @@ void http_server_shutdown(struct http_server *srv);
 /* Open connections plus running local requests (a shutdown waits for both). */
 size_t http_server_active(const struct http_server *srv);
 void http_server_free(struct http_server *srv);
+/* Called with each request's head before its body is read (the handler's arg). */
+void http_server_on_admit(struct http_server *srv, http_admit_cb cb);
 /* Called as each request ends, after its access line (metrics). */
 void http_server_on_complete(struct http_server *srv, http_request_cb cb);
 

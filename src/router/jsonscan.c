@@ -5,8 +5,10 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/xmalloc.h"
@@ -94,10 +96,33 @@ take_model(const char *p, size_t i, size_t end, char **name, char *err, size_t e
     return 0;
 }
 
+/* Whether the key at p[key..end) (quotes included) is "model", escapes decoded as jansson
+ * would: "mod\u0065l" is that key too. */
+static bool
+is_model_key(const char *p, size_t key, size_t end)
+{
+    json_t *k;
+    bool yes;
+
+    if (end - key == 7 && memcmp(p + key, "\"model\"", 7) == 0)
+        return true;
+    if (memchr(p + key, '\\', end - key) == NULL || end - key > 64)
+        return false;
+    k = json_loadb(p + key, end - key, JSON_DECODE_ANY, NULL);
+    yes = json_is_string(k) && json_string_length(k) == 5 &&
+          memcmp(json_string_value(k), "model", 5) == 0;
+    json_decref(k);
+    return yes;
+}
+
+/* Walks the whole top level, so a second "model" is refused as jansson refuses it in a small
+ * body: the first one chosen here and the last one read by llama-server must not differ. */
 int
 select_model_scan(const char *p, size_t n, char **name, char *err, size_t errlen)
 {
     size_t i = skip_ws(p, 0, n);
+
+    bool seen = false;
 
     *name = NULL;
     if (i >= n || p[i] != '{') {
@@ -113,8 +138,19 @@ select_model_scan(const char *p, size_t n, char **name, char *err, size_t errlen
         val_end = skip_value(p, val, n);
         if (val_end == BAD)
             break;
-        if (key_end - key == 7 && memcmp(p + key, "\"model\"", 7) == 0)
-            return take_model(p, val, val_end, name, err, errlen);
+        if (is_model_key(p, key, key_end)) {
+            if (seen) {
+                free(*name);
+                *name = NULL;
+                snprintf(err, errlen,
+                         "request body is not valid JSON: duplicate object key "
+                         "\"model\"");
+                return -EINVAL;
+            }
+            seen = true;
+            if (take_model(p, val, val_end, name, err, errlen) < 0)
+                return -EINVAL;
+        }
         i = skip_ws(p, val_end, n);
         if (i < n && p[i] == ',')
             i = skip_ws(p, i + 1, n);
@@ -122,7 +158,9 @@ select_model_scan(const char *p, size_t n, char **name, char *err, size_t errlen
             break;
     }
     if (i < n && p[i] == '}')
-        return 0; /* an object that names no model */
+        return 0; /* an object, naming a model or not */
+    free(*name);
+    *name = NULL;
     snprintf(err, errlen, "request body is not valid JSON (near byte %zu)", i < n ? i : n);
     return -EINVAL;
 }

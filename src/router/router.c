@@ -1,5 +1,6 @@
 #include "router.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -57,9 +58,18 @@ respond_json(struct http_request *req, int status, json_t *o)
     json_decref(o);
 }
 
+/* Public: says only that the process serves. What runs, with its PIDs and ports, is told to a
+ * caller with a key (and at GET /running). */
 static void
 handle_health(struct router *r, struct http_request *req)
 {
+    size_t len = 0;
+    const char *key = auth_request_key(req, &len);
+
+    if (key == NULL || auth_open(r->d.auth) || !auth_check(r->d.auth, key, len)) {
+        respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+        return;
+    }
     respond_json(req, 200,
                  json_pack("{s:s, s:i, s:o}", "status", "ok", "models", (int)r->d.cat->n, "running",
                            swap_running(r->d.swap)));
@@ -456,11 +466,15 @@ path_matches(const struct route *rt, const char *path)
     return strcmp(path, rt->path) == 0;
 }
 
+/* "localhost", "[::1]", or an IPv4 literal in 127.0.0.0/8, with or without a port: a name
+ * that only starts with "127." is anyone's DNS name. */
 static bool
 loopback_name(const char *h, size_t n)
 {
-    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+    static const char *const names[] = {"localhost", "[::1]"};
     size_t host_len = n;
+    char v4[INET_ADDRSTRLEN];
+    struct in_addr a;
 
     if (n > 0 && h[0] != '[') { /* strip :port */
         const char *colon = memchr(h, ':', n);
@@ -474,7 +488,11 @@ loopback_name(const char *h, size_t n)
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strlen(names[i]) == host_len && strncasecmp(h, names[i], host_len) == 0)
             return true;
-    return host_len >= 4 && strncmp(h, "127.", 4) == 0;
+    if (host_len == 0 || host_len >= sizeof(v4))
+        return false;
+    memcpy(v4, h, host_len);
+    v4[host_len] = '\0';
+    return inet_pton(AF_INET, v4, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
 /* Without a key, only loopback names are served: a web page could otherwise reach us through
@@ -517,39 +535,85 @@ authorized(struct router *r, struct http_request *req, enum access need)
     return false;
 }
 
-void
-router_handle(struct http_request *req, void *arg)
+static void
+handle_preflight(struct router *r, struct http_request *req)
 {
-    struct router *r = arg;
+    (void)r;
+    cors_preflight(req);
+}
+
+/* llama.cpp's web UI: static files, public, never starting a model. */
+static void
+handle_static(struct router *r, struct http_request *req)
+{
+    if (!static_serve(r->d.ui_dir, req))
+        http_respond_error(req, 404, "not_found", "no endpoint %s %s on this listener",
+                           req->method_name, req->path);
+}
+
+static const struct route preflight_route = {"OPTIONS", "", SVC_ANY | ROUTER_SVC_ADMIN, PUBLIC,
+                                             handle_preflight};
+static const struct route static_route = {"GET", "", GI, PUBLIC, handle_static};
+
+/* The route for req's method and path on its listener; answers 404/405 when there is none. */
+static const struct route *
+find_route(struct router *r, struct http_request *req)
+{
     bool path_known = false;
 
-    if (cors_handle(r->d.origins, req))
-        return; /* a preflight, or an origin that is not allowed */
-    if (!host_allowed(r, req))
-        return;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *rt = &routes[i];
 
         if (!path_matches(rt, req->path) || !(rt->services & req->services))
             continue;
         path_known = true;
-        if (!method_matches(rt->method, req->method_name))
-            continue;
-        if (!authorized(r, req, rt->access))
-            return;
-        rt->handle(r, req);
-        return;
+        if (method_matches(rt->method, req->method_name))
+            return rt;
     }
-    /* llama.cpp's web UI: static files, public, never starting a model */
     if (!path_known && r->d.ui_dir && (req->services & ROUTER_SVC_GOINFER) &&
-        method_matches("GET", req->method_name) && static_serve(r->d.ui_dir, req))
-        return;
+        method_matches("GET", req->method_name))
+        return &static_route;
     if (path_known)
         http_respond_error(req, 405, "invalid_request_error", "method %s not allowed on %s",
                            req->method_name, req->path);
     else
         http_respond_error(req, 404, "not_found", "no endpoint %s %s on this listener",
                            req->method_name, req->path);
+    return NULL;
+}
+
+bool
+router_admit(struct http_request *req, void *arg)
+{
+    struct router *r = arg;
+    const struct route *rt;
+
+    switch (cors_handle(r->d.origins, req)) {
+    case CORS_REFUSED:
+        return false;
+    case CORS_PREFLIGHT:
+        req->route = &preflight_route;
+        return true;
+    case CORS_PASS:
+        break;
+    }
+    if (!host_allowed(r, req))
+        return false;
+    rt = find_route(r, req);
+    if (rt == NULL || !authorized(r, req, rt->access))
+        return false;
+    req->route = rt;
+    return true;
+}
+
+void
+router_handle(struct http_request *req, void *arg)
+{
+    struct router *r = arg;
+
+    if (req->route == NULL && !router_admit(req, arg))
+        return;
+    ((const struct route *)req->route)->handle(r, req);
 }
 
 struct router *

@@ -38,7 +38,11 @@ void router_free(struct router *r);
 void router_set_deps(struct router *r, const struct router_deps *deps);
 /* Ends the responses that never end by themselves (/logs/stream) so shutdown can finish. */
 void router_shutdown(struct router *r);
-/* The http_handler_cb: arg is the router. */
+/* The http_admit_cb: CORS, Host, route, method and key, decided from the head alone (no body
+ * is read for a request that fails them). arg is the router. */
+bool router_admit(struct http_request *req, void *arg);
+/* The http_handler_cb: runs the admitted route (admitting first when the request came by a
+ * road that did not, such as a tunnel's stream). arg is the router. */
 void router_handle(struct http_request *req, void *arg);
 
 #endif

@@ -49,6 +49,24 @@ scan_top_level_model(void **state)
     assert_int_equal(scan("{\"a\":{\"b\":1}", &name, err), -EINVAL);
 }
 
+/* A second top-level "model" is refused by the scan as jansson refuses it in small bodies:
+ * the model chosen here and the one llama-server reads would differ. */
+static void
+scan_refuses_duplicate_model(void **state)
+{
+    char *name = NULL, err[256];
+
+    (void)state;
+    assert_int_equal(scan("{\"model\":\"a\",\"x\":[1],\"model\":\"b\"}", &name, err), -EINVAL);
+    assert_null(name);
+    assert_non_null(strstr(err, "duplicate"));
+    assert_int_equal(scan("{\"model\":\"a\",\"mod\\u0065l\":\"b\"}", &name, err), -EINVAL);
+    assert_null(name);
+    assert_int_equal(scan("{\"model\":\"a\",\"models\":\"b\",\"x\":{\"model\":1}}", &name, err), 0);
+    assert_string_equal(name, "a");
+    free(name);
+}
+
 /* Past 256 KiB, select_model_from_json scans: a 4 MiB body with the model last. */
 static void
 large_body_is_scanned(void **state)
@@ -120,6 +138,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(model_string),
         cmocka_unit_test(scan_top_level_model),
+        cmocka_unit_test(scan_refuses_duplicate_model),
         cmocka_unit_test(large_body_is_scanned),
         cmocka_unit_test(no_model_or_empty_body),
         cmocka_unit_test(invalid_json_names_position),
