@@ -81,7 +81,7 @@ def test_swap_between_models_and_back(models_dir, start_goinfer, client):
     for model in ["tiny-a", "tiny-b", "tiny-a", "split"]:
         r = chat(client, g, model)
         assert r.status_code == 200, r.text
-        running = client.get(g.url() + "/health").json()["running"]
+        running = client.get(g.url() + "/health", headers=auth()).json()["running"]
         assert [x["model"] for x in running] == [model]
     assert len(children_of(g.proc.pid)) == 1  # one llama-server at a time
     g.wait_log(r"model tiny-a: stopping \(to make room for tiny-b\)")
