@@ -26,6 +26,7 @@
 
 #define SHUTDOWN_GRACE_MS  10000
 #define RELOAD_DEBOUNCE_MS 200
+#define COLLECT_RETRY_MS   1000
 
 struct keys {
     struct auth *user;  /* user and admin keys: the API */
@@ -36,7 +37,8 @@ struct app {
     int argc;
     char **argv;
     uv_loop_t *loop;
-    struct generation gen; /* the configuration in force */
+    struct generations gens;               /* the configuration in force, and retired ones in use */
+    struct conf_tunnel_server tunnel_conf; /* the tunnel server borrows it: the one in force */
     struct swap_conf swap_conf;
     struct swap *swap;
     struct keys keys;
@@ -47,7 +49,7 @@ struct app {
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
-    uv_timer_t drain, debounce;
+    uv_timer_t drain, debounce, collect;
     uint64_t shutdown_at;
     bool stopping;
 };
@@ -127,11 +129,13 @@ reload_cb(void *arg, const char *why)
 static void
 router_deps_from(struct app *a, struct router_deps *d)
 {
-    d->cat = &a->gen.cat;
-    d->default_model = a->gen.conf.default_model;
-    d->ui_dir = a->gen.ui_dir;
-    d->origins = a->gen.conf.origins;
-    d->upstream_idle_s = (long)a->gen.conf.limits.upstream_timeout;
+    const struct generation *g = a->gens.current;
+
+    d->cat = &g->cat;
+    d->default_model = g->conf.default_model;
+    d->ui_dir = g->ui_dir;
+    d->origins = g->conf.origins;
+    d->upstream_idle_s = (long)g->conf.limits.upstream_timeout;
     d->auth = a->keys.user;
     d->admin_auth = a->keys.admin;
     d->reload = reload_cb;
@@ -143,48 +147,103 @@ router_deps_from(struct app *a, struct router_deps *d)
 
 /* ---- reload: a new generation replaces the old only when it is entirely valid ---- */
 
+/* The swap's instances that a reload retired still point into their generation's catalog. */
+static bool
+swap_holds(const struct generation *g, void *arg)
+{
+    struct app *a = arg;
+
+    return a->swap != NULL && swap_uses_catalog(a->swap, &g->cat);
+}
+
+/* Frees the retired generations nothing uses; one a model still stopping holds is looked at
+ * again a moment later (the swap tells nobody when its last retired instance goes). */
+static void
+on_collect(uv_timer_t *t)
+{
+    struct app *a = t->data;
+
+    if (generations_collect(&a->gens, swap_holds, a) > 0)
+        uv_timer_start(t, on_collect, COLLECT_RETRY_MS, 0);
+}
+
+/* From the loop, never inside the callbacks of the request that held the generation. */
+static void
+collect_soon(struct app *a)
+{
+    if (!uv_is_closing((uv_handle_t *)&a->collect))
+        uv_timer_start(&a->collect, on_collect, 0, 0);
+}
+
+/* http_server_on_complete's callback takes no argument: the one app, for the two below. */
+static struct app *the_app;
+
+/* Every request holds the generation in force as it begins (the model it picks, the catalog)
+ * until it ends. */
+static void
+on_request(struct http_request *req, void *router)
+{
+    generations_begin(&the_app->gens, req->id);
+    router_handle(req, router);
+}
+
+static void
+on_request_done(struct http_request *req)
+{
+    metrics_request_done(req);
+    if (generations_end(&the_app->gens, req->id))
+        collect_soon(the_app);
+}
+
+/* What a reload cannot change while running, said rather than silently kept. */
+static void
+reload_warn_restart(const struct conf *cur, const struct conf *next)
+{
+    if (next->n_listen != cur->n_listen)
+        log_warnx("reload: listen addresses change only at restart");
+    if (next->tunnel_accept != cur->tunnel_accept)
+        log_warnx("reload: a server: section is added or removed only at restart");
+    if (!tunnelconf_client_same(&cur->tunnel_client, &next->tunnel_client))
+        log_warnx("reload: the client: section (servers, identity, slots, pings) changes only "
+                  "at restart; the tunnels keep running as they are");
+}
+
 static void
 reload(struct app *a, const char *why)
 {
-    struct generation next, *old;
+    struct generation *next = xcalloc(1, sizeof(*next));
     struct router_deps d;
     struct keys keys = {0};
     struct tls_ctx *tls = NULL;
     char err[1024] = "no API key (set api_key, GI_API_KEY or -no-api-key)";
-    int rc = generation_load(&next, a->argc, a->argv, err, sizeof(err));
+    int rc = generation_load(next, a->argc, a->argv, err, sizeof(err));
 
     if (rc == 0)
-        rc = make_tls(&next.conf, &tls, err, sizeof(err));
+        rc = make_tls(&next->conf, &tls, err, sizeof(err));
     if (rc == 0)
-        rc = make_keys(&next.conf, &keys);
+        rc = make_keys(&next->conf, &keys);
     if (rc != 0) {
         tls_ctx_free(tls);
         log_warnx("reload (%s) refused, the running configuration stays: %s", why, err);
-        generation_cleanup(&next);
+        generation_cleanup(next);
+        free(next);
         return;
     }
-    if (next.conf.n_listen != a->gen.conf.n_listen)
-        log_warnx("reload: listen addresses change only at restart");
-    if (next.conf.tunnel_accept != a->gen.conf.tunnel_accept)
-        log_warnx("reload: a server: section is added or removed only at restart");
-    if (!tunnelconf_client_same(&a->gen.conf.tunnel_client, &next.conf.tunnel_client))
-        log_warnx("reload: the client: section (servers, identity, slots, pings) changes only "
-                  "at restart; the tunnels keep running as they are");
-    old = xmalloc(sizeof(*old));
-    *old = a->gen; /* requests in flight may still point into it: kept until exit */
-    a->gen = next;
-    a->gen.older = old;
+    reload_warn_restart(&a->gens.current->conf, &next->conf);
+    generations_replace(&a->gens, next); /* requests in flight keep the old one until they end */
+    a->tunnel_conf = next->conf.tunnel_server;
     keys_free(&a->keys);
     a->keys = keys;
     http_server_set_tls(a->server, tls); /* new connections; open ones keep theirs */
     tls_ctx_free(a->tls);
     a->tls = tls;
-    log_level_from(&a->gen.conf);
-    swap_reconfigure(a->swap, &a->gen.cat);
+    log_level_from(&next->conf);
+    swap_reconfigure(a->swap, &next->cat);
     tunnel_server_recheck(a->tunnels); /* a key removed from server.clients is out at once */
     router_deps_from(a, &d);
     router_set_deps(a->router, &d);
-    log_info("reloaded (%s): %zu models", why, a->gen.cat.n);
+    collect_soon(a); /* the old one goes as soon as nothing uses it */
+    log_info("reloaded (%s): %zu models", why, next->cat.n);
 }
 
 static void
@@ -209,7 +268,7 @@ on_file_event(uv_fs_event_t *h, const char *name, int events, int status)
 static void
 watch_config(struct app *a)
 {
-    const char *file = a->gen.conf.file, *slash = file ? strrchr(file, '/') : NULL;
+    const char *file = a->gens.current->conf.file, *slash = file ? strrchr(file, '/') : NULL;
     char *dir;
 
     uv_fs_event_init(a->loop, &a->watch);
@@ -243,6 +302,7 @@ on_children_stopped(void *arg)
     uv_close((uv_handle_t *)&a->watch, NULL);
     uv_close((uv_handle_t *)&a->drain, NULL);
     uv_close((uv_handle_t *)&a->debounce, NULL);
+    uv_close((uv_handle_t *)&a->collect, NULL);
     http_server_free(a->server);
     a->server = NULL;
     swap_free(a->swap);
@@ -296,36 +356,37 @@ on_signal(uv_signal_t *s, int signum)
 static void
 write_config(struct app *a)
 {
-    const char *file = a->gen.conf.file, *slash = strrchr(file, '/');
+    const struct generation *g = a->gens.current;
+    const char *file = g->conf.file, *slash = strrchr(file, '/');
     char err[512], *dir;
 
-    if (a->gen.llama_exe == NULL) {
-        free(generation_llama_exe(&a->gen.conf, err, sizeof(err)));
+    if (g->llama_exe == NULL) {
+        free(generation_llama_exe(&g->conf, err, sizeof(err)));
         fatalx("-write: %s", err);
     }
     dir = slash ? xstrndup(file, (size_t)(slash - file)) : xstrdup(".");
-    if (conf_write_files(&a->gen.conf, &a->gen.models, a->gen.llama_exe, dir, err, sizeof(err)) < 0)
+    if (conf_write_files(&g->conf, &g->models, g->llama_exe, dir, err, sizeof(err)) < 0)
         fatalx("-write: %s", err);
     log_info("wrote %s/goinfer.yml (mode 0600, new API key) and %s/llama-swap.yml with %zu "
              "models; previous files kept as .bak",
-             dir, dir, a->gen.models.n);
+             dir, dir, g->models.n);
     free(dir);
 }
 
 static void
 setup_backends(struct app *a)
 {
+    const struct catalog *cat = &a->gens.current->cat;
     struct router_deps d;
 
-    for (size_t i = 0; i < a->gen.cat.n; i++)
-        log_info("model %s: %s", a->gen.cat.v[i].name,
-                 a->gen.cat.v[i].path ? a->gen.cat.v[i].path : a->gen.cat.v[i].cmd);
+    for (size_t i = 0; i < cat->n; i++)
+        log_info("model %s: %s", cat->v[i].name, cat->v[i].path ? cat->v[i].path : cat->v[i].cmd);
     a->swap_conf.stop_grace_ms = 5000;
     a->swap_conf.probe_ms = 5;
-    if (make_keys(&a->gen.conf, &a->keys) < 0)
+    if (make_keys(&a->gens.current->conf, &a->keys) < 0)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
-    a->swap = swap_new(a->loop, &a->swap_conf, &a->gen.cat);
+    a->swap = swap_new(a->loop, &a->swap_conf, cat);
     router_deps_from(a, &d);
     a->router = router_new(&d);
 }
@@ -334,7 +395,7 @@ setup_backends(struct app *a)
 static void
 setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int port)
 {
-    const struct conf *c = &a->gen.conf;
+    const struct conf *c = &a->gens.current->conf;
     char pin[TLS_PIN_SIZE];
 
     if (!c->tunnel_accept)
@@ -347,7 +408,8 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
                "GI_TUNNEL_TOKEN), e.g. the output of: openssl rand -hex 24");
     if (tls_cert_pin(c->tls_cert, pin) < 0)
         fatalx("server: cannot read the key pin of %s", c->tls_cert);
-    a->tunnels = tunnel_server_new(a->loop, &c->tunnel_server);
+    a->tunnel_conf = c->tunnel_server; /* a reload replaces it */
+    a->tunnels = tunnel_server_new(a->loop, &a->tunnel_conf);
     log_info("tunnel: accepting GPU machines on %s:%d (%zu client keys allowed)", tls_listen->host,
              port, ylist_len(c->tunnel_server.clients));
     fprintf(stderr,
@@ -365,8 +427,8 @@ describe_models(void *arg)
     json_t *running = swap_running(a->swap), *models = json_array(), *r;
     size_t k;
 
-    for (size_t i = 0; i < a->gen.cat.n; i++) {
-        const struct model_def *m = &a->gen.cat.v[i];
+    for (size_t i = 0; i < a->gens.current->cat.n; i++) {
+        const struct model_def *m = &a->gens.current->cat.v[i];
         bool hot = false;
 
         if (m->unlisted)
@@ -389,7 +451,7 @@ describe_models(void *arg)
 static void
 setup_tunnel_client(struct app *a)
 {
-    struct conf *c = &a->gen.conf;
+    struct conf *c = &a->gens.current->conf;
     struct conf_tunnel_client *t = &c->tunnel_client;
     char err[1024], pin[TLS_PIN_SIZE];
 
@@ -421,7 +483,7 @@ static void
 setup_listeners(struct app *a)
 {
     struct router_deps d;
-    const struct conf_limits *c = &a->gen.conf.limits;
+    const struct conf_limits *c = &a->gens.current->conf.limits;
     struct http_limits limits = {
         .header_bytes = c->header_bytes,
         .body_bytes = c->body_bytes,
@@ -437,15 +499,15 @@ setup_listeners(struct app *a)
     const struct conf_listen *tls_listen = NULL;
     int tls_port = 0;
 
-    if (make_tls(&a->gen.conf, &a->tls, err, sizeof(err)) < 0)
+    if (make_tls(&a->gens.current->conf, &a->tls, err, sizeof(err)) < 0)
         fatalx("%s", err);
-    a->server = http_server_new(a->loop, &limits, router_handle, a->router);
+    a->server = http_server_new(a->loop, &limits, on_request, a->router);
     http_server_set_tls(a->server, a->tls);
-    http_server_on_complete(a->server, metrics_request_done);
+    http_server_on_complete(a->server, on_request_done);
     router_deps_from(a, &d);
     router_set_deps(a->router, &d); /* now with the server, for /metrics */
-    for (size_t i = 0; i < a->gen.conf.n_listen; i++) {
-        struct conf_listen *l = &a->gen.conf.listen[i];
+    for (size_t i = 0; i < a->gens.current->conf.n_listen; i++) {
+        struct conf_listen *l = &a->gens.current->conf.listen[i];
         int port = 0,
             rc = http_server_listen(a->server, l->host, l->port, l->services, l->tls, &port);
 
@@ -479,7 +541,8 @@ setup_signals(struct app *a)
     }
     uv_timer_init(a->loop, &a->drain);
     uv_timer_init(a->loop, &a->debounce);
-    a->drain.data = a->debounce.data = a;
+    uv_timer_init(a->loop, &a->collect);
+    a->drain.data = a->debounce.data = a->collect.data = a;
     watch_config(a);
 }
 
@@ -489,14 +552,7 @@ cleanup(struct app *a)
     router_free(a->router);
     keys_free(&a->keys);
     tls_ctx_free(a->tls);
-    while (a->gen.older) {
-        struct generation *g = a->gen.older;
-
-        a->gen.older = g->older;
-        generation_cleanup(g);
-        free(g);
-    }
-    generation_cleanup(&a->gen);
+    generations_cleanup(&a->gens);
     models_meta_cache_free();
 }
 
@@ -527,28 +583,34 @@ int
 main(int argc, char **argv)
 {
     struct app a = {.argc = argc, .argv = argv};
+    struct generation *first = xcalloc(1, sizeof(*first));
     char err[1024];
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD inherited from our parent would reap our
                                  children before we could learn how they ended */
-    rc = generation_load(&a.gen, argc, argv, err, sizeof(err));
-    if (rc == 1)
+    rc = generation_load(first, argc, argv, err, sizeof(err));
+    if (rc == 1) {
+        generation_cleanup(first);
+        free(first);
         return 0;
+    }
     if (rc < 0)
         fatalx("%s", err);
-    log_level_from(&a.gen.conf);
-    raise_fd_limit(a.gen.conf.limits.max_connections);
+    generations_init(&a.gens, first);
+    the_app = &a;
+    log_level_from(&a.gens.current->conf);
+    raise_fd_limit(a.gens.current->conf.limits.max_connections);
     a.loop = uv_default_loop();
-    if (a.gen.conf.write) {
+    if (a.gens.current->conf.write) {
         write_config(&a);
     } else {
         setup_backends(&a);
         setup_listeners(&a);
         setup_signals(&a);
         swap_preload(a.swap);
-        log_info("goinfer ready: %zu models", a.gen.cat.n);
+        log_info("goinfer ready: %zu models", a.gens.current->cat.n);
         uv_run(a.loop, UV_RUN_DEFAULT);
         log_info("goinfer stopped");
     }

@@ -98,3 +98,140 @@ generation_cleanup(struct generation *g)
     free(g->ui_dir);
     memset(g, 0, sizeof(*g));
 }
+
+/* ---- generations: which one each running request holds ---- */
+
+#define USERS_MIN_BUCKETS 256
+
+struct gen_user {
+    uint64_t id;
+    struct generation *g;
+    struct gen_user *next;
+};
+
+static void
+generation_free(struct generation *g)
+{
+    if (g == NULL)
+        return;
+    generation_cleanup(g);
+    free(g);
+}
+
+/* Request ids are handed out in sequence, so their low bits spread them evenly. */
+static struct gen_user **
+bucket_of(const struct generations *gs, uint64_t id)
+{
+    return &gs->users[id & (gs->n_buckets - 1)];
+}
+
+/* Doubles the table once it holds two users a bucket on average. */
+static void
+users_grow(struct generations *gs)
+{
+    struct gen_user **old = gs->users;
+    size_t n_old = gs->n_buckets;
+
+    gs->n_buckets = n_old * 2;
+    gs->users = xcalloc(gs->n_buckets, sizeof(*gs->users));
+    for (size_t b = 0; b < n_old; b++)
+        while (old[b] != NULL) {
+            struct gen_user *u = old[b], **head;
+
+            old[b] = u->next;
+            head = bucket_of(gs, u->id);
+            u->next = *head;
+            *head = u;
+        }
+    free(old);
+}
+
+void
+generations_init(struct generations *gs, struct generation *first)
+{
+    memset(gs, 0, sizeof(*gs));
+    gs->current = first;
+    gs->n_buckets = USERS_MIN_BUCKETS;
+    gs->users = xcalloc(gs->n_buckets, sizeof(*gs->users));
+}
+
+void
+generations_replace(struct generations *gs, struct generation *next)
+{
+    gs->current->next = gs->retired;
+    gs->retired = gs->current;
+    gs->current = next;
+}
+
+void
+generations_begin(struct generations *gs, uint64_t id)
+{
+    struct gen_user *u = xmalloc(sizeof(*u)), **head;
+
+    if (gs->n_users >= 2 * gs->n_buckets)
+        users_grow(gs);
+    head = bucket_of(gs, id);
+    *u = (struct gen_user){id, gs->current, *head};
+    *head = u;
+    gs->n_users++;
+    gs->current->users++;
+}
+
+bool
+generations_end(struct generations *gs, uint64_t id)
+{
+    for (struct gen_user **pp = bucket_of(gs, id); *pp != NULL; pp = &(*pp)->next) {
+        struct gen_user *u = *pp;
+        struct generation *g = u->g;
+
+        if (u->id != id)
+            continue;
+        *pp = u->next;
+        free(u);
+        gs->n_users--;
+        return --g->users == 0 && g != gs->current;
+    }
+    return false;
+}
+
+size_t
+generations_collect(struct generations *gs, generation_in_use_cb in_use, void *arg)
+{
+    size_t claimed = 0;
+
+    for (struct generation **pp = &gs->retired; *pp != NULL;) {
+        struct generation *g = *pp;
+        bool claim = g->users == 0 && in_use != NULL && in_use(g, arg);
+
+        claimed += claim;
+        if (g->users > 0 || claim) {
+            pp = &g->next;
+            continue;
+        }
+        *pp = g->next;
+        generation_free(g);
+    }
+    return claimed;
+}
+
+void
+generations_cleanup(struct generations *gs)
+{
+    for (size_t b = 0; gs->users != NULL && b < gs->n_buckets; b++)
+        while (gs->users[b] != NULL) {
+            struct gen_user *u = gs->users[b];
+
+            gs->users[b] = u->next;
+            free(u);
+        }
+    free(gs->users);
+    gs->users = NULL;
+    while (gs->retired != NULL) {
+        struct generation *g = gs->retired;
+
+        gs->retired = g->next;
+        generation_free(g);
+    }
+    generation_free(gs->current);
+    gs->current = NULL;
+}

@@ -6,7 +6,9 @@
 #ifndef GOINFER_CONF_GENERATION_H
 #define GOINFER_CONF_GENERATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conf/conf.h"
 #include "models/catalog.h"
@@ -17,8 +19,9 @@ struct generation {
     struct model_list models;
     struct catalog cat;
     char *llama_exe;
-    char *ui_dir;             /* llama.cpp's web UI beside that llama-server, or NULL */
-    struct generation *older; /* retired generations, kept while requests may use them */
+    char *ui_dir;            /* llama.cpp's web UI beside that llama-server, or NULL */
+    size_t users;            /* requests begun while it was in force and not ended yet */
+    struct generation *next; /* in the retired list */
 };
 
 /* Returns 0; 1 when -help was printed; or -errno with err. Never exits. */
@@ -26,5 +29,39 @@ int generation_load(struct generation *g, int argc, char **argv, char *err, size
 void generation_cleanup(struct generation *g);
 /* The llama-server to run: llama.exe / GI_LLAMA_EXE, else the one `make setup` built. */
 char *generation_llama_exe(const struct conf *c, char *err, size_t errlen);
+
+/*
+ * The generation in force and the retired ones still in use. A request uses the generation in
+ * force when it begins (its model, its catalog) until it ends; the swap's instances that a
+ * reload retired still point into the catalog they were started from. A retired generation is
+ * freed by generations_collect once neither holds it, so a reload costs nothing lasting.
+ * Requests are found by id: the server keeps no field for us.
+ */
+struct gen_user;
+
+struct generations {
+    struct generation *current; /* owned, never NULL once initialised */
+    struct generation *retired; /* owned: replaced ones not yet freed */
+    struct gen_user **users;    /* request id -> generation, a hash by id */
+    size_t n_buckets, n_users;
+};
+
+/* Something else than a request that may still point into g (the swap). */
+typedef bool (*generation_in_use_cb)(const struct generation *g, void *arg);
+
+/* Takes ownership of first, a heap generation. */
+void generations_init(struct generations *gs, struct generation *first);
+/* Takes ownership of next (heap); the one it replaces is retired, not freed. */
+void generations_replace(struct generations *gs, struct generation *next);
+/* Request id begins: it holds the generation in force until generations_end(id). */
+void generations_begin(struct generations *gs, uint64_t id);
+/* Request id ended (an id never begun is ignored). True when it was the last request of a
+ * retired generation: call generations_collect, from outside the request's callbacks. */
+bool generations_end(struct generations *gs, uint64_t id);
+/* Frees the retired generations no request holds and in_use (may be NULL) does not claim.
+ * Returns how many are kept only because in_use claims them: look again later. */
+size_t generations_collect(struct generations *gs, generation_in_use_cb in_use, void *arg);
+/* Frees them all, used or not (exit). */
+void generations_cleanup(struct generations *gs);
 
 #endif

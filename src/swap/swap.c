@@ -818,3 +818,14 @@ swap_reconfigure(struct swap *s, const struct catalog *cat)
     }
     schedule(s);
 }
+
+bool
+swap_uses_catalog(const struct swap *s, const struct catalog *cat)
+{
+    uintptr_t lo = (uintptr_t)cat->v, hi = (uintptr_t)(cat->v + cat->n);
+
+    FOR_EACH_INSTANCE(s, in)
+    if ((uintptr_t)in->model >= lo && (uintptr_t)in->model < hi)
+        return true;
+    return false;
+}

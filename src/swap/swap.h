@@ -51,6 +51,9 @@ void swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *
  * did not change keeps running; the others stop once idle. The old catalog must outlive the
  * requests still using it. */
 void swap_reconfigure(struct swap *s, const struct catalog *cat);
+/* True while an instance still points into cat: a model a reload retired, still running,
+ * stopping or serving its last requests. cat must outlive that. */
+bool swap_uses_catalog(const struct swap *s, const struct catalog *cat);
 /* Starts the catalog's preload models (hooks.on_startup.preload). */
 void swap_preload(struct swap *s);
 /* Ends a granted lease, or withdraws a waiting one (its callback then never runs); no-op when

@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "conf/generation.h"
+#include "core/xmalloc.h"
 #include "router/router.h"
 
 static void
@@ -331,6 +333,54 @@ subst_late_macros(void **state)
     free(s);
 }
 
+static bool
+claim_all(const struct generation *g, void *arg)
+{
+    (void)g;
+    return *(bool *)arg;
+}
+
+/* A replaced generation lives while a request that began under it runs, or while something
+ * else (the swap) claims it, and is freed after; the request table grows past its buckets. */
+static void
+generations_free_what_nothing_uses(void **state)
+{
+    struct generations gs;
+    struct generation *g1 = xcalloc(1, sizeof(*g1)), *g2 = xcalloc(1, sizeof(*g2));
+    bool claimed = true;
+
+    (void)state;
+    generations_init(&gs, g1);
+    generations_begin(&gs, 1);
+    generations_begin(&gs, 2);
+    generations_replace(&gs, g2);
+    generations_begin(&gs, 3);              /* under g2 */
+    assert_false(generations_end(&gs, 99)); /* never began: ignored */
+    assert_false(generations_end(&gs, 1));  /* g1 still has request 2 */
+    assert_int_equal(generations_collect(&gs, NULL, NULL), 0);
+    assert_ptr_equal(gs.retired, g1);
+    assert_true(generations_end(&gs, 2)); /* the last one of g1 */
+    assert_false(generations_end(&gs, 2));
+    assert_int_equal(generations_collect(&gs, claim_all, &claimed), 1);
+    assert_ptr_equal(gs.retired, g1); /* claimed: kept */
+    claimed = false;
+    assert_int_equal(generations_collect(&gs, claim_all, &claimed), 0);
+    assert_null(gs.retired);
+    assert_false(generations_end(&gs, 3)); /* g2 is in force: never freed by its requests */
+    assert_ptr_equal(gs.current, g2);
+    for (uint64_t id = 10; id < 10010; id++)
+        generations_begin(&gs, id);
+    assert_int_equal(g2->users, 10000);
+    generations_replace(&gs, xcalloc(1, sizeof(struct generation)));
+    for (uint64_t id = 10009; id >= 10; id--)
+        assert_true(generations_end(&gs, id) == (id == 10));
+    assert_int_equal(gs.n_users, 0);
+    generations_begin(&gs, 20000); /* left running at exit: cleanup frees it all the same */
+    generations_collect(&gs, NULL, NULL);
+    assert_null(gs.retired);
+    generations_cleanup(&gs);
+}
+
 int
 main(void)
 {
@@ -345,6 +395,7 @@ main(void)
         cmocka_unit_test(llama_swap_section),
         cmocka_unit_test(llama_swap_errors),
         cmocka_unit_test(subst_late_macros),
+        cmocka_unit_test(generations_free_what_nothing_uses),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
