@@ -903,12 +903,12 @@ on_headers_complete(http_parser *p)
     split_target(r, absolute_form(r, (char *)buf_cstr(&c->url)));
     request_begin(c, p);
     c->body_unread = has_body;
-    if (!admit(c))
-        return answered_early(c);
     if (p->content_length != ULLONG_MAX && p->content_length > c->req.body.max) {
-        c->reject = REJECT_BODY;
+        c->reject = REJECT_BODY; /* too large for anyone: said before asking for a key */
         return -1;
     }
+    if (!admit(c))
+        return answered_early(c);
     if (p->content_length != ULLONG_MAX && p->content_length > 0) {
         int rc = body_reserve(c, (size_t)p->content_length);
 

@@ -1,10 +1,13 @@
 /* libFuzzer target: the HTTP/1.1 server (request line, headers, chunked and sized bodies,
- * pipelining, limits) fed arbitrary bytes over a real loopback connection. The handler echoes
- * the body, streamed in two parts, so responses of every kind are produced too. */
+ * pipelining, limits, absolute-form targets) fed arbitrary bytes over a real loopback
+ * connection. The handler echoes the body, streamed in two parts, so responses of every kind
+ * are produced too; paths under /deny are answered from the head (the early answer, its
+ * lingering close) and bodies are reserved against small in-flight limits. */
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,17 +41,29 @@ echo(struct http_request *req, void *arg)
     http_stream_end(req);
 }
 
+static bool
+admit(struct http_request *req, void *arg)
+{
+    (void)arg;
+    if (strncmp(req->path, "/deny", 5) != 0)
+        return true;
+    http_respond_error(req, 401, "authentication_error", "denied from the head");
+    return false;
+}
+
 static void
 setup(void)
 {
     static const struct http_limits limits = {.header_bytes = 4096, .body_bytes = 65536,
                                               .header_ms = 1000, .keepalive_ms = 1000,
                                               .write_high = 65536, .write_stall_ms = 1000,
-                                              .max_conns = 64, .max_conns_per_ip = 64};
+                                              .max_conns = 64, .max_conns_per_ip = 64,
+                                              .body_in_flight = 98304, .body_per_ip = 81920};
 
     log_set_level(LOG_LEVEL_ERROR);
     uv_loop_init(&loop);
     srv = http_server_new(&loop, &limits, echo, NULL);
+    http_server_on_admit(srv, admit);
     if (http_server_listen(srv, "127.0.0.1", 0, 1, false, &port) < 0)
         __builtin_trap();
 }
