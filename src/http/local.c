@@ -66,6 +66,82 @@ local_free(struct http_local *l)
     free(l);
 }
 
+/* ---- the sink as a transport ---- */
+
+static void
+local_finish(struct http_local *l)
+{
+    if (l->in_handler)
+        l->done = true; /* freed once the handler returns */
+    else
+        local_free(l);
+}
+
+static int
+local_head(struct http_request *req, const struct http_header *h, size_t n, int64_t content_length)
+{
+    struct http_local *l = req->tp_ctx;
+    struct http_header all[HTTP_MAX_HEADERS + 4];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k < HTTP_MAX_HEADERS; i++)
+        all[k++] = h[i];
+    for (size_t i = 0; i < req->n_extra; i++)
+        all[k++] = req->extra[i];
+    l->sink->head(l->arg, req->status, all, k, content_length);
+    return 0;
+}
+
+static int
+local_body(struct http_request *req, const char *data, size_t len)
+{
+    struct http_local *l = req->tp_ctx;
+
+    return l->sink->body(l->arg, data, len);
+}
+
+static void
+local_flush(struct http_request *req)
+{
+    (void)req; /* the head went to the sink when it started */
+}
+
+static void
+local_end(struct http_request *req, bool cut)
+{
+    struct http_local *l = req->tp_ctx;
+
+    l->sink->end(l->arg, cut);
+    local_finish(l);
+}
+
+static size_t
+local_queued(const struct http_request *req)
+{
+    const struct http_local *l = req->tp_ctx;
+
+    return l->sink->queued(l->arg);
+}
+
+static const char *
+local_peer(const struct http_request *req)
+{
+    return ((const struct http_local *)req->tp_ctx)->peer;
+}
+
+static const struct tls_conn *
+local_tls(const struct http_request *req)
+{
+    (void)req;
+    return NULL;
+}
+
+static const struct http_transport local_transport = {
+    local_head, local_body, local_flush, local_end, local_queued, local_peer, local_tls,
+};
+
+/* ---- the API ---- */
+
 struct http_request *
 http_local_start(struct http_server *srv, const struct http_local_opts *o,
                  const struct http_sink *sink, void *arg)
@@ -80,7 +156,9 @@ http_local_start(struct http_server *srv, const struct http_local_opts *o,
     l->arg = arg;
     snprintf(l->peer, sizeof(l->peer), "%s", o->peer ? o->peer : "local");
     copy_headers(l, o->headers, o->n_headers);
-    r->local = l;
+    r->srv = srv;
+    r->tp = &local_transport;
+    r->tp_ctx = l;
     r->id = http_next_request_id();
     r->services = o->services;
     r->method = method_from_name(o->method);
@@ -103,77 +181,13 @@ http_local_start(struct http_server *srv, const struct http_local_opts *o,
 void
 http_local_cancel(struct http_request *req)
 {
-    struct http_local *l = req->local;
-
-    if (!req->ended) {
-        log_info("req=%llu %s went away before the response ended", (unsigned long long)req->id,
-                 l->peer);
-        if (!req->started)
-            req->status = 499;
-        req->ended = true;
-        http_access_log(req);
-        if (req->on_abort != NULL)
-            req->on_abort(req);
-    }
-    if (l->in_handler)
-        l->done = true;
-    else
-        local_free(l);
+    http_request_gone(req);
+    local_finish(req->tp_ctx);
 }
 
 void
 http_local_drained(struct http_request *req)
 {
-    if (req->on_drain != NULL && local_queued(req) <= http_server_write_high(req->local->srv) / 2)
+    if (req->on_drain != NULL && local_queued(req) <= http_server_write_high(req->srv) / 2)
         req->on_drain(req);
-}
-
-struct http_server *
-local_server(const struct http_request *req)
-{
-    return req->local->srv;
-}
-
-void
-local_head(struct http_request *req, const struct http_header *h, size_t n, int64_t content_length)
-{
-    struct http_local *l = req->local;
-    struct http_header all[HTTP_MAX_HEADERS + 4];
-    size_t k = 0;
-
-    for (size_t i = 0; i < n && k < HTTP_MAX_HEADERS; i++)
-        all[k++] = h[i];
-    for (size_t i = 0; i < req->n_extra; i++)
-        all[k++] = req->extra[i];
-    l->sink->head(l->arg, req->status, all, k, content_length);
-}
-
-int
-local_body(struct http_request *req, const char *data, size_t len)
-{
-    return req->local->sink->body(req->local->arg, data, len);
-}
-
-void
-local_finish(struct http_request *req, bool cut)
-{
-    struct http_local *l = req->local;
-
-    l->sink->end(l->arg, cut);
-    if (l->in_handler)
-        l->done = true;
-    else
-        local_free(l);
-}
-
-size_t
-local_queued(const struct http_request *req)
-{
-    return req->local->sink->queued(req->local->arg);
-}
-
-const char *
-local_peer(const struct http_request *req)
-{
-    return req->local->peer;
 }

@@ -167,16 +167,8 @@ conn_close(struct http_conn *c)
     if (c->closing)
         return;
     c->closing = true;
-    if (c->in_request && !c->req.ended) {
-        log_info("req=%llu client %s went away before the response ended",
-                 (unsigned long long)c->req.id, c->peer);
-        if (!c->req.started)
-            c->req.status = 499; /* nginx's code for a client that closed first */
-        c->req.ended = true;
-        http_access_log(&c->req);
-        if (c->req.on_abort != NULL)
-            c->req.on_abort(&c->req);
-    }
+    if (c->in_request)
+        http_request_gone(&c->req);
     if (c->up != NULL && c->up->on_close != NULL)
         c->up->on_close(c->up_arg);
     c->in_request = false;
@@ -364,22 +356,16 @@ queue_write(struct http_conn *c, struct wreq *wr)
     return 0;
 }
 
-static struct http_server *
-server_of(const struct http_request *req)
-{
-    return req->local ? local_server(req) : req->conn->srv;
-}
-
 size_t
 http_pending_bytes(const struct http_request *req)
 {
-    return req->local ? local_queued(req) : req->conn->queued;
+    return req->tp->queued(req);
 }
 
 bool
 http_over_high_water(const struct http_request *req)
 {
-    return http_pending_bytes(req) > server_of(req)->limits.write_high;
+    return http_pending_bytes(req) > req->srv->limits.write_high;
 }
 
 uint64_t
@@ -409,9 +395,24 @@ http_server_write_high(const struct http_server *srv)
 /* ---- responses ---- */
 
 void
+http_request_gone(struct http_request *req)
+{
+    if (req->ended)
+        return;
+    log_info("req=%llu client %s went away before the response ended", (unsigned long long)req->id,
+             http_request_peer(req));
+    if (!req->started)
+        req->status = 499; /* nginx's code for a client that closed first */
+    req->ended = true;
+    http_access_log(req);
+    if (req->on_abort != NULL)
+        req->on_abort(req);
+}
+
+void
 http_access_log(const struct http_request *req)
 {
-    struct http_server *srv = server_of(req);
+    struct http_server *srv = req->srv;
     double total = (double)(uv_hrtime() - req->t_start) / 1e6;
     double ttfb = req->t_first ? (double)(req->t_first - req->t_start) / 1e6 : total;
 
@@ -433,30 +434,23 @@ head_line(struct buf *b, const struct http_header *h)
     return rc | buf_append(b, "\r\n", 2);
 }
 
-int
-http_stream_start(struct http_request *req, int status, const struct http_header *headers,
-                  size_t n_headers, int64_t content_length)
+/* ---- the HTTP/1.1 connection as a transport ---- */
+
+/* Straight into c->head, which goes out with the first body bytes; no printf per line: it was
+ * a tenth of a trivial proxied request's own time. */
+static int
+conn_head(struct http_request *req, const struct http_header *headers, size_t n_headers,
+          int64_t content_length)
 {
-    struct http_conn *c = req->conn;
+    struct http_conn *c = req->tp_ctx;
     char line[96];
     int rc, n;
-    size_t mark;
+    size_t mark = c->head.len;
 
-    if (req->started)
-        return -EALREADY;
-    req->started = true;
-    req->status = status;
-    req->t_first = uv_hrtime();
-    if (req->local) {
-        local_head(req, headers, n_headers, content_length);
-        return 0;
-    }
-    mark = c->head.len;
     if (c->srv->shutting_down)
         req->keep_alive = false;
-    /* Straight into c->head, which goes out with the first body bytes; no printf per line:
-     * it was a tenth of a trivial proxied request's own time. */
-    n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", req->status,
+                 http_status_text(req->status));
     rc = buf_append(&c->head, line, (size_t)n);
     for (size_t i = 0; i < n_headers; i++)
         rc |= head_line(&c->head, &headers[i]);
@@ -482,62 +476,111 @@ http_stream_start(struct http_request *req, int status, const struct http_header
     return 0;
 }
 
-int
-http_stream_write(struct http_request *req, const char *data, size_t len)
+static int
+conn_body(struct http_request *req, const char *data, size_t len)
 {
     char head[24];
     int n;
 
-    if (len == 0 || req->method == HTTP_HEAD)
-        return 0;
-    req->bytes_out += len;
-    if (req->local)
-        return local_body(req, data, len);
     if (!req->chunked)
-        return conn_write(req->conn, data, len, NULL, 0, NULL, 0);
+        return conn_write(req->tp_ctx, data, len, NULL, 0, NULL, 0);
     n = snprintf(head, sizeof(head), "%zx\r\n", len);
-    return conn_write(req->conn, head, (size_t)n, data, len, "\r\n", 2);
+    return conn_write(req->tp_ctx, head, (size_t)n, data, len, "\r\n", 2);
 }
 
-void
-http_stream_flush(struct http_request *req)
+static void
+conn_flush(struct http_request *req)
 {
-    if (req->local) /* its head went out when it started */
-        return;
-    conn_write(req->conn, NULL, 0, NULL, 0, NULL, 0);
+    conn_write(req->tp_ctx, NULL, 0, NULL, 0, NULL, 0);
 }
 
-void
-http_stream_end(struct http_request *req)
+static void
+conn_end(struct http_request *req, bool cut)
 {
-    struct http_conn *c = req->conn;
+    struct http_conn *c = req->tp_ctx;
 
-    if (req->ended)
-        return;
-    if (req->local) {
-        req->ended = true;
-        http_access_log(req);
-        local_finish(req, false);
+    if (cut) {
+        conn_close(c);
         return;
     }
     if (req->chunked && req->method != HTTP_HEAD)
         conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     else
         conn_write(c, NULL, 0, NULL, 0, NULL, 0); /* headers alone, if nothing else went */
+    request_finish(c);
+}
+
+static size_t
+conn_queued(const struct http_request *req)
+{
+    return ((const struct http_conn *)req->tp_ctx)->queued;
+}
+
+static const char *
+conn_peer(const struct http_request *req)
+{
+    return ((const struct http_conn *)req->tp_ctx)->peer;
+}
+
+static const struct tls_conn *
+conn_tls(const struct http_request *req)
+{
+    return ((const struct http_conn *)req->tp_ctx)->tls;
+}
+
+static const struct http_transport conn_transport = {
+    conn_head, conn_body, conn_flush, conn_end, conn_queued, conn_peer, conn_tls,
+};
+
+/* ---- responses, on whatever road ---- */
+
+int
+http_stream_start(struct http_request *req, int status, const struct http_header *headers,
+                  size_t n_headers, int64_t content_length)
+{
+    if (req->started)
+        return -EALREADY;
+    req->started = true;
+    req->status = status;
+    req->t_first = uv_hrtime();
+    return req->tp->head(req, headers, n_headers, content_length);
+}
+
+int
+http_stream_write(struct http_request *req, const char *data, size_t len)
+{
+    if (len == 0 || req->method == HTTP_HEAD)
+        return 0;
+    req->bytes_out += len;
+    return req->tp->body(req, data, len);
+}
+
+void
+http_stream_flush(struct http_request *req)
+{
+    req->tp->flush(req);
+}
+
+void
+http_stream_end(struct http_request *req)
+{
+    if (req->ended)
+        return;
     req->ended = true;
     http_access_log(req);
-    request_finish(c);
+    req->tp->end(req, false);
 }
 
 struct http_conn *
 http_upgrade(struct http_request *req, const char *protocol, const struct http_upgrade_cb *cb,
              void *arg)
 {
-    struct http_conn *c = req->conn;
+    struct http_conn *c = req->tp_ctx;
     char head[256];
     int n;
 
-    assert(req->local == NULL); /* only a socket can be taken over */
+    if (req->tp != &conn_transport)
+        return NULL; /* only a socket can be taken over */
     n = snprintf(head, sizeof(head),
                  "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
                  protocol);
@@ -599,13 +642,13 @@ http_add_header(struct http_request *req, const char *name, const char *value, s
 const char *
 http_request_peer(const struct http_request *req)
 {
-    return req->local ? local_peer(req) : req->conn->peer;
+    return req->tp->peer(req);
 }
 
 const struct tls_conn *
 http_conn_tls(const struct http_request *req)
 {
-    return req->local ? NULL : req->conn->tls;
+    return req->tp->tls(req);
 }
 
 void
@@ -616,10 +659,7 @@ http_abort(struct http_request *req)
     req->ended = true;
     req->keep_alive = false;
     http_access_log(req);
-    if (req->local)
-        local_finish(req, true);
-    else
-        conn_close(req->conn);
+    req->tp->end(req, true);
 }
 
 void
@@ -1234,7 +1274,9 @@ on_connection(uv_stream_t *ls, int status)
     c = xcalloc(1, sizeof(*c));
     c->srv = srv;
     c->services = l->services;
-    c->req.conn = c;
+    c->req.srv = srv;
+    c->req.tp = &conn_transport;
+    c->req.tp_ctx = c;
     c->req.services = l->services;
     buf_init(&c->hdr, srv->limits.header_bytes);
     buf_init(&c->url, srv->limits.header_bytes);

@@ -40,6 +40,26 @@ struct http_limits {
 
 struct http_request;
 struct http_server;
+struct tls_conn;
+
+/*
+ * How a request's response leaves: an HTTP/1.1 connection (server.c) or a sink such as a
+ * tunnel's stream (local.c). The response functions below do what every road shares (status,
+ * timing, the access line, HEAD) and call only this table; nothing else knows the road.
+ */
+struct http_transport {
+    /* The head: the handler's headers, then the request's added ones (req->extra). */
+    int (*head)(struct http_request *req, const struct http_header *h, size_t n,
+                int64_t content_length);
+    int (*body)(struct http_request *req, const char *data, size_t len);
+    void (*flush)(struct http_request *req); /* send the head now, without body bytes */
+    /* The response is over (req->ended, access line written): whole, or cut short. The
+     * request may be freed on return. */
+    void (*end)(struct http_request *req, bool cut);
+    size_t (*queued)(const struct http_request *req); /* response bytes not yet passed on */
+    const char *(*peer)(const struct http_request *req);
+    const struct tls_conn *(*tls)(const struct http_request *req);
+};
 
 typedef void (*http_handler_cb)(struct http_request *req, void *arg);
 typedef void (*http_request_cb)(struct http_request *req);
@@ -50,10 +70,11 @@ typedef bool (*http_admit_cb)(struct http_request *req, void *arg);
 
 struct http_request {
     uint64_t id;
-    struct http_conn *conn;   /* NULL for a request from http_local_start */
-    struct http_local *local; /* set for those only */
-    unsigned services;        /* bit set of the listener's services */
-    int method;               /* enum http_method */
+    struct http_server *srv;
+    const struct http_transport *tp;
+    void *tp_ctx;      /* the transport's own: its connection, its sink */
+    unsigned services; /* bit set of the listener's services */
+    int method;        /* enum http_method */
     const char *method_name;
     char *path;  /* NUL-terminated path, no query */
     char *query; /* NUL-terminated query without '?', or NULL */
@@ -122,7 +143,6 @@ const char *http_status_text(int status);
 
 /* ---- taking a connection over (the tunnel's 101 Switching Protocols) ---- */
 
-struct tls_conn;
 struct http_conn;
 
 struct http_upgrade_cb {
@@ -132,7 +152,8 @@ struct http_upgrade_cb {
 };
 
 /* Answers 101 with Upgrade: protocol and hands the connection to cb: the request ends here,
- * bytes already read behind it go to on_data at once. */
+ * bytes already read behind it go to on_data at once. NULL for a request that came by another
+ * road than a connection (nothing to take over). */
 struct http_conn *http_upgrade(struct http_request *req, const char *protocol,
                                const struct http_upgrade_cb *cb, void *arg);
 int http_conn_send(struct http_conn *c, const char *data, size_t len);
@@ -145,7 +166,7 @@ void http_add_header(struct http_request *req, const char *name, const char *val
                      size_t value_len);
 /* "address:port" of the request's client. */
 const char *http_request_peer(const struct http_request *req);
-/* The request's TLS session, NULL on a plain listener. */
+/* The request's TLS session, NULL on a plain listener or another road. */
 const struct tls_conn *http_conn_tls(const struct http_request *req);
 
 /* ---- requests that arrive by another road than a socket (a tunnel's streams) ---- */
