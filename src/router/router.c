@@ -75,10 +75,17 @@ handle_health(struct router *r, struct http_request *req)
                            swap_running(r->d.swap)));
 }
 
+/* The local models, then the tunnelled ones as the tunnel server keeps them serialized: a
+ * fleet of tens of thousands costs a copy here, not a merge (local names win a tie). */
 static void
 handle_models(struct router *r, struct http_request *req)
 {
     json_t *data = json_array();
+    const char **hidden = xcalloc(r->d.cat->n + 1, sizeof(*hidden));
+    size_t n_hidden = 0, tlen = 0, llen;
+    const char *tunnelled;
+    char *local;
+    struct buf body;
 
     for (size_t i = 0; i < r->d.cat->n; i++) {
         const struct model_def *m = &r->d.cat->v[i];
@@ -88,9 +95,24 @@ handle_models(struct router *r, struct http_request *req)
         json_array_append_new(data,
                               json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object", "model",
                                         "created", (json_int_t)r->started, "owned_by", "goinfer"));
+        if (tunnel_server_serves(r->d.tunnels, m->name))
+            hidden[n_hidden++] = m->name;
     }
-    tunnel_server_models(r->d.tunnels, data, (json_int_t)r->started);
-    respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    tunnelled =
+        tunnel_server_models_json(r->d.tunnels, hidden, n_hidden, (json_int_t)r->started, &tlen);
+    local = json_dumps(data, JSON_COMPACT); /* "[...]": its bracket closes after the tunnel's */
+    llen = strlen(local);
+    buf_init(&body, SIZE_MAX);
+    buf_printf(&body, "{\"object\":\"list\",\"data\":%.*s", (int)(llen - 1), local);
+    if (tlen > 0 && json_array_size(data) > 0)
+        buf_append(&body, ",", 1);
+    buf_append(&body, tunnelled, tlen);
+    buf_append(&body, "]}", 2);
+    http_respond(req, 200, "application/json", body.data, body.len);
+    buf_cleanup(&body);
+    free(local);
+    free(hidden);
+    json_decref(data);
 }
 
 /* Goinfer's own list: every model with what its GGUF header says. */
@@ -127,28 +149,38 @@ handle_gguf_models(struct router *r, struct http_request *req)
     respond_json(req, 200, json_pack("{s:o}", "models", list));
 }
 
-/* "a, b, c" for error messages that tell the user what they could have asked for. */
+#define NAMES_SHOWN 32 /* model names in an error message; then "and N more" */
+
+/* "a, b, c and 19900 more" for error messages that tell the user what they could have asked
+ * for: bounded, whatever the size of the catalog or of the fleet behind tunnels. */
 static char *
 model_names(const struct catalog *l, struct tunnel_server *ts)
 {
+    const char *remote[2 * NAMES_SHOWN]; /* a tunnelled name may be a local one: skipped */
+    size_t shown = 0, total = 0, n_remote, i;
     struct buf b;
-    json_t *remote = json_array(), *m;
-    size_t i;
     char *s;
 
     buf_init(&b, 64 * 1024);
-    for (i = 0; i < l->n; i++)
-        if (!l->v[i].unlisted)
-            buf_printf(&b, "%s%s", b.len ? ", " : "", l->v[i].name);
-    tunnel_server_models(ts, remote, 0); /* those of the GPU machines behind tunnels */
-    json_array_foreach(remote, i, m)
-    {
-        const char *id = json_string_value(json_object_get(m, "id"));
-
-        if (catalog_find(l, id, strlen(id)) == NULL)
-            buf_printf(&b, "%s%s", b.len ? ", " : "", id);
+    for (i = 0; i < l->n; i++) {
+        if (l->v[i].unlisted)
+            continue;
+        total += !tunnel_server_serves(ts, l->v[i].name); /* the fleet's count has it */
+        if (shown == NAMES_SHOWN)
+            continue;
+        buf_printf(&b, "%s%s", b.len ? ", " : "", l->v[i].name);
+        shown++;
     }
-    json_decref(remote);
+    n_remote = tunnel_server_some_models(ts, remote, 2 * NAMES_SHOWN);
+    total += n_remote;
+    for (i = 0; i < n_remote && i < 2 * NAMES_SHOWN && shown < NAMES_SHOWN; i++) {
+        if (catalog_find(l, remote[i], strlen(remote[i])) != NULL)
+            continue;
+        buf_printf(&b, "%s%s", b.len ? ", " : "", remote[i]);
+        shown++;
+    }
+    if (total > shown)
+        buf_printf(&b, " and %zu more", total - shown);
     if (b.len == 0)
         buf_printf(&b, "(none: put *.gguf files under GI_MODELS_DIR)");
     s = xstrdup(buf_cstr(&b));

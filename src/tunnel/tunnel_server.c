@@ -16,6 +16,7 @@
 #define CONTROL_MAX         (1 << 20) /* one control line, at most */
 #define QUEUE_WAIT_MS       30000     /* a queued request waits this long for a free client */
 #define CONTROL_PATH        "/.goinfer/control"
+#define NAMES_LOGGED        16 /* model names in a registration's log line; then "and N more" */
 
 struct tunnel_server {
     uv_loop_t *loop;
@@ -25,13 +26,10 @@ struct tunnel_server {
     size_t queued;
     uv_timer_t queue_timer;
     bool draining;
-};
-
-/* A model as a client registered it. */
-struct tmodel {
-    char *id;
-    bool hot;    /* loaded now: no start-up delay */
-    bool vision; /* has a projector for images */
+    json_t *fleet;          /* model name -> how many registered clients serve it */
+    struct buf listing;     /* tunnel_server_models_json's answer, kept while it holds */
+    struct buf listing_key; /* created and the hidden names the listing was made for */
+    bool listing_stale;     /* a name came or went since */
 };
 
 /* An end user's request waiting for a client with a free slot. */
@@ -49,8 +47,10 @@ struct tlink {
     struct h2link h2;
     char pin[TLS_PIN_SIZE];
     char peer[64];
-    struct tmodel *models; /* from the client's register line */
+    struct tunnel_model *models; /* from the client's register line */
     size_t n_models;
+    json_t *index;        /* model name -> its position in models */
+    size_t over, bad_id;  /* what its registration left out, as last logged */
     unsigned slots, busy; /* its admission limit and its load, as it reports them */
     char version[64];
     bool registered, closed, draining;
@@ -199,69 +199,123 @@ stream_new(struct tlink *l, struct http_request *req)
 
 static void dispatch_queue(struct tunnel_server *ts);
 
+/* Counts each of models once more (delta 1) or once less (-1) in the fleet's set; a name
+ * that comes or goes makes the cached listing stale. */
 static void
-models_free(struct tlink *l)
+fleet_count(struct tunnel_server *ts, const struct tunnel_model *models, size_t n, int delta)
 {
-    for (size_t i = 0; i < l->n_models; i++)
-        free(l->models[i].id);
-    free(l->models);
-    l->models = NULL;
-    l->n_models = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *have = json_object_get(ts->fleet, models[i].id);
+        json_int_t count = (have ? json_integer_value(have) : 0) + delta;
+
+        if (have != NULL && count > 0) {
+            json_integer_set(have, count);
+            continue;
+        }
+        if (count > 0)
+            json_object_set_new(ts->fleet, models[i].id, json_integer(count));
+        else
+            json_object_del(ts->fleet, models[i].id);
+        ts->listing_stale = true;
+    }
 }
 
-/* {"type":"register","version":"...","slots":N,"models":[{"id","hot","vision"}]} */
 static void
-on_register(struct tlink *l, json_t *msg)
+models_free(struct tunnel_model *models, size_t n, json_t *index)
 {
-    json_t *list = json_object_get(msg, "models"), *m;
-    json_int_t slots = json_integer_value(json_object_get(msg, "slots"));
-    const char *version = json_string_value(json_object_get(msg, "version"));
+    for (size_t i = 0; i < n; i++)
+        free(models[i].id);
+    free(models);
+    json_decref(index);
+}
+
+/* Leaves the fleet: its models are no longer listed or routed to. */
+static void
+link_unregister(struct tlink *l)
+{
+    if (l->registered)
+        fleet_count(l->ts, l->models, l->n_models, -1);
+    l->registered = false;
+}
+
+/* "a (hot), b, c and 97 more": a registration's log line stays short. */
+static void
+names_line(struct buf *out, const struct tunnel_model *models, size_t n)
+{
+    for (size_t i = 0; i < n && i < NAMES_LOGGED; i++)
+        buf_printf(out, "%s%s%s", i ? ", " : "", models[i].id, models[i].hot ? " (hot)" : "");
+    if (n > NAMES_LOGGED)
+        buf_printf(out, " and %zu more", n - NAMES_LOGGED);
+    if (n == 0)
+        buf_printf(out, "no models");
+}
+
+/* What a registration left out is logged when it changes, not at every re-registration. */
+static void
+log_left_out(struct tlink *l, const struct tunnel_msg *m)
+{
+    if (m->over > 0 && m->over != l->over)
+        log_warnx("tunnel: client %s registered %zu models, over the %d allowed: the first %d "
+                  "are kept",
+                  l->peer, m->n_models + m->over, TUNNEL_MAX_MODELS, TUNNEL_MAX_MODELS);
+    if (m->bad_id > 0 && m->bad_id != l->bad_id)
+        log_warnx("tunnel: client %s: %zu model names refused (empty, over %d bytes or with "
+                  "control characters)",
+                  l->peer, m->bad_id, TUNNEL_MODEL_ID_MAX);
+    l->over = m->over;
+    l->bad_id = m->bad_id;
+}
+
+/* Takes the models of m. The new names are counted before the old ones are let go, so a
+ * re-registration that only changes which are hot leaves the cached listing as it is. */
+static void
+on_register(struct tlink *l, struct tunnel_msg *m)
+{
+    struct tunnel_model *old = l->models;
+    size_t n_old = l->n_models;
+    json_t *old_index = l->index;
     struct buf names;
-    size_t i;
 
-    models_free(l);
-    l->models = xcalloc(json_array_size(list) + 1, sizeof(*l->models));
-    buf_init(&names, 4096);
-    json_array_foreach(list, i, m)
-    {
-        const char *id = json_string_value(json_object_get(m, "id"));
-
-        if (id == NULL)
-            continue;
-        l->models[l->n_models++] =
-            (struct tmodel){xstrdup(id), json_is_true(json_object_get(m, "hot")),
-                            json_is_true(json_object_get(m, "vision"))};
-        buf_printf(&names, "%s%s%s", names.len ? ", " : "", id,
-                   json_is_true(json_object_get(m, "hot")) ? " (hot)" : "");
-    }
-    l->slots = slots > 0 && slots < 100000 ? (unsigned)slots : 1;
-    snprintf(l->version, sizeof(l->version), "%s", version ? version : "?");
-    if (!l->registered)
+    log_left_out(l, m);
+    fleet_count(l->ts, m->models, m->n_models, 1);
+    if (l->registered)
+        fleet_count(l->ts, old, n_old, -1);
+    models_free(old, n_old, old_index);
+    l->models = m->models;
+    l->n_models = m->n_models;
+    l->index = m->index;
+    m->models = NULL, m->n_models = 0, m->index = NULL;
+    l->slots = m->slots;
+    memcpy(l->version, m->version, sizeof(l->version));
+    if (!l->registered) {
+        buf_init(&names, 4096);
+        names_line(&names, l->models, l->n_models);
         log_info("tunnel: client %s (%.19s...) registered: %s; %u slots, version %s", l->peer,
-                 l->pin, names.len ? buf_cstr(&names) : "no models", l->slots, l->version);
+                 l->pin, buf_cstr(&names), l->slots, l->version);
+        buf_cleanup(&names);
+    }
     l->registered = true;
-    buf_cleanup(&names);
 }
 
 static void
 on_control_line(void *arg, const char *line, size_t len)
 {
     struct tlink *l = arg;
-    json_t *msg = json_loadb(line, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(msg, "type"));
+    struct tunnel_msg m;
 
-    if (type == NULL) {
+    tunnel_msg_parse(&m, line, len);
+    if (m.type == TUNNEL_MSG_INVALID) {
         log_warnx("tunnel: client %s sent a control line that is not a JSON message; ignored",
                   l->peer);
-    } else if (strcmp(type, "register") == 0) {
-        on_register(l, msg);
-    } else if (strcmp(type, "load") == 0) {
-        l->busy = (unsigned)json_integer_value(json_object_get(msg, "busy"));
-    } else if (strcmp(type, "draining") == 0) {
+    } else if (m.type == TUNNEL_MSG_REGISTER && !l->closed) {
+        on_register(l, &m);
+    } else if (m.type == TUNNEL_MSG_LOAD) {
+        l->busy = m.busy;
+    } else if (m.type == TUNNEL_MSG_DRAINING) {
         log_info("tunnel: client %s is draining: no new requests go to it", l->peer);
         l->draining = true;
     }
-    json_decref(msg);
+    tunnel_msg_cleanup(&m);
     dispatch_queue(l->ts); /* a register or a lighter load may free a slot */
 }
 
@@ -487,7 +541,7 @@ on_link_freed(void *arg)
 {
     struct tlink *l = arg;
 
-    models_free(l);
+    models_free(l->models, l->n_models, l->index);
     buf_cleanup(&l->ctl_in);
     buf_cleanup(&l->ctl_out);
     free(l);
@@ -519,6 +573,7 @@ link_close(struct tlink *l, const char *why)
     l->closed = true;
     log_info("tunnel: client %s disconnected: %s", l->peer, why);
     link_unlink(l);
+    link_unregister(l);
     h2link_stop(&l->h2); /* its last flush still sees every stream; nothing is sent after */
     while (l->streams != NULL) {
         struct tstream *s = l->streams;
@@ -653,13 +708,12 @@ tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
 
 /* ---- routing ---- */
 
-static const struct tmodel *
+static const struct tunnel_model *
 find_model(const struct tlink *l, const char *model)
 {
-    for (size_t i = 0; i < l->n_models; i++)
-        if (strcmp(l->models[i].id, model) == 0)
-            return &l->models[i];
-    return NULL;
+    json_t *at = l->index != NULL ? json_object_get(l->index, model) : NULL;
+
+    return at != NULL ? &l->models[json_integer_value(at)] : NULL;
 }
 
 /* Busy slots: what it reports (requests from every server) or our own streams, the larger. */
@@ -672,7 +726,7 @@ load_of(const struct tlink *l)
 static bool
 candidate(const struct tlink *l, const char *model, bool vision, bool hot_only)
 {
-    const struct tmodel *m =
+    const struct tunnel_model *m =
         l->registered && !l->closed && !l->draining ? find_model(l, model) : NULL;
 
     return m != NULL && (!vision || m->vision) && (!hot_only || m->hot);
@@ -883,35 +937,88 @@ tunnel_server_forward(struct tunnel_server *ts, struct http_request *req)
 const char *
 tunnel_server_any_model(const struct tunnel_server *ts)
 {
-    for (const struct tlink *l = ts ? ts->links : NULL; l != NULL; l = l->next)
-        if (l->registered && l->n_models > 0)
-            return l->models[0].id;
-    return NULL;
+    void *first = ts != NULL ? json_object_iter(ts->fleet) : NULL;
+
+    return first != NULL ? json_object_iter_key(first) : NULL;
 }
 
-void
-tunnel_server_models(struct tunnel_server *ts, json_t *data, json_int_t created)
+bool
+tunnel_server_serves(const struct tunnel_server *ts, const char *model)
 {
-    for (struct tlink *l = ts ? ts->links : NULL; l != NULL; l = l->next) {
-        if (!l->registered)
+    return ts != NULL && json_object_get(ts->fleet, model) != NULL;
+}
+
+size_t
+tunnel_server_some_models(const struct tunnel_server *ts, const char **names, size_t max)
+{
+    size_t n = 0;
+
+    if (ts == NULL)
+        return 0;
+    for (void *it = json_object_iter(ts->fleet); it != NULL && n < max;
+         it = json_object_iter_next(ts->fleet, it))
+        names[n++] = json_object_iter_key(it);
+    return json_object_size(ts->fleet);
+}
+
+/* What a listing depends on besides the fleet: created, and the hidden names. */
+static void
+listing_key(struct buf *key, const char *const *hidden, size_t n_hidden, json_int_t created)
+{
+    buf_reset(key);
+    buf_printf(key, "%lld", (long long)created);
+    for (size_t i = 0; i < n_hidden; i++)
+        buf_append(key, hidden[i], strlen(hidden[i]) + 1); /* the NUL separates them */
+}
+
+static void
+listing_build(struct tunnel_server *ts, const char *const *hidden, size_t n_hidden,
+              json_int_t created)
+{
+    json_t *skip = json_object(), *count;
+    const char *id;
+
+    for (size_t i = 0; i < n_hidden; i++)
+        json_object_set_new(skip, hidden[i], json_true());
+    buf_reset(&ts->listing);
+    json_object_foreach(ts->fleet, id, count)
+    {
+        json_t *o;
+        char *s;
+
+        if (json_object_get(skip, id) != NULL)
             continue;
-        for (size_t k = 0; k < l->n_models; k++) {
-            bool seen = false;
-            size_t i;
-            json_t *o;
-
-            json_array_foreach(data, i, o)
-            {
-                const char *id = json_string_value(json_object_get(o, "id"));
-
-                seen |= id != NULL && strcmp(id, l->models[k].id) == 0;
-            }
-            if (!seen)
-                json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", l->models[k].id,
-                                                      "object", "model", "created", created,
-                                                      "owned_by", "goinfer-tunnel"));
-        }
+        o = json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "model", "created", created,
+                      "owned_by", "goinfer-tunnel");
+        s = json_dumps(o, JSON_COMPACT);
+        buf_printf(&ts->listing, "%s%s", ts->listing.len ? "," : "", s);
+        free(s);
+        json_decref(o);
     }
+    json_decref(skip);
+}
+
+const char *
+tunnel_server_models_json(struct tunnel_server *ts, const char *const *hidden, size_t n_hidden,
+                          json_int_t created, size_t *len)
+{
+    struct buf key;
+
+    *len = 0;
+    if (ts == NULL)
+        return "";
+    buf_init(&key, SIZE_MAX);
+    listing_key(&key, hidden, n_hidden, created);
+    if (ts->listing_stale || key.len != ts->listing_key.len ||
+        memcmp(key.data, ts->listing_key.data, key.len) != 0) {
+        listing_build(ts, hidden, n_hidden, created);
+        buf_reset(&ts->listing_key);
+        buf_append(&ts->listing_key, key.data, key.len);
+        ts->listing_stale = false;
+    }
+    buf_cleanup(&key);
+    *len = ts->listing.len;
+    return ts->listing.len > 0 ? ts->listing.data : "";
 }
 
 void
@@ -963,6 +1070,9 @@ tunnel_server_new(uv_loop_t *loop, const struct conf_tunnel_server *conf)
     ts->loop = loop;
     ts->conf = conf;
     ts->queue_tail = &ts->queue;
+    ts->fleet = json_object();
+    buf_init(&ts->listing, SIZE_MAX);
+    buf_init(&ts->listing_key, SIZE_MAX);
     uv_timer_init(loop, &ts->queue_timer);
     ts->queue_timer.data = ts;
     uv_timer_start(&ts->queue_timer, on_queue_tick, 250, 250);
@@ -1007,7 +1117,12 @@ tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms)
 static void
 on_queue_timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct tunnel_server *ts = h->data;
+
+    json_decref(ts->fleet);
+    buf_cleanup(&ts->listing);
+    buf_cleanup(&ts->listing_key);
+    free(ts);
 }
 
 void
@@ -1019,4 +1134,96 @@ tunnel_server_free(struct tunnel_server *ts)
     while (ts->links != NULL)
         link_close(ts->links, "the server is shutting down");
     uv_close((uv_handle_t *)&ts->queue_timer, on_queue_timer_closed);
+}
+
+/* ---- control lines, parsed without I/O ---- */
+
+/* A name that can be routed, listed and logged as it is. */
+static bool
+model_id_ok(const char *id, size_t len)
+{
+    if (len == 0 || len > TUNNEL_MODEL_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* The version goes to the log and /running: control characters become '?'. */
+static void
+copy_printable(char *dst, size_t size, const char *src)
+{
+    size_t i = 0;
+
+    for (; src != NULL && src[i] != '\0' && i + 1 < size; i++)
+        dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
+    dst[i] = '\0';
+}
+
+static void
+parse_register(struct tunnel_msg *m, json_t *msg)
+{
+    json_t *list = json_object_get(msg, "models"), *o;
+    json_int_t slots = json_integer_value(json_object_get(msg, "slots"));
+    size_t i, room = json_array_size(list);
+
+    m->slots = slots > 0 && slots < 100000 ? (unsigned)slots : 1;
+    copy_printable(m->version, sizeof(m->version),
+                   json_string_value(json_object_get(msg, "version")));
+    if (m->version[0] == '\0')
+        copy_printable(m->version, sizeof(m->version), "?");
+    m->models =
+        xcalloc((room < TUNNEL_MAX_MODELS ? room : TUNNEL_MAX_MODELS) + 1, sizeof(*m->models));
+    m->index = json_object();
+    json_array_foreach(list, i, o)
+    {
+        json_t *idv = json_object_get(o, "id");
+        const char *id = json_string_value(idv);
+
+        if (id == NULL || !model_id_ok(id, json_string_length(idv)))
+            m->bad_id++;
+        else if (json_object_get(m->index, id) != NULL)
+            continue; /* named twice: once is enough */
+        else if (m->n_models == TUNNEL_MAX_MODELS)
+            m->over++;
+        else {
+            json_object_set_new(m->index, id, json_integer((json_int_t)m->n_models));
+            m->models[m->n_models++] =
+                (struct tunnel_model){xstrdup(id), json_is_true(json_object_get(o, "hot")),
+                                      json_is_true(json_object_get(o, "vision"))};
+        }
+    }
+}
+
+void
+tunnel_msg_parse(struct tunnel_msg *m, const char *line, size_t len)
+{
+    json_t *msg = json_loadb(line, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    json_int_t busy;
+
+    memset(m, 0, sizeof(*m));
+    if (type == NULL) {
+        m->type = TUNNEL_MSG_INVALID;
+    } else if (strcmp(type, "register") == 0) {
+        m->type = TUNNEL_MSG_REGISTER;
+        parse_register(m, msg);
+    } else if (strcmp(type, "load") == 0) {
+        m->type = TUNNEL_MSG_LOAD;
+        busy = json_integer_value(json_object_get(msg, "busy"));
+        m->busy = busy < 0 ? 0 : busy > 100000 ? 100000 : (unsigned)busy;
+    } else if (strcmp(type, "draining") == 0) {
+        m->type = TUNNEL_MSG_DRAINING;
+    } else {
+        m->type = TUNNEL_MSG_OTHER;
+    }
+    json_decref(msg);
+}
+
+void
+tunnel_msg_cleanup(struct tunnel_msg *m)
+{
+    models_free(m->models, m->n_models, m->index);
+    memset(m, 0, sizeof(*m));
 }

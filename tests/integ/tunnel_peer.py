@@ -45,8 +45,10 @@ class Peer:
     h2, answers registration, queues the other requests for the test, and sends what the
     windows allow of the bodies the test queued with respond()/send()."""
 
-    def __init__(self, port, identity, server_pin, alpn=b"goinfer/1"):
+    def __init__(self, port, identity, server_pin, alpn=b"goinfer/1", models=None):
         cert, key, self.pin = identity
+        # what it registers: [{"id", "hot", "vision"}]
+        self.models = models or [{"id": MODEL, "hot": True, "vision": False}]
         ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
         ctx.use_certificate_file(str(cert))
@@ -173,8 +175,7 @@ class Peer:
                 self.own[req.id] = req
                 self.respond(req.id, 200, [("content-type", "application/x-ndjson")],
                              self.control_line(type="register", version="test-peer", slots=8,
-                                               models=[{"id": MODEL, "hot": True,
-                                                        "vision": False}]),
+                                               models=self.models),
                              end=False)
             else:  # an end user's: the test gets it once its body is complete
                 self.incoming[req.id] = req

@@ -1,0 +1,175 @@
+"""What a hostile or broken GPU machine (or server) can do to the other end of a tunnel, and
+what bounds it: the real goinfer on 127.0.0.1 and, in this process, the independent HTTP/2
+peer of tunnel_peer.py (python3-h2) as the GPU machine.
+
+Issue 9: a large model list merged on every request (item 2), 1xx answers written raw to the
+end user (item 4), a stream no answer ever comes for, and TLS 1.2 on the tunnel.
+"""
+import json
+import os
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from conftest import API_KEY, Goinfer
+from tunnel_net import TOKEN, make_identity, pin_of
+from tunnel_peer import MODEL, Peer
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+MAX_MODELS = 10000   # what one registration may carry (TUNNEL_MAX_MODELS)
+NAME_MAX = 256       # bytes in one model name (TUNNEL_MODEL_ID_MAX)
+
+
+@pytest.fixture(scope="module")
+def ids(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hardening-ids")
+    return SimpleNamespace(**{n: make_identity(d, n) for n in ("server", "peer", "peer2")})
+
+
+def start_server(tmp_path, ids, extra=""):
+    """A goinfer server with no local models, its ports chosen by the kernel."""
+    (tmp_path / "empty").mkdir(exist_ok=True)  # before goinfer starts: it reads it at once
+    cert, key, pin = ids.server
+    cfg = tmp_path / "goinfer.yml"
+    cfg.write_text(
+        f"api_key: {API_KEY}\nmodels_dir: {tmp_path / 'empty'}\n"
+        "listen:\n  \"127.0.0.1:0\": goinfer, tls\n  \"127.0.0.2:0\": goinfer\n"
+        f"tls: {{cert: {cert}, key: {key}}}\n"
+        f"server:\n  token: \"{TOKEN}\"\n  clients: [\"{ids.peer[2]}\", \"{ids.peer2[2]}\"]\n"
+        "  ping_interval: 1\n  ping_timeout: 1\n" + extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env["GI_LLAMA_EXE"] = "/bin/true"  # never run: the models are behind the tunnel
+    g = Goinfer(["-config", str(cfg)], env, tmp_path)
+    g.wait_log(r"goinfer ready", timeout=15)
+    g.tls_port = int(g.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(goinfer tls\)").group(1))
+    g.api = "http://127.0.0.2:%s" % g.wait_log(
+        r"listening on 127\.0\.0\.2:(\d+) \(goinfer \)").group(1)
+    assert pin_of(cert) == pin
+    g.pin = pin
+    return g
+
+
+def stop_server(g):
+    rc = g.stop()
+    log = g.log()
+    assert rc == 0 and "Sanitizer" not in log and "runtime error" not in log, \
+        f"goinfer exited with {rc}:\n{log}"
+
+
+@pytest.fixture
+def server(tmp_path, ids):
+    g = start_server(tmp_path, ids)
+    try:
+        yield g
+    finally:
+        stop_server(g)
+
+
+@pytest.fixture
+def peers():
+    made = []
+    yield made
+    for p in made:
+        p.close()
+
+
+def tunnel(server, peers, identity, models=None, registered=MODEL):
+    """A Peer that dialled server, upgraded, and registered `models`."""
+    mark = len(server.lines)
+    p = Peer(server.tls_port, identity, server.pin, models=models)
+    peers.append(p)
+    status, head, rest = p.upgrade()
+    assert status == 101, head
+    p.start(rest)
+    server.wait_log(rf"tunnel: client {re.escape(p.addr)} .*registered: {registered}",
+                    timeout=10, start=mark)
+    return p
+
+
+def chat(model=MODEL, **extra):
+    return {"model": model, "messages": [{"role": "user", "content": "Hi"}], **extra}
+
+
+def many(prefix, n):
+    return [{"id": f"{prefix}-{i:05d}", "hot": False, "vision": False} for i in range(n)]
+
+
+def one_write_post(api, body, path="/v1/chat/completions"):
+    """A POST sent in one write (no delayed ACK between head and body): (status, body)."""
+    host, port = api[7:].split(":")
+    data = json.dumps(body).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                  "Connection: close\r\n\r\n".encode() + data)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    head, _, rest = got.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    r = fn()
+    return r, time.monotonic() - t0
+
+
+# ---- item 2: a large model list ----
+
+def test_a_large_fleet_costs_no_merge_per_request_and_keeps_its_tunnels(server, peers, ids):
+    """20,000 models from two GPU machines (with 100 names in common): /v1/models and the
+    404 for an unknown model stay fast, and the tunnels (1 s ping timeout here) stay up.
+    Before: the merge was quadratic on the only loop (7 s a request at 20,000 models)."""
+    a = tunnel(server, peers, ids.peer, many("m", MAX_MODELS), registered="m-00000")
+    b = tunnel(server, peers, ids.peer2, many("m", 100) + many("n", MAX_MODELS - 100),
+               registered="m-00000")
+    lists, unknowns = [], []
+    with httpx.Client(timeout=60, headers=AUTH) as c:
+        for _ in range(5):
+            listed, took = timed(lambda: c.get(server.api + "/v1/models"))
+            lists.append(took)
+            (status, body), took = timed(lambda: one_write_post(server.api, chat("nope")))
+            unknowns.append(took)
+    print(f"\n20,000 tunnelled models, as the end user waits: /v1/models "
+          f"{', '.join(f'{t * 1000:.0f}' for t in lists)} ms; unknown model (404) "
+          f"{', '.join(f'{t * 1000:.0f}' for t in unknowns)} ms")
+    assert listed.status_code == 200
+    got = [m["id"] for m in listed.json()["data"]]
+    assert len(got) == len(set(got)) == 2 * MAX_MODELS - 100
+    assert status == 404
+    msg = json.loads(body)["error"]["message"]
+    assert "m-00000" in msg and "and 19868 more" in msg, msg[:300]  # 32 names shown
+    # the first listing is made once (the fleet changed), the next ones are copies of it
+    assert lists[0] < 1.0 and max(lists[1:]) < 0.15 and max(unknowns) < 0.05, (lists, unknowns)
+    # a request still routes, and nothing was dropped
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, server.api + "/v1/chat/completions", json=chat("n-09000"),
+                        headers=AUTH, timeout=10)
+        req = b.next_request()
+        b.respond(req.id, 200, [("content-type", "application/json")], b'{"ok":1}')
+        assert fut.result().content == b'{"ok":1}'
+    assert not a.closed and not b.closed
+    assert "disconnected" not in server.log()
+
+
+def test_a_registration_is_bounded_in_models_and_name_length(server, peers, ids):
+    """Past TUNNEL_MAX_MODELS the rest is left out, and names that are too long, empty or
+    carry control characters are refused; each is logged, and the rest of it serves."""
+    models = many("m", MAX_MODELS + 5)
+    models[1:1] = [{"id": "x" * (NAME_MAX + 1)}, {"id": ""}, {"id": "evil\nforged line"},
+                   {"id": "m-00000"}]  # and one named twice
+    tunnel(server, peers, ids.peer, models, registered="m-00000")
+    server.wait_log(r"tunnel: client .* registered 10005 models, over the 10000 allowed: "
+                    r"the first 10000 are kept")
+    server.wait_log(r"tunnel: client .* 3 model names refused \(empty, over 256 bytes or with "
+                    r"control characters\)")
+    got = [m["id"] for m in httpx.get(server.api + "/v1/models", headers=AUTH,
+                                      timeout=30).json()["data"]]
+    assert got == [f"m-{i:05d}" for i in range(MAX_MODELS)]
+    assert "forged line" not in server.log()
