@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest -rfE
 WERROR := $(if $(CI),-DGOINFER_WERROR=ON,)
 
-.PHONY: all setup build asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean
+.PHONY: all setup build asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check-format
 
 all: build
 
@@ -35,8 +35,15 @@ run: setup build
 run-tunnel: setup build
 	@scripts/run-tunnel.sh
 
-test: setup build asan fuzz-build
+test: setup check-format build asan fuzz-build
 	@$(MAKE) --no-print-directory test-unit test-integ test-asan test-fuzz
+
+# make test fails on a C file that clang-format would change; `make format` fixes them.
+check-format:
+	@tools/check-format.sh
+
+format:
+	@git ls-files -z -- 'src/*.[ch]' 'tests/unit/*.c' 'tests/fuzz/*.c' 'tools/*.c' 'bench/*.c' | xargs -0 clang-format -i
 
 test-unit:
 	@ctest --test-dir $(BUILD) --output-on-failure

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxy overhead, side by side in one run: the same upstream reached (a) directly, (b) through
 # nginx (keep-alive to the upstream, buffering off), (c) through Goinfer. Two upstreams:
-#   trivial GET: a FAKE upstream that answers at once (an nginx server block returning 200);
+#   trivial GET: a FAKE upstream that answers at once (its own nginx process returning 200:
+#     served by the worker being measured, nginx's row paid for the upstream too);
 #   1-token chat completion: the real llama-server with a tiny model.
 # Prints requests/s and the ratio to direct. Needs `make build`, wrk and nginx.
 # Usage: bench/proxy_bench.sh [seconds per run, default 5] [connections, default 16]
@@ -20,6 +21,19 @@ trap cleanup EXIT
 fail() { echo "proxy_bench: $*" >&2; cat "$T/goinfer.err" "$T/nginx.err" 2>/dev/null | tail -5 >&2; exit 1; }
 
 "$ROOT/build/mkmodel" -n tiny -o "$T/tiny.gguf" >/dev/null
+mkdir -p "$T/up"
+cat >"$T/up/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $T/up/nginx.pid;
+error_log $T/up/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$P0; location / { return 200 "ok\n"; } }
+}
+CONF
+nginx -c "$T/up/nginx.conf" -p "$T/up" & pids+=($!)
 cat >"$T/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -30,7 +44,6 @@ http {
   access_log off;
   upstream fake  { server 127.0.0.1:$P0;  keepalive 64; }
   upstream llama { server 127.0.0.1:$LLAMA_PORT; keepalive 64; }
-  server { listen 127.0.0.1:$P0; location / { return 200 "ok\n"; } }
   server { listen 127.0.0.1:$NGINX_PORT;
     location / { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection "";
                  proxy_buffering off; } }
@@ -41,7 +54,7 @@ http {
 CONF
 nginx -c "$T/nginx.conf" -p "$T" & pids+=($!)
 
-# Goinfer: "fake" is a model whose process does nothing (the nginx block above answers for it);
+# Goinfer: "fake" is a model whose process does nothing (the upstream nginx answers for it);
 # "tiny" is the real llama-server, on a fixed port so nginx and wrk can reach it directly too.
 cat >"$T/goinfer.yml" <<CONF
 listen:
