@@ -363,6 +363,22 @@ control_open(struct tlink *l)
 
 /* ---- nghttp2 callbacks ---- */
 
+/* Each header block before the answer starts afresh: what an interim (1xx) block said is not
+ * the final answer's. */
+static int
+on_begin_headers(nghttp2_session *session, const nghttp2_frame *f, void *user)
+{
+    struct tstream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
+
+    (void)user;
+    if (s != NULL && f->hd.type == NGHTTP2_HEADERS && !s->started) {
+        s->status = 0;
+        s->ctype[0] = s->cache[0] = '\0';
+        s->length = -1;
+    }
+    return 0;
+}
+
 static int
 on_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
           const uint8_t *value, size_t vlen, uint8_t flags, void *user)
@@ -370,7 +386,7 @@ on_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
     struct tstream *s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
 
     (void)flags, (void)user;
-    if (s == NULL || f->hd.type != NGHTTP2_HEADERS)
+    if (s == NULL || f->hd.type != NGHTTP2_HEADERS || s->started) /* started: trailers */
         return 0;
     if (nlen == 7 && memcmp(name, ":status", 7) == 0)
         s->status = (int)strtol((const char *)value, NULL, 10);
@@ -409,12 +425,18 @@ on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
     h2link_frame(&l->h2, f);
     if (f->hd.type == NGHTTP2_GOAWAY)
         l->draining = true; /* it takes no new streams */
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_RESPONSE)
+    /* After interim answers (1xx), nghttp2 files the final one under HCAT_HEADERS. */
+    if (f->hd.type != NGHTTP2_HEADERS ||
+        (f->headers.cat != NGHTTP2_HCAT_RESPONSE && f->headers.cat != NGHTTP2_HCAT_HEADERS))
         return 0;
     s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
-    if (s != NULL && s == l->ctl && s->status != 200)
+    if (s == NULL || s->started || s->status < 200)
+        return 0; /* trailers, or an interim answer: the final one follows */
+    if (s == l->ctl && s->status != 200)
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-    else if (s != NULL && s->req != NULL && !s->started && s->status >= 200)
+    else if (s != l->ctl && s->status > 599) /* not an HTTP status: no byte of it passes */
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+    else if (s->req != NULL)
         start_response(s);
     return 0;
 }
@@ -427,9 +449,11 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
     struct tstream *s = nghttp2_session_get_stream_user_data(session, id);
 
     (void)flags;
-    if (s == NULL || s->req == NULL) {
+    if (s == NULL || s->req == NULL || !s->started) {
         if (s != NULL && s == l->ctl)
             control_input(l, data, len);
+        else if (s != NULL && s->req != NULL) /* a body before the final headers: never raw */
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
         nghttp2_session_consume(session, id, len);
         return 0;
     }
@@ -598,6 +622,7 @@ session_new(struct tlink *l)
 
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_send_callback(cb, send_nothing);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
@@ -981,8 +1006,7 @@ listing_build(struct tunnel_server *ts, const char *const *hidden, size_t n_hidd
     for (size_t i = 0; i < n_hidden; i++)
         json_object_set_new(skip, hidden[i], json_true());
     buf_reset(&ts->listing);
-    json_object_foreach(ts->fleet, id, count)
-    {
+    json_object_foreach (ts->fleet, id, count) {
         json_t *o;
         char *s;
 
@@ -1176,8 +1200,7 @@ parse_register(struct tunnel_msg *m, json_t *msg)
     m->models =
         xcalloc((room < TUNNEL_MAX_MODELS ? room : TUNNEL_MAX_MODELS) + 1, sizeof(*m->models));
     m->index = json_object();
-    json_array_foreach(list, i, o)
-    {
+    json_array_foreach (list, i, o) {
         json_t *idv = json_object_get(o, "id");
         const char *id = json_string_value(idv);
 

@@ -173,3 +173,63 @@ def test_a_registration_is_bounded_in_models_and_name_length(server, peers, ids)
                                       timeout=30).json()["data"]]
     assert got == [f"m-{i:05d}" for i in range(MAX_MODELS)]
     assert "forged line" not in server.log()
+
+
+# ---- item 4: 1xx answers on a tunnel stream ----
+
+FORGED = (b"HTTP/1.1 302 Found\r\nLocation: http://evil.example/\r\n"
+          b"Set-Cookie: session=stolen; Path=/\r\nContent-Length: 0\r\n\r\n")
+
+
+def raw_exchange(api, body, path="/v1/chat/completions"):
+    """Sends a POST in one write and returns every byte the server sends until it closes."""
+    host, port = api[7:].split(":")
+    data = json.dumps(body).encode()
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+              "Connection: close\r\n\r\n".encode() + data)
+    return s
+
+
+def read_all(s):
+    """What arrives until the server closes (or 10 s of silence)."""
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except TimeoutError:
+        pass
+    finally:
+        s.close()
+    return got
+
+
+@pytest.mark.parametrize("interim", [[103], [100, 103]])
+def test_interim_answers_are_skipped_and_the_final_one_is_the_users(server, peers, ids,
+                                                                   interim):
+    """A GPU machine sends 103 Early Hints (or 100 then 103) before its final headers: the end
+    user gets exactly the final response, with the final headers, and its body as a body.
+    Before: the final headers were never started and the machine's bytes went raw to the
+    user's socket: a forged 302 with Set-Cookie reached the user."""
+    peer = tunnel(server, peers, ids.peer)
+    user = raw_exchange(server.api, chat())
+    req = peer.next_request()
+    with peer.cond:
+        for status in interim:
+            peer.h2.send_headers(req.id, [(":status", str(status)),
+                                          ("link", "</style.css>; rel=preload"),
+                                          ("content-type", "text/x-interim")])
+    peer.respond(req.id, 200, [("content-type", "application/octet-stream"),
+                               ("content-length", str(len(FORGED)))], FORGED)
+    got = read_all(user)
+    head, sep, body = got.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert sep and lines[0] == b"HTTP/1.1 200 OK", got[:300]
+    headers = {k.lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])}
+    assert headers[b"content-type"] == b"application/octet-stream", headers
+    assert b"set-cookie" not in headers and b"location" not in headers, headers
+    assert body == FORGED  # the whole of it, as the body of the 200, and nothing else
+    server.wait_log(r"POST /v1/chat/completions model=peer-model backend=tunnel status=200")
+    assert "retried on another" not in server.log()
+    assert not peer.closed
