@@ -14,6 +14,7 @@
 #include "core/xmalloc.h"
 #include "http/addrtab.h"
 #include "http/errors.h"
+#include "http/h1.h"
 #include "http/server_local.h"
 #include "http/tls.h"
 
@@ -59,14 +60,7 @@ struct http_conn {
     struct http_server *srv;
     struct http_conn *prev, *next;
     unsigned services;
-    http_parser parser;
-    struct buf hdr; /* header names and values, NUL-separated */
-    size_t hdr_off[HTTP_MAX_HEADERS][2];
-    size_t n_hdr;
-    bool in_value;
-
-    enum { REJECT_NONE, REJECT_TOO_MANY, REJECT_HEADERS, REJECT_BODY, REJECT_ANSWERED } reject;
-    struct buf url;
+    struct h1 h1;       /* assembles c->req from the bytes read */
     struct buf pending; /* bytes read while a request is being handled */
     struct http_request req;
     bool in_request; /* parsed, handler running or response streaming */
@@ -99,7 +93,6 @@ struct wreq {
 };
 
 static uint64_t next_request_id = 1;
-static http_parser_settings parser_settings;
 
 static void conn_close(struct http_conn *c);
 static void conn_feed(struct http_conn *c, const char *data, size_t len);
@@ -118,8 +111,7 @@ on_handle_closed(uv_handle_t *h)
 
     if (--c->handles > 0)
         return;
-    buf_cleanup(&c->hdr);
-    buf_cleanup(&c->url);
+    h1_cleanup(&c->h1);
     buf_cleanup(&c->pending);
     buf_cleanup(&c->req.body);
     buf_cleanup(&c->head);
@@ -209,7 +201,7 @@ on_timeout(uv_timer_t *t)
     }
     if (c->in_request || c->up != NULL) /* handler-driven; its own timeouts apply */
         return;
-    if (!c->flushing && (c->hdr.len > 0 || c->url.len > 0)) {
+    if (!c->flushing && h1_started(&c->h1)) {
         log_info("conn %s: request not received in time", c->peer);
         http_respond_error(synthetic_request(c), 408, "timeout",
                            "request not received in time: each part of it (headers, body) "
@@ -459,7 +451,7 @@ conn_head(struct http_request *req, const struct http_header *headers, size_t n_
     if (content_length >= 0) {
         n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)content_length);
         rc |= buf_append(&c->head, line, (size_t)n);
-    } else if (c->parser.http_minor >= 1 && c->parser.http_major == 1) {
+    } else if (h1_is_http11(&c->h1)) {
         req->chunked = true;
         rc |= buf_append(&c->head, "Transfer-Encoding: chunked\r\n", 28);
     } else {
@@ -694,78 +686,7 @@ http_respond_error(struct http_request *req, int status, const char *type, const
     free(body);
 }
 
-/* ---- request parsing ---- */
-
-static int
-on_message_begin(http_parser *p)
-{
-    struct http_conn *c = p->data;
-
-    buf_reset(&c->hdr);
-    buf_reset(&c->url);
-    buf_reset(&c->req.body);
-    c->n_hdr = 0;
-    c->in_value = false;
-    c->reject = REJECT_NONE;
-    return 0;
-}
-
-/* Appends peer bytes to a bounded buffer, remembering which limit a refusal was for. The
- * request line and the headers share one limit, as their sum is what a client makes us hold. */
-static int
-collect(struct http_conn *c, struct buf *b, const char *at, size_t len, int why)
-{
-    if (why == REJECT_HEADERS && c->url.len + c->hdr.len + len > c->srv->limits.header_bytes) {
-        c->reject = why;
-        return -1;
-    }
-    if (buf_append(b, at, len) == 0)
-        return 0;
-    c->reject = why;
-    return -1;
-}
-
-static int
-on_url(http_parser *p, const char *at, size_t len)
-{
-    struct http_conn *c = p->data;
-
-    return collect(c, &c->url, at, len, REJECT_HEADERS);
-}
-
-static int
-on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct http_conn *c = p->data;
-
-    if (c->in_value || c->n_hdr == 0) { /* a new header begins */
-        if (c->n_hdr > 0 && collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
-            return -1;
-        if (c->n_hdr == HTTP_MAX_HEADERS) {
-            c->reject = REJECT_TOO_MANY;
-            return -1;
-        }
-        c->hdr_off[c->n_hdr][0] = c->hdr.len;
-        c->hdr_off[c->n_hdr][1] = 0; /* 0: no value seen (a name never starts there) */
-        c->n_hdr++;
-        c->in_value = false;
-    }
-    return collect(c, &c->hdr, at, len, REJECT_HEADERS);
-}
-
-static int
-on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct http_conn *c = p->data;
-
-    if (!c->in_value) {
-        if (collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
-            return -1;
-        c->hdr_off[c->n_hdr - 1][1] = c->hdr.len;
-        c->in_value = true;
-    }
-    return collect(c, &c->hdr, at, len, REJECT_HEADERS);
-}
+/* ---- request parsing: the h1 assembler's hooks ---- */
 
 /* curl and others wait up to a second for "100 Continue" before sending a large body. */
 static void
@@ -774,66 +695,20 @@ expect_continue(struct http_conn *c, const struct http_request *r)
     size_t n = 0;
     const char *v = http_header_get(r, "expect", &n);
 
-    if (v != NULL && n == 12 && strncasecmp(v, "100-continue", 12) == 0 &&
-        c->parser.http_major == 1 && c->parser.http_minor >= 1)
+    if (v != NULL && n == 12 && strncasecmp(v, "100-continue", 12) == 0 && h1_is_http11(&c->h1))
         conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0, NULL, 0);
 }
 
-/* An absolute-form target ("http://host/path", which HTTP/1.1 servers must accept): the
- * authority replaces the Host header and the rest is the target. Returns the target. */
-static char *
-absolute_form(struct http_request *r, char *u)
-{
-    size_t skip = strncasecmp(u, "http://", 7) == 0    ? 7
-                  : strncasecmp(u, "https://", 8) == 0 ? 8
-                                                       : 0;
-    char *auth = u + skip, *end;
-    size_t i;
-
-    if (skip == 0)
-        return u;
-    end = auth + strcspn(auth, "/?");
-    for (i = 0; i < r->n_headers; i++)
-        if (r->headers[i].name_len == 4 && strncasecmp(r->headers[i].name, "host", 4) == 0)
-            break;
-    if (i == r->n_headers && i < HTTP_MAX_HEADERS) {
-        r->headers[i].name = "Host";
-        r->headers[i].name_len = 4;
-        r->n_headers++;
-    }
-    if (i < r->n_headers) {
-        r->headers[i].value = auth;
-        r->headers[i].value_len = (size_t)(end - auth);
-    }
-    if (*end != '/') { /* "http://host" or "http://host?q": the path is "/" */
-        memmove(end + 1, end, strlen(end) + 1);
-        *end = '/';
-    }
-    return end;
-}
-
-/* Splits the target into path and query (owned by the request). */
+/* Readies c->req for its handler: the response state the response functions and the log read
+ * (the assembler filled in method, target and headers). */
 static void
-split_target(struct http_request *r, const char *u)
-{
-    const char *q = strchr(u, '?');
-
-    free(r->path);
-    r->path = q ? xstrndup(u, (size_t)(q - u)) : xstrdup(u);
-    free(r->query);
-    r->query = q ? xstrdup(q + 1) : NULL;
-}
-
-/* Readies c->req for its handler: everything the response functions and the log read. */
-static void
-request_begin(struct http_conn *c, http_parser *p)
+request_begin(struct http_conn *c)
 {
     struct http_request *r = &c->req;
 
     r->id = next_request_id++;
-    r->method = p->method;
-    r->method_name = http_method_str(p->method);
-    r->keep_alive = http_should_keep_alive(p) && !c->srv->shutting_down;
+    if (c->srv->shutting_down)
+        r->keep_alive = false;
     r->started = r->chunked = r->ended = false;
     r->status = 0;
     r->bytes_out = 0;
@@ -847,16 +722,9 @@ request_begin(struct http_conn *c, http_parser *p)
     r->log_backend = NULL;
 }
 
-/* Answers a request whose body is not read, and closes: -1 stops the parser. The response
- * says "Connection: close"; the unread body is drained while the connection lingers. */
-static int
-answered_early(struct http_conn *c)
-{
-    c->reject = REJECT_ANSWERED;
-    return -1;
-}
-
-/* Answers when the body limits cannot take rc's bytes; the request was begun. */
+/* Answers when the body limits cannot take rc's bytes; the request was begun. Returns -1: the
+ * assembler stops, the answer says "Connection: close" and the unread body is drained while
+ * the connection lingers. */
 static int
 refuse_body(struct http_conn *c, int rc)
 {
@@ -882,7 +750,7 @@ refuse_body(struct http_conn *c, int rc)
                            "bytes); retry shortly",
                            l->body_in_flight);
     }
-    return answered_early(c);
+    return -1;
 }
 
 /* The admit callback, with the request answering "Connection: close" should it refuse. */
@@ -918,39 +786,17 @@ arm_body_timer(struct http_conn *c)
 /* The head is complete: route, method and key are decided here, before any body byte is read
  * or "100 Continue" sent, so a client without a key never makes us hold its body. */
 static int
-on_headers_complete(http_parser *p)
+on_head(void *arg, struct http_request *r)
 {
-    struct http_conn *c = p->data;
-    struct http_request *r = &c->req;
-    bool has_body =
-        (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
+    struct http_conn *c = arg;
+    int64_t len = h1_content_length(&c->h1);
 
-    if (collect(c, &c->hdr, "", 1, REJECT_HEADERS) < 0)
-        return -1;
-    for (size_t i = 0; i < c->n_hdr; i++) {
-        size_t n0 = c->hdr_off[i][0], v0 = c->hdr_off[i][1];
-        r->headers[i].name = c->hdr.data + n0;
-        r->headers[i].name_len = strlen(c->hdr.data + n0);
-        r->headers[i].value = v0 ? c->hdr.data + v0 : "";
-        r->headers[i].value_len = v0 ? strlen(c->hdr.data + v0) : 0;
-    }
-    r->n_headers = c->n_hdr;
-    if (buf_append(&c->url, "", 1) < 0) { /* room for absolute_form's added '/' */
-        c->reject = REJECT_HEADERS;
-        return -1;
-    }
-    c->url.len--;
-    split_target(r, absolute_form(r, (char *)buf_cstr(&c->url)));
-    request_begin(c, p);
-    c->body_unread = has_body;
-    if (p->content_length != ULLONG_MAX && p->content_length > c->req.body.max) {
-        c->reject = REJECT_BODY; /* too large for anyone: said before asking for a key */
-        return -1;
-    }
+    request_begin(c);
+    c->body_unread = h1_has_body(&c->h1);
     if (!admit(c))
-        return answered_early(c);
-    if (p->content_length != ULLONG_MAX && p->content_length > 0) {
-        int rc = body_reserve(c, (size_t)p->content_length);
+        return -1;
+    if (len > 0) {
+        int rc = body_reserve(c, (size_t)len);
 
         if (rc < 0)
             return refuse_body(c, rc);
@@ -961,47 +807,25 @@ on_headers_complete(http_parser *p)
     return 0;
 }
 
+/* n more body bytes: a chunked body reserves as it grows. */
 static int
-on_body(http_parser *p, const char *at, size_t len)
+on_body(void *arg, size_t n)
 {
-    struct http_conn *c = p->data;
-    struct buf *b = &c->req.body;
+    struct http_conn *c = arg;
+    size_t want = c->req.body.len + n;
 
-    if (b->len + len > c->body_reserved && b->len + len <= b->max) { /* chunked: as it grows */
-        size_t more = b->len + len - c->body_reserved;
+    if (want > c->body_reserved) {
+        size_t more = want - c->body_reserved;
         int rc = body_reserve(c, more < READ_CHUNK * 4 ? READ_CHUNK * 4 : more);
 
         if (rc < 0)
             return refuse_body(c, rc);
     }
-    if (collect(c, b, at, len, REJECT_BODY) < 0)
-        return -1;
     arm_body_timer(c);
     return 0;
 }
 
-static int
-on_message_complete(http_parser *p)
-{
-    struct http_conn *c = p->data;
-
-    c->body_unread = false;
-    c->in_request = true;
-    uv_timer_stop(&c->timer);
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static void __attribute__((constructor)) init_settings(void)
-{
-    parser_settings.on_message_begin = on_message_begin;
-    parser_settings.on_url = on_url;
-    parser_settings.on_header_field = on_header_field;
-    parser_settings.on_header_value = on_header_value;
-    parser_settings.on_headers_complete = on_headers_complete;
-    parser_settings.on_body = on_body;
-    parser_settings.on_message_complete = on_message_complete;
-}
+static const struct h1_hooks conn_hooks = {on_head, on_body};
 
 /* Readies c->req for an error answer to bytes that never became a request. */
 static struct http_request *
@@ -1025,28 +849,27 @@ synthetic_request(struct http_conn *c)
     return r;
 }
 
-/* Answers a request that could not be parsed, then closes. */
+/* Answers a request that could not be assembled, then closes. */
 static void
 reject_unparsable(struct http_conn *c)
 {
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     struct http_request *r;
 
-    if (c->reject == REJECT_ANSWERED)
-        return; /* answered from the head; the connection is closing */
+    if (c->h1.state == H1_ANSWERED)
+        return; /* answered by a hook; the connection is closing */
     r = synthetic_request(c);
-    if (c->reject == REJECT_TOO_MANY)
+    if (c->h1.state == H1_TOO_MANY)
         http_respond_error(r, 431, "invalid_request_error", "too many request headers (limit %d)",
                            HTTP_MAX_HEADERS);
-    else if (c->reject == REJECT_HEADERS || e == HPE_HEADER_OVERFLOW)
+    else if (c->h1.state == H1_TOO_LARGE)
         http_respond_error(r, 431, "invalid_request_error",
-                           "request headers too large (limit %zu bytes)", c->hdr.max);
-    else if (c->reject == REJECT_BODY)
+                           "request headers too large (limit %zu bytes)", c->h1.header_bytes);
+    else if (c->h1.state == H1_BODY_LIMIT)
         http_respond_error(r, 413, "invalid_request_error",
                            "request body too large (limit %zu bytes)", c->req.body.max);
     else
         http_respond_error(r, 400, "invalid_request_error", "malformed HTTP request: %s",
-                           http_errno_description(e));
+                           h1_error(&c->h1));
 }
 
 /* Parses what it can; stops at the end of a request and keeps the rest in c->pending. */
@@ -1054,23 +877,24 @@ static void
 conn_feed(struct http_conn *c, const char *data, size_t len)
 {
     size_t n;
-    enum http_errno e;
 
-    if (c->hdr.len == 0 && c->url.len == 0 && len > 0 && !c->in_request) {
+    if (!h1_started(&c->h1) && len > 0 && !c->in_request) {
         c->req.t_start = uv_hrtime();
         arm_timer(c, c->srv->limits.header_ms);
     }
-    n = http_parser_execute(&c->parser, &parser_settings, data, len);
-    e = HTTP_PARSER_ERRNO(&c->parser);
-    if (e == HPE_PAUSED) {
+    n = h1_feed(&c->h1, data, len);
+    if (c->h1.state == H1_COMPLETE) {
         if (n < len && buf_append(&c->pending, data + n, len - n) < 0) {
             conn_close(c);
             return;
         }
+        c->body_unread = false;
+        c->in_request = true;
+        uv_timer_stop(&c->timer);
         c->srv->handler(&c->req, c->srv->arg);
         return;
     }
-    if (e != HPE_OK) {
+    if (c->h1.state != H1_READING) {
         reject_unparsable(c);
         return;
     }
@@ -1132,9 +956,7 @@ request_finish(struct http_conn *c)
         c->read_paused = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
-    http_parser_pause(&c->parser, 0);
-    buf_reset(&c->hdr);
-    buf_reset(&c->url);
+    h1_next(&c->h1);
     if (c->pending.len > 0) {
         c->kick = true;
         arm_timer(c, 0);
@@ -1278,8 +1100,6 @@ on_connection(uv_stream_t *ls, int status)
     c->req.tp = &conn_transport;
     c->req.tp_ctx = c;
     c->req.services = l->services;
-    buf_init(&c->hdr, srv->limits.header_bytes);
-    buf_init(&c->url, srv->limits.header_bytes);
     buf_init(&c->pending, PENDING_MAX + READ_CHUNK);
     buf_init(&c->head, 64 * 1024);
     buf_init(&c->req.body, srv->limits.body_bytes);
@@ -1301,8 +1121,7 @@ on_connection(uv_stream_t *ls, int status)
     c->addr = addrtab_get(srv->addrs, c->ip);
     if (l->tls && srv->tls != NULL)
         c->tls = tls_conn_new(srv->tls);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    h1_init(&c->h1, srv->limits.header_bytes, &c->req, &conn_hooks, c);
     if (over_conn_limits(c))
         return;
     arm_timer(c, srv->limits.header_ms);
