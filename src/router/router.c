@@ -444,13 +444,14 @@ handle_ui(struct router *r, struct http_request *req)
     admin_ui_page(req);
 }
 
-#define GI ROUTER_SVC_GOINFER
+#define GI    ROUTER_SVC_GOINFER
+#define INFER ROUTER_SVC_INFER
 
 /* Exact paths; a path ending in '/' matches as a prefix. */
 static const struct route routes[] = {
     {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, PUBLIC, handle_health},
     {"GET", TUNNEL_PATH, SVC_ANY, PUBLIC, handle_tunnel}, /* pins and a token proof instead */
-    {"GET", "/v1/models", SVC_ANY, USER, handle_models},
+    {"GET", "/v1/models", SVC_ANY | INFER, USER, handle_models},
     {"GET", "/models", GI, USER, handle_gguf_models},
     {"GET", "/ui", GI | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
     {"GET", "/running", GI | ROUTER_SVC_ADMIN, USER, handle_running},
@@ -460,23 +461,23 @@ static const struct route routes[] = {
     {"GET", "/metrics", GI | ROUTER_SVC_ADMIN, ADMIN, handle_metrics},
     {"GET", "/logs/stream", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
     /* llama.cpp's native API, on Goinfer's listener */
-    {"POST", "/completions", GI, USER, handle_proxy},
-    {"POST", "/completion", GI, USER, handle_proxy},
-    {"POST", "/infill", GI, USER, handle_proxy},
-    {"POST", "/rerank", GI, USER, handle_proxy},
-    {"POST", "/reranking", GI, USER, handle_proxy},
-    {"POST", "/tokenize", GI, USER, handle_proxy},
-    {"POST", "/detokenize", GI, USER, handle_proxy},
-    {"POST", "/embedding", GI, USER, handle_proxy},
-    {"POST", "/embeddings", GI, USER, handle_proxy},
-    {"POST", "/apply-template", GI, USER, handle_proxy},
-    {"GET", "/props", GI, USER, handle_proxy},
-    {"GET", "/slots", GI, USER, handle_proxy},
-    {"GET", "/tools", GI, USER, handle_proxy},
-    {"POST", "/tools", GI, USER, handle_proxy},
+    {"POST", "/completions", GI | INFER, USER, handle_proxy},
+    {"POST", "/completion", GI | INFER, USER, handle_proxy},
+    {"POST", "/infill", GI | INFER, USER, handle_proxy},
+    {"POST", "/rerank", GI | INFER, USER, handle_proxy},
+    {"POST", "/reranking", GI | INFER, USER, handle_proxy},
+    {"POST", "/tokenize", GI | INFER, USER, handle_proxy},
+    {"POST", "/detokenize", GI | INFER, USER, handle_proxy},
+    {"POST", "/embedding", GI | INFER, USER, handle_proxy},
+    {"POST", "/embeddings", GI | INFER, USER, handle_proxy},
+    {"POST", "/apply-template", GI | INFER, USER, handle_proxy},
+    {"GET", "/props", GI | INFER, USER, handle_proxy},
+    {"GET", "/slots", GI | INFER, USER, handle_proxy},
+    {"GET", "/tools", GI | INFER, USER, handle_proxy},
+    {"POST", "/tools", GI | INFER, USER, handle_proxy},
     /* every OpenAI-style route llama-server has: chat, completions, embeddings, responses,
      * messages, rerank, audio transcriptions (multipart) */
-    {"POST", "/v1/", SVC_ANY, USER, handle_proxy},
+    {"POST", "/v1/", SVC_ANY | INFER, USER, handle_proxy},
     {"*", "/upstream/", SVC_ANY, USER, handle_upstream},
 };
 
@@ -634,6 +635,12 @@ router_admit(struct http_request *req, void *arg)
     rt = find_route(r, req);
     if (rt == NULL || !authorized(r, req, rt->access))
         return false;
+    if (rt->path[0] != '\0' && rt->path[strlen(rt->path) - 1] == '/' &&
+        has_dot_segment(req->path)) { /* a prefix route must not reach past its prefix */
+        http_respond_error(req, 400, "invalid_request_error",
+                           "path segments '.' and '..' are not allowed in %s", rt->path);
+        return false;
+    }
     req->route = rt;
     return true;
 }

@@ -12,6 +12,9 @@
 #define ROUTER_SVC_GOINFER 1u /* Goinfer's own endpoints: /completions, /models, ... */
 #define ROUTER_SVC_OPENAI  2u /* the OpenAI-compatible /v1 API (llama-swap's role in the seed) */
 #define ROUTER_SVC_ADMIN   4u
+/* Not a listener's: the inference routes a tunnel's server may ask a GPU machine for (never
+ * admin or static routes), the services of the requests a tunnel client runs. */
+#define ROUTER_SVC_INFER 8u
 
 struct router_deps {
     const struct catalog *cat;
