@@ -22,30 +22,97 @@ static size_t hist_start, hist_len;
 static struct log_sub *subs;
 static bool broadcasting;
 
+/* True when s holds a byte that must not reach a log line as it is: a C0 control (newline,
+ * carriage return, ESC...) or DEL. One pass, no copy: nearly every message has none. */
+static bool
+has_control(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+            return true;
+    return false;
+}
+
+/* Writes c, or its escape, to e; returns how many bytes. */
+static size_t
+escape_byte(unsigned char c, char e[4])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    e[0] = (char)c;
+    if (c >= 0x20 && c != 0x7f)
+        return 1;
+    e[0] = '\\';
+    if (c == '\n' || c == '\r' || c == '\t') {
+        e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        return 2;
+    }
+    e[1] = 'x';
+    e[2] = hex[c >> 4];
+    e[3] = hex[c & 15];
+    return 4;
+}
+
+size_t
+log_escape(char *out, size_t outlen, const char *in, size_t len)
+{
+    size_t o = 0;
+    char e[4];
+
+    if (outlen == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        size_t n = escape_byte((unsigned char)in[i], e);
+
+        if (o + n >= outlen)
+            break; /* truncated, never inside an escape */
+        memcpy(out + o, e, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return o;
+}
+
 /* Drops whole lines from the front until n more bytes fit. */
 static void
 history_make_room(size_t n)
 {
     while (hist_len > 0 && hist_len + n > HISTORY_BYTES) {
-        size_t skip = 0;
+        size_t first =
+            HISTORY_BYTES - hist_start < hist_len ? HISTORY_BYTES - hist_start : hist_len;
+        const char *nl = memchr(history + hist_start, '\n', first);
+        size_t skip = nl ? (size_t)(nl - (history + hist_start)) + 1 : hist_len;
 
-        while (skip < hist_len && history[(hist_start + skip) % HISTORY_BYTES] != '\n')
-            skip++;
-        skip = skip < hist_len ? skip + 1 : hist_len;
+        if (nl == NULL && first < hist_len) { /* the line wraps round the ring */
+            nl = memchr(history, '\n', hist_len - first);
+            skip = nl ? first + (size_t)(nl - history) + 1 : hist_len;
+        }
         hist_start = (hist_start + skip) % HISTORY_BYTES;
         hist_len -= skip;
     }
 }
 
-void
-log_capture(const char *line, size_t len)
+/* Appends n bytes at the ring's end, in at most two copies. */
+static void
+history_put(const char *s, size_t n)
+{
+    size_t at = (hist_start + hist_len) % HISTORY_BYTES;
+    size_t first = HISTORY_BYTES - at < n ? HISTORY_BYTES - at : n;
+
+    memcpy(history + at, s, first);
+    memcpy(history, s + first, n - first);
+    hist_len += n;
+}
+
+/* Stores a line known to hold no control byte, and passes it to the subscribers. */
+static void
+capture(const char *line, size_t len)
 {
     if (len + 1 > HISTORY_BYTES / 4)
         len = HISTORY_BYTES / 4 - 1;
     history_make_room(len + 1);
-    for (size_t i = 0; i <= len; i++)
-        history[(hist_start + hist_len + i) % HISTORY_BYTES] = i < len ? line[i] : '\n';
-    hist_len += len + 1;
+    history_put(line, len);
+    history_put("\n", 1);
     if (broadcasting)
         return;
     broadcasting = true;
@@ -54,6 +121,22 @@ log_capture(const char *line, size_t len)
         s->cb(s->arg, line, len);
     }
     broadcasting = false;
+}
+
+void
+log_capture(const char *line, size_t len)
+{
+    char *esc;
+
+    if (!has_control(line, len)) {
+        capture(line, len);
+        return;
+    }
+    esc = malloc(len * 4 + 1);
+    if (esc == NULL)
+        fatalx("out of memory");
+    capture(esc, log_escape(esc, len * 4 + 1, line, len));
+    free(esc);
 }
 
 void
@@ -103,14 +186,17 @@ log_set_level(enum log_level level)
     log_threshold = level;
 }
 
-/* Formats one line: "2026-11-24T17:00:00.123Z info message[: strerror]". */
+/* Formats one line: "2026-11-24T17:00:00.123Z info message[: strerror]", the message's control
+ * bytes escaped: whatever a caller passes (a model name from a request, a file name, a GPU
+ * machine's registration), it stays inside its own line, on stderr, in /logs and the streams. */
 static void vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
 static void
 vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
 {
-    char msg[2048], line[2200], stamp[32];
+    char msg[2048], esc[2048], line[2200], stamp[32];
+    const char *m = msg;
     struct timespec ts;
     struct tm tm;
     int n;
@@ -118,19 +204,25 @@ vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (n < 0)
+        return;
+    if (has_control(msg, strlen(msg))) {
+        log_escape(esc, sizeof(esc), msg, strlen(msg));
+        m = esc;
+    }
     if (saved_errno != 0)
         n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s: %s", stamp, ts.tv_nsec / 1000000,
-                     level_names[level], msg, strerror(saved_errno));
+                     level_names[level], m, strerror(saved_errno));
     else
         n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s", stamp, ts.tv_nsec / 1000000,
-                     level_names[level], msg);
+                     level_names[level], m);
     if (n < 0)
         return;
     if ((size_t)n >= sizeof(line))
         n = sizeof(line) - 1;
     fprintf(stderr, "%s\n", line);
-    log_capture(line, (size_t)n);
+    capture(line, (size_t)n);
 }
 
 void

@@ -37,12 +37,17 @@ void log_emit(enum log_level level, bool with_errno, const char *fmt, ...)
 typedef void (*log_line_cb)(void *arg, const char *line, size_t len);
 struct log_sub;
 
-/* Adds a line to the history and subscribers without printing it (child output). */
+/* Adds a line to the history and subscribers without printing it (child output); its control
+ * bytes are escaped as log_escape does. */
 void log_capture(const char *line, size_t len);
 /* Calls cb with the stored history, oldest first, as one block of lines. */
 void log_history(log_line_cb cb, void *arg);
 struct log_sub *log_subscribe(log_line_cb cb, void *arg);
 void log_unsubscribe(struct log_sub *s);
+
+/* Copies in to out with each control byte (C0, DEL) written as \n, \r, \t or \xHH, so it
+ * cannot end or forge a line; NUL-terminated, truncated to outlen. Returns the length. */
+size_t log_escape(char *out, size_t outlen, const char *in, size_t len);
 
 noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
