@@ -216,38 +216,70 @@ requested_model(struct router *r, struct http_request *req, char **name, char *e
     return rc;
 }
 
-/* Finds the model or answers 400/404; the name goes to the access log either way. */
-static const struct model_def *
-pick_model(struct router *r, struct http_request *req)
-{
-    char err[512], *name = NULL, *names;
-    const struct model_def *m = NULL;
+/* ---- backends: whatever can answer a request for a model ---- */
 
-    if (requested_model(r, req, &name, err, sizeof(err)) < 0) {
-        http_respond_error(req, 400, "invalid_request_error", "%s", err);
-        return NULL;
-    }
-    if (name != NULL)
-        m = catalog_find(r->d.cat, name, strlen(name));
-    req->log_model = name; /* owned by the request from here */
-    if (m == NULL && name != NULL && tunnel_server_forward(r->d.tunnels, req))
-        return NULL; /* a GPU machine behind a tunnel serves it */
-    if (m == NULL) {
-        names = model_names(r->d.cat, r->d.tunnels);
-        http_respond_error(req, 404, "model_not_found",
-                           "model '%s' not found; available models: %s", name ? name : "", names);
-        free(names);
-    }
-    return m;
+/* Asked in order; the first that serves the model takes the request and answers it, one way
+ * or another. A cloud upstream will be the third. */
+struct backend {
+    const char *name;
+    bool (*serves)(struct router *r, const char *model);
+    void (*forward)(struct router *r, struct http_request *req, const char *model);
+};
+
+static bool
+local_serves(struct router *r, const char *model)
+{
+    return catalog_find(r->d.cat, model, strlen(model)) != NULL;
 }
 
 static void
+local_forward(struct router *r, struct http_request *req, const char *model)
+{
+    proxy_forward(req, r->d.swap, catalog_find(r->d.cat, model, strlen(model)), req->path,
+                  r->d.upstream_idle_s);
+}
+
+static bool
+tunnel_serves(struct router *r, const char *model)
+{
+    return r->d.tunnels != NULL && tunnel_server_serves(r->d.tunnels, model);
+}
+
+static void
+tunnel_forward(struct router *r, struct http_request *req, const char *model)
+{
+    (void)model; /* the request's log_model: the tunnel server reads it there */
+    if (!tunnel_server_forward(r->d.tunnels, req))
+        http_respond_error(req, 503, "server_busy", "no GPU machine serves %s any more", model);
+}
+
+static const struct backend backends[] = {
+    {"local", local_serves, local_forward},
+    {"tunnel", tunnel_serves, tunnel_forward},
+};
+
+/* Resolves the model a request names and hands it to the first backend that serves it, or
+ * answers 400 (unreadable) or 404 (nobody serves it, with the names that exist). */
+static void
 handle_proxy(struct router *r, struct http_request *req)
 {
-    const struct model_def *m = pick_model(r, req);
+    char err[512], *name = NULL, *names;
 
-    if (m != NULL)
-        proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s);
+    if (requested_model(r, req, &name, err, sizeof(err)) < 0) {
+        http_respond_error(req, 400, "invalid_request_error", "%s", err);
+        return;
+    }
+    req->log_model = name; /* owned by the request from here */
+    for (size_t i = 0; name != NULL && i < sizeof(backends) / sizeof(backends[0]); i++) {
+        if (backends[i].serves(r, name)) {
+            backends[i].forward(r, req, name);
+            return;
+        }
+    }
+    names = model_names(r->d.cat, r->d.tunnels);
+    http_respond_error(req, 404, "model_not_found", "model '%s' not found; available models: %s",
+                       name ? name : "", names);
+    free(names);
 }
 
 static bool
