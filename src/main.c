@@ -24,9 +24,9 @@
 #include "tunnel/tunnel_client.h"
 #include "tunnel/tunnel_server.h"
 
-#define SHUTDOWN_GRACE_MS  10000
-#define RELOAD_DEBOUNCE_MS 200
-#define COLLECT_RETRY_MS   1000
+#define SHUTDOWN_GRACE_MS 10000
+#define RELOAD_QUIET_MS   300 /* a changed file is read once it has been still this long */
+#define COLLECT_RETRY_MS  1000
 
 struct keys {
     struct auth *user;  /* user and admin keys: the API */
@@ -49,6 +49,8 @@ struct app {
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
+    char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
+    struct generation_stamp loaded, looked; /* the files as last read, and as last looked at */
     uv_timer_t drain, debounce, collect;
     uint64_t shutdown_at;
     bool stopping;
@@ -216,7 +218,11 @@ reload(struct app *a, const char *why)
     struct keys keys = {0};
     struct tls_ctx *tls = NULL;
     char err[1024] = "no API key (set api_key, GI_API_KEY or -no-api-key)";
-    int rc = generation_load(next, a->argc, a->argv, err, sizeof(err));
+    int rc;
+
+    generation_stamp(a->gens.current->conf.file, &a->loaded); /* taken, or refused: seen */
+    a->looked = a->loaded;
+    rc = generation_load(next, a->argc, a->argv, err, sizeof(err));
 
     if (rc == 0)
         rc = make_tls(&next->conf, &tls, err, sizeof(err));
@@ -246,10 +252,26 @@ reload(struct app *a, const char *why)
     log_info("reloaded (%s): %zu models", why, next->cat.n);
 }
 
+/*
+ * The files have been still for RELOAD_QUIET_MS since the last event. They are read only when
+ * two looks that far apart find them the same, and changed since they were last read: a writer
+ * that pauses mid-file (or events that come merged or late) cannot get half a file loaded, and
+ * after a SIGHUP that read them the watcher has nothing left to do.
+ */
 static void
-on_debounce(uv_timer_t *t)
+on_quiet(uv_timer_t *t)
 {
-    reload(t->data, "configuration file changed");
+    struct app *a = t->data;
+    struct generation_stamp now;
+
+    generation_stamp(a->gens.current->conf.file, &now);
+    if (!generation_stamp_same(&now, &a->looked)) {
+        a->looked = now;
+        uv_timer_start(t, on_quiet, RELOAD_QUIET_MS, 0);
+        return;
+    }
+    if (!generation_stamp_same(&now, &a->loaded))
+        reload(a, "configuration file changed");
 }
 
 static void
@@ -260,21 +282,37 @@ on_file_event(uv_fs_event_t *h, const char *name, int events, int status)
     (void)events;
     if (status < 0 || name == NULL)
         return;
-    if (strcmp(name, "goinfer.yml") == 0 || strcmp(name, "llama-swap.yml") == 0)
-        uv_timer_start(&a->debounce, on_debounce, RELOAD_DEBOUNCE_MS, 0);
+    for (size_t i = 0; i < 2; i++)
+        if (strcmp(name, a->watch_names[i]) == 0)
+            uv_timer_start(&a->debounce, on_quiet, RELOAD_QUIET_MS, 0);
 }
 
-/* Watches the folder, not the file: editors replace files by renaming over them. */
+static char *
+base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    return xstrdup(slash ? slash + 1 : path);
+}
+
+/* Watches the folder, not the file: editors replace files by renaming over them (a new inode
+ * each time), and the folder's watch sees every one. Events are for the names -config gave. */
 static void
 watch_config(struct app *a)
 {
     const char *file = a->gens.current->conf.file, *slash = file ? strrchr(file, '/') : NULL;
-    char *dir;
+    char *dir, *swap_file;
 
     uv_fs_event_init(a->loop, &a->watch);
     a->watch.data = a;
     if (file == NULL)
         return;
+    generation_stamp(file, &a->loaded);
+    a->looked = a->loaded;
+    swap_file = conf_swap_file_for(file);
+    a->watch_names[0] = base_name(file);
+    a->watch_names[1] = base_name(swap_file);
+    free(swap_file);
     dir = slash ? xstrndup(file, (size_t)(slash - file)) : xstrdup(".");
     if (uv_fs_event_start(&a->watch, on_file_event, dir, 0) < 0)
         log_warnx("cannot watch %s for changes; use SIGHUP to reload", dir);
@@ -433,8 +471,7 @@ describe_models(void *arg)
 
         if (m->unlisted)
             continue;
-        json_array_foreach(running, k, r)
-        {
+        json_array_foreach (running, k, r) {
             const char *name = json_string_value(json_object_get(r, "model"));
             const char *state = json_string_value(json_object_get(r, "state"));
 
@@ -553,6 +590,8 @@ cleanup(struct app *a)
     keys_free(&a->keys);
     tls_ctx_free(a->tls);
     generations_cleanup(&a->gens);
+    free(a->watch_names[0]);
+    free(a->watch_names[1]);
     models_meta_cache_free();
 }
 

@@ -299,12 +299,20 @@ static const struct ykey goinfer_keys[] = {
 
 static const struct ykey llama_swap_keys[] = {LLAMA_SWAP_KEYS, {NULL, NULL, 0}};
 
+char *
+conf_swap_file_for(const char *file)
+{
+    const char *slash = strrchr(file, '/');
+
+    return slash ? xasprintf("%.*s/llama-swap.yml", (int)(slash - file), file)
+                 : xstrdup("llama-swap.yml");
+}
+
 /* Reads goinfer.yml, then llama-swap.yml from the same folder when there is one. */
 static int
 load_files(struct conf *c, const char *file, char *err, size_t errlen)
 {
     struct yctx y = {.err = err, .errlen = errlen, .user = c};
-    const char *slash = strrchr(file, '/');
     char *swap_file;
     int rc;
 
@@ -312,8 +320,7 @@ load_files(struct conf *c, const char *file, char *err, size_t errlen)
     rc = yload(&y, file, goinfer_keys, c);
     if (rc < 0)
         return rc;
-    swap_file = slash ? xasprintf("%.*s/llama-swap.yml", (int)(slash - file), file)
-                      : xstrdup("llama-swap.yml");
+    swap_file = conf_swap_file_for(file);
     if (access(swap_file, F_OK) == 0) {
         c->swap_file = swap_file;
         rc = yload(&y, swap_file, llama_swap_keys, c);

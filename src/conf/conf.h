@@ -55,6 +55,8 @@ struct conf {
  * Returns 0; 1 when -help was asked (usage printed); or -errno with err filled. */
 int conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen);
 void conf_cleanup(struct conf *c);
+/* The llama-swap.yml read beside file (whether it exists or not); the caller frees it. */
+char *conf_swap_file_for(const char *file);
 
 /* Pure helpers, exposed for tests. */
 /* ":4444" or "host:4444" with "goinfer", "openai"/"llama-swap", "admin" (comma/space list). */

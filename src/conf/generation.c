@@ -99,6 +99,40 @@ generation_cleanup(struct generation *g)
     memset(g, 0, sizeof(*g));
 }
 
+void
+generation_stamp(const char *file, struct generation_stamp *out)
+{
+    char *swap_file = file ? conf_swap_file_for(file) : NULL;
+    const char *paths[2] = {file, swap_file};
+    struct stat st;
+
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < 2; i++)
+        if (paths[i] != NULL && stat(paths[i], &st) == 0)
+            out->f[i] = (struct generation_file_stamp){true,       st.st_dev,  st.st_ino,
+                                                       st.st_size, st.st_mtim, st.st_ctim};
+    free(swap_file);
+}
+
+static bool
+same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+bool
+generation_stamp_same(const struct generation_stamp *a, const struct generation_stamp *b)
+{
+    for (size_t i = 0; i < 2; i++) {
+        const struct generation_file_stamp *x = &a->f[i], *y = &b->f[i];
+
+        if (x->exists != y->exists || x->dev != y->dev || x->ino != y->ino || x->size != y->size ||
+            !same_time(x->mtime, y->mtime) || !same_time(x->ctime, y->ctime))
+            return false;
+    }
+    return true;
+}
+
 /* ---- generations: which one each running request holds ---- */
 
 #define USERS_MIN_BUCKETS 256

@@ -6,9 +6,12 @@
 #ifndef GOINFER_CONF_GENERATION_H
 #define GOINFER_CONF_GENERATION_H
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "conf/conf.h"
 #include "models/catalog.h"
@@ -29,6 +32,23 @@ int generation_load(struct generation *g, int argc, char **argv, char *err, size
 void generation_cleanup(struct generation *g);
 /* The llama-server to run: llama.exe / GI_LLAMA_EXE, else the one `make setup` built. */
 char *generation_llama_exe(const struct conf *c, char *err, size_t errlen);
+
+/* What the configuration files (goinfer.yml and the llama-swap.yml beside it) looked like:
+ * which file, its size and times. A watcher tells an event that changed nothing from a change,
+ * and a file still being written from one at rest. */
+struct generation_stamp {
+    struct generation_file_stamp {
+        bool exists;
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtime, ctime;
+    } f[2];
+};
+
+/* Stamps file (may be NULL: nothing exists) and its llama-swap.yml. */
+void generation_stamp(const char *file, struct generation_stamp *out);
+bool generation_stamp_same(const struct generation_stamp *a, const struct generation_stamp *b);
 
 /*
  * The generation in force and the retired ones still in use. A request uses the generation in

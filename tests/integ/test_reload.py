@@ -16,10 +16,13 @@ def model(name, extra=""):
     return f"  {name}:\n    cmd: {FAKE} -m /tmp/echo-{name}.gguf --port ${{PORT}} {extra}\n"
 
 
+def config(models):
+    return (f"api_key: {API_KEY}\nlisten:\n  \"127.0.0.1:0\": goinfer\n  \"127.0.0.2:0\": openai\n"
+            "models:\n" + "".join(models))
+
+
 def write(d, models):
-    (d / "goinfer.yml").write_text(
-        f"api_key: {API_KEY}\nlisten:\n  \"127.0.0.1:0\": goinfer\n  \"127.0.0.2:0\": openai\n"
-        "models:\n" + "".join(models))
+    (d / "goinfer.yml").write_text(config(models))
 
 
 def ids(client, g):
@@ -140,3 +143,51 @@ def test_reloads_during_a_stream_leave_it_whole(tmp_path, start_goinfer):
         assert text.count("chat.completion.chunk") == 5 and text.endswith("data: [DONE]\n\n"), text
         r = c.post(g.url() + "/v1/chat/completions", headers=auth(), json=chat_req)
         assert r.status_code == 200 and r.text.count("chat.completion.chunk") == 5, r.text
+
+
+def reload_lines(g, start):
+    return [line for line in g.lines[start:] if "reload" in line]
+
+
+def test_a_config_written_in_two_halves_is_read_once_whole(tmp_path, start_goinfer):
+    """A writer that pauses mid-file (350 ms: past the 200 ms the watcher used to wait) must not
+    get the half file read: one reload, of the whole file, and no error about the half."""
+    write(tmp_path, [model("first")])
+    g = start_goinfer(None, args=["-config", str(tmp_path / "goinfer.yml")], config=False)
+    text = config([model(f"m{i:02d}") for i in range(40)])
+    cut = text.index("  m20:") + len("  m20:\n    cmd: ")
+    n = len(g.lines)
+    with open(tmp_path / "goinfer.yml", "w") as f:
+        f.write(text[:cut])
+        f.flush()
+        time.sleep(0.35)
+        f.write(text[cut:])
+    g.wait_log(r"reloaded \(configuration file changed\): 40 models", start=n, timeout=10)
+    time.sleep(1.5)  # what a second look would have found
+    lines = reload_lines(g, n)
+    assert len(lines) == 1 and lines[0].endswith(" info reloaded (configuration file changed): "
+                                                 "40 models"), "\n".join(g.lines[n:])
+    assert not [line for line in g.lines[n:] if " warn " in line], "\n".join(g.lines[n:])
+
+
+def test_renames_over_the_file_are_followed_whatever_its_name(tmp_path, start_goinfer):
+    """Editors save by writing a temporary file and renaming it over the old one: a new inode
+    each time, which the watch must follow, for the file -config names (not only goinfer.yml).
+    Events that change neither file (another file in the folder) reload nothing."""
+    cfg = tmp_path / "site.yml"
+    cfg.write_text(config([model("a")]))
+    g = start_goinfer(None, args=["-config", str(cfg)], config=False)
+    for models in ([model("a"), model("b")], [model("a"), model("b"), model("c")]):
+        n = len(g.lines)
+        tmp = tmp_path / ".site.yml.swp"
+        tmp.write_text(config(models))
+        os.replace(tmp, cfg)
+        g.wait_log(rf"reloaded \(configuration file changed\): {len(models)} models", start=n,
+                   timeout=10)
+    n = len(g.lines)
+    (tmp_path / "notes.txt").write_text("not a configuration")
+    os.replace(tmp_path / "notes.txt", tmp_path / "notes.yml")
+    g.proc.send_signal(signal.SIGHUP)  # read now: the watcher has nothing left to do after it
+    g.wait_log(r"reloaded \(SIGHUP\): 3 models", start=n)
+    time.sleep(1.5)
+    assert len(reload_lines(g, n)) == 1, "\n".join(g.lines[n:])

@@ -381,6 +381,41 @@ generations_free_what_nothing_uses(void **state)
     generations_cleanup(&gs);
 }
 
+/* A stamp stays while nothing happens, and changes with a rename over the file (an editor's
+ * save) even when the new one has the same size. */
+static void
+stamps_tell_a_change_from_none(void **state)
+{
+    char dir[] = "/tmp/test_conf_stampXXXXXX", *file, *tmp;
+    struct generation_stamp a, b;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    file = xasprintf("%s/site.yml", dir);
+    tmp = xasprintf("%s/.site.yml.swp", dir);
+    generation_stamp(file, &a);
+    assert_false(a.f[0].exists || a.f[1].exists);
+    f = fopen(file, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs("api_key: 0123456789abcdef\n", f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    generation_stamp(file, &a);
+    generation_stamp(file, &b);
+    assert_true(a.f[0].exists && !a.f[1].exists && generation_stamp_same(&a, &b));
+    f = fopen(tmp, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs("api_key: 0123456789abcdeF\n", f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, file), 0); /* an editor's save: another inode */
+    generation_stamp(file, &b);
+    assert_false(generation_stamp_same(&a, &b));
+    assert_int_equal(unlink(file), 0);
+    assert_int_equal(rmdir(dir), 0);
+    free(file);
+    free(tmp);
+}
+
 int
 main(void)
 {
@@ -396,6 +431,7 @@ main(void)
         cmocka_unit_test(llama_swap_errors),
         cmocka_unit_test(subst_late_macros),
         cmocka_unit_test(generations_free_what_nothing_uses),
+        cmocka_unit_test(stamps_tell_a_change_from_none),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
