@@ -42,7 +42,9 @@ struct app {
     struct swap_conf swap_conf;
     struct swap *swap;
     struct keys keys;
-    struct tls_ctx *tls; /* for the listeners marked tls, or NULL */
+    struct tls_ctx *tls;                       /* for the listeners marked tls, or NULL */
+    struct conf_listen bound[CONF_MAX_LISTEN]; /* what we listen on (port 0 resolved) */
+    size_t n_bound;
     struct router *router;
     struct http_server *server;
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
@@ -145,6 +147,27 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->swap = a->swap;
     d->server = a->server;
     d->tunnels = a->tunnels;
+}
+
+/* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
+ * other machines reach; it is taken, but said at start and at every reload, so nobody runs
+ * that way unawares. The Host check that comes with it stops web pages (DNS rebinding), not a
+ * client that reaches the port and says "Host: localhost". */
+static void
+warn_keyless_public(const struct app *a)
+{
+    const struct conf *c = &a->gens.current->conf;
+
+    if (!c->no_api_key)
+        return;
+    for (size_t i = 0; i < a->n_bound; i++)
+        if (!conf_host_loopback(a->bound[i].host))
+            log_warnx("-no-api-key on %s:%d, an address other machines may reach: anyone who "
+                      "reaches it can use the models%s; listen on 127.0.0.1 or set api_key",
+                      a->bound[i].host, a->bound[i].port,
+                      real_key(c->admin_api_key)
+                          ? " (the admin routes still need admin_api_key)"
+                          : " and the admin routes (/unload, /reload, /logs)");
 }
 
 /* ---- reload: a new generation replaces the old only when it is entirely valid ---- */
@@ -250,6 +273,7 @@ reload(struct app *a, const char *why)
     router_set_deps(a->router, &d);
     collect_soon(a); /* the old one goes as soon as nothing uses it */
     log_info("reloaded (%s): %zu models", why, next->cat.n);
+    warn_keyless_public(a);
 }
 
 /*
@@ -558,7 +582,9 @@ setup_listeners(struct app *a)
                  l->services & ROUTER_SVC_ADMIN ? "admin " : "", l->tls ? "tls" : "");
         if (l->tls && tls_listen == NULL)
             tls_listen = l, tls_port = port;
+        a->bound[a->n_bound++] = (struct conf_listen){xstrdup(l->host), port, l->services, l->tls};
     }
+    warn_keyless_public(a);
     setup_tunnel_server(a, tls_listen, tls_port);
     setup_tunnel_client(a);
     router_deps_from(a, &d);
@@ -592,6 +618,8 @@ cleanup(struct app *a)
     generations_cleanup(&a->gens);
     free(a->watch_names[0]);
     free(a->watch_names[1]);
+    for (size_t i = 0; i < a->n_bound; i++)
+        free(a->bound[i].host);
     models_meta_cache_free();
 }
 

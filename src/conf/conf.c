@@ -1,10 +1,13 @@
 #include "conf.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "conf/swapconf.h"
@@ -96,6 +99,22 @@ conf_parse_listen(const char *addr, const char *services, const char *default_ho
     out->host = hlen ? xstrndup(addr, hlen) : xstrdup(default_host);
     out->port = (int)port;
     return 0;
+}
+
+bool
+conf_host_loopback(const char *host)
+{
+    unsigned char a[16];
+
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) != 1)
+        return false; /* a name: whoever it resolves to may be anyone */
+    if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a))
+        return a[12] == 127;
+    return IN6_IS_ADDR_LOOPBACK((struct in6_addr *)a);
 }
 
 int

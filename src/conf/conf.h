@@ -62,6 +62,9 @@ char *conf_swap_file_for(const char *file);
 /* ":4444" or "host:4444" with "goinfer", "openai"/"llama-swap", "admin" (comma/space list). */
 int conf_parse_listen(const char *addr, const char *services, const char *default_host,
                       struct conf_listen *out, char *err, size_t errlen);
+/* True for a listen host only this machine reaches: 127.0.0.0/8, ::1 (or v4-mapped), localhost.
+ * Any other name or address, 0.0.0.0 and :: included, may be reached from elsewhere. */
+bool conf_host_loopback(const char *host);
 /* Splits a command line the way a shell would for words and quotes (no expansion).
  * Returns the number of words, or -EINVAL for an unclosed quote; *out is NULL-terminated. */
 int conf_split_args(const char *s, char ***out);

@@ -1,6 +1,7 @@
 """User and admin keys: admin routes need the admin key, which also works for the API; keys
 can come from files; keys never appear in the logs."""
 import re
+import signal
 
 from conftest import API_KEY, auth
 
@@ -72,3 +73,43 @@ def test_no_api_key_keeps_the_admin_key_and_localhost_only(models_dir, tmp_path,
     r = client.get(g.url() + "/v1/models", headers={"Host": "attacker.example"})
     assert r.status_code == 403 and "only localhost" in r.json()["error"]["message"]
     assert client.get(g.url() + "/v1/models", headers={"Host": "localhost:4444"}).status_code == 200
+
+
+def warnings_for(g, start=0):
+    return [line for line in g.lines[start:] if "-no-api-key on " in line]
+
+
+def test_no_api_key_on_a_public_address_is_said_at_start_and_reload(models_dir, start_goinfer,
+                                                                     tmp_path):
+    """-no-api-key is the explicit word that lets Goinfer serve keyless on an address other
+    machines reach; it must say so, naming the address, at start and at each reload."""
+    cfg = tmp_path / "open.yml"
+    cfg.write_text(f"models_dir: {models_dir}\nlisten:\n  \"127.0.0.1:0\": goinfer\n"
+                   "  \"0.0.0.0:0\": openai, admin\n")
+    g = start_goinfer(None, args=["-config", str(cfg), "-no-api-key"], config=False)
+    port = g.ports["openai"][1]
+    (line,) = warnings_for(g)
+    assert f" warn -no-api-key on 0.0.0.0:{port}, an address other machines may reach: anyone " \
+           "who reaches it can use the models and the admin routes" in line, line
+    n = len(g.lines)
+    g.proc.send_signal(signal.SIGHUP)
+    g.wait_log(r"reloaded \(SIGHUP\)", start=n)
+    g.wait_log(r"-no-api-key on 0\.0\.0\.0:\d+", start=n)
+    n = len(g.lines)
+    cfg.write_text(cfg.read_text() + f"admin_api_key: {ADMIN}\n")
+    g.proc.send_signal(signal.SIGHUP)
+    m = g.wait_log(r"-no-api-key on 0\.0\.0\.0:\d+, .* the models \(the admin routes still need "
+                   r"admin_api_key\)", start=n)
+    assert len(warnings_for(g, n)) == 1, m
+
+
+def test_no_warning_on_loopback_or_with_a_key(models_dir, start_goinfer, tmp_path):
+    cfg = tmp_path / "local.yml"
+    cfg.write_text(f"models_dir: {models_dir}\nlisten:\n  \"127.0.0.1:0\": goinfer\n"
+                   "  \"[::1]:0\": openai\n")
+    g = start_goinfer(None, args=["-config", str(cfg), "-no-api-key"], config=False)
+    keyed_cfg = tmp_path / "keyed.yml"
+    keyed_cfg.write_text(f"models_dir: {models_dir}\napi_key: {API_KEY}\n"
+                         "listen:\n  \"0.0.0.0:0\": goinfer\n")
+    keyed = start_goinfer(None, args=["-config", str(keyed_cfg)], config=False)
+    assert not warnings_for(g) and not warnings_for(keyed), g.log() + keyed.log()

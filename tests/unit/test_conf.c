@@ -416,6 +416,23 @@ stamps_tell_a_change_from_none(void **state)
     free(tmp);
 }
 
+/* Which listen hosts only this machine reaches (-no-api-key warns about the others). */
+static void
+loopback_hosts(void **state)
+{
+    static const char *const local[] = {"127.0.0.1", "127.8.9.10", "::1",
+                                        "localhost", "LocalHost",  "::ffff:127.0.0.1"};
+    static const char *const reachable[] = {
+        "0.0.0.0",          "::",      "10.0.0.5", "128.0.0.1", "::ffff:10.0.0.1",
+        "127.evil.example", "gpu.lan", ""};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+        assert_true(conf_host_loopback(local[i]));
+    for (size_t i = 0; i < sizeof(reachable) / sizeof(reachable[0]); i++)
+        assert_false(conf_host_loopback(reachable[i]));
+}
+
 int
 main(void)
 {
@@ -432,6 +449,7 @@ main(void)
         cmocka_unit_test(subst_late_macros),
         cmocka_unit_test(generations_free_what_nothing_uses),
         cmocka_unit_test(stamps_tell_a_change_from_none),
+        cmocka_unit_test(loopback_hosts),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
