@@ -519,6 +519,7 @@ setup_tunnel_client(struct app *a)
     if (t->n_servers == 0)
         return;
     t->body_bytes = c->limits.body_bytes;
+    t->body_in_flight = c->limits.body_bytes_in_flight;
     t->stall_ms = c->limits.write_stall_timeout * 1000;
     if (t->cert == NULL)
         t->cert = xstrdup(TUNNEL_CLIENT_CERT);

@@ -37,6 +37,8 @@ struct conf_tunnel_client {
     uint64_t body_bytes; /* largest request body taken from a server (limits.body_bytes) */
     uint64_t stall_ms;   /* an answer a server takes nothing of this long is dropped
                             (limits.write_stall_timeout) */
+    /* request bodies held at once from all servers (limits.body_bytes_in_flight) */
+    uint64_t body_in_flight;
 };
 
 int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import API_KEY, Goinfer
 from tunnel_net import TOKEN, make_identity, pin_of
-from tunnel_peer import MODEL, Peer
+from tunnel_peer import MODEL, Peer, ServerPeer
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MAX_MODELS = 10000   # what one registration may carry (TUNNEL_MAX_MODELS)
@@ -29,6 +29,9 @@ NAME_MAX = 256       # bytes in one model name (TUNNEL_MODEL_ID_MAX)
 def ids(tmp_path_factory):
     d = tmp_path_factory.mktemp("hardening-ids")
     return SimpleNamespace(**{n: make_identity(d, n) for n in ("server", "peer", "peer2")})
+
+
+MiB = 1 << 20
 
 
 def start_server(tmp_path, ids, extra=""):
@@ -233,3 +236,65 @@ def test_interim_answers_are_skipped_and_the_final_one_is_the_users(server, peer
     server.wait_log(r"POST /v1/chat/completions model=peer-model backend=tunnel status=200")
     assert "retried on another" not in server.log()
     assert not peer.closed
+
+
+# ---- item 8: request bodies a GPU machine holds from a hostile server ----
+
+def start_gpu(tmp_path, ids, server_port, extra=""):
+    """A GPU machine's goinfer dialling a ServerPeer on server_port."""
+    d = tmp_path / "gpu"
+    (d / "models").mkdir(parents=True)  # before goinfer starts: it reads it at once
+    cert, key, _ = ids.peer
+    cfg = d / "goinfer.yml"
+    cfg.write_text(
+        f"api_key: local-{API_KEY}\nmodels_dir: {d / 'models'}\n"
+        "listen:\n  \"127.0.0.1:0\": goinfer\n"
+        f"client:\n  cert: {cert}\n  key: {key}\n  ping_interval: 1\n  ping_timeout: 2\n"
+        f"  servers:\n    - {{url: \"https://127.0.0.1:{server_port}\", pin: \"{ids.server[2]}\", "
+        f"token: {TOKEN}}}\n" + extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env["GI_LLAMA_EXE"] = "/bin/true"
+    g = Goinfer(["-config", str(cfg)], env, d)
+    g.wait_log(r"goinfer ready", timeout=15)
+    return g
+
+
+def memory_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def test_a_gpu_machine_holds_a_bounded_total_of_request_bodies(tmp_path, ids):
+    """A server opens 16 streams and pushes 4 MiB of body on each at once (64 MiB): the GPU
+    machine holds at most limits.body_bytes_in_flight (16 MiB here) and refuses the streams
+    past it with 503. Before: every body was held whole (32 x 70 MiB took it to 2.1 GB)."""
+    srv = ServerPeer(ids.server)
+    gpu = start_gpu(tmp_path, ids, srv.port,
+                    "limits:\n  body_bytes: 5242880\n  body_bytes_in_flight: 16777216\n")
+    try:
+        srv.start(srv.accept())
+        gpu.wait_log(r"tunnel: connected to https://127\.0\.0\.1")
+        srv.wait(lambda: srv.control_in, timeout=5, what="the register line")
+        time.sleep(0.3)
+        before = memory_kib(gpu.proc.pid, "VmRSS")
+        body = b"{" + b" " * (4 * MiB - 2) + b"}"
+        sids = [srv.request("/v1/chat/completions", body=body) for _ in range(16)]
+        srv.wait(lambda: all(sid in srv.responses or sid in srv.resets for sid in sids),
+                 timeout=60, what="an answer on every stream")
+        peak = memory_kib(gpu.proc.pid, "VmHWM")
+        statuses = sorted(srv.responses.get(sid, 0) for sid in sids)
+        print(f"\n16 streams x 4 MiB: the GPU machine's RSS {before / 1024:.1f} MiB, peak "
+              f"{peak / 1024:.1f} MiB (+{(peak - before) / 1024:.1f}); answers {statuses}")
+        # a body done with gives its room back, so more than four may pass; most can't
+        assert set(statuses) <= {404, 503} and statuses.count(503) >= 8, statuses
+        gpu.wait_log(r"request bodies held from servers would pass limits.body_bytes_in_flight "
+                     r"\(16777216 bytes\): stream \d+ refused with 503")
+        assert peak - before < 24 * 1024, (before, peak)  # 16 MiB and the buffers' slack
+        # what the refused streams held was given back: a whole body is taken again
+        sid = srv.request("/v1/chat/completions", body=body)
+        srv.wait(lambda: sid in srv.responses, timeout=10, what="the next answer")
+        assert srv.responses[sid] != 503, gpu.log()
+        assert not srv.closed
+    finally:
+        srv.close()
+        stop_server(gpu)

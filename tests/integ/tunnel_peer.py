@@ -64,6 +64,9 @@ class Peer:
         self._retry(self.tls.do_handshake)
         assert self.tls.get_protocol_version_name() == "TLSv1.3"
         assert spki_pin(self.tls.get_peer_certificate()) == server_pin
+        self._state()
+
+    def _state(self):
         self.cond = threading.Condition()
         self.own, self.incoming = {}, {}          # registration streams; end users' streams
         self.requests = []                        # end users' requests, complete, for the test
@@ -264,3 +267,90 @@ class Peer:
         if self.thread:
             self.thread.join(5)
         self.sock.close()
+
+
+class ServerPeer(Peer):
+    """A Goinfer server's end, for what a hostile server can do to a GPU machine: it listens
+    (TLS 1.3, ALPN goinfer/1, any client certificate), answers the upgrade with 101 whatever
+    the proof, opens the control stream, and is the HTTP/2 client: request() opens a stream,
+    send() pushes its body as the windows allow. responses: sid -> status."""
+
+    def __init__(self, identity):
+        cert, key, self.pin = identity
+        self.ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        self.ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        self.ctx.use_certificate_file(str(cert))
+        self.ctx.use_privatekey_file(str(key))
+        self.ctx.set_alpn_select_callback(lambda conn, offered: b"goinfer/1")
+        self.ctx.set_verify(SSL.VERIFY_PEER, lambda *args: True)
+        self.ctx.set_mode(MODE_ACCEPT_MOVING_WRITE_BUFFER)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sock = None
+        self._state()
+        self.responses = {}
+
+    def accept(self, timeout=15):
+        """Takes the GPU machine's connection and its upgrade; returns the bytes after it."""
+        self.listener.settimeout(timeout)
+        self.sock, _ = self.listener.accept()
+        self.sock.setblocking(False)
+        self.tls = SSL.Connection(self.ctx, self.sock)
+        self.tls.set_accept_state()
+        self._retry(self.tls.do_handshake)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self._retry(self.tls.recv, 65536)
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"GET /.well-known/goinfer-tunnel "), head
+        self._sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: ptth\r\n\r\n")
+        return rest
+
+    def start(self, rest=b""):
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2.initiate_connection()
+        self.control = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(self.control, [
+            (":method", "POST"), (":scheme", "https"), (":authority", "goinfer"),
+            (":path", "/.goinfer/control"), ("content-type", "application/x-ndjson")])
+        with self.cond:
+            self._input(rest)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def request(self, path, method="POST", body=None, ctype="application/json"):
+        """Opens a stream; with body, queues it whole (END_STREAM after it)."""
+        with self.cond:
+            sid = self.h2.get_next_available_stream_id()
+            self.h2.send_headers(sid, [(":method", method), (":scheme", "https"),
+                                       (":authority", "goinfer"), (":path", path),
+                                       ("content-type", ctype)], end_stream=body is None)
+            if body is not None:
+                self.out[sid] = [bytearray(body), True]
+                self._push()
+        return sid
+
+    def _event(self, ev):
+        now = time.monotonic()
+        if isinstance(ev, h2.events.ResponseReceived):
+            self.responses[ev.stream_id] = int(dict(ev.headers)[b":status"])
+        elif isinstance(ev, h2.events.DataReceived):
+            if ev.stream_id == self.control:
+                self.control_in.append(ev.data)
+            try:
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            except h2.exceptions.StreamClosedError:
+                pass
+        elif isinstance(ev, h2.events.StreamReset):
+            self.resets[ev.stream_id] = (ev.error_code, now)
+            self.out.pop(ev.stream_id, None)
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.closed = True
+
+    def close(self):
+        if self.sock is not None:
+            super().close()
+        self.listener.close()
