@@ -261,6 +261,7 @@ reload(struct app *a, const char *why)
     reload_warn_restart(&a->gens.current->conf, &next->conf);
     generations_replace(&a->gens, next); /* requests in flight keep the old one until they end */
     a->tunnel_conf = next->conf.tunnel_server;
+    a->tunnel_conf.stream_timeout = next->conf.limits.upstream_timeout;
     keys_free(&a->keys);
     a->keys = keys;
     http_server_set_tls(a->server, tls); /* new connections; open ones keep theirs */
@@ -471,6 +472,7 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
     if (tls_cert_pin(c->tls_cert, pin) < 0)
         fatalx("server: cannot read the key pin of %s", c->tls_cert);
     a->tunnel_conf = c->tunnel_server; /* a reload replaces it */
+    a->tunnel_conf.stream_timeout = c->limits.upstream_timeout;
     a->tunnels = tunnel_server_new(a->loop, &a->tunnel_conf);
     log_info("tunnel: accepting GPU machines on %s:%d (%zu client keys allowed)", tls_listen->host,
              port, ylist_len(c->tunnel_server.clients));

@@ -20,6 +20,9 @@ struct conf_tunnel_server {
     char **clients;                       /* key pins ("sha256/...") allowed in; NULL-terminated */
     uint64_t ping_interval, ping_timeout; /* seconds */
     uint64_t max_queue;                   /* requests waiting for a busy client, then 503 */
+    /* seconds a tunnel stream may go without a byte from its GPU machine, then 504 (set from
+       limits.upstream_timeout) */
+    uint64_t stream_timeout;
 };
 
 struct conf_tunnel_peer {

@@ -74,6 +74,7 @@ struct tstream {
     bool started, own;
     unsigned tries; /* clients tried for it: a retry only while no byte reached the user */
     bool vision;    /* it carries images (found once: bodies can be large) */
+    uint64_t heard; /* loop time of the last frame its GPU machine sent about it */
     struct tstream *prev, *next;
 };
 
@@ -149,6 +150,7 @@ on_user_drain(struct http_request *req)
     req->on_drain = NULL;
     nghttp2_session_consume(l->h2.session, s->id, s->unconsumed);
     s->unconsumed = 0;
+    s->heard = uv_now(l->ts->loop); /* its silence until now was our end user's doing */
     h2link_flush(&l->h2);
 }
 
@@ -425,11 +427,13 @@ on_frame(nghttp2_session *session, const nghttp2_frame *f, void *user)
     h2link_frame(&l->h2, f);
     if (f->hd.type == NGHTTP2_GOAWAY)
         l->draining = true; /* it takes no new streams */
+    s = f->hd.stream_id > 0 ? nghttp2_session_get_stream_user_data(session, f->hd.stream_id) : NULL;
+    if (s != NULL) /* headers, body, or window for the body we upload: it is alive */
+        s->heard = uv_now(l->ts->loop);
     /* After interim answers (1xx), nghttp2 files the final one under HCAT_HEADERS. */
     if (f->hd.type != NGHTTP2_HEADERS ||
         (f->headers.cat != NGHTTP2_HCAT_RESPONSE && f->headers.cat != NGHTTP2_HCAT_HEADERS))
         return 0;
-    s = nghttp2_session_get_stream_user_data(session, f->hd.stream_id);
     if (s == NULL || s->started || s->status < 200)
         return 0; /* trailers, or an interim answer: the final one follows */
     if (s == l->ctl && s->status != 200)
@@ -829,6 +833,7 @@ send_down(struct tlink *l, struct http_request *req, unsigned tries, bool vision
     req->handler_data = s;
     req->on_abort = on_user_abort;
     req->log_backend = "tunnel";
+    s->heard = uv_now(l->ts->loop);
     h2link_flush(&l->h2);
     return true;
 }
@@ -901,10 +906,55 @@ dispatch_queue(struct tunnel_server *ts)
     }
 }
 
+/* A stream its GPU machine said nothing about for limits.upstream_timeout (it may answer
+ * PINGs and never the stream) is reset, and its end user gets 504, or a cut answer once it
+ * has started. */
+static void
+stream_expire(struct tlink *l, struct tstream *s, uint64_t timeout_s)
+{
+    struct http_request *req = s->req;
+
+    s->req = NULL; /* the stream's close frees it */
+    req->on_abort = req->on_drain = NULL;
+    nghttp2_submit_rst_stream(l->h2.session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    if (s->started) {
+        log_warnx("req=%llu: the GPU machine %s sent nothing more for %llu s "
+                  "(limits.upstream_timeout); the answer is cut",
+                  (unsigned long long)req->id, l->peer, (unsigned long long)timeout_s);
+        http_abort(req);
+        return;
+    }
+    http_respond_error(req, 504, "timeout",
+                       "the GPU machine %s sent no answer for %llu s (limits.upstream_timeout in "
+                       "goinfer.yml)",
+                       l->peer, (unsigned long long)timeout_s);
+}
+
+/* Streams held back for a slow end user are not counted: that silence is not the machine's. */
+static void
+expire_silent_streams(struct tunnel_server *ts)
+{
+    uint64_t now = uv_now(ts->loop), limit_s = ts->conf->stream_timeout;
+
+    for (struct tlink *l = limit_s > 0 ? ts->links : NULL; l != NULL; l = l->next) {
+        bool reset = false;
+
+        for (struct tstream *s = l->streams; s != NULL; s = s->next) {
+            if (s->own || s->req == NULL || s->unconsumed > 0 || now - s->heard < limit_s * 1000)
+                continue;
+            stream_expire(l, s, limit_s);
+            reset = true;
+        }
+        if (reset)
+            h2link_flush(&l->h2);
+    }
+}
+
 static void
 on_queue_tick(uv_timer_t *t)
 {
     dispatch_queue(t->data);
+    expire_silent_streams(t->data);
 }
 
 static bool

@@ -106,7 +106,7 @@ def one_write_post(api, body, path="/v1/chat/completions"):
     """A POST sent in one write (no delayed ACK between head and body): (status, body)."""
     host, port = api[7:].split(":")
     data = json.dumps(body).encode()
-    with socket.create_connection((host, int(port)), timeout=30) as s:
+    with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
                   "Connection: close\r\n\r\n".encode() + data)
@@ -298,3 +298,56 @@ def test_a_gpu_machine_holds_a_bounded_total_of_request_bodies(tmp_path, ids):
     finally:
         srv.close()
         stop_server(gpu)
+
+
+# ---- a stream its GPU machine never answers ----
+
+@pytest.fixture
+def impatient(tmp_path, ids):
+    """A server whose limits.upstream_timeout is 1 s."""
+    g = start_server(tmp_path, ids, "limits:\n  upstream_timeout: 1\n")
+    try:
+        yield g
+    finally:
+        stop_server(g)
+
+
+def test_a_stream_the_gpu_machine_never_answers_ends_in_504_and_a_reset(impatient, peers, ids):
+    """The machine answers PINGs (the tunnel stays up) but never this stream: after
+    limits.upstream_timeout the end user gets 504 and the machine RST_STREAM (CANCEL).
+    Before: the end user waited for ever."""
+    server = impatient
+    peer = tunnel(server, peers, ids.peer)
+    t0 = time.monotonic()
+    status, body = one_write_post(server.api, chat())
+    took = time.monotonic() - t0
+    assert status == 504, body
+    assert "limits.upstream_timeout" in json.loads(body)["error"]["message"]
+    assert 0.9 < took < 3, took
+    req = peer.next_request()
+    peer.wait(lambda: req.id in peer.resets, timeout=3, what="RST_STREAM")
+    assert peer.resets[req.id][0] == 8  # CANCEL
+    server.wait_log(r"POST /v1/chat/completions model=peer-model backend=tunnel status=504")
+    # an answer that starts and then goes silent is cut, not held open
+    user = raw_exchange(server.api, chat(stream=True))
+    req = peer.next_request()
+    peer.respond(req.id, 200, [("content-type", "text/event-stream")], b"data: one\n\n",
+                 end=False)
+    t0 = time.monotonic()
+    got = read_all(user)
+    assert time.monotonic() - t0 < 3
+    assert got.startswith(b"HTTP/1.1 200") and b"data: one" in got, got
+    assert not got.endswith(b"0\r\n\r\n"), got  # cut: no last chunk
+    peer.wait(lambda: req.id in peer.resets, timeout=3, what="RST_STREAM")
+    server.wait_log(r"the GPU machine .* sent nothing more for 1 s \(limits.upstream_timeout\); "
+                    r"the answer is cut")
+    # an answer that keeps coming, even slowly, is not
+    user = raw_exchange(server.api, chat(stream=True))
+    req = peer.next_request()
+    peer.respond(req.id, 200, [("content-type", "text/event-stream")], b"data: 0\n\n", end=False)
+    for i in range(1, 6):
+        time.sleep(0.4)
+        peer.send(req.id, b"data: %d\n\n" % i, end=i == 5)
+    got = read_all(user)
+    assert b"data: 5" in got and got.endswith(b"0\r\n\r\n"), got
+    assert req.id not in peer.resets and not peer.closed
