@@ -51,7 +51,10 @@ accept_any_cert(int ok, X509_STORE_CTX *x)
 }
 
 /* A tunnel client offers goinfer/1 and alone is asked for a certificate, so browsers on the
- * same port never see a certificate prompt; everyone else speaks HTTP/1.1. */
+ * same port never see a certificate prompt; everyone else speaks HTTP/1.1. The tunnel is
+ * TLS 1.3 only (both ends are ours, and its token proof rests on the exporter, which 1.2 binds
+ * to the session only with extended master secret); other HTTPS clients may still use 1.2, so
+ * it is a goinfer/1 offer over 1.2 that fails the handshake. */
 static int
 alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
             unsigned int inlen, void *arg)
@@ -64,6 +67,8 @@ alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const un
         if (i + 1 + n > inlen)
             break;
         if (n == 9 && memcmp(p, TLS_ALPN_TUNNEL, 9) == 0) {
+            if (SSL_version(ssl) != TLS1_3_VERSION)
+                return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
             SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any_cert);
             *out = p;
             *outlen = (unsigned char)n;
@@ -345,7 +350,7 @@ tls_conn_is_tunnel(const struct tls_conn *t)
     unsigned n;
 
     SSL_get0_alpn_selected(t->ssl, &p, &n);
-    return n == 9 && memcmp(p, TLS_ALPN_TUNNEL, 9) == 0;
+    return n == 9 && memcmp(p, TLS_ALPN_TUNNEL, 9) == 0 && SSL_version(t->ssl) == TLS1_3_VERSION;
 }
 
 /* "sha256/" and the base64 SHA-256 of the DER SubjectPublicKeyInfo, as HPKP and curl write it. */

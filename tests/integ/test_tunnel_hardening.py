@@ -9,12 +9,14 @@ import json
 import os
 import re
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import httpx
 import pytest
+from OpenSSL import SSL
 
 from conftest import API_KEY, Goinfer
 from tunnel_net import TOKEN, make_identity, pin_of
@@ -351,3 +353,44 @@ def test_a_stream_the_gpu_machine_never_answers_ends_in_504_and_a_reset(impatien
     got = read_all(user)
     assert b"data: 5" in got and got.endswith(b"0\r\n\r\n"), got
     assert req.id not in peer.resets and not peer.closed
+
+
+# ---- TLS 1.3 only on the tunnel ----
+
+def handshake(port, identity, version, alpn):
+    """A TLS handshake at most at `version`, offering `alpn`, with the peer's certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.maximum_version = version
+    ctx.set_alpn_protocols([alpn])
+    ctx.load_cert_chain(str(identity[0]), str(identity[1]))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return ctx.wrap_socket(raw)
+
+
+def test_the_tunnel_takes_tls_1_3_only_and_https_still_takes_1_2(server, ids):
+    """The README says TLS 1.3 for the tunnel: a goinfer/1 offer over TLS 1.2 fails the
+    handshake (before: it was accepted). Plain HTTPS on the same listener still takes 1.2."""
+    with pytest.raises((ssl.SSLError, ConnectionError)):  # the alert, or the close after it
+        handshake(server.tls_port, ids.peer, ssl.TLSVersion.TLSv1_2, "goinfer/1").close()
+    with handshake(server.tls_port, ids.peer, ssl.TLSVersion.TLSv1_3, "goinfer/1") as s:
+        assert s.version() == "TLSv1.3" and s.selected_alpn_protocol() == "goinfer/1"
+    with handshake(server.tls_port, ids.peer, ssl.TLSVersion.TLSv1_2, "http/1.1") as s:
+        assert s.version() == "TLSv1.2"
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    assert "registered" not in server.log()
+
+
+def test_a_gpu_machine_dials_tls_1_3_only(tmp_path, ids):
+    """The other end: a server that offers no more than TLS 1.2 gets no tunnel."""
+    srv = ServerPeer(ids.server, tls=SSL.TLS1_2_VERSION)
+    gpu = start_gpu(tmp_path, ids, srv.port)
+    try:
+        with pytest.raises(SSL.Error):
+            srv.accept()
+        gpu.wait_log(r"tunnel: connection to https://127\.0\.0\.1:\d+ lost: .*protocol version")
+        assert "tunnel: connected to" not in gpu.log()
+    finally:
+        srv.close()
+        stop_server(gpu)

@@ -275,10 +275,11 @@ class ServerPeer(Peer):
     the proof, opens the control stream, and is the HTTP/2 client: request() opens a stream,
     send() pushes its body as the windows allow. responses: sid -> status."""
 
-    def __init__(self, identity):
+    def __init__(self, identity, tls=SSL.TLS1_3_VERSION):
         cert, key, self.pin = identity
         self.ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        self.ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        self.ctx.set_min_proto_version(tls)
+        self.ctx.set_max_proto_version(tls)
         self.ctx.use_certificate_file(str(cert))
         self.ctx.use_privatekey_file(str(key))
         self.ctx.set_alpn_select_callback(lambda conn, offered: b"goinfer/1")
