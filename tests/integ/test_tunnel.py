@@ -372,10 +372,14 @@ def test_a_server_that_accepts_and_says_nothing_is_given_up_on(net, nodes, gpu_m
     mute = subprocess.Popen(["ip", "netns", "exec", s, "/usr/bin/python3", "-c",
                              "import socket, time\n"
                              f"l = socket.create_server(('{s_ip}', 8443))\n"
+                             "print('listening', flush=True)\n"
                              "held = []\n"
-                             "while True: held.append(l.accept())\n"])
+                             "while True: held.append(l.accept())\n"],
+                            stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.3)
+        # listening before the client starts (a fixed sleep raced a slow start: the client's
+        # first dial was refused, not left unanswered)
+        assert mute.stdout.readline() == "listening\n"
         ident = nodes.identity("gpu1")
         cli = nodes.client(c, "gpu1", gpu_models / "tiny-a", [(s_ip, "sha256/" + "A" * 43 + "=")],
                            ident)

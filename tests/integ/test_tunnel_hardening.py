@@ -12,6 +12,7 @@ import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 from OpenSSL import SSL
 
 from conftest import API_KEY, Goinfer
+import tunnel_net
 from tunnel_net import TOKEN, make_identity, pin_of
 from tunnel_peer import MODEL, Peer, ServerPeer
 
@@ -394,3 +396,31 @@ def test_a_gpu_machine_dials_tls_1_3_only(tmp_path, ids):
     finally:
         srv.close()
         stop_server(gpu)
+
+
+# ---- the harness: what a program reads exists before it starts ----
+
+def test_the_harness_makes_what_goinfer_reads_before_starting_it(tmp_path, ids, monkeypatch):
+    """tunnel_net.Nodes made a server's empty models folder just after starting goinfer, which
+    exits when the folder is missing: on a fresh machine the race was lost (issue 9). Every
+    path a node's goinfer.yml names must exist when goinfer starts."""
+    missing = []
+
+    class Started:  # stands in for conftest.Goinfer: looks at the paths as goinfer would
+        def __init__(self, args, env, cwd, prefix=()):
+            cfg = Path(args[args.index("-config") + 1])
+            paths = [cfg, Path(cwd)] + [Path(p) for p in re.findall(
+                r"(?:models_dir|cert|key): (/[^\s,}]+)", cfg.read_text())]
+            missing.extend(str(p) for p in paths if not p.exists())
+
+        def wait_ready(self):
+            return self
+
+    monkeypatch.setattr(tunnel_net, "Goinfer", Started)
+    monkeypatch.setattr(tunnel_net, "llama_exe", lambda: "/bin/true")
+    nodes = tunnel_net.Nodes(None, tmp_path)
+    nodes.server("ns-s", "10.0.0.1", [ids.peer[2]], identity=ids.server)
+    nodes.server("ns-s2", "10.0.0.2", [ids.peer[2]], name="two")
+    (tmp_path / "gpu-models").mkdir()
+    nodes.client("ns-c", "gpu", tmp_path / "gpu-models", [("10.0.0.1", ids.server[2])], ids.peer)
+    assert missing == []

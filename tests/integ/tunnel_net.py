@@ -114,13 +114,13 @@ class Nodes:
         """A server listening on every address of its namespace; ip is the one users call."""
         cert, key, pin = identity or make_identity(self.certs, name)
         pins = ", ".join(f'"{p}"' for p in clients)
+        (self.tmp / "empty").mkdir(exist_ok=True)  # before goinfer starts: it reads it at once
         g = self._run(ns, name,
                       f"api_key: {API_KEY}\nmodels_dir: {self.tmp / 'empty'}\n"
                       f"listen:\n  \"0.0.0.0:8443\": goinfer, tls\n  \"0.0.0.0:8080\": goinfer\n"
                       f"tls: {{cert: {cert}, key: {key}}}\n"
                       f"server:\n  token: {TOKEN}\n  clients: [{pins}]\n"
                       f"  ping_interval: 1\n  ping_timeout: 1\n" + extra)
-        (self.tmp / "empty").mkdir(exist_ok=True)
         g.pin, g.api, g.identity = pin, f"http://{ip}:8080", (cert, key, pin)
         return g.wait_ready()
 
