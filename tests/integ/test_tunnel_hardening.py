@@ -258,6 +258,9 @@ def start_gpu(tmp_path, ids, server_port, extra=""):
         f"token: {TOKEN}}}\n" + extra)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
     env["GI_LLAMA_EXE"] = "/bin/true"
+    # under ASan, freed bodies wait in its quarantine (256 MB): kept small, as what is measured
+    # is what goinfer holds
+    env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
     g = Goinfer(["-config", str(cfg)], env, d)
     g.wait_log(r"goinfer ready", timeout=15)
     return g
@@ -293,7 +296,7 @@ def test_a_gpu_machine_holds_a_bounded_total_of_request_bodies(tmp_path, ids):
         assert set(statuses) <= {404, 503} and statuses.count(503) >= 8, statuses
         gpu.wait_log(r"request bodies held from servers would pass limits.body_bytes_in_flight "
                      r"\(16777216 bytes\): stream \d+ refused with 503")
-        assert peak - before < 24 * 1024, (before, peak)  # 16 MiB and the buffers' slack
+        assert peak - before < 30 * 1024, (before, peak)  # 16 MiB, frames, ASan shadow
         # what the refused streams held was given back: a whole body is taken again
         sid = srv.request("/v1/chat/completions", body=body)
         srv.wait(lambda: sid in srv.responses, timeout=10, what="the next answer")
