@@ -9,6 +9,7 @@
 #include "admin/metrics.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "http/relay.h"
 #include "router/select.h"
 
 struct proxy {
@@ -21,10 +22,6 @@ struct proxy {
     long idle_s;
     bool paused;
 };
-
-/* Response headers worth passing on; hop-by-hop ones and lengths are ours to set. */
-static const char *const pass_headers[] = {"content-type", "cache-control", "content-encoding",
-                                           NULL};
 
 static void
 proxy_free(struct proxy *p)
@@ -62,25 +59,20 @@ on_upstream_response(void *arg, long status, const struct http_header *h, size_t
 {
     struct proxy *p = arg;
     struct http_header out[8];
-    size_t k = 0;
+    size_t k = http_relay_filter(h, n, out, 6), len = 0;
     int64_t length = -1;
+    const char *ctype = NULL;
 
-    for (size_t i = 0; i < n; i++) {
-        if (h[i].name_len == 14 && strncasecmp(h[i].name, "content-length", 14) == 0) {
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name_len == 14 && strncasecmp(h[i].name, "content-length", 14) == 0)
             length = strtoll(h[i].value, NULL, 10);
-            continue;
-        }
-        for (size_t j = 0; pass_headers[j] && k < 6; j++)
-            if (strlen(pass_headers[j]) == h[i].name_len &&
-                strncasecmp(h[i].name, pass_headers[j], h[i].name_len) == 0)
-                out[k++] = h[i];
-    }
     out[k++] = (struct http_header){"X-Accel-Buffering", 17, "no", 2};
     http_stream_start(p->req, (int)status, out, k, length);
-    for (size_t i = 0; i < k; i++) /* an event stream shows it is alive at once */
-        if (out[i].name_len == 12 && strncasecmp(out[i].name, "content-type", 12) == 0 &&
-            out[i].value_len >= 17 && strncasecmp(out[i].value, "text/event-stream", 17) == 0)
-            http_stream_flush(p->req);
+    for (size_t i = 0; i < k && ctype == NULL; i++)
+        if (out[i].name_len == 12 && strncasecmp(out[i].name, "content-type", 12) == 0)
+            ctype = out[i].value, len = out[i].value_len;
+    if (ctype != NULL && http_relay_flush_early(ctype, len)) /* alive at once */
+        http_stream_flush(p->req);
 }
 
 static int
