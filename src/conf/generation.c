@@ -109,8 +109,12 @@ generation_stamp(const char *file, struct generation_stamp *out)
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < 2; i++)
         if (paths[i] != NULL && stat(paths[i], &st) == 0)
-            out->f[i] = (struct generation_file_stamp){true,       st.st_dev,  st.st_ino,
-                                                       st.st_size, st.st_mtim, st.st_ctim};
+            out->f[i] = (struct generation_file_stamp){.exists = true,
+                                                       .dev = st.st_dev,
+                                                       .ino = st.st_ino,
+                                                       .size = st.st_size,
+                                                       .mtime = st.st_mtim,
+                                                       .ctime = st.st_ctim};
     free(swap_file);
 }
 
