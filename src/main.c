@@ -537,7 +537,7 @@ setup_tunnel_client(struct app *a)
     log_info("tunnel: this machine's pin is %s: add it to server.clients on each server", pin);
     /* a server reaches the inference routes only (the client refuses any other path) */
     a->tunnel_client =
-        tunnel_client_new(a->loop, t, a->server, ROUTER_SVC_GOINFER | ROUTER_SVC_OPENAI,
+        tunnel_client_new(a->loop, t, a->server, ROUTER_SVC_INFER, /* inference routes only */
                           real_key(c->api_key), describe_models, a, err, sizeof(err));
     if (a->tunnel_client == NULL)
         fatalx("client: %s", err);
@@ -557,6 +557,10 @@ setup_listeners(struct app *a)
         .write_stall_ms = c->write_stall_timeout * 1000,
         .max_conns = c->max_connections,
         .max_conns_per_ip = c->max_connections_per_ip,
+        /* never below one largest body, or such a request could never be read */
+        .body_per_ip = c->body_bytes_per_ip > c->body_bytes ? c->body_bytes_per_ip : c->body_bytes,
+        .body_in_flight =
+            c->body_bytes_in_flight > c->body_bytes ? c->body_bytes_in_flight : c->body_bytes,
     };
 
     char err[1024];
@@ -566,6 +570,7 @@ setup_listeners(struct app *a)
     if (make_tls(&a->gens.current->conf, &a->tls, err, sizeof(err)) < 0)
         fatalx("%s", err);
     a->server = http_server_new(a->loop, &limits, on_request, a->router);
+    http_server_on_admit(a->server, router_admit);
     http_server_set_tls(a->server, a->tls);
     http_server_on_complete(a->server, on_request_done);
     router_deps_from(a, &d);

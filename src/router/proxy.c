@@ -58,21 +58,12 @@ static void
 on_upstream_response(void *arg, long status, const struct http_header *h, size_t n)
 {
     struct proxy *p = arg;
-    struct http_header out[8];
-    size_t k = http_relay_filter(h, n, out, 6), len = 0;
     int64_t length = -1;
-    const char *ctype = NULL;
 
     for (size_t i = 0; i < n; i++)
         if (h[i].name_len == 14 && strncasecmp(h[i].name, "content-length", 14) == 0)
             length = strtoll(h[i].value, NULL, 10);
-    out[k++] = (struct http_header){"X-Accel-Buffering", 17, "no", 2};
-    http_stream_start(p->req, (int)status, out, k, length);
-    for (size_t i = 0; i < k && ctype == NULL; i++)
-        if (out[i].name_len == 12 && strncasecmp(out[i].name, "content-type", 12) == 0)
-            ctype = out[i].value, len = out[i].value_len;
-    if (ctype != NULL && http_relay_flush_early(ctype, len)) /* alive at once */
-        http_stream_flush(p->req);
+    http_relay_start(p->req, (int)status, h, n, length);
 }
 
 static int

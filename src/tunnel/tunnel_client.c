@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/client.h" /* http_url_split */
+#include "http/relay.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "tunnel/h2link.h"
@@ -171,24 +172,6 @@ read_out(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32_
     return (ssize_t)n;
 }
 
-/* A server may ask for inference and nothing else: not the admin routes of this machine. */
-static bool
-path_allowed(const char *path)
-{
-    static const char *const native[] = {
-        "/completion", "/completions", "/infill",    "/rerank",     "/reranking",
-        "/tokenize",   "/detokenize",  "/embedding", "/embeddings", "/apply-template",
-        "/props",      "/slots",       "/tools",     NULL};
-    size_t n = strcspn(path, "?");
-
-    if (strncmp(path, "/v1/", 4) == 0)
-        return memmem(path, n, "/..", 3) == NULL;
-    for (const char *const *p = native; *p; p++)
-        if (strlen(*p) == n && strncmp(path, *p, n) == 0)
-            return true;
-    return false;
-}
-
 /* A body no request will read any more gives its bytes back to the total. */
 static void
 body_release(struct cstream *s)
@@ -217,14 +200,11 @@ stream_refuse(struct cstream *s, const char *status, const char *msg)
     nghttp2_submit_response(s->c->h2.session, s->id, nv, 2, &prd);
 }
 
-/* The headers worth passing back, by their lower-case HTTP/2 names. */
-static const char *const pass_headers[] = {"content-type", "cache-control"};
-
 static void
 on_local_head(void *arg, int status, const struct http_header *h, size_t n, int64_t content_length)
 {
     struct cstream *s = arg;
-    nghttp2_nv nv[4];
+    nghttp2_nv nv[HTTP_RELAY_MAX + 2];
     size_t k = 0;
     char st[8], len[24];
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_out};
@@ -232,14 +212,13 @@ on_local_head(void *arg, int status, const struct http_header *h, size_t n, int6
     snprintf(st, sizeof(st), "%d", status);
     nv[k++] =
         (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
-    for (size_t j = 0; j < 2; j++)
-        for (size_t i = 0; i < n; i++)
-            if (h[i].name_len == strlen(pass_headers[j]) &&
-                strncasecmp(h[i].name, pass_headers[j], h[i].name_len) == 0) {
-                nv[k++] = (nghttp2_nv){(uint8_t *)pass_headers[j], (uint8_t *)h[i].value,
-                                       h[i].name_len, h[i].value_len, NGHTTP2_NV_FLAG_NONE};
-                break;
-            }
+    for (size_t i = 0; i < n && k < HTTP_RELAY_MAX + 1; i++) {
+        const char *name = http_relay_canonical(h[i].name, h[i].name_len); /* lower case */
+
+        if (name != NULL)
+            nv[k++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)h[i].value, h[i].name_len,
+                                   h[i].value_len, NGHTTP2_NV_FLAG_NONE};
+    }
     if (content_length >= 0) {
         snprintf(len, sizeof(len), "%lld", (long long)content_length);
         nv[k++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)len, 14, strlen(len),
@@ -299,10 +278,8 @@ stream_run(struct cstream *s)
     size_t n = 0;
     char *bearer;
 
-    if (s->path == NULL || !path_allowed(s->path)) {
-        log_warnx("tunnel: %s asked for %s, which is not an inference route; refused",
-                  s->c->d->label, s->path ? s->path : "(no path)");
-        stream_refuse(s, "403", "the GPU machine serves inference routes only");
+    if (s->path == NULL) {
+        stream_refuse(s, "400", "a request without a :path");
         h2link_flush(&s->c->h2);
         return;
     }

@@ -8,6 +8,7 @@
 #include "conf/yaml.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "http/relay.h"
 #include "http/tls.h"
 #include "tunnel/h2link.h"
 #include "tunnel/proof.h"
@@ -67,7 +68,7 @@ struct tstream {
     struct http_request *req;
     int32_t id;
     int status;
-    char ctype[128], cache[64];
+    struct http_relay_head head; /* the response headers that pass */
     long long length;
     size_t unconsumed; /* received, written to a slow end user, not yet credited */
     size_t body_off;
@@ -375,7 +376,7 @@ on_begin_headers(nghttp2_session *session, const nghttp2_frame *f, void *user)
     (void)user;
     if (s != NULL && f->hd.type == NGHTTP2_HEADERS && !s->started) {
         s->status = 0;
-        s->ctype[0] = s->cache[0] = '\0';
+        http_relay_head_reset(&s->head);
         s->length = -1;
     }
     return 0;
@@ -392,30 +393,18 @@ on_header(nghttp2_session *session, const nghttp2_frame *f, const uint8_t *name,
         return 0;
     if (nlen == 7 && memcmp(name, ":status", 7) == 0)
         s->status = (int)strtol((const char *)value, NULL, 10);
-    else if (nlen == 12 && memcmp(name, "content-type", 12) == 0)
-        snprintf(s->ctype, sizeof(s->ctype), "%.*s", (int)vlen, value);
-    else if (nlen == 13 && memcmp(name, "cache-control", 13) == 0)
-        snprintf(s->cache, sizeof(s->cache), "%.*s", (int)vlen, value);
     else if (nlen == 14 && memcmp(name, "content-length", 14) == 0)
         s->length = strtoll((const char *)value, NULL, 10);
+    else
+        http_relay_head_add(&s->head, (const char *)name, nlen, (const char *)value, vlen);
     return 0;
 }
 
 static void
 start_response(struct tstream *s)
 {
-    struct http_header h[3];
-    size_t n = 0;
-
-    if (s->ctype[0])
-        h[n++] = (struct http_header){"Content-Type", 12, s->ctype, strlen(s->ctype)};
-    if (s->cache[0])
-        h[n++] = (struct http_header){"Cache-Control", 13, s->cache, strlen(s->cache)};
-    h[n++] = (struct http_header){"X-Accel-Buffering", 17, "no", 2};
     s->started = true;
-    http_stream_start(s->req, s->status, h, n, s->length);
-    if (strncmp(s->ctype, "text/event-stream", 17) == 0)
-        http_stream_flush(s->req); /* an event stream shows it is alive at once */
+    http_relay_start(s->req, s->status, s->head.h, s->head.n, s->length);
 }
 
 static int

@@ -427,3 +427,30 @@ def test_the_harness_makes_what_goinfer_reads_before_starting_it(tmp_path, ids, 
     (tmp_path / "gpu-models").mkdir()
     nodes.client("ns-c", "gpu", tmp_path / "gpu-models", [("10.0.0.1", ids.server[2])], ids.peer)
     assert missing == []
+
+
+# ---- what a server may ask a GPU machine for: the route table's inference routes ----
+
+def test_a_server_gets_inference_routes_only_from_a_gpu_machine(tmp_path, ids):
+    """The GPU machine runs a server's streams as requests with the inference service only
+    (ROUTER_SVC_INFER in the route table): its admin, listing and static routes, and dot
+    segments past a prefix, are not there for a server, whatever key it could send."""
+    srv = ServerPeer(ids.server)
+    gpu = start_gpu(tmp_path, ids, srv.port)
+    try:
+        srv.start(srv.accept())
+        gpu.wait_log(r"tunnel: connected to https://127\.0\.0\.1")
+        asked = {("GET", "/logs"): 404, ("POST", "/unload"): 404, ("POST", "/reload"): 404,
+                 ("GET", "/metrics"): 404, ("GET", "/running"): 404, ("GET", "/models"): 404,
+                 ("GET", "/upstream/x/slots"): 404, ("GET", "/"): 404,
+                 ("POST", "/v1/../unload"): 400, ("GET", "/v1/models"): 200,
+                 ("POST", "/v1/chat/completions"): 404}  # no such model here: still routed
+        sids = {srv.request(path, method=m, body=b"{}" if m == "POST" else None): want
+                for (m, path), want in asked.items()}
+        srv.wait(lambda: all(sid in srv.responses for sid in sids), timeout=10,
+                 what="an answer on every stream")
+        got = {sid: srv.responses[sid] for sid in sids}
+        assert got == sids, [(k, got[s], w) for k, (s, w) in zip(asked, sids.items())]
+    finally:
+        srv.close()
+        stop_server(gpu)
