@@ -188,6 +188,6 @@ http_local_cancel(struct http_request *req)
 void
 http_local_drained(struct http_request *req)
 {
-    if (req->on_drain != NULL && local_queued(req) <= http_server_write_high(req->srv) / 2)
-        req->on_drain(req);
+    if (local_queued(req) <= http_server_write_high(req->srv) / 2)
+        http_drained(req);
 }

@@ -236,8 +236,8 @@ on_written(uv_write_t *w, int status)
         c->stalled = false;
         uv_timer_stop(&c->timer);
     }
-    if (c->in_request && c->req.on_drain != NULL && c->queued <= c->srv->limits.write_high / 2)
-        c->req.on_drain(&c->req);
+    if (c->in_request && c->req.want_drain && c->queued <= c->srv->limits.write_high / 2)
+        http_drained(&c->req);
     else if (c->up != NULL && c->up->on_drain != NULL && c->queued <= c->srv->limits.write_high / 2)
         c->up->on_drain(c->up_arg);
 }
@@ -386,6 +386,8 @@ http_server_write_high(const struct http_server *srv)
 
 /* ---- responses ---- */
 
+static void http_gone(struct http_request *req);
+
 void
 http_request_gone(struct http_request *req)
 {
@@ -397,8 +399,50 @@ http_request_gone(struct http_request *req)
         req->status = 499; /* nginx's code for a client that closed first */
     req->ended = true;
     http_access_log(req);
-    if (req->on_abort != NULL)
-        req->on_abort(req);
+    http_gone(req);
+}
+
+void
+http_attach(struct http_request *req, const struct http_handler *h, void *data)
+{
+    req->handler = h;
+    req->handler_data = data;
+    req->want_drain = false;
+}
+
+void
+http_detach(struct http_request *req)
+{
+    req->handler = NULL;
+    req->handler_data = NULL;
+    req->want_drain = false;
+}
+
+void
+http_wait_drain(struct http_request *req)
+{
+    req->want_drain = req->handler != NULL && req->handler->drain != NULL;
+}
+
+void
+http_drained(struct http_request *req)
+{
+    if (!req->want_drain || req->ended)
+        return;
+    req->want_drain = false;
+    req->handler->drain(req, req->handler_data);
+}
+
+/* The client is gone: the handler hears it once, detached first. */
+static void
+http_gone(struct http_request *req)
+{
+    const struct http_handler *h = req->handler;
+    void *data = req->handler_data;
+
+    http_detach(req);
+    if (h != NULL && h->abort != NULL)
+        h->abort(req, data);
 }
 
 void
@@ -559,6 +603,7 @@ http_stream_end(struct http_request *req)
     if (req->ended)
         return;
     req->ended = true;
+    http_detach(req);
     http_access_log(req);
     req->tp->end(req, false);
 }
@@ -650,6 +695,7 @@ http_abort(struct http_request *req)
         return;
     req->ended = true;
     req->keep_alive = false;
+    http_detach(req);
     http_access_log(req);
     req->tp->end(req, true);
 }
@@ -713,9 +759,8 @@ request_begin(struct http_conn *c)
     r->status = 0;
     r->bytes_out = 0;
     r->t_first = 0;
-    r->on_abort = r->on_drain = NULL;
+    http_detach(r);
     r->route = NULL;
-    r->handler_data = NULL;
     r->n_extra = 0;
     free(r->log_model);
     r->log_model = NULL;
@@ -839,7 +884,7 @@ synthetic_request(struct http_conn *c)
         r->path = xstrdup("-");
     r->keep_alive = false;
     r->started = r->ended = r->chunked = false;
-    r->on_abort = r->on_drain = NULL;
+    http_detach(r);
     r->route = NULL;
     r->n_extra = 0;
     r->status = 0;

@@ -63,6 +63,14 @@ struct http_transport {
 
 typedef void (*http_handler_cb)(struct http_request *req, void *arg);
 typedef void (*http_request_cb)(struct http_request *req);
+
+/* What a handler that answers over time (a proxied or tunnelled response, a log stream) hears
+ * of its client; see http_attach for when. */
+struct http_handler {
+    void (*abort)(struct http_request *req, void *data); /* gone before the response ended */
+    void (*drain)(struct http_request *req, void *data); /* after http_wait_drain */
+};
+
 /* Decides on a request as soon as its head is complete, before any of its body is read:
  * returns true to read the body and run the handler, false when it answered already (the body
  * is then discarded unread, and no "100 Continue" was sent). */
@@ -84,10 +92,10 @@ struct http_request {
 
     /* Set by the handler. */
     const void *route; /* what the admit callback chose; NULL when it did not run */
+    const struct http_handler *handler; /* through http_attach only */
     void *handler_data;
-    http_request_cb on_abort; /* client gone before the response ended */
-    http_request_cb on_drain; /* queued output fell below the low-water mark */
-    char *log_model;          /* for the access line; owned */
+    bool want_drain;
+    char *log_model; /* for the access line; owned */
     const char *log_backend;
     struct http_header extra[4]; /* added to whatever response starts (CORS); borrowed */
     size_t n_extra;
@@ -133,6 +141,17 @@ int http_stream_write(struct http_request *req, const char *data, size_t len);
 void http_stream_end(struct http_request *req);
 /* Sends the headers now rather than with the first body bytes (long-lived streams). */
 void http_stream_flush(struct http_request *req);
+/*
+ * A handler that answers over time attaches to the request: from then on, h->abort runs once
+ * if the client leaves before the response ends, and h->drain once after each http_wait_drain
+ * when queued output falls below the low-water mark. The one rule: neither runs after the
+ * response ended (http_stream_end, http_abort, http_respond*) or after http_detach, so a
+ * handler that ends the response or frees its data never clears a callback. abort detaches.
+ */
+void http_attach(struct http_request *req, const struct http_handler *h, void *data);
+void http_detach(struct http_request *req);
+void http_wait_drain(struct http_request *req);
+
 /* Ends the exchange by closing the connection: the client sees a truncated response. */
 void http_abort(struct http_request *req);
 /* Response bytes handed to the kernel's queue but not yet written. */

@@ -34,25 +34,28 @@ proxy_free(struct proxy *p)
 
 /* The client went away: abort upstream at once so llama-server frees its slot. */
 static void
-on_client_abort(struct http_request *req)
+on_client_abort(struct http_request *req, void *data)
 {
-    struct proxy *p = req->handler_data;
+    struct proxy *p = data;
 
+    (void)req;
     http_fetch_cancel(p->fetch);
     proxy_free(p);
 }
 
 static void
-on_client_drain(struct http_request *req)
+on_client_drain(struct http_request *req, void *data)
 {
-    struct proxy *p = req->handler_data;
+    struct proxy *p = data;
 
-    if (p->paused && !http_over_high_water(req)) {
+    (void)req;
+    if (p->paused) {
         p->paused = false;
-        req->on_drain = NULL;
         http_fetch_resume(p->fetch);
     }
 }
+
+static const struct http_handler client_handler = {on_client_abort, on_client_drain};
 
 static void
 on_upstream_response(void *arg, long status, const struct http_header *h, size_t n)
@@ -76,7 +79,7 @@ on_upstream_body(void *arg, const char *data, size_t len)
         return -1;
     if (http_over_high_water(p->req)) { /* backpressure: read no more until it drains */
         p->paused = true;
-        p->req->on_drain = on_client_drain;
+        http_wait_drain(p->req);
         return HTTP_FETCH_PAUSE;
     }
     return 0;
@@ -89,8 +92,7 @@ on_upstream_done(void *arg, int err, const char *msg)
     struct http_request *req = p->req;
 
     p->fetch = NULL;
-    req->on_abort = NULL;
-    req->on_drain = NULL;
+    http_detach(req); /* p is freed below, whatever the answer does */
     if (err == 0) {
         http_stream_end(req);
     } else if (!req->started && err == HTTP_FETCH_ETIMEDOUT) {
@@ -158,7 +160,7 @@ on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
         start_upstream(p);
         return;
     }
-    p->req->on_abort = NULL;
+    http_detach(p->req);
     if (err == -EBUSY)
         http_respond_error(p->req, 429, "rate_limit_error", "%s", msg);
     else
@@ -177,8 +179,7 @@ proxy_forward(struct http_request *req, struct swap *swap, const struct model_de
     p->path = xstrdup(path);
     p->req = req;
     p->model = m;
-    req->handler_data = p;
-    req->on_abort = on_client_abort;
+    http_attach(req, &client_handler, p);
     req->log_backend = "local";
     swap_acquire(swap, &p->lease, m, on_model_ready, p);
 }

@@ -380,10 +380,13 @@ logstream_close(struct logstream *ls)
 }
 
 static void
-on_logstream_abort(struct http_request *req)
+on_logstream_abort(struct http_request *req, void *data)
 {
-    logstream_close(req->handler_data);
+    (void)req;
+    logstream_close(data);
 }
+
+static const struct http_handler logstream_handler = {on_logstream_abort, NULL};
 
 /* A slow reader loses lines (and is told how many) rather than growing our memory. */
 static void
@@ -416,8 +419,7 @@ handle_logs_stream(struct router *r, struct http_request *req)
 
     ls->req = req;
     ls->r = r;
-    req->handler_data = ls;
-    req->on_abort = on_logstream_abort;
+    http_attach(req, &logstream_handler, ls);
     http_stream_start(req, 200, h, 2, -1);
     http_stream_flush(req);
     if (req->query == NULL || strstr(req->query, "no-history") == NULL)
@@ -435,9 +437,8 @@ router_shutdown(struct router *r)
     while (r->streams) {
         struct http_request *req = r->streams->req;
 
-        req->on_abort = NULL;
         logstream_close(r->streams);
-        http_stream_end(req);
+        http_stream_end(req); /* detaches: its abort will not run */
     }
 }
 

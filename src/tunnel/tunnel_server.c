@@ -128,11 +128,12 @@ read_body(nghttp2_session *session, int32_t id, uint8_t *out, size_t len, uint32
 }
 
 static void
-on_user_abort(struct http_request *req)
+on_user_abort(struct http_request *req, void *data)
 {
-    struct tstream *s = req->handler_data;
+    struct tstream *s = data;
     struct tlink *l = s->link;
 
+    (void)req;
     s->req = NULL; /* the stream's close frees it */
     nghttp2_session_consume(l->h2.session, s->id, s->unconsumed);
     s->unconsumed = 0;
@@ -141,19 +142,19 @@ on_user_abort(struct http_request *req)
 }
 
 static void
-on_user_drain(struct http_request *req)
+on_user_drain(struct http_request *req, void *data)
 {
-    struct tstream *s = req->handler_data;
+    struct tstream *s = data;
     struct tlink *l = s->link;
 
-    if (http_over_high_water(req))
-        return;
-    req->on_drain = NULL;
+    (void)req;
     nghttp2_session_consume(l->h2.session, s->id, s->unconsumed);
     s->unconsumed = 0;
     s->heard = uv_now(l->ts->loop); /* its silence until now was our end user's doing */
     h2link_flush(&l->h2);
 }
+
+static const struct http_handler user_handler = {on_user_abort, on_user_drain};
 
 static int32_t
 submit(struct tlink *l, struct tstream *s, const char *method, const char *path, size_t body,
@@ -456,7 +457,7 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
     }
     if (http_over_high_water(s->req)) { /* credit the window once the end user reads */
         s->unconsumed += len;
-        s->req->on_drain = on_user_drain;
+        http_wait_drain(s->req);
     } else {
         nghttp2_session_consume(session, id, len);
     }
@@ -472,7 +473,7 @@ retry_or_fail(struct tlink *l, struct tstream *s, const char *why)
 {
     struct http_request *req = s->req;
 
-    req->on_abort = req->on_drain = NULL;
+    http_detach(req); /* another client's stream may take it */
     if (s->started) {
         http_abort(req);
         return;
@@ -502,7 +503,6 @@ on_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
         return 0;
     }
     if (s->req != NULL && code == NGHTTP2_NO_ERROR && s->started) {
-        s->req->on_abort = s->req->on_drain = NULL;
         http_stream_end(s->req);
     } else if (s->req != NULL) {
         snprintf(why, sizeof(why), "stream reset with %s", nghttp2_http2_strerror(code));
@@ -819,8 +819,7 @@ send_down(struct tlink *l, struct http_request *req, unsigned tries, bool vision
         stream_unlink(s);
         return false;
     }
-    req->handler_data = s;
-    req->on_abort = on_user_abort;
+    http_attach(req, &user_handler, s);
     req->log_backend = "tunnel";
     s->heard = uv_now(l->ts->loop);
     h2link_flush(&l->h2);
@@ -840,9 +839,9 @@ forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries, b
 }
 
 static void
-on_waiter_abort(struct http_request *req)
+on_waiter_abort(struct http_request *req, void *data)
 {
-    struct tunnel_server *ts = req->handler_data;
+    struct tunnel_server *ts = data;
 
     for (struct waiter **pp = &ts->queue; *pp; pp = &(*pp)->next)
         if ((*pp)->req == req) {
@@ -856,6 +855,8 @@ on_waiter_abort(struct http_request *req)
             return;
         }
 }
+
+static const struct http_handler waiter_handler = {on_waiter_abort, NULL};
 
 static void
 busy_error(struct http_request *req, const char *what)
@@ -889,7 +890,7 @@ dispatch_queue(struct tunnel_server *ts)
             ts->queue_tail = pp;
         ts->queued--;
         free(w);
-        req->on_abort = NULL;
+        http_detach(req);
         if (l == NULL || !send_down(l, req, 1, vision))
             busy_error(req, known ? "busy" : "gone");
     }
@@ -904,7 +905,7 @@ stream_expire(struct tlink *l, struct tstream *s, uint64_t timeout_s)
     struct http_request *req = s->req;
 
     s->req = NULL; /* the stream's close frees it */
-    req->on_abort = req->on_drain = NULL;
+    http_detach(req);
     nghttp2_submit_rst_stream(l->h2.session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
     if (s->started) {
         log_warnx("req=%llu: the GPU machine %s sent nothing more for %llu s "
@@ -992,8 +993,7 @@ tunnel_server_forward(struct tunnel_server *ts, struct http_request *req)
     *ts->queue_tail = w;
     ts->queue_tail = &w->next;
     ts->queued++;
-    req->handler_data = ts;
-    req->on_abort = on_waiter_abort;
+    http_attach(req, &waiter_handler, ts);
     req->log_backend = "tunnel";
     return true;
 }
@@ -1171,8 +1171,7 @@ tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms)
     while (ts->queue != NULL) {
         struct http_request *req = ts->queue->req;
 
-        on_waiter_abort(req);
-        req->on_abort = NULL;
+        on_waiter_abort(req, ts);
         busy_error(req, "unreachable: this server is shutting down");
     }
 }
