@@ -15,6 +15,7 @@
 #include "http/relay.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "tunnel/fleet.h"
 #include "tunnel/h2link.h"
 #include "tunnel/proof.h"
 
@@ -638,14 +639,7 @@ on_retry(uv_timer_t *t)
 static uint64_t
 backoff_ms(struct tdial *d)
 {
-    uint64_t ceiling = BACKOFF_BASE_MS;
-
-    for (unsigned i = 0; i < d->attempt && ceiling < BACKOFF_CAP_MS; i++)
-        ceiling *= 2;
-    if (ceiling > BACKOFF_CAP_MS)
-        ceiling = BACKOFF_CAP_MS;
-    d->attempt++;
-    return (uint64_t)arc4random_uniform((uint32_t)ceiling) + 1; /* seeded by the kernel */
+    return fleet_backoff_ms(d->attempt++, BACKOFF_BASE_MS, BACKOFF_CAP_MS, fleet_rand_system, NULL);
 }
 
 /* Ends this attempt and schedules the next: wait_ms 0 means the backoff decides. */

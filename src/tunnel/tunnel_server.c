@@ -10,6 +10,7 @@
 #include "core/xmalloc.h"
 #include "http/relay.h"
 #include "http/tls.h"
+#include "tunnel/fleet.h"
 #include "tunnel/h2link.h"
 #include "tunnel/proof.h"
 
@@ -27,10 +28,12 @@ struct tunnel_server {
     size_t queued;
     uv_timer_t queue_timer;
     bool draining;
-    json_t *fleet;          /* model name -> how many registered clients serve it */
-    struct buf listing;     /* tunnel_server_models_json's answer, kept while it holds */
-    struct buf listing_key; /* created and the hidden names the listing was made for */
-    bool listing_stale;     /* a name came or went since */
+    json_t *fleet;            /* model name -> how many registered clients serve it */
+    struct buf listing;       /* tunnel_server_models_json's answer, kept while it holds */
+    struct buf listing_key;   /* created and the hidden names the listing was made for */
+    bool listing_stale;       /* a name came or went since */
+    struct fleet_cand *cands; /* pick's scratch, one per link */
+    size_t n_cands;
 };
 
 /* An end user's request waiting for a client with a free slot. */
@@ -750,37 +753,27 @@ candidate(const struct tlink *l, const char *model, bool vision, bool hot_only)
     return m != NULL && (!vision || m->vision) && (!hot_only || m->hot);
 }
 
-/* Hot over cold, then the less loaded of two random candidates with a free slot. */
+/* The fleet's facts for this request, then fleet_pick's choice. */
 static struct tlink *
 pick(struct tunnel_server *ts, const char *model, bool vision, bool *known)
 {
-    struct tlink *a = NULL, *b = NULL;
-    unsigned n = 0;
-    bool hot_only = false;
+    size_t n = 0, i;
+    struct tlink *l;
+    int k;
 
-    for (struct tlink *l = ts->links; l != NULL; l = l->next) {
-        if (candidate(l, model, vision, false))
-            *known = true;
-        hot_only |= candidate(l, model, vision, true) && load_of(l) < l->slots;
+    for (l = ts->links; l != NULL; l = l->next)
+        n++;
+    if (n > ts->n_cands) {
+        ts->cands = xrealloc(ts->cands, n * sizeof(*ts->cands));
+        ts->n_cands = n;
     }
-    for (struct tlink *l = ts->links; l != NULL; l = l->next) {
-        if (!candidate(l, model, vision, hot_only) || load_of(l) >= l->slots)
-            continue;
-        n++; /* reservoir sampling keeps two uniformly chosen candidates */
-        if (a == NULL)
-            a = l;
-        else if (b == NULL)
-            b = l;
-        else if (arc4random_uniform(n) < 2)
-            *(arc4random_uniform(2) ? &a : &b) = l;
-    }
-    if (b != NULL) { /* compare busy/slots as fractions; a tie goes either way */
-        uint64_t la = (uint64_t)load_of(a) * b->slots, lb = (uint64_t)load_of(b) * a->slots;
-
-        if (lb < la || (lb == la && arc4random_uniform(2)))
-            return b;
-    }
-    return a;
+    for (l = ts->links, i = 0; l != NULL; l = l->next, i++)
+        ts->cands[i] = (struct fleet_cand){candidate(l, model, vision, false),
+                                           candidate(l, model, vision, true), load_of(l), l->slots};
+    k = fleet_pick(ts->cands, n, fleet_rand_system, NULL, known);
+    for (l = ts->links; l != NULL && k > 0; l = l->next)
+        k--;
+    return k < 0 ? NULL : l;
 }
 
 /*
@@ -1184,6 +1177,7 @@ on_queue_timer_closed(uv_handle_t *h)
     json_decref(ts->fleet);
     buf_cleanup(&ts->listing);
     buf_cleanup(&ts->listing_key);
+    free(ts->cands);
     free(ts);
 }
 
