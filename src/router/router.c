@@ -248,8 +248,7 @@ tunnel_serves(struct router *r, const char *model)
 static void
 tunnel_forward(struct router *r, struct http_request *req, const char *model)
 {
-    (void)model; /* the request's log_model: the tunnel server reads it there */
-    if (!tunnel_server_forward(r->d.tunnels, req))
+    if (!tunnel_server_forward(r->d.tunnels, req, model))
         http_respond_error(req, 503, "server_busy", "no GPU machine serves %s any more", model);
 }
 

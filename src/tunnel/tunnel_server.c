@@ -39,6 +39,7 @@ struct tunnel_server {
 /* An end user's request waiting for a client with a free slot. */
 struct waiter {
     struct http_request *req;
+    char model[TUNNEL_MODEL_ID_MAX + 1]; /* what it asks for (no longer can be served) */
     bool vision;
     uint64_t since;
     struct waiter *next;
@@ -77,7 +78,8 @@ struct tstream {
     size_t body_off;
     bool started, own;
     unsigned tries; /* clients tried for it: a retry only while no byte reached the user */
-    bool vision;    /* it carries images (found once: bodies can be large) */
+    char model[TUNNEL_MODEL_ID_MAX + 1]; /* what its request asks for, for a retry */
+    bool vision;                         /* it carries images (found once: bodies can be large) */
     uint64_t heard; /* loop time of the last frame its GPU machine sent about it */
     struct tstream *prev, *next;
 };
@@ -467,8 +469,8 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
     return 0;
 }
 
-static bool forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries,
-                       bool vision);
+static bool forward_to(struct tunnel_server *ts, struct http_request *req, const char *model,
+                       unsigned tries, bool vision);
 
 /* A request no byte of which reached its end user may try another client. */
 static void
@@ -481,7 +483,7 @@ retry_or_fail(struct tlink *l, struct tstream *s, const char *why)
         http_abort(req);
         return;
     }
-    if (s->tries < 2 && forward_to(l->ts, req, s->tries + 1, s->vision)) {
+    if (s->tries < 2 && forward_to(l->ts, req, s->model, s->tries + 1, s->vision)) {
         log_info("req=%llu: the GPU machine %s failed before answering (%s); retried on another",
                  (unsigned long long)req->id, l->peer, why);
         return;
@@ -799,13 +801,14 @@ wants_vision(const struct http_request *req)
 }
 
 static bool
-send_down(struct tlink *l, struct http_request *req, unsigned tries, bool vision)
+send_down(struct tlink *l, struct http_request *req, const char *model, unsigned tries, bool vision)
 {
     struct tstream *s = stream_new(l, req);
     char *path = req->query ? xasprintf("%s?%s", req->path, req->query) : xstrdup(req->path);
 
     s->tries = tries;
     s->vision = vision;
+    snprintf(s->model, sizeof(s->model), "%s", model);
     s->id = submit(l, s, req->method_name, path, req->body.len, req);
     free(path);
     if (s->id < 0) {
@@ -821,13 +824,14 @@ send_down(struct tlink *l, struct http_request *req, unsigned tries, bool vision
 
 /* Sends req to a client; false when no client serves its model. */
 static bool
-forward_to(struct tunnel_server *ts, struct http_request *req, unsigned tries, bool vision)
+forward_to(struct tunnel_server *ts, struct http_request *req, const char *model, unsigned tries,
+           bool vision)
 {
     bool known = false;
-    struct tlink *l = pick(ts, req->log_model, vision, &known);
+    struct tlink *l = pick(ts, model, vision, &known);
 
     if (l != NULL)
-        return send_down(l, req, tries, vision);
+        return send_down(l, req, model, tries, vision);
     return false;
 }
 
@@ -852,11 +856,11 @@ on_waiter_abort(struct http_request *req, void *data)
 static const struct http_handler waiter_handler = {on_waiter_abort, NULL};
 
 static void
-busy_error(struct http_request *req, const char *what)
+busy_error(struct http_request *req, const char *model, const char *what)
 {
     http_add_header(req, "Retry-After", "1", 1);
     http_respond_error(req, 503, "overloaded", "every GPU machine serving %s is %s; retry shortly",
-                       req->log_model, what);
+                       model, what);
 }
 
 /* Waiting requests, oldest first, go where a slot opened; the too old get 503. One model's
@@ -872,7 +876,7 @@ dispatch_queue(struct tunnel_server *ts)
         struct http_request *req = w->req;
         bool known = false;
         bool vision = w->vision;
-        struct tlink *l = pick(ts, req->log_model, vision, &known);
+        struct tlink *l = pick(ts, w->model, vision, &known);
 
         if (l == NULL && known && now - w->since < QUEUE_WAIT_MS) {
             pp = &w->next; /* still waiting */
@@ -882,10 +886,10 @@ dispatch_queue(struct tunnel_server *ts)
         if (ts->queue_tail == &w->next)
             ts->queue_tail = pp;
         ts->queued--;
-        free(w);
         http_detach(req);
-        if (l == NULL || !send_down(l, req, 1, vision))
-            busy_error(req, known ? "busy" : "gone");
+        if (l == NULL || !send_down(l, req, w->model, 1, vision))
+            busy_error(req, w->model, known ? "busy" : "gone");
+        free(w);
     }
 }
 
@@ -951,36 +955,37 @@ served_without_vision(const struct tunnel_server *ts, const char *model)
 }
 
 bool
-tunnel_server_forward(struct tunnel_server *ts, struct http_request *req)
+tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const char *model)
 {
     bool known = false, vision;
     struct tlink *l;
     struct waiter *w;
 
-    if (ts == NULL || req->log_model == NULL)
+    if (ts == NULL || strlen(model) > TUNNEL_MODEL_ID_MAX) /* no client registers such a name */
         return false;
     vision = wants_vision(req);
-    l = pick(ts, req->log_model, vision, &known);
+    l = pick(ts, model, vision, &known);
     if (l != NULL) {
-        if (!send_down(l, req, 1, vision))
-            busy_error(req, "refusing new streams");
+        if (!send_down(l, req, model, 1, vision))
+            busy_error(req, model, "refusing new streams");
         return true;
     }
-    if (!known && vision && served_without_vision(ts, req->log_model)) {
+    if (!known && vision && served_without_vision(ts, model)) {
         http_respond_error(req, 400, "invalid_request_error",
                            "the request has images, and no GPU machine serving %s has a "
                            "projector for it; put its mmproj-*.gguf beside the model on one",
-                           req->log_model);
+                           model);
         return true;
     }
     if (!known)
         return false;
     if (ts->queued >= ts->conf->max_queue) {
-        busy_error(req, "busy and the queue is full");
+        busy_error(req, model, "busy and the queue is full");
         return true;
     }
     w = xcalloc(1, sizeof(*w));
     w->req = req;
+    snprintf(w->model, sizeof(w->model), "%s", model);
     w->vision = vision;
     w->since = uv_now(ts->loop);
     *ts->queue_tail = w;
@@ -1163,9 +1168,12 @@ tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms)
         control_send(l, line);
     while (ts->queue != NULL) {
         struct http_request *req = ts->queue->req;
+        char model[TUNNEL_MODEL_ID_MAX + 1];
 
+        snprintf(model, sizeof(model), "%s", ts->queue->model);
         on_waiter_abort(req, ts);
-        busy_error(req, "unreachable: this server is shutting down");
+        http_detach(req);
+        busy_error(req, model, "unreachable: this server is shutting down");
     }
 }
 

@@ -30,9 +30,9 @@ void tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms);
 void tunnel_server_free(struct tunnel_server *ts);
 /* GET TUNNEL_PATH with Upgrade: ptth: checks pin and proof, answers 101 or the refusal. */
 void tunnel_server_accept(struct tunnel_server *ts, struct http_request *req);
-/* Sends req to a connected client that serves the model it names (req->log_model). Returns
- * false (nothing sent) when none does; otherwise the request is answered, one way or another. */
-bool tunnel_server_forward(struct tunnel_server *ts, struct http_request *req);
+/* Sends req to a connected client that serves model (copied). Returns false (nothing sent)
+ * when none does; otherwise the request is answered, one way or another. */
+bool tunnel_server_forward(struct tunnel_server *ts, struct http_request *req, const char *model);
 /* A model some client serves (the default when a request names none), or NULL. */
 const char *tunnel_server_any_model(const struct tunnel_server *ts);
 /* Whether a registered client serves model: one lookup in the fleet's set of names. */
