@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "admin/metrics.h"
-#include "conf/generation.h"
+#include "app/generation.h"
 #include "conf/write.h"
 #include "conf/yaml.h"
 #include "core/log.h"

@@ -14,7 +14,6 @@
 #include "conf/yaml.h"
 #include "core/buf.h"
 #include "core/xmalloc.h"
-#include "router/router.h"
 
 /* ---- pure helpers ---- */
 
@@ -24,10 +23,10 @@ service_bit(const char *w, size_t n)
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {{"goinfer", ROUTER_SVC_GOINFER},
-                 {"openai", ROUTER_SVC_OPENAI},
-                 {"llama-swap", ROUTER_SVC_OPENAI},
-                 {"admin", ROUTER_SVC_ADMIN}};
+    } names[] = {{"goinfer", CONF_SVC_GOINFER},
+                 {"openai", CONF_SVC_OPENAI},
+                 {"llama-swap", CONF_SVC_OPENAI},
+                 {"admin", CONF_SVC_ADMIN}};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strlen(names[i].name) == n && strncmp(names[i].name, w, n) == 0)

@@ -13,10 +13,15 @@
 
 #define CONF_MAX_LISTEN 8
 
+/* Services a listener offers (goinfer.yml "listen"); the router's route table names them. */
+#define CONF_SVC_GOINFER 1u /* Goinfer's own endpoints: /completions, /models, ... */
+#define CONF_SVC_OPENAI  2u /* the OpenAI-compatible /v1 API (llama-swap's role in the seed) */
+#define CONF_SVC_ADMIN   4u
+
 struct conf_listen {
     char *host;
     int port;
-    unsigned services; /* ROUTER_SVC_* */
+    unsigned services; /* CONF_SVC_* */
     bool tls;          /* "tls" among the services: HTTPS with tls.cert and tls.key */
 };
 

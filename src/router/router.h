@@ -2,16 +2,17 @@
 #ifndef GOINFER_ROUTER_ROUTER_H
 #define GOINFER_ROUTER_ROUTER_H
 
+#include "conf/conf.h"
 #include "http/auth.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "models/catalog.h"
 #include "swap/swap.h"
 
-/* Services a listener offers (goinfer.yml "listen"). */
-#define ROUTER_SVC_GOINFER 1u /* Goinfer's own endpoints: /completions, /models, ... */
-#define ROUTER_SVC_OPENAI  2u /* the OpenAI-compatible /v1 API (llama-swap's role in the seed) */
-#define ROUTER_SVC_ADMIN   4u
+/* Services a listener offers: the config names them (conf/conf.h). */
+#define ROUTER_SVC_GOINFER CONF_SVC_GOINFER
+#define ROUTER_SVC_OPENAI  CONF_SVC_OPENAI
+#define ROUTER_SVC_ADMIN   CONF_SVC_ADMIN
 /* Not a listener's: the inference routes a tunnel's server may ask a GPU machine for (never
  * admin or static routes), the services of the requests a tunnel client runs. */
 #define ROUTER_SVC_INFER 8u

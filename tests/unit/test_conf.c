@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
-#include "conf/generation.h"
+#include "app/generation.h"
 #include "core/xmalloc.h"
 #include "router/router.h"
 

@@ -3,8 +3,8 @@
  * from both, loaded and checked as one. Start-up loads the first; a reload (SIGHUP, a changed
  * file) loads a new one and swaps it in only if it is valid.
  */
-#ifndef GOINFER_CONF_GENERATION_H
-#define GOINFER_CONF_GENERATION_H
+#ifndef GOINFER_APP_GENERATION_H
+#define GOINFER_APP_GENERATION_H
 
 #include <sys/types.h>
 
