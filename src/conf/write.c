@@ -28,12 +28,17 @@ conf_random_key(char out[65])
     return 0;
 }
 
-/* A YAML double-quoted scalar. */
+/* A YAML double-quoted scalar; control characters (a newline in a file name) escaped, since
+ * YAML would fold them into spaces. */
 static void
 yq(struct buf *b, const char *s)
 {
     buf_append(b, "\"", 1);
     for (; s && *s; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            buf_printf(b, "\\x%02x", (unsigned char)*s);
+            continue;
+        }
         if (*s == '"' || *s == '\\')
             buf_append(b, "\\", 1);
         buf_append(b, s, 1);
@@ -130,12 +135,26 @@ model_cmd(struct buf *b, const char *macro, const struct model_entry *e)
         buf_printf(&v, " --mmproj ");
         conf_quote_arg(&v, e->mmproj);
     }
-    if (e->flags)
-        buf_printf(&v, " %s", e->flags);
+    for (char **f = e->flags; f && *f; f++) {
+        buf_append(&v, " ", 1);
+        conf_quote_arg(&v, *f);
+    }
     buf_printf(b, "    cmd: ");
     yq(b, buf_cstr(&v));
     buf_printf(b, "\n");
     buf_cleanup(&v);
+}
+
+/* A cmd holds macros; a path or flag with "${" in it cannot be written in one. */
+static bool
+fits_llama_swap(const struct model_entry *e)
+{
+    if (strstr(e->path, "${") || (e->mmproj && strstr(e->mmproj, "${")))
+        return false;
+    for (char **f = e->flags; f && *f; f++)
+        if (strstr(*f, "${"))
+            return false;
+    return true;
 }
 
 static void
@@ -155,8 +174,15 @@ swap_yml(struct buf *b, const struct conf *c, const struct model_list *found, co
                c->args_goinfer ? c->args_goinfer : "--jinja");
     buf_cleanup(&v);
     for (size_t i = 0; i < found->n; i++) {
-        char *gi = xasprintf("GI_%s", found->v[i].name);
+        char *gi;
 
+        if (!fits_llama_swap(&found->v[i])) {
+            buf_printf(b, "  # left out: ");
+            yq(b, found->v[i].path);
+            buf_printf(b, " (llama-swap's syntax reads \"${\" in a cmd as a macro; rename it)\n");
+            continue;
+        }
+        gi = xasprintf("GI_%s", found->v[i].name);
         buf_printf(b, "  ");
         yq(b, found->v[i].name);
         buf_printf(b, ":\n");

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/swapconf.h"
 #include "conf/yaml.h"
 #include "core/buf.h"
 #include "core/xmalloc.h"
@@ -22,41 +23,44 @@ list_dup(char *const *v)
     return out;
 }
 
+/* Appends the NULL-terminated src to *dst (a NULL-terminated list, or NULL). */
 static void
-quote(struct buf *b, const char *s)
+list_append(char ***dst, char *const *src)
 {
-    conf_quote_arg(b, s);
-    buf_append(b, " ", 1);
+    size_t n = ylist_len(*dst), m = ylist_len(src);
+
+    *dst = xrealloc(*dst, (n + m + 1) * sizeof(**dst));
+    for (size_t i = 0; i < m; i++)
+        (*dst)[n + i] = xstrdup(src[i]);
+    (*dst)[n + m] = NULL;
 }
 
-static char *
-discovered_cmd(const struct conf *conf, const struct model_entry *e, const char *exe, bool gi)
+/* The llama.args words from goinfer.yml that apply to this variant (they may hold ${PORT} and
+ * ${MODEL_ID}, filled in at start). */
+static int
+config_args(const struct conf *conf, bool gi, char ***out, char *err, size_t errlen)
 {
-    struct buf b;
-    char *s;
+    const char *const parts[] = {
+        conf->args_common,
+        conf->args_verbose && !conf->quiet ? conf->args_verbose : NULL,
+        conf->args_debug && conf->debug ? conf->args_debug : NULL,
+        gi ? conf->args_goinfer : NULL,
+    };
 
-    buf_init(&b, 1 << 16);
-    quote(&b, exe);
-    buf_printf(&b, "-m ");
-    quote(&b, e->path);
-    if (e->mmproj) {
-        buf_printf(&b, "--mmproj ");
-        quote(&b, e->mmproj);
+    *out = xcalloc(1, sizeof(**out));
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        char **words = NULL;
+
+        if (parts[i] == NULL)
+            continue;
+        if (conf_split_args(parts[i], &words) < 0) {
+            snprintf(err, errlen, "llama.args: unclosed quote in %s", parts[i]);
+            return -EINVAL;
+        }
+        list_append(out, words);
+        conf_free_args(words);
     }
-    buf_printf(&b, "--host 127.0.0.1 --port ${PORT} --alias ${MODEL_ID}");
-    if (conf->args_common)
-        buf_printf(&b, " %s", conf->args_common);
-    if (conf->args_verbose && !conf->quiet)
-        buf_printf(&b, " %s", conf->args_verbose);
-    if (conf->args_debug && conf->debug)
-        buf_printf(&b, " %s", conf->args_debug);
-    if (gi && conf->args_goinfer)
-        buf_printf(&b, " %s", conf->args_goinfer);
-    if (e->flags)
-        buf_printf(&b, " %s", e->flags);
-    s = xstrdup(buf_cstr(&b));
-    buf_cleanup(&b);
-    return s;
+    return 0;
 }
 
 static struct model_def *
@@ -77,14 +81,16 @@ add(struct catalog *cat, const char *name)
 }
 
 static void
-add_discovered(struct catalog *cat, const struct conf *conf, const struct model_entry *e,
-               const char *exe, bool gi)
+add_discovered(struct catalog *cat, const struct model_entry *e, const char *exe, char **args,
+               bool gi)
 {
     char *name = gi ? xasprintf("GI_%s", e->name) : xstrdup(e->name);
     struct model_def *d = add(cat, name);
 
     free(name);
-    d->cmd = discovered_cmd(conf, e, exe, gi);
+    d->exe = xstrdup(exe);
+    d->args = list_dup(args);
+    d->flags = e->flags ? list_dup(e->flags) : xcalloc(1, sizeof(char *));
     d->unlisted = gi;
     d->use_model_name = gi ? xstrdup(e->name) : NULL; /* the seed's GI_ variant does this */
     d->path = xstrdup(e->path);
@@ -141,6 +147,30 @@ build_groups(struct catalog *cat, const struct swapconf *s)
         cat->v[i].group = group_of(s, cat->v[i].name);
 }
 
+/* The discovered models and their GI_ variants, after the configured ones (which win). */
+static int
+add_found(struct catalog *cat, const struct conf *conf, const struct model_list *found,
+          const char *llama_exe, char *err, size_t errlen)
+{
+    for (int gi = 0; gi < 2; gi++) {
+        char **args = NULL;
+
+        if (found->n > 0 && config_args(conf, gi, &args, err, errlen) < 0) {
+            conf_free_args(args);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < found->n; i++) {
+            char *name = gi ? xasprintf("GI_%s", found->v[i].name) : xstrdup(found->v[i].name);
+
+            if (catalog_find(cat, name, strlen(name)) == NULL)
+                add_discovered(cat, &found->v[i], llama_exe, args, gi);
+            free(name);
+        }
+        conf_free_args(args);
+    }
+    return 0;
+}
+
 int
 catalog_build(struct catalog *cat, const struct conf *conf, const struct model_list *found,
               const char *llama_exe, char *err, size_t errlen)
@@ -150,14 +180,8 @@ catalog_build(struct catalog *cat, const struct conf *conf, const struct model_l
     memset(cat, 0, sizeof(*cat));
     for (size_t i = 0; i < s->n_models; i++)
         add_configured(cat, &s->models[i]);
-    for (int gi = 0; gi < 2; gi++)
-        for (size_t i = 0; i < found->n; i++) {
-            char *name = gi ? xasprintf("GI_%s", found->v[i].name) : xstrdup(found->v[i].name);
-
-            if (catalog_find(cat, name, strlen(name)) == NULL)
-                add_discovered(cat, conf, &found->v[i], llama_exe, gi);
-            free(name);
-        }
+    if (add_found(cat, conf, found, llama_exe, err, errlen) < 0)
+        return -EINVAL;
     build_groups(cat, s);
     cat->preload = list_dup(s->preload);
     cat->ready_timeout_ms = s->health_check_timeout ? s->health_check_timeout * 1000 : 120000;
@@ -178,8 +202,9 @@ catalog_cleanup(struct catalog *cat)
 
         free(d->name), free(d->cmd), free(d->cmd_stop), free(d->proxy);
         free(d->check_endpoint), free(d->use_model_name), free(d->description);
-        free(d->path), free(d->mmproj);
+        free(d->path), free(d->mmproj), free(d->exe);
         ylist_free(d->aliases), ylist_free(d->env), ylist_free(d->strip_params);
+        ylist_free(d->args), ylist_free(d->flags);
     }
     for (size_t g = 0; g < cat->n_groups; g++)
         free(cat->groups[g].name);
@@ -220,17 +245,67 @@ same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+static bool
+same_list(char *const *a, char *const *b)
+{
+    size_t n = ylist_len(a);
+
+    if (n != ylist_len(b))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
 bool
 catalog_same_process(const struct model_def *a, const struct model_def *b)
 {
-    size_t n = ylist_len(a->env);
+    return same_str(a->cmd, b->cmd) && same_str(a->cmd_stop, b->cmd_stop) &&
+           same_str(a->proxy, b->proxy) && same_str(a->check_endpoint, b->check_endpoint) &&
+           same_str(a->exe, b->exe) && same_str(a->path, b->path) &&
+           same_str(a->mmproj, b->mmproj) && same_list(a->env, b->env) &&
+           same_list(a->args, b->args) && same_list(a->flags, b->flags);
+}
 
-    if (!same_str(a->cmd, b->cmd) || !same_str(a->cmd_stop, b->cmd_stop) ||
-        !same_str(a->proxy, b->proxy) || !same_str(a->check_endpoint, b->check_endpoint) ||
-        n != ylist_len(b->env))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(a->env[i], b->env[i]) != 0)
-            return false;
-    return true;
+/* Appends a copy of s to the list being built in v (n words so far). */
+static void
+push(char ***v, size_t *n, const char *s)
+{
+    *v = xrealloc(*v, (*n + 2) * sizeof(**v));
+    (*v)[(*n)++] = xstrdup(s);
+    (*v)[*n] = NULL;
+}
+
+int
+catalog_argv(const struct model_def *d, const char *port, char ***argv)
+{
+    const struct swapconf_var vars[] = {{"PORT", port}, {"MODEL_ID", d->name}};
+    const char *const head[] = {d->exe,   "-m", d->path,   "--host", "127.0.0.1",
+                                "--port", port, "--alias", d->name};
+    char **v = NULL, **flags;
+    size_t n = 0;
+
+    if (d->path == NULL)
+        return swapconf_argv(d->cmd, vars, 2, argv);
+    for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++) {
+        push(&v, &n, head[i]);
+        if (i == 2 && d->mmproj != NULL) {
+            push(&v, &n, "--mmproj");
+            push(&v, &n, d->mmproj);
+        }
+    }
+    for (char **a = d->args; a && *a; a++) {
+        char *w = swapconf_subst_vars(*a, vars, 2);
+
+        push(&v, &n, w);
+        free(w);
+    }
+    flags = list_dup(d->flags); /* discovery cleaned them; this keeps the rule whoever built d */
+    models_drop_reserved(flags);
+    for (char **f = flags; *f; f++)
+        push(&v, &n, *f);
+    ylist_free(flags);
+    *argv = v;
+    return (int)n;
 }

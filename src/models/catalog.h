@@ -22,7 +22,7 @@ struct model_group {
 
 struct model_def {
     char *name;
-    char *cmd; /* ${PORT} and ${MODEL_ID} are filled in at start */
+    char *cmd; /* configured models: ${PORT} and ${MODEL_ID} are filled in at start */
     char *cmd_stop;
     char *proxy;
     char *check_endpoint; /* "none": ready as soon as started */
@@ -35,7 +35,11 @@ struct model_def {
     unsigned concurrency_limit; /* 0: no limit */
     bool unlisted;
     size_t group;
-    /* From discovery; NULL/0 for models defined only in YAML. */
+    /* From discovery; NULL/0 for models defined only in YAML. Their argv is built from these,
+     * never from a command string (see catalog_argv). */
+    char *exe;
+    char **args;  /* llama.args words from goinfer.yml (may hold ${PORT}, ${MODEL_ID}) */
+    char **flags; /* from the file name or its .sh: literal, never scanned for macros */
     char *path;
     char *mmproj;
     uint64_t size;
@@ -61,6 +65,16 @@ void catalog_cleanup(struct catalog *cat);
 const struct model_def *catalog_find(const struct catalog *cat, const char *name, size_t len);
 /* True when a and b run the same process (a reload then keeps it running). */
 bool catalog_same_process(const struct model_def *a, const struct model_def *b);
+/*
+ * The argv that starts d on port: each element one argument, never split or re-read as a
+ * command line. A discovered model gets exe, -m path, [--mmproj file], --host 127.0.0.1,
+ * --port, --alias <name>, the llama.args words, then its file flags without the reserved ones
+ * (models_flag_reserved), so no file name can move the address, port or key. A configured
+ * model's cmd is split into words first and ${PORT}/${MODEL_ID} filled in each, in one pass.
+ * Pure. Returns the number of words, or -EINVAL (unclosed quote); free *argv with
+ * conf_free_args.
+ */
+int catalog_argv(const struct model_def *d, const char *port, char ***argv);
 /* True when starting a must stop b (llama-swap's group rules). */
 bool catalog_conflicts(const struct catalog *cat, const struct model_def *a,
                        const struct model_def *b);

@@ -14,7 +14,8 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
-#define MAX_DEPTH 32
+#define MAX_DEPTH        32
+#define SCRIPT_MAX_BYTES (256 * 1024) /* a companion script is a command line, not a program */
 
 struct walk {
     struct model_list *out;
@@ -137,55 +138,109 @@ models_name_from_path(const char *path)
     return hf ? hf : xstrndup(b, n);
 }
 
-char *
+/* A growing NULL-terminated list of words. */
+struct words {
+    char **v;
+    size_t n, cap;
+};
+
+static void
+words_add(struct words *w, const char *s, size_t len)
+{
+    if (w->n + 2 > w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 8;
+        w->v = xrealloc(w->v, w->cap * sizeof(*w->v));
+    }
+    w->v[w->n++] = xstrndup(s, len);
+    w->v[w->n] = NULL;
+}
+
+char **
 models_flags_from_name(const char *path)
 {
     const char *b = base_name(path), *amp;
     size_t n = strlen(b), stem = stem_len(b);
     int part, count;
-    struct buf out;
-    char *s;
+    struct words out = {NULL, 0, 0};
 
     if (models_split_part(b, &part, &count))
         n -= 20;
     else if (ends_with(b, ".gguf"))
         n -= 5;
-    if (stem == n)
-        return NULL;
-    buf_init(&out, 4096);
     for (const char *p = b + stem; p < b + n; p = amp) {
         const char *eq;
+        char *flag;
 
         p++; /* skip '&' */
         amp = memchr(p, '&', (size_t)(b + n - p));
         amp = amp ? amp : b + n;
         eq = memchr(p, '=', (size_t)(amp - p));
+        if ((eq ? eq : amp) == p)
+            continue; /* "&&" or "&=v": no flag */
+        flag = xasprintf("-%.*s", (int)((eq ? eq : amp) - p), p);
+        words_add(&out, flag, strlen(flag));
+        free(flag);
         if (eq)
-            buf_printf(&out, "%s-%.*s %.*s", out.len ? " " : "", (int)(eq - p), p,
-                       (int)(amp - eq - 1), eq + 1);
-        else if (amp > p)
-            buf_printf(&out, "%s-%.*s", out.len ? " " : "", (int)(amp - p), p);
+            words_add(&out, eq + 1, (size_t)(amp - eq - 1));
     }
-    s = out.len ? xstrdup(buf_cstr(&out)) : NULL;
-    buf_cleanup(&out);
-    return s;
+    return out.v;
 }
 
-/* 1: this word is a flag Goinfer sets itself and takes the next word too; 2: alone (=form). */
-static int
-set_by_goinfer(const char *w)
+/* The long flags llama.cpp reads with '_' for '-' ("--api_key"): compare them that way. */
+static bool
+flag_eq(const char *w, size_t len, const char *flag)
 {
-    static const char *const own[] = {"-m", "--model", "--port", "--host", NULL};
+    bool dashes = len >= 2 && w[0] == '-' && w[1] == '-';
+
+    if (strlen(flag) != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (w[i] != flag[i] && !(dashes && w[i] == '_' && flag[i] == '-'))
+            return false;
+    return true;
+}
+
+int
+models_flag_reserved(const char *w)
+{
+    /* Where llama-server listens, its key, what it loads, and --path, which would serve any
+     * folder's files through our listeners. */
+    static const char *const own[] = {"-m",        "--model",        "--host", "--port",
+                                      "--api-key", "--api-key-file", "--path", NULL};
+    const char *eq = strchr(w, '=');
 
     for (int i = 0; own[i]; i++) {
-        size_t n = strlen(own[i]);
-
-        if (strcmp(w, own[i]) == 0)
+        if (flag_eq(w, strlen(w), own[i]))
             return 1;
-        if (strncmp(w, own[i], n) == 0 && w[n] == '=')
+        if (eq != NULL && flag_eq(w, (size_t)(eq - w), own[i]))
             return 2;
     }
     return 0;
+}
+
+size_t
+models_drop_reserved(char **v)
+{
+    size_t k = 0, dropped = 0;
+
+    for (size_t i = 0; v && v[i]; i++) {
+        int own = models_flag_reserved(v[i]);
+
+        if (own == 0) {
+            v[k++] = v[i];
+            continue;
+        }
+        free(v[i]);
+        dropped++;
+        /* its value too, as llama-server would read it, unless that is a flag of its own */
+        if (own == 1 && v[i + 1] != NULL && v[i + 1][0] != '-') {
+            free(v[++i]);
+            dropped++;
+        }
+    }
+    if (v)
+        v[k] = NULL;
+    return dropped;
 }
 
 /* Cuts a comment: '#' at the start of a word, outside quotes. */
@@ -206,47 +261,95 @@ strip_comment(char *line)
     }
 }
 
-char *
-models_flags_from_script(const char *sh_path)
+/* Adds one line's words to out, without the program ("exec", "llama-server"). */
+static void
+script_line(char *line, struct words *out)
 {
-    FILE *f = fopen(sh_path, "r");
-    char line[4096], **words = NULL;
-    struct buf out;
+    char **words = NULL, *bs;
+
+    strip_comment(line);
+    bs = strrchr(line, '\\');
+    if (bs && strspn(bs + 1, " \t\r") == strlen(bs + 1))
+        *bs = ' '; /* line continuation */
+    if (conf_split_args(line, &words) > 0)
+        for (size_t i = 0; words[i]; i++) {
+            if (out->n == 0 &&
+                (strcmp(words[i], "exec") == 0 || strstr(words[i], "llama-server") != NULL))
+                continue;
+            words_add(out, words[i], strlen(words[i]));
+        }
+    conf_free_args(words);
+}
+
+char **
+models_flags_from_text(const char *text)
+{
+    struct words out = {NULL, 0, 0};
+
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        char *line = xstrndup(p, n);
+
+        script_line(line, &out);
+        free(line);
+        p += n + (p[n] == '\n');
+    }
+    return out.v;
+}
+
+char **
+models_flags_clean(char **v)
+{
+    size_t k = 0;
+
+    /* the flags Goinfer sets go first, with their values ("--port $PORT"), then what only a
+     * shell would expand ("$@") */
+    models_drop_reserved(v);
+    for (size_t i = 0; v && v[i]; i++) {
+        if (v[i][0] == '$')
+            free(v[i]);
+        else
+            v[k++] = v[i];
+    }
+    if (k == 0) {
+        free(v);
+        return NULL;
+    }
+    v[k] = NULL;
+    return v;
+}
+
+char *
+models_read_small_file(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "r");
     char *s;
+    size_t n;
 
     if (f == NULL)
         return NULL;
-    buf_init(&out, 64 * 1024);
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char *bs;
-
-        strip_comment(line);
-        bs = strrchr(line, '\\');
-        if (bs && strspn(bs + 1, " \t\r\n") == strlen(bs + 1))
-            *bs = ' '; /* line continuation */
-        if (conf_split_args(line, &words) > 0)
-            for (size_t i = 0; words[i]; i++) {
-                int own = set_by_goinfer(words[i]);
-
-                if (out.len == 0 &&
-                    (strcmp(words[i], "exec") == 0 || strstr(words[i], "llama-server") != NULL))
-                    continue; /* the program itself */
-                if (words[i][0] == '$')
-                    continue; /* "$@" and other shell expansions mean nothing here */
-                if (own) {
-                    i += own == 1 && words[i + 1] != NULL;
-                    continue;
-                }
-                buf_printf(&out, "%s", out.len ? " " : "");
-                conf_quote_arg(&out, words[i]);
-            }
-        conf_free_args(words);
-        words = NULL;
+    s = xmalloc(max + 1);
+    n = fread(s, 1, max + 1, f);
+    if (ferror(f) || n > max) {
+        fclose(f);
+        free(s);
+        return NULL;
     }
     fclose(f);
-    s = out.len ? xstrdup(buf_cstr(&out)) : NULL;
-    buf_cleanup(&out);
+    s[n] = '\0';
     return s;
+}
+
+char **
+models_flags_from_script(const char *sh_path)
+{
+    char *text = models_read_small_file(sh_path, SCRIPT_MAX_BYTES), **v;
+
+    if (text == NULL)
+        return NULL;
+    v = models_flags_from_text(text);
+    free(text);
+    return v;
 }
 
 static bool
@@ -262,19 +365,20 @@ seen_before(struct walk *w, const struct stat *st)
     return false;
 }
 
-/* "&k=v" flags in the name, else a <stem>.sh beside the model. */
-static char *
+/* "&k=v" flags in the name, else a <stem>.sh beside the model; either way without the flags
+ * Goinfer sets itself. */
+static char **
 companion_flags(const char *path)
 {
     const char *b = base_name(path);
-    char *flags = models_flags_from_name(path), *sh;
+    char **flags = models_flags_from_name(path), *sh;
 
-    if (flags != NULL)
-        return flags;
-    sh = xasprintf("%.*s%.*s.sh", (int)(b - path), path, (int)stem_len(b), b);
-    flags = models_flags_from_script(sh);
-    free(sh);
-    return flags;
+    if (flags == NULL) {
+        sh = xasprintf("%.*s%.*s.sh", (int)(b - path), path, (int)stem_len(b), b);
+        flags = models_flags_from_script(sh);
+        free(sh);
+    }
+    return models_flags_clean(flags);
 }
 
 static void
@@ -397,7 +501,7 @@ drop_duplicates(struct model_list *l)
             free(l->v[i].name);
             free(l->v[i].path);
             free(l->v[i].mmproj);
-            free(l->v[i].flags);
+            conf_free_args(l->v[i].flags);
             continue;
         }
         l->v[k++] = l->v[i];
@@ -470,7 +574,7 @@ model_list_cleanup(struct model_list *l)
         free(l->v[i].name);
         free(l->v[i].path);
         free(l->v[i].mmproj);
-        free(l->v[i].flags);
+        conf_free_args(l->v[i].flags);
     }
     free(l->v);
     l->v = NULL;

@@ -25,7 +25,8 @@ struct model_entry {
     char *name;   /* what requests use in "model" */
     char *path;   /* the .gguf (first shard of a split model) */
     char *mmproj; /* companion projector, or NULL */
-    char *flags;  /* extra llama-server flags: "&k=v" in the file name, or <stem>.sh */
+    char **flags; /* extra llama-server arguments, one per element: "&k=v" in the file name, or
+                   * <stem>.sh, without the reserved flags; NULL when none */
     uint64_t size;
     int shards;
     struct model_meta meta;
@@ -53,11 +54,29 @@ void models_meta_cache_free(void);
  * (".../models--org--Repo-GGUF/snapshots/<rev>/repo-Q4_K_M.gguf") it is "org/Repo:Q4_K_M".
  */
 char *models_name_from_path(const char *path);
-/* "Foo&c=4096&ngl=99.gguf" -> "-c 4096 -ngl 99" (the seed's convention), or NULL. */
-char *models_flags_from_name(const char *path);
-/* The flags in a companion script: its words, without comments, the program and the flags
- * Goinfer sets itself (-m, --model, --port, --host). NULL when unreadable. */
-char *models_flags_from_script(const char *sh_path);
+/* "Foo&c=4096&ngl=99.gguf" -> {"-c", "4096", "-ngl", "99"} (the seed's convention), or NULL;
+ * each value one argument, whatever it holds. */
+char **models_flags_from_name(const char *path);
+/* The words of a companion script, without comments and the program ("exec llama-server"),
+ * each one argument; NULL when unreadable or larger than 256 KiB. Pass the result through
+ * models_flags_clean. */
+char **models_flags_from_script(const char *sh_path);
+char **models_flags_from_text(const char *text);
+/*
+ * The one rule for flags from a file name or a companion script: drops the flags Goinfer sets
+ * itself (see models_flag_reserved) with their values, and shell expansions ("$@"). Takes
+ * ownership of v; returns it, or NULL when nothing is left.
+ */
+char **models_flags_clean(char **v);
+/* 1: w is a flag Goinfer sets itself (-m, --model, --host, --port, --api-key, --api-key-file,
+ * --path; "--api_key" too, as llama.cpp reads it) and its value follows; 2: "--flag=value" in
+ * one word; 0: not one of them. */
+int models_flag_reserved(const char *w);
+/* Drops the reserved flags of the NULL-terminated v in place (and the value after each unless
+ * it is a flag); returns how many words went. */
+size_t models_drop_reserved(char **v);
+/* The contents of path, NUL-terminated, or NULL when unreadable or larger than max bytes. */
+char *models_read_small_file(const char *path, size_t max);
 /* True for "x-00002-of-00003.gguf"; sets the 1-based part and the count. */
 bool models_split_part(const char *path, int *part, int *count);
 bool models_is_mmproj(const char *path);

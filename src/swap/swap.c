@@ -13,6 +13,7 @@
 #include "conf/conf.h"
 #include "conf/swapconf.h"
 #include "conf/yaml.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "proc/proc.h"
@@ -127,24 +128,49 @@ on_cmd_stop_exit(struct proc *p, int64_t status, int term_signal, void *arg)
     proc_free(p);
 }
 
-/* llama-swap's cmdStop (e.g. docker stop): run instead of SIGTERM, ${PID} and ${PORT} filled. */
+/* argv as one line for the log, a word quoted when a shell would need it to stay one word. */
+static char *
+argv_line(char **argv)
+{
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789_./:=@%+,-";
+    struct buf b;
+    char *s;
+
+    buf_init(&b, 1 << 20);
+    for (size_t i = 0; argv[i]; i++) {
+        if (i > 0)
+            buf_append(&b, " ", 1);
+        if (argv[i][0] != '\0' && argv[i][strspn(argv[i], plain)] == '\0')
+            buf_append(&b, argv[i], strlen(argv[i]));
+        else
+            conf_quote_arg(&b, argv[i]);
+    }
+    s = xstrdup(buf_cstr(&b));
+    buf_cleanup(&b);
+    return s;
+}
+
+/* llama-swap's cmdStop (e.g. docker stop): run instead of SIGTERM, ${PID} and ${PORT} filled
+ * in each word. */
 static int
 run_cmd_stop(struct swap_instance *in)
 {
-    char pid[16], port[16], **argv = NULL, *a, *b, *c;
+    char pid[16], port[16], **argv = NULL, *line;
+    const struct swapconf_var vars[] = {
+        {"PID", pid}, {"PORT", port}, {"MODEL_ID", in->model->name}};
     int err = 0, n;
-    struct proc *p;
+    struct proc *p = NULL;
 
     snprintf(pid, sizeof(pid), "%d", proc_pid(in->proc));
     snprintf(port, sizeof(port), "%d", in->port);
-    a = swapconf_subst(in->model->cmd_stop, "PID", pid);
-    b = swapconf_subst(a, "PORT", port);
-    c = swapconf_subst(b, "MODEL_ID", in->model->name);
-    n = conf_split_args(c, &argv);
-    log_info("model %s: cmdStop: %s", in->model->name, c);
-    p = n > 0 ? proc_spawn(in->swap->loop, argv, NULL, "cmdStop", on_cmd_stop_exit, NULL, &err)
-              : NULL;
-    free(a), free(b), free(c);
+    n = swapconf_argv(in->model->cmd_stop, vars, 3, &argv);
+    if (n > 0) {
+        line = argv_line(argv);
+        log_info("model %s: cmdStop: %s", in->model->name, line);
+        free(line);
+        p = proc_spawn(in->swap->loop, argv, NULL, "cmdStop", on_cmd_stop_exit, NULL, &err);
+    }
     conf_free_args(argv);
     if (p == NULL)
         log_warnx("model %s: cmdStop could not start (%s); sending SIGTERM", in->model->name,
@@ -288,9 +314,9 @@ all_stopped_check(struct swap *s)
 {
     void (*done)(void *) = s->shutdown_done;
 
-    FOR_EACH_INSTANCE(s, in)
-    if (in->proc != NULL)
-        return;
+    FOR_EACH_INSTANCE (s, in)
+        if (in->proc != NULL)
+            return;
     s->shutdown_done = NULL; /* done may free s */
     if (done)
         done(s->shutdown_arg);
@@ -367,17 +393,18 @@ pick_port(const struct swap_instance *in)
     return port;
 }
 
-/* cmd with ${PORT} and ${MODEL_ID} filled in, split into words. */
+/* The model's argv on port (catalog_argv), logged. */
 static int
 start_argv(const struct swap_instance *in, const char *port, char ***argv)
 {
-    char *a = swapconf_subst(in->model->cmd, "PORT", port);
-    char *b = swapconf_subst(a, "MODEL_ID", in->model->name);
-    int n = conf_split_args(b, argv);
+    int n = catalog_argv(in->model, port, argv);
+    char *line;
 
-    log_info("model %s: starting: %s", in->model->name, b);
-    free(a);
-    free(b);
+    if (n > 0) {
+        line = argv_line(*argv);
+        log_info("model %s: starting: %s", in->model->name, line);
+        free(line);
+    }
     return n;
 }
 
@@ -439,8 +466,7 @@ make_room(struct swap *s, struct swap_instance *in)
 {
     bool clear = true;
 
-    FOR_EACH_INSTANCE(s, o)
-    {
+    FOR_EACH_INSTANCE (s, o) {
         if (o == in || o->state == ST_STOPPED)
             continue;
         if (!o->retired && !catalog_conflicts(s->cat, in->model, o->model))
@@ -459,9 +485,9 @@ make_room(struct swap *s, struct swap_instance *in)
 static void
 doom_conflicts(struct swap *s, const struct swap_instance *in)
 {
-    FOR_EACH_INSTANCE(s, o)
-    if (!o->retired && catalog_conflicts(s->cat, in->model, o->model))
-        o->doomed = true;
+    FOR_EACH_INSTANCE (s, o)
+        if (!o->retired && catalog_conflicts(s->cat, in->model, o->model))
+            o->doomed = true;
 }
 
 static void
@@ -486,8 +512,8 @@ schedule(struct swap *s)
 
     while (again && !s->shutting_down) {
         again = false;
-        FOR_EACH_INSTANCE(s, in)
-        in->doomed = false;
+        FOR_EACH_INSTANCE (s, in)
+            in->doomed = false;
         for (struct swap_lease *l = s->queue; l != NULL; l = l->next) {
             struct swap_instance *in = l->inst;
 
@@ -574,9 +600,9 @@ swap_new(uv_loop_t *loop, const struct swap_conf *conf, const struct catalog *ca
 static struct swap_instance *
 instance_of(struct swap *s, const struct model_def *m)
 {
-    FOR_EACH_INSTANCE(s, in)
-    if (in->model == m && !in->retired)
-        return in;
+    FOR_EACH_INSTANCE (s, in)
+        if (in->model == m && !in->retired)
+            return in;
     return NULL;
 }
 
@@ -677,8 +703,7 @@ swap_unload_all(struct swap *s)
 {
     int n = 0;
 
-    FOR_EACH_INSTANCE(s, in)
-    {
+    FOR_EACH_INSTANCE (s, in) {
         if (in->state == ST_STOPPED || in->state == ST_STOPPING)
             continue;
         n++;
@@ -698,8 +723,7 @@ swap_running(const struct swap *s)
 {
     json_t *a = json_array();
 
-    FOR_EACH_INSTANCE(s, in)
-    {
+    FOR_EACH_INSTANCE (s, in) {
         if (in->state == ST_STOPPED)
             continue;
         json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:s}", "model", in->model->name,
@@ -717,9 +741,9 @@ swap_shutdown(struct swap *s, void (*done)(void *arg), void *arg)
     s->shutdown_done = done;
     s->shutdown_arg = arg;
     fail_waiting(s, NULL, -ESHUTDOWN, "goinfer is shutting down");
-    FOR_EACH_INSTANCE(s, in)
-    if (in->proc != NULL && in->state != ST_STOPPING)
-        stop_instance(in, "shutting down");
+    FOR_EACH_INSTANCE (s, in)
+        if (in->proc != NULL && in->state != ST_STOPPING)
+            stop_instance(in, "shutting down");
     all_stopped_check(s);
 }
 
@@ -762,9 +786,9 @@ repoint_waiters(struct swap *s, struct swap_instance *old)
         next = l->next;
         if (l->inst != old)
             continue;
-        FOR_EACH_INSTANCE(s, o)
-        if (!o->retired && strcmp(o->model->name, old->model->name) == 0)
-            in = o;
+        FOR_EACH_INSTANCE (s, o)
+            if (!o->retired && strcmp(o->model->name, old->model->name) == 0)
+                in = o;
         if (in != NULL) {
             l->inst = in;
             continue;
@@ -824,8 +848,8 @@ swap_uses_catalog(const struct swap *s, const struct catalog *cat)
 {
     uintptr_t lo = (uintptr_t)cat->v, hi = (uintptr_t)(cat->v + cat->n);
 
-    FOR_EACH_INSTANCE(s, in)
-    if ((uintptr_t)in->model >= lo && (uintptr_t)in->model < hi)
-        return true;
+    FOR_EACH_INSTANCE (s, in)
+        if ((uintptr_t)in->model >= lo && (uintptr_t)in->model < hi)
+            return true;
     return false;
 }

@@ -51,3 +51,34 @@ def test_write_generates_working_config(models_dir, tmp_path, client):
 def test_write_with_no_api_key_placeholder(models_dir, tmp_path):
     write(tmp_path, models_dir, "-no-api-key")
     assert 'api_key: "PLEASE SET YOUR API KEY"' in (tmp_path / "goinfer.yml").read_text()
+
+
+def test_written_cmds_keep_odd_file_names_whole(tmp_path, client):
+    """From issue 9: a written cmd keeps each name and flag one argument, without the flags
+    Goinfer sets, and leaves out what llama-swap's syntax would read as a macro."""
+    from conftest import mkmodel
+    from test_child_hardening import listeners
+    models = tmp_path / "odd"
+    models.mkdir()
+    for i, f in enumerate(["sp ace.gguf", "x&-host=0.0.0.0&c=256.gguf", "${PORT}.gguf"]):
+        mkmodel(models / f, "-n", "tiny", "-s", str(30 + i))
+    write(tmp_path, models)
+    swap = (tmp_path / "llama-swap.yml").read_text()
+    assert "'-c' '256'" in swap and "'--host'" not in swap
+    assert "# left out: " in swap and '"${PORT}":' not in swap
+    key = re.search(r'api_key: "([0-9a-f]{64})"', (tmp_path / "goinfer.yml").read_text()).group(1)
+    text = (tmp_path / "goinfer.yml").read_text()
+    (tmp_path / "goinfer.yml").write_text(text.replace('":4444": goinfer', '"127.0.0.1:0": goinfer')
+                                          .replace('":5555": openai', '"127.0.0.2:0": openai'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    g = Goinfer([], env, tmp_path).wait_ready()
+    try:
+        h = {"Authorization": f"Bearer {key}"}
+        for model in ("sp ace", "x"):
+            r = client.post(g.url() + "/completions", headers=h,
+                            json={"model": model, "prompt": "Hello", "n_predict": 2})
+            assert r.status_code == 200, r.text + g.log()
+            child = {x["model"]: x for x in client.get(g.url() + "/running", headers=h).json()["running"]}[model]
+            assert listeners(int(child["proxy"].rsplit(":", 1)[1])) == ["0100007F"]
+    finally:
+        assert g.stop() == 0, g.log()

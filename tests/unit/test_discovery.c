@@ -10,7 +10,27 @@
 
 #include <cmocka.h>
 
+#include "conf/conf.h"
 #include "models/discovery.h"
+
+/* v holds exactly the words given (NULL-terminated). */
+static void
+assert_words(char **v, ...)
+{
+    va_list ap;
+    const char *w;
+    size_t i = 0;
+
+    assert_non_null(v);
+    va_start(ap, v);
+    while ((w = va_arg(ap, const char *)) != NULL) {
+        assert_non_null(v[i]);
+        assert_string_equal(v[i], w);
+        i++;
+    }
+    va_end(ap);
+    assert_null(v[i]);
+}
 
 static void
 names_from_paths(void **state)
@@ -37,7 +57,7 @@ names_from_paths(void **state)
 static void
 hf_cache_and_flag_names(void **state)
 {
-    char *n;
+    char *n, **v;
 
     (void)state;
     n = models_name_from_path("/h/hub/models--Qwen--Qwen2.5-0.5B-Instruct-GGUF/snapshots/abc/"
@@ -47,10 +67,42 @@ hf_cache_and_flag_names(void **state)
     n = models_name_from_path("/m/Mistral-7B&c=8192&ngl=99.gguf");
     assert_string_equal(n, "Mistral-7B");
     free(n);
-    n = models_flags_from_name("/m/Mistral-7B&c=8192&ngl=99&fa.gguf");
-    assert_string_equal(n, "-c 8192 -ngl 99 -fa");
-    free(n);
+    v = models_flags_from_name("/m/Mistral-7B&c=8192&ngl=99&fa.gguf");
+    assert_words(v, "-c", "8192", "-ngl", "99", "-fa", NULL);
+    conf_free_args(v);
     assert_null(models_flags_from_name("/m/plain.gguf"));
+    /* from issue 9: a value is one argument, whatever it holds */
+    v = models_flags_from_name("/m/x&c=1 --host 0.0.0.0.gguf");
+    assert_words(v, "-c", "1 --host 0.0.0.0", NULL);
+    conf_free_args(v);
+}
+
+/* The one rule for both sources: Goinfer's own flags go, with their values. */
+static void
+reserved_flags_are_dropped(void **state)
+{
+    char **v;
+
+    (void)state;
+    v = models_flags_clean(
+        models_flags_from_name("/m/x&-host=0.0.0.0&c=64&-port=1&-api_key=k.gguf"));
+    assert_words(v, "-c", "64", NULL);
+    conf_free_args(v);
+    v = models_flags_clean(models_flags_from_name("/m/x&m=/etc/passwd&-path=/&-model=y.gguf"));
+    assert_null(v);
+    v = models_flags_clean(models_flags_from_text(
+        "llama-server --host 0.0.0.0 --api-key-file /k --api_key=k --model=y -ngl 99 --port\n"));
+    assert_words(v, "-ngl", "99", NULL);
+    conf_free_args(v);
+    /* a reserved flag with no value does not swallow the next flag */
+    v = models_flags_clean(models_flags_from_name("/m/x&-host&c=5.gguf"));
+    assert_words(v, "-c", "5", NULL);
+    conf_free_args(v);
+    assert_int_equal(models_flag_reserved("--host"), 1);
+    assert_int_equal(models_flag_reserved("--api_key_file"), 1);
+    assert_int_equal(models_flag_reserved("--port=1"), 2);
+    assert_int_equal(models_flag_reserved("-mm"), 0);
+    assert_int_equal(models_flag_reserved("--hostname"), 0);
 }
 
 static void
@@ -61,24 +113,24 @@ flags_from_companion_script(void **state)
     const char *text = "#!/bin/sh\n# tuned for my GPU\n"
                        "/opt/llama-server -m x.gguf --port 8080 \\\n  -ngl 99 --ctx-size 8192 "
                        "--alias 'my model'\n";
-    char *f;
+    char **f;
 
     (void)state;
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
-    f = models_flags_from_script(path);
-    assert_string_equal(f, "'-ngl' '99' '--ctx-size' '8192' '--alias' 'my model'");
-    free(f);
+    f = models_flags_clean(models_flags_from_script(path));
+    assert_words(f, "-ngl", "99", "--ctx-size", "8192", "--alias", "my model", NULL);
+    conf_free_args(f);
     assert_null(models_flags_from_script("/nonexistent.sh"));
     /* from review: '#' inside quotes, --port=N, exec and "$@" */
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     text = "exec llama-server --port=9 --host=0.0.0.0 --alias 'a#b' -c 64 \"$@\" # note\n";
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
-    f = models_flags_from_script(path);
-    assert_string_equal(f, "'--alias' 'a#b' '-c' '64'");
-    free(f);
+    f = models_flags_clean(models_flags_from_script(path));
+    assert_words(f, "--alias", "a#b", "-c", "64", NULL);
+    conf_free_args(f);
     unlink(path);
 }
 
@@ -147,6 +199,7 @@ main(void)
         cmocka_unit_test(names_from_paths),
         cmocka_unit_test(hf_cache_and_flag_names),
         cmocka_unit_test(flags_from_companion_script),
+        cmocka_unit_test(reserved_flags_are_dropped),
         cmocka_unit_test(walks_tree),
         cmocka_unit_test(missing_root_is_a_clear_error),
     };
