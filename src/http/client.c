@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -114,12 +115,7 @@ fetch_retire(struct http_fetch *f)
         f->conn->fetch = NULL;
         f->conn = NULL;
     }
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        c->fetches = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    DLIST_UNLINK(c->fetches, f);
     uv_close((uv_handle_t *)&f->timer, on_fetch_closed);
     client_maybe_free(c);
 }
@@ -803,10 +799,7 @@ http_fetch_start(struct http_client *c, const struct http_fetch_opts *o,
     f->total_ms = o->timeout_ms > 0 ? (uint64_t)o->timeout_ms : 0;
     f->deadline = f->total_ms ? now + f->total_ms : 0;
     f->idle_ms = o->idle_s > 0 ? (uint64_t)o->idle_s * 1000 : 0;
-    f->next = c->fetches;
-    if (c->fetches)
-        c->fetches->prev = f;
-    c->fetches = f;
+    DLIST_PUSH(c->fetches, f);
     f->starting = true;
     if (http_url_split(o->url, host, sizeof(host), &port, &path) < 0 ||
         strncmp(o->url, "http://", 7) != 0) {

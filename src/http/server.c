@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/list.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/addrtab.h"
@@ -167,12 +168,7 @@ conn_close(struct http_conn *c)
     body_release(c);
     addrtab_put(srv->addrs, c->addr);
     c->addr = NULL;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DLIST_UNLINK(srv->conns, c);
     srv->n_conns--;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -1152,10 +1148,7 @@ on_connection(uv_stream_t *ls, int status)
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    DLIST_PUSH(srv->conns, c);
     srv->n_conns++;
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
         conn_close(c);

@@ -13,6 +13,7 @@
 #include "admin/static.h"
 #include "admin/ui.h"
 #include "core/buf.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/cors.h"
@@ -369,12 +370,7 @@ static void
 logstream_close(struct logstream *ls)
 {
     log_unsubscribe(ls->sub);
-    if (ls->prev)
-        ls->prev->next = ls->next;
-    else
-        ls->r->streams = ls->next;
-    if (ls->next)
-        ls->next->prev = ls->prev;
+    DLIST_UNLINK(ls->r->streams, ls);
     free(ls);
 }
 
@@ -424,10 +420,7 @@ handle_logs_stream(struct router *r, struct http_request *req)
     if (req->query == NULL || strstr(req->query, "no-history") == NULL)
         log_history(write_history, req);
     ls->sub = log_subscribe(on_log_line, ls);
-    ls->next = r->streams;
-    if (r->streams)
-        r->streams->prev = ls;
-    r->streams = ls;
+    DLIST_PUSH(r->streams, ls);
 }
 
 void

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/client.h" /* http_url_split */
@@ -310,12 +311,7 @@ stream_free(struct cstream *s)
         nghttp2_session_set_stream_user_data(c->h2.session, s->id, NULL);
     if (c->ctl == s)
         c->ctl = NULL;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    DLIST_UNLINK(c->streams, s);
     free(s->path);
     body_release(s);
     buf_cleanup(&s->out);
@@ -460,10 +456,7 @@ on_begin_headers(nghttp2_session *session, const nghttp2_frame *f, void *user)
     s->id = f->hd.stream_id;
     buf_init(&s->body, c->d->tc->conf->body_bytes);
     buf_init(&s->out, SIZE_MAX);
-    s->next = c->streams;
-    if (c->streams)
-        c->streams->prev = s;
-    c->streams = s;
+    DLIST_PUSH(c->streams, s);
     nghttp2_session_set_stream_user_data(session, s->id, s);
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "conf/yaml.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/relay.h"
@@ -99,12 +100,7 @@ stream_unlink(struct tstream *s)
         if (s->unconsumed > 0)
             nghttp2_session_consume_connection(l->h2.session, s->unconsumed);
     }
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        l->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    DLIST_UNLINK(l->streams, s);
     if (!s->own)
         l->in_flight--;
     free(s);
@@ -195,10 +191,7 @@ stream_new(struct tlink *l, struct http_request *req)
     s->req = req;
     s->own = req == NULL;
     s->length = -1;
-    s->next = l->streams;
-    if (l->streams)
-        l->streams->prev = s;
-    l->streams = s;
+    DLIST_PUSH(l->streams, s);
     if (!s->own)
         l->in_flight++;
     return s;
@@ -576,13 +569,8 @@ link_unlink(struct tlink *l)
 {
     struct tunnel_server *ts = l->ts;
 
-    if (l->prev)
-        l->prev->next = l->next;
-    else if (ts->links == l)
-        ts->links = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = NULL;
+    if (l->prev != NULL || ts->links == l) /* not when it was unlinked already */
+        DLIST_UNLINK(ts->links, l);
 }
 
 /* Requests still on the link go to another client when none of their bytes reached the end
@@ -719,10 +707,7 @@ tunnel_server_accept(struct tunnel_server *ts, struct http_request *req)
                             .ping_ms = ts->conf->ping_interval * 1000,
                             .timeout_ms = ts->conf->ping_timeout * 1000};
     l->h2.session = session_new(l);
-    l->next = ts->links;
-    if (ts->links)
-        ts->links->prev = l;
-    ts->links = l;
+    DLIST_PUSH(ts->links, l);
     h2link_init(&l->h2, ts->loop);
     control_open(l);
     h2link_start(&l->h2, MAX_STREAMS_DEFAULT);
