@@ -29,9 +29,16 @@ struct pipe_in {
     bool eof;
 };
 
+/* A guard process and the write end of its pipe; pid -1 when none. */
+struct guard {
+    int pid;
+    int fd;
+};
+
 struct proc {
     int pid;
     int pidfd;           /* readable when the child exits (Linux 5.3+) */
+    struct guard guard;  /* kills the group if we die (see guard_run) */
     uv_poll_t exit_poll; /* on pidfd */
     uv_timer_t kill_timer;
     struct pipe_in out[2];
@@ -86,6 +93,8 @@ emit_line(struct proc *p, const char *s, size_t n)
     if (p->line_cb)
         p->line_cb(p, s, n, p->arg);
 }
+
+static void release_guard(struct guard *g);
 
 static void
 maybe_report(struct proc *p)
@@ -175,6 +184,7 @@ on_exit_poll(uv_poll_t *h, int status, int events)
     p->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 0;
     p->term_signal = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
     kill(-p->pid, SIGKILL); /* anything left in its group goes with it */
+    release_guard(&p->guard);
     uv_timer_start(&p->kill_timer, on_drain_timeout, 1000, 0);
     maybe_report(p);
 }
@@ -252,13 +262,94 @@ resolve(const char *name)
     return xstrdup(name);
 }
 
-/* Forks and execs; returns the pid, or -errno when exec failed (told through a CLOEXEC pipe
- * that exec closes on success). */
+/*
+ * The guard: a child of ours (a fork without exec, so it costs a fork, not a program load) in a
+ * session of its own, every signal blocked, no descriptor but the read end of a pipe whose only
+ * write end we hold. It reads the child's process group from the pipe, then waits: a byte
+ * means the child is gone and reaped, so it exits; end of file means we died, however
+ * (SIGKILL, a crash: the kernel closes our end), and it kills the whole group first.
+ * PR_SET_PDEATHSIG alone reaches only the child, not what a wrapper such as `sh -c` started
+ * under it. Only async-signal-safe calls here.
+ */
+static noreturn void
+guard_run(int lifeline)
+{
+    pid_t pgid = 0;
+    size_t got = 0;
+    ssize_t n;
+    char c;
+
+    setsid();
+    if (chdir("/") != 0 || dup2(lifeline, 0) < 0)
+        _exit(1);
+    syscall(SYS_close_range, 1U, ~0U, 0U);
+    prctl(PR_SET_NAME, "goinfer-guard");
+    while (got < sizeof(pgid)) {
+        n = read(0, (char *)&pgid + got, sizeof(pgid) - got);
+        if (n == 0 || (n < 0 && errno != EINTR))
+            _exit(0); /* no child was started */
+        got += n > 0 ? (size_t)n : 0;
+    }
+    do
+        n = read(0, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1 && pgid > 1)
+        kill(-pgid, SIGKILL);
+    _exit(0);
+}
+
+/* Starts a guard. Called with every signal blocked, which the guard keeps. */
 static int
-fork_exec(char *const argv[], char **env, int out[2][2])
+start_guard(struct guard *g)
+{
+    int fds[2], e = 0;
+
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -errno;
+    g->pid = fork();
+    if (g->pid == 0)
+        guard_run(fds[0]);
+    if (g->pid < 0)
+        e = -errno;
+    close(fds[0]);
+    g->fd = fds[1];
+    if (e < 0) {
+        close(fds[1]);
+        g->fd = -1;
+    }
+    return e;
+}
+
+/* Tells the guard the group it watches (once the child exists). */
+static void
+arm_guard(const struct guard *g, pid_t pgid)
+{
+    if (write(g->fd, &pgid, sizeof(pgid)) != (ssize_t)sizeof(pgid))
+        log_warn("child group %d: guard not armed", (int)pgid);
+}
+
+/* The child is gone and reaped (or was never armed): the guard leaves without killing anything,
+ * at once, so waiting for it here costs a context switch. */
+static void
+release_guard(struct guard *g)
+{
+    if (g->pid <= 0)
+        return;
+    if (write(g->fd, "q", 1) != 1)
+        log_warn("guard %d release", g->pid);
+    close(g->fd);
+    while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    g->pid = g->fd = -1;
+}
+
+/* Forks and execs behind a guard; returns the pid, or -errno when exec failed (told through
+ * a CLOEXEC pipe that exec closes on success). */
+static int
+fork_exec(char *const argv[], char **env, int out[2][2], struct guard *g)
 {
     int errp[2], e = 0;
-    pid_t pid, parent = getpid();
+    pid_t pid = -1, parent = getpid();
     char *exe = resolve(argv[0]);
     ssize_t n;
 
@@ -268,24 +359,31 @@ fork_exec(char *const argv[], char **env, int out[2][2])
         free(exe);
         return -errno;
     }
-    sigfillset(&all); /* no handler of ours may run in the child before it resets them */
+    sigfillset(&all); /* no handler of ours may run in the children before they reset them */
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = fork();
+    e = start_guard(g);
+    if (e == 0)
+        pid = fork();
     if (pid == 0)
         child_exec(exe, argv, env, out[0][1], out[1][1], errp[1], parent);
+    if (pid < 0 && e == 0)
+        e = -errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(exe);
     close(errp[1]);
     if (pid < 0) {
         close(errp[0]);
-        return -errno;
+        release_guard(g); /* not armed: it just leaves */
+        return e;
     }
+    arm_guard(g, pid);
     do
         n = read(errp[0], &e, sizeof(e));
     while (n < 0 && errno == EINTR);
     close(errp[0]);
     if (n == sizeof(e)) {
         waitpid(pid, NULL, 0);
+        release_guard(g);
         return -e;
     }
     return pid;
@@ -348,9 +446,10 @@ proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *t
     struct proc *p;
     char **e = env ? child_env(env) : environ;
     int out[2][2], pid, rc;
+    struct guard g = {-1, -1};
 
     rc = open_pipes(out);
-    pid = rc < 0 ? rc : fork_exec(argv, e, out);
+    pid = rc < 0 ? rc : fork_exec(argv, e, out, &g);
     if (e != environ)
         free(e);
     if (pid < 0) {
@@ -363,6 +462,7 @@ proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *t
     p = xcalloc(1, sizeof(*p));
     p->pid = pid;
     p->pidfd = -1;
+    p->guard = g;
     p->tag = xstrdup(tag);
     p->cb = cb;
     p->arg = arg;
@@ -415,6 +515,7 @@ proc_free(struct proc *p)
     if (!p->exited) { /* only at exit: kill and reap it here rather than leave a zombie */
         kill(-proc_pid(p), SIGKILL);
         waitpid(p->pid, NULL, 0);
+        release_guard(&p->guard);
     }
     p->cb = NULL;
     for (int i = 0; i < 2; i++)

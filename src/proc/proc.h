@@ -1,7 +1,9 @@
 /*
- * Child processes (llama-server): forked into their own process group and tied to our life
- * (PR_SET_PDEATHSIG, so none outlives us even after kill -9), watched through a pidfd, output
- * captured line by line, stopped with SIGTERM to the group and SIGKILL after a grace period.
+ * Child processes (llama-server, a cmd): forked into their own process group and tied to our
+ * life: the child by PR_SET_PDEATHSIG, and its whole group (what `sh -c` starts under it too)
+ * by a guard process that kills the group when we die, kill -9 and crashes included. Watched
+ * through a pidfd, output captured line by line, stopped with SIGTERM to the group and SIGKILL
+ * after a grace period.
  */
 #ifndef GOINFER_PROC_PROC_H
 #define GOINFER_PROC_PROC_H
@@ -14,8 +16,9 @@ struct proc;
 /* Runs once the child has exited and its output is drained; call proc_free from it or later. */
 typedef void (*proc_exit_cb)(struct proc *p, int64_t status, int term_signal, void *arg);
 
-/* Starts argv[0] with argv and our environment plus env ("K=V", NULL-terminated, may be NULL);
- * tag names it in logs. Returns NULL and *err on failure. */
+/* Starts argv[0] with argv (each element one argument; no shell) and our environment plus env
+ * ("K=V", NULL-terminated, may be NULL; it wins); tag names it in logs. Returns NULL and *err
+ * on failure. */
 struct proc *proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag,
                         proc_exit_cb cb, void *arg, int *err);
 /* SIGTERM to the process group now, SIGKILL after grace_ms; no-op once exited. */

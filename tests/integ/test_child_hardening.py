@@ -83,3 +83,81 @@ def test_a_file_name_stays_one_argument_and_never_moves_the_listener(hostile_dir
     assert argv.count(b"--host") == 1 and argv[argv.index(b"--host") + 1] == b"127.0.0.1"
     assert argv[argv.index(b"-m") + 1] == str(hostile_dir / file).encode()
     assert argv[argv.index(b"--alias") + 1] == name.encode()
+
+
+# ---- item 7: orphans under a wrapper cmd ----
+
+def wrapped(tmp_path, models_dir):
+    """A llama-swap model whose real server is a grandchild: sh waits on python, no exec."""
+    swap = ("models:\n  wrapped:\n"
+            f"    cmd: /bin/sh -c \"python3 {FAKE} -m /tmp/echo-wrapped.gguf --port ${{PORT}}; true\"\n")
+    return swap_config(tmp_path, swap, models_dir)
+
+
+def server_under(pid):
+    """The fake llama-server somewhere under pid."""
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        if any(a.endswith(b"fake_llama_server.py") for a in cmdline(p)):
+            return p
+        todo += children_of(p)
+    raise AssertionError(f"no fake llama-server under {pid}")
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSEGV, signal.SIGTERM],
+                         ids=["kill -9", "crash", "SIGTERM"])
+def test_the_whole_group_goes_however_goinfer_ends(models_dir, tmp_path, start_goinfer, client, how):
+    cfg = wrapped(tmp_path, models_dir)
+    g = start_goinfer(models_dir, args=["-config", str(cfg)], config=False)
+    assert chat(client, g, "wrapped").status_code == 200, g.log()
+    child = running(client, g)["wrapped"]
+    server = server_under(child["pid"])
+    assert server != child["pid"]  # the real server is the wrapper's child, not ours
+    port = int(child["proxy"].rsplit(":", 1)[1])
+    g.proc.send_signal(how)
+    g.proc.wait(30)
+    deadline = time.monotonic() + 2
+    while (alive(server) or not port_is_free(port)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    orphan = alive(server)
+    if orphan:
+        os.kill(server, signal.SIGKILL)  # not left behind for the next test
+    assert not orphan, f"the server under `sh -c` outlived goinfer ({how!r})"
+    assert port_is_free(port)
+
+
+def test_a_stopped_model_leaves_no_guard_behind(models_dir, tmp_path, start_goinfer, client):
+    cfg = wrapped(tmp_path, models_dir)
+    g = start_goinfer(models_dir, args=["-config", str(cfg)], config=False)
+    before = guards()
+    assert chat(client, g, "wrapped").status_code == 200
+    assert len(guards() - before) == 1
+    server = server_under(running(client, g)["wrapped"]["pid"])
+    assert client.post(g.url() + "/unload", headers=auth()).status_code == 200
+    g.wait_log(r"model wrapped: stopped")
+    deadline = time.monotonic() + 2
+    while guards() - before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not guards() - before and not alive(server)
+    assert children_of(g.proc.pid) == []
+
+
+def guards():
+    out = set()
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and (p / "comm").read_text().strip() == "goinfer-guard" and alive(int(p.name)):
+                out.add(int(p.name))
+        except OSError:
+            pass
+    return out

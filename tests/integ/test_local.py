@@ -18,6 +18,17 @@ def chat(client, g, model, stream=False, service="goinfer", **extra):
     return client.post(g.url(service) + "/v1/chat/completions", json=body, headers=auth())
 
 
+def servers_of(pid):
+    """The llama-servers goinfer started: its children less their guards (a fork of goinfer
+    that kills a child's process group if goinfer dies)."""
+    def comm(k):
+        try:
+            return Path(f"/proc/{k}/comm").read_text().strip()
+        except OSError:
+            return ""
+    return [k for k in children_of(pid) if comm(k) != "goinfer-guard"]
+
+
 def sse_events(text):
     return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
 
@@ -83,7 +94,7 @@ def test_swap_between_models_and_back(models_dir, start_goinfer, client):
         assert r.status_code == 200, r.text
         running = client.get(g.url() + "/health", headers=auth()).json()["running"]
         assert [x["model"] for x in running] == [model]
-    assert len(children_of(g.proc.pid)) == 1  # one llama-server at a time
+    assert len(servers_of(g.proc.pid)) == 1  # one llama-server at a time
     g.wait_log(r"model tiny-a: stopping \(to make room for tiny-b\)")
 
 
@@ -141,7 +152,7 @@ def test_concurrent_requests_during_a_load_join_it(models_dir, start_goinfer):
 def test_sigterm_finishes_streams_and_stops_children(models_dir, start_goinfer, client):
     g = start_goinfer(models_dir)
     assert chat(client, g, "tiny-a").status_code == 200
-    kids = children_of(g.proc.pid)
+    kids = servers_of(g.proc.pid)
     assert len(kids) == 1
     with client.stream("POST", g.url() + "/v1/chat/completions", headers=auth(),
                        json=dict(CHAT, model="tiny-a", stream=True, max_tokens=200)) as r:
@@ -157,7 +168,7 @@ def test_sigterm_finishes_streams_and_stops_children(models_dir, start_goinfer, 
 def test_no_orphan_when_goinfer_is_killed(models_dir, start_goinfer, client):
     g = start_goinfer(models_dir)
     assert chat(client, g, "tiny-a").status_code == 200
-    kids = children_of(g.proc.pid)
+    kids = servers_of(g.proc.pid)
     assert len(kids) == 1
     g.proc.kill()
     g.proc.wait(10)
@@ -170,11 +181,11 @@ def test_no_orphan_when_goinfer_is_killed(models_dir, start_goinfer, client):
 def test_crashed_child_is_restarted_on_next_request(models_dir, start_goinfer, client):
     g = start_goinfer(models_dir)
     assert chat(client, g, "tiny-a").status_code == 200
-    kid = children_of(g.proc.pid)[0]
+    kid = servers_of(g.proc.pid)[0]
     os.kill(kid, signal.SIGKILL)
     g.wait_log(r"model tiny-a: llama-server exited unexpectedly")
     assert chat(client, g, "tiny-a").status_code == 200
-    assert children_of(g.proc.pid) != [kid]
+    assert servers_of(g.proc.pid) != [kid]
 
 
 def run_goinfer_expecting_failure(env, args=()):
@@ -278,7 +289,7 @@ def test_children_inherit_no_descriptor_of_ours(models_dir, start_goinfer, clien
     g = start_goinfer(models_dir)
     for model in ("tiny-a",):
         assert chat(client, g, model).status_code == 200
-    kid = children_of(g.proc.pid)[0]
+    kid = servers_of(g.proc.pid)[0]
     ours = socket_inodes(g.proc.pid)
     assert ours and not (socket_inodes(kid) & ours), "llama-server holds goinfer's sockets"
     stdin = os.readlink(f"/proc/{kid}/fd/0")
