@@ -1,5 +1,6 @@
 #include "tunnel_client.h"
 
+#include <ctype.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -703,12 +704,31 @@ send_upgrade(struct tconn *c)
         conn_fail(c, "write failed", 0);
 }
 
+/* Retry-After in seconds among the head's lines (head_len bytes, not the body's), in ms. */
 static uint64_t
-retry_after_ms(const char *head)
+retry_after_ms(const char *head, size_t head_len)
 {
-    const char *p = strcasestr(head, "\r\nretry-after:");
+    for (const char *p = head, *end = head + head_len; p != NULL && p < end;) {
+        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
 
-    return p ? bounded_wait(strtoll(p + 14, NULL, 10) * 1000) : 0;
+        if (eol == NULL)
+            break;
+        p = eol + 2;
+        if ((size_t)(end - p) > 12 && strncasecmp(p, "retry-after:", 12) == 0)
+            return bounded_wait(strtoll(p + 12, NULL, 10) * 1000);
+    }
+    return 0;
+}
+
+/* The status of "HTTP/1.x SSS ...", or 0 when the line is not that. */
+static int
+status_of(const char *line, size_t len)
+{
+    if (len < 12 || memcmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)line[7]) ||
+        line[8] != ' ' || !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) ||
+        !isdigit((unsigned char)line[11]))
+        return 0;
+    return (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
 }
 
 /* The server's answer to our upgrade; on 101 the rest of the bytes are HTTP/2. */
@@ -728,10 +748,10 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     end = strstr(c->head.data, "\r\n\r\n");
     if (end == NULL)
         return;
-    sscanf(c->head.data, "HTTP/1.%*d %d", &status);
+    status = status_of(c->head.data, (size_t)(end - c->head.data));
     if (status != 101) {
         const char *body = end + 4;
-        uint64_t wait = retry_after_ms(c->head.data);
+        uint64_t wait = retry_after_ms(c->head.data, (size_t)(end + 2 - c->head.data));
 
         log_warnx("tunnel: %s refused the tunnel with %d: %.300s", d->label, status, body);
         conn_fail(c, "refused", wait ? wait : status == 401 || status == 403 ? REFUSED_WAIT_MS : 0);
