@@ -189,12 +189,29 @@ on_exit_poll(uv_poll_t *h, int status, int events)
     maybe_report(p);
 }
 
-/* Our environment with extra "K=V" entries first, so they win in getenv(). */
+/* Goinfer's own secrets, read from its environment (conf.c): no child needs them, and a
+ * llama-server or a cmd could leak them (its /proc/<pid>/environ, a crash report, a log). */
+static const char *const secret_env[] = {"GI_API_KEY", "GI_ADMIN_API_KEY", "GI_TUNNEL_TOKEN", NULL};
+
+static bool
+is_secret(const char *kv)
+{
+    for (int i = 0; secret_env[i]; i++) {
+        size_t n = strlen(secret_env[i]);
+
+        if (strncmp(kv, secret_env[i], n) == 0 && kv[n] == '=')
+            return true;
+    }
+    return false;
+}
+
+/* Our environment without our secrets, with extra "K=V" entries (a model's env:, which may
+ * set anything) first, so they win in getenv(). The strings are borrowed. */
 static char **
 child_env(char *const extra[])
 {
     extern char **environ;
-    size_t n = 0, m = 0;
+    size_t n = 0, m = 0, k;
     char **v;
 
     while (extra && extra[m])
@@ -202,8 +219,11 @@ child_env(char *const extra[])
     while (environ[n])
         n++;
     v = xcalloc(n + m + 1, sizeof(*v));
-    memcpy(v, extra, m * sizeof(*v));
-    memcpy(v + m, environ, n * sizeof(*v));
+    memcpy(v, extra ? extra : v, m * sizeof(*v));
+    k = m;
+    for (size_t i = 0; i < n; i++)
+        if (!is_secret(environ[i]))
+            v[k++] = environ[i];
     return v;
 }
 
@@ -442,16 +462,14 @@ struct proc *
 proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag, proc_exit_cb cb,
            void *arg, int *err)
 {
-    extern char **environ;
     struct proc *p;
-    char **e = env ? child_env(env) : environ;
+    char **e = child_env(env);
     int out[2][2], pid, rc;
     struct guard g = {-1, -1};
 
     rc = open_pipes(out);
     pid = rc < 0 ? rc : fork_exec(argv, e, out, &g);
-    if (e != environ)
-        free(e);
+    free(e);
     if (pid < 0) {
         if (rc == 0)
             close_pipes(out, true);

@@ -3,7 +3,8 @@
  * life: the child by PR_SET_PDEATHSIG, and its whole group (what `sh -c` starts under it too)
  * by a guard process that kills the group when we die, kill -9 and crashes included. Watched
  * through a pidfd, output captured line by line, stopped with SIGTERM to the group and SIGKILL
- * after a grace period.
+ * after a grace period. Children get our environment without our secrets (GI_API_KEY,
+ * GI_ADMIN_API_KEY, GI_TUNNEL_TOKEN).
  */
 #ifndef GOINFER_PROC_PROC_H
 #define GOINFER_PROC_PROC_H
@@ -16,9 +17,9 @@ struct proc;
 /* Runs once the child has exited and its output is drained; call proc_free from it or later. */
 typedef void (*proc_exit_cb)(struct proc *p, int64_t status, int term_signal, void *arg);
 
-/* Starts argv[0] with argv (each element one argument; no shell) and our environment plus env
- * ("K=V", NULL-terminated, may be NULL; it wins); tag names it in logs. Returns NULL and *err
- * on failure. */
+/* Starts argv[0] with argv (each element one argument; no shell) and our environment, less our
+ * secrets, plus env ("K=V", NULL-terminated, may be NULL; it wins); tag names it in logs.
+ * Returns NULL and *err on failure. */
 struct proc *proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag,
                         proc_exit_cb cb, void *arg, int *err);
 /* SIGTERM to the process group now, SIGKILL after grace_ms; no-op once exited. */

@@ -161,3 +161,28 @@ def guards():
         except OSError:
             pass
     return out
+
+
+# ---- item 9: secrets in the children's environment ----
+
+SECRETS = {"GI_API_KEY": API_KEY, "GI_ADMIN_API_KEY": "admin-secret-0123456789abcdef",
+           "GI_TUNNEL_TOKEN": "tunnel-secret-0123456789abcdef"}
+
+
+def test_children_get_no_secret_of_ours_but_their_env(models_dir, tmp_path, start_goinfer, client):
+    swap = (f"models:\n  echo_env:\n    cmd: {FAKE} -m /tmp/echo-env.gguf --port ${{PORT}}\n"
+            "    env: [\"MODEL_VAR=kept\", \"GI_ADMIN_API_KEY=the model's own\"]\n")
+    cfg = swap_config(tmp_path, swap, models_dir)
+    g = start_goinfer(models_dir, args=["-config", str(cfg)], config=False,
+                      env=dict(SECRETS, KEEP_ME="yes"))
+    for model in ("tiny-a", "echo_env"):
+        assert chat(client, g, model).status_code == 200, g.log()
+        env = environ(running(client, g)[model]["pid"])
+        assert env.get(b"KEEP_ME") == b"yes" and b"PATH" in env
+        for k, v in SECRETS.items():
+            if model == "echo_env" and k == "GI_ADMIN_API_KEY":
+                assert env[k.encode()] == b"the model's own"  # env: from the config still applies
+                continue
+            assert k.encode() not in env, f"{k} reached {model}"
+            assert v.encode() not in b"".join(env.values())
+    assert environ(running(client, g)["echo_env"]["pid"])[b"MODEL_VAR"] == b"kept"
