@@ -418,6 +418,7 @@ mmproj_kvs(struct sink *s, const struct job *j)
     kv_int(s, "general.file_type", T_U32, 0);
     kv_int(s, "clip.has_vision_encoder", T_BOOL, 1);
     kv_str(s, "clip.projector_type", "mlp");
+    kv_int(s, "clip.vision.projection_dim", T_U32, j->o->embd);
 }
 
 /* ---- tensors ----------------------------------------------------------------------------- */

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -17,9 +18,14 @@
 #define MAX_DEPTH        32
 #define SCRIPT_MAX_BYTES (256 * 1024) /* a companion script is a command line, not a program */
 
+struct projector {
+    char *path;
+    uint64_t dim; /* the embedding length it feeds (header), 0 when unknown */
+};
+
 struct walk {
     struct model_list *out;
-    char **mmproj; /* found projector files */
+    struct projector *mmproj; /* found projector files */
     size_t n_mmproj;
     dev_t seen_dev[4096]; /* folders visited, against symlink loops */
     ino_t seen_ino[4096];
@@ -64,7 +70,7 @@ models_split_part(const char *path, int *part, int *count)
 bool
 models_is_mmproj(const char *path)
 {
-    return strncasecmp(base_name(path), "mmproj", 6) == 0;
+    return strcasestr(base_name(path), "mmproj") != NULL; /* as llama.cpp's router reads it */
 }
 
 /* Length of the stem: the base name without ".gguf", split suffix and "&" flags. */
@@ -393,7 +399,8 @@ add_file(struct walk *w, const char *path, const struct stat *st)
     models_read_meta(path, (uint64_t)st->st_size, (int64_t)st->st_mtime, &meta);
     if (models_is_mmproj(path) || meta.is_mmproj) {
         w->mmproj = xrealloc(w->mmproj, (w->n_mmproj + 1) * sizeof(*w->mmproj));
-        w->mmproj[w->n_mmproj++] = xstrdup(path);
+        w->mmproj[w->n_mmproj].path = xstrdup(path);
+        w->mmproj[w->n_mmproj++].dim = meta.projection_dim;
         return;
     }
     if (!meta.ok)
@@ -474,18 +481,155 @@ same_dir(const char *a, const char *b)
     return la == lb && strncmp(a, b, la) == 0;
 }
 
-/* A projector goes to the models in its own folder. */
+/* The name of a model without what varies between its files: "gemma-3-4b-it-Q4_K_M.gguf"
+ * and its shards -> "gemma-3-4b-it". For a projector, the "mmproj" word goes too:
+ * "mmproj-gemma-3-4b-it-f16.gguf", "gemma-3-4b-it-mmproj.gguf" -> "gemma-3-4b-it";
+ * "mmproj-F16.gguf" -> "" (a generic name). Returns a length into *start. */
+static size_t
+core_name(const char *path, bool projector, const char **start)
+{
+    const char *b = base_name(path), *q, *mm;
+    size_t n = stem_len(b), qlen;
+
+    mm = projector ? strcasestr(b, "mmproj") : NULL;
+    if (mm != NULL && mm == b) { /* "mmproj-<core>" */
+        b += 6 + (n > 6 && strchr("-_.", b[6]) != NULL);
+        n -= (size_t)(b - base_name(path));
+    } else if (mm != NULL && mm < b + n) { /* "<core>-mmproj..." */
+        n = (size_t)(mm - b) - (mm > b && strchr("-_.", mm[-1]) != NULL);
+    }
+    q = quant_tag(b, n, &qlen);
+    if (q != NULL)
+        n = (size_t)(q - b) - (q > b && strchr("-_.", q[-1]) != NULL);
+    *start = b;
+    return n;
+}
+
+/* Lower-case letters and digits only, so "mistral7b" is found in "llava-v1.6-Mistral-7B". */
+static char *
+folded(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1), *o = out;
+
+    for (size_t i = 0; i < n; i++)
+        if (isalnum((unsigned char)s[i]))
+            *o++ = (char)tolower((unsigned char)s[i]);
+    *o = '\0';
+    return out;
+}
+
+/* How well a projector's core name fits a model's: 2 the same, 1 one holds the other, 0 no. */
+static int
+name_fit(const char *pc, size_t pn, const struct model_entry *m)
+{
+    const char *mc;
+    size_t mn = core_name(m->path, false, &mc);
+    char *a, *b;
+    int fit = 0;
+
+    if (pn == mn && strncasecmp(pc, mc, pn) == 0)
+        return 2;
+    a = folded(pc, pn);
+    b = folded(mc, mn);
+    if (strlen(a) >= 4 && strlen(b) >= 4 && (strstr(b, a) != NULL || strstr(a, b) != NULL))
+        fit = 1;
+    free(a);
+    free(b);
+    return fit;
+}
+
+/* True when every model in dir has one core name: the files of one model (quantizations,
+ * a split), as a Hugging Face repository or llama.cpp's router lays them out. */
+static bool
+one_model_in(const struct model_list *l, const char *dir)
+{
+    const char *first = NULL, *c;
+    size_t first_n = 0, n;
+
+    for (size_t j = 0; j < l->n; j++) {
+        if (!same_dir(dir, l->v[j].path))
+            continue;
+        n = core_name(l->v[j].path, false, &c);
+        if (first == NULL) {
+            first = c, first_n = n;
+        } else if (n != first_n || strncasecmp(c, first, n) != 0) {
+            return false;
+        }
+    }
+    return first != NULL;
+}
+
+/* The header's word: a projector feeds a model of its own embedding length. */
+static bool
+dims_fit(const struct projector *p, const struct model_entry *m)
+{
+    return p->dim == 0 || m->meta.embedding_length == 0 || p->dim == m->meta.embedding_length;
+}
+
+/*
+ * Which models of its folder a projector goes to: those whose name is its name (best fit
+ * first: the same core name, then one holding the other), else every model of a folder that
+ * holds one model only; never one whose embedding length differs from its projection.
+ * Sets fits[j]; returns how many.
+ */
+static size_t
+projector_fits(const struct model_list *l, const struct projector *p, bool *fits)
+{
+    const char *pc;
+    size_t pn = core_name(p->path, true, &pc), n = 0;
+    int best = 0, fit;
+    bool generic = pn == 0 || (pn == 5 && strncasecmp(pc, "model", 5) == 0), alone;
+
+    for (size_t j = 0; j < l->n; j++) {
+        fits[j] = same_dir(p->path, l->v[j].path) && dims_fit(p, &l->v[j]);
+        fit = fits[j] && !generic ? name_fit(pc, pn, &l->v[j]) : 0;
+        best = fit > best ? fit : best;
+    }
+    alone = best == 0 && one_model_in(l, p->path);
+    for (size_t j = 0; j < l->n; j++) {
+        if (fits[j] && best > 0)
+            fits[j] = name_fit(pc, pn, &l->v[j]) == best;
+        fits[j] = fits[j] && (best > 0 || alone);
+        n += fits[j];
+    }
+    return n;
+}
+
+/* Each projector goes to its own model(s) only (projector_fits); the first by path wins. */
 static void
 attach_mmproj(struct walk *w)
 {
+    struct model_list *l = w->out;
+    bool *fits = xcalloc(l->n + 1, sizeof(*fits));
+
     for (size_t i = 0; i < w->n_mmproj; i++) {
-        for (size_t j = 0; j < w->out->n; j++) {
-            if (w->out->v[j].mmproj == NULL && same_dir(w->mmproj[i], w->out->v[j].path))
-                w->out->v[j].mmproj = xstrdup(w->mmproj[i]);
-        }
-        free(w->mmproj[i]);
+        const struct projector *p = &w->mmproj[i];
+
+        if (projector_fits(l, p, fits) == 0)
+            log_warnx("models: %s: no model in its folder is known to use it; name it "
+                      "mmproj-<model>.gguf or put it in a folder with its model alone",
+                      p->path);
+        for (size_t j = 0; j < l->n; j++)
+            if (fits[j] && l->v[j].mmproj == NULL)
+                l->v[j].mmproj = xstrdup(p->path);
     }
+    free(fits);
+}
+
+static int
+cmp_projector(const void *a, const void *b)
+{
+    return strcmp(((const struct projector *)a)->path, ((const struct projector *)b)->path);
+}
+
+static void
+free_projectors(struct walk *w)
+{
+    for (size_t i = 0; i < w->n_mmproj; i++)
+        free(w->mmproj[i].path);
     free(w->mmproj);
+    w->mmproj = NULL;
+    w->n_mmproj = 0;
 }
 
 /* Keeps the first of each name (sorted by path, so the choice is stable) and says so. */
@@ -555,13 +699,13 @@ models_discover(const char *roots, struct model_list *out, char *err, size_t err
     if (out->n > 1)
         qsort(out->v, out->n, sizeof(*out->v), cmp_entry);
     drop_duplicates(out);
+    if (w->n_mmproj > 1)
+        qsort(w->mmproj, w->n_mmproj, sizeof(*w->mmproj), cmp_projector);
     attach_mmproj(w);
-    w->mmproj = NULL;
 out:
-    if (rc < 0) {
-        attach_mmproj(w);
+    free_projectors(w);
+    if (rc < 0)
         model_list_cleanup(out);
-    }
     free(copy);
     free(w);
     return rc;

@@ -19,6 +19,8 @@ struct model_meta {
     uint64_t context_length;
     bool has_chat_template;
     bool is_mmproj;
+    uint64_t embedding_length; /* a model's; 0 when absent */
+    uint64_t projection_dim;   /* a projector's: the embedding length it feeds; 0 when absent */
 };
 
 struct model_entry {

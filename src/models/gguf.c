@@ -59,6 +59,8 @@ enum field {
     F_CONTEXT,
     F_BLOCKS,
     F_EMBD,
+    F_PROJ_VISION,
+    F_PROJ_AUDIO,
     F_NONE
 };
 
@@ -69,10 +71,15 @@ struct key_field {
 
 /* Whole keys, looked for in the first pass. */
 static const struct key_field GENERAL_KEYS[] = {
-    {"general.architecture", F_ARCH},      {"general.name", F_NAME},
-    {"general.file_type", F_FILE_TYPE},    {"tokenizer.chat_template", F_TEMPLATE},
-    {"clip.has_vision_encoder", F_VISION}, {"split.no", F_SPLIT_NO},
+    {"general.architecture", F_ARCH},
+    {"general.name", F_NAME},
+    {"general.file_type", F_FILE_TYPE},
+    {"tokenizer.chat_template", F_TEMPLATE},
+    {"clip.has_vision_encoder", F_VISION},
+    {"split.no", F_SPLIT_NO},
     {"split.count", F_SPLIT_COUNT},
+    {"clip.vision.projection_dim", F_PROJ_VISION},
+    {"clip.audio.projection_dim", F_PROJ_AUDIO},
 };
 
 /* "<arch>" followed by these, looked for once general.architecture has been read. */
@@ -331,8 +338,9 @@ static int
 store_number(struct parser *ps, enum field f, const char *key, const struct value *v)
 {
     static const uint64_t max[] = {
-        [F_FILE_TYPE] = INT32_MAX, [F_SPLIT_NO] = UINT16_MAX, [F_SPLIT_COUNT] = UINT16_MAX,
-        [F_CONTEXT] = UINT64_MAX,  [F_BLOCKS] = UINT64_MAX,   [F_EMBD] = UINT64_MAX};
+        [F_FILE_TYPE] = INT32_MAX,    [F_SPLIT_NO] = UINT16_MAX,  [F_SPLIT_COUNT] = UINT16_MAX,
+        [F_CONTEXT] = UINT64_MAX,     [F_BLOCKS] = UINT64_MAX,    [F_EMBD] = UINT64_MAX,
+        [F_PROJ_VISION] = UINT64_MAX, [F_PROJ_AUDIO] = UINT64_MAX};
     struct gguf_info *o = ps->out;
 
     if (!TYPES[v->type].is_int)
@@ -353,6 +361,9 @@ store_number(struct parser *ps, enum field f, const char *key, const struct valu
         o->context_length = v->u;
     } else if (f == F_BLOCKS) {
         o->block_count = v->u;
+    } else if (f == F_PROJ_VISION || f == F_PROJ_AUDIO) {
+        if (f == F_PROJ_VISION || o->projection_dim == 0)
+            o->projection_dim = v->u; /* the vision encoder's, when a file has both */
     } else {
         o->embedding_length = v->u;
     }

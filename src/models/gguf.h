@@ -33,6 +33,8 @@ struct gguf_info {
     bool has_chat_template;         /* tokenizer.chat_template present */
     char *chat_template;            /* owned copy, truncated to GGUF_MAX_TEMPLATE bytes, or NULL */
     bool is_mmproj;                 /* arch "clip" or clip.has_vision_encoder true */
+    uint64_t projection_dim;        /* clip.vision (or audio).projection_dim: the embedding
+                                     * length of the text model it feeds; 0 when absent */
     uint16_t split_no, split_count; /* split.no (0-based) / split.count, 0 when absent */
 };
 

@@ -48,6 +48,8 @@ read_header(const char *path, struct model_meta *m)
     m->context_length = info.context_length;
     m->has_chat_template = info.has_chat_template;
     m->is_mmproj = info.is_mmproj;
+    m->embedding_length = info.embedding_length;
+    m->projection_dim = info.projection_dim;
     gguf_info_cleanup(&info);
 }
 

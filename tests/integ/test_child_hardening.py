@@ -106,7 +106,9 @@ def server_under(pid):
 
 
 def port_is_free(port):
+    """A server could listen there again (connections left in TIME_WAIT do not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -139,25 +141,25 @@ def test_the_whole_group_goes_however_goinfer_ends(models_dir, tmp_path, start_g
 def test_a_stopped_model_leaves_no_guard_behind(models_dir, tmp_path, start_goinfer, client):
     cfg = wrapped(tmp_path, models_dir)
     g = start_goinfer(models_dir, args=["-config", str(cfg)], config=False)
-    before = guards()
     assert chat(client, g, "wrapped").status_code == 200
-    assert len(guards() - before) == 1
+    assert len(guards(g.proc.pid)) == 1
     server = server_under(running(client, g)["wrapped"]["pid"])
     assert client.post(g.url() + "/unload", headers=auth()).status_code == 200
     g.wait_log(r"model wrapped: stopped")
-    deadline = time.monotonic() + 2
-    while guards() - before and time.monotonic() < deadline:
+    deadline = time.monotonic() + 2  # killed with the group; gone a moment later
+    while alive(server) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not guards() - before and not alive(server)
-    assert children_of(g.proc.pid) == []
+    assert not alive(server)
+    assert children_of(g.proc.pid) == []  # the guard was told to go, and reaped
 
 
-def guards():
-    out = set()
-    for p in Path("/proc").iterdir():
+def guards(pid):
+    """The guards among pid's children."""
+    out = []
+    for k in children_of(pid):
         try:
-            if p.name.isdigit() and (p / "comm").read_text().strip() == "goinfer-guard" and alive(int(p.name)):
-                out.add(int(p.name))
+            if Path(f"/proc/{k}/comm").read_text().strip() == "goinfer-guard":
+                out.append(k)
         except OSError:
             pass
     return out
@@ -186,3 +188,20 @@ def test_children_get_no_secret_of_ours_but_their_env(models_dir, tmp_path, star
             assert k.encode() not in env, f"{k} reached {model}"
             assert v.encode() not in b"".join(env.values())
     assert environ(running(client, g)["echo_env"]["pid"])[b"MODEL_VAR"] == b"kept"
+
+
+# ---- item 10: a projector goes to its own model only ----
+
+def test_a_text_model_beside_a_vision_model_gets_no_projector(tmp_path, start_goinfer, client):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    mkmodel(d / "tiny-v.gguf", "-n", "tiny-v", "-s", "21", "--mmproj")
+    mkmodel(d / "tiny-t.gguf", "-n", "tiny-t", "-s", "22")
+    assert (d / "mmproj-tiny-v.gguf").exists()
+    g = start_goinfer(d)
+    models = {m["id"]: m for m in client.get(g.url() + "/models", headers=auth()).json()["models"]}
+    assert set(models) == {"tiny-t", "tiny-v"}
+    assert models["tiny-v"]["vision"] is True and models["tiny-t"]["vision"] is False
+    r = chat(client, g, "tiny-t")
+    assert r.status_code == 200, r.text + "\n" + g.log()
+    assert b"--mmproj" not in cmdline(running(client, g)["tiny-t"]["pid"])

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,114 @@ walks_tree(void **state)
 }
 
 static void
+put_u32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = {v & 0xff, v >> 8 & 0xff, v >> 16 & 0xff, v >> 24 & 0xff};
+
+    fwrite(b, 1, 4, f);
+}
+
+static void
+put_u64(FILE *f, uint64_t v)
+{
+    put_u32(f, (uint32_t)v);
+    put_u32(f, (uint32_t)(v >> 32));
+}
+
+static void
+put_str(FILE *f, const char *s)
+{
+    put_u64(f, strlen(s));
+    fwrite(s, 1, strlen(s), f);
+}
+
+/* A GGUF v3 header: general.architecture arch, then key = n as a u32 (key may be NULL). */
+static void
+gguf_file(const char *dir, const char *name, const char *arch, const char *key, uint32_t n)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fwrite("GGUF", 1, 4, f);
+    put_u32(f, 3);
+    put_u64(f, 0);
+    put_u64(f, key ? 2 : 1);
+    put_str(f, "general.architecture");
+    put_u32(f, 8); /* string */
+    put_str(f, arch);
+    if (key) {
+        put_str(f, key);
+        put_u32(f, 4); /* u32 */
+        put_u32(f, n);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The projector of folder/model in l, or NULL. */
+static const char *
+projector_of(const struct model_list *l, const char *name)
+{
+    const struct model_entry *e = model_list_find(l, name, strlen(name));
+
+    assert_non_null(e);
+    return e->mmproj ? strrchr(e->mmproj, '/') + 1 : NULL;
+}
+
+static void
+subdir(char *out, size_t len, const char *root, const char *name)
+{
+    snprintf(out, len, "%s/%s", root, name);
+    assert_int_equal(mkdir(out, 0700), 0);
+}
+
+/* from issue 9: a projector went to every model in its folder; a text model beside a vision
+ * model then got --mmproj and could not start */
+static void
+projector_goes_to_its_own_model_only(void **state)
+{
+    char root[] = "/tmp/goinfer-mmproj-XXXXXX", d[128], err[512];
+    struct model_list l;
+
+    (void)state;
+    assert_non_null(mkdtemp(root));
+    subdir(d, sizeof(d), root, "mixed"); /* the issue's case */
+    gguf_file(d, "tiny-v.gguf", "llama", "llama.embedding_length", 64);
+    gguf_file(d, "mmproj-tiny-v.gguf", "clip", "clip.vision.projection_dim", 64);
+    gguf_file(d, "tiny-t.gguf", "llama", "llama.embedding_length", 64);
+    subdir(d, sizeof(d), root, "hf"); /* one model in two quantizations, a generic name */
+    touch(d, "gemma-3-4b-it-Q4_K_M.gguf");
+    touch(d, "gemma-3-4b-it-Q8_0.gguf");
+    touch(d, "mmproj-F16.gguf");
+    subdir(d, sizeof(d), root, "two"); /* two models, a generic name: nobody can tell */
+    touch(d, "alpha-Q4_K_M.gguf");
+    touch(d, "beta-Q4_K_M.gguf");
+    touch(d, "mmproj-model-f16.gguf");
+    subdir(d, sizeof(d), root, "llava"); /* a shorter name, held in the model's */
+    touch(d, "llava-v1.6-mistral-7b.Q4_K_M.gguf");
+    touch(d, "mmproj-mistral7b-f16.gguf");
+    touch(d, "phi-3-mini.gguf");
+    subdir(d, sizeof(d), root, "dims"); /* the header says it feeds another size */
+    gguf_file(d, "wide.gguf", "llama", "llama.embedding_length", 64);
+    gguf_file(d, "wide-mmproj-f16.gguf", "clip", "clip.vision.projection_dim", 128);
+    assert_int_equal(models_discover(root, &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 9);
+    assert_string_equal(projector_of(&l, "tiny-v"), "mmproj-tiny-v.gguf");
+    assert_null(projector_of(&l, "tiny-t"));
+    assert_string_equal(projector_of(&l, "gemma-3-4b-it-Q4_K_M"), "mmproj-F16.gguf");
+    assert_string_equal(projector_of(&l, "gemma-3-4b-it-Q8_0"), "mmproj-F16.gguf");
+    assert_null(projector_of(&l, "alpha-Q4_K_M"));
+    assert_null(projector_of(&l, "beta-Q4_K_M"));
+    assert_string_equal(projector_of(&l, "llava-v1.6-mistral-7b.Q4_K_M"),
+                        "mmproj-mistral7b-f16.gguf");
+    assert_null(projector_of(&l, "phi-3-mini"));
+    assert_null(projector_of(&l, "wide"));
+    model_list_cleanup(&l);
+}
+
+static void
 missing_root_is_a_clear_error(void **state)
 {
     char err[512];
@@ -201,6 +310,7 @@ main(void)
         cmocka_unit_test(flags_from_companion_script),
         cmocka_unit_test(reserved_flags_are_dropped),
         cmocka_unit_test(walks_tree),
+        cmocka_unit_test(projector_goes_to_its_own_model_only),
         cmocka_unit_test(missing_root_is_a_clear_error),
     };
 
