@@ -64,13 +64,21 @@ struct http_conn {
     struct h1 h1;       /* assembles c->req from the bytes read */
     struct buf pending; /* bytes read while a request is being handled */
     struct http_request req;
-    bool in_request; /* parsed, handler running or response streaming */
-    bool kick;       /* the timer fires to parse pipelined bytes, not for a timeout */
-    bool flushing;   /* last response queued: shut down once it is written, then close */
-    bool stalled;    /* the client stopped reading; the timer bounds how long */
+
+    /* Where the connection is in its life; the flags below are orthogonal to it. */
+    enum conn_state {
+        CONN_READING,   /* between requests, or a request's head and body arriving */
+        CONN_HANDLING,  /* a request parsed: its handler runs or its response streams */
+        CONN_UPGRADED,  /* taken over after a 101: raw bytes go to up->on_data */
+        CONN_FLUSHING,  /* last response queued: shut down once written, then close */
+        CONN_LINGERING, /* the same, reading and dropping a body nobody will read */
+        CONN_CLOSED,    /* uv_close called; freed when its handles are */
+    } state;
+
+    bool kick;    /* the timer fires to parse pipelined bytes, not for a timeout */
+    bool stalled; /* the client stopped reading; the timer bounds how long */
     bool read_paused;
     uv_shutdown_t shutdown_req;
-    bool closing;
     int handles; /* open libuv handles; freed when 0 */
     size_t queued;
     char peer[64];
@@ -78,7 +86,6 @@ struct http_conn {
     struct addr_entry *addr;
     size_t body_reserved; /* of the limits' body bytes, what this request's body holds */
     bool body_unread;     /* between a head announcing a body and that body's end */
-    bool linger;          /* closing: read and drop what the client still sends */
     uint64_t t_body;      /* uv_now() when the body began */
     struct buf head;      /* response headers, sent with the first body bytes (one write) */
     struct tls_conn *tls; /* NULL on a plain listener */
@@ -157,14 +164,13 @@ conn_close(struct http_conn *c)
 {
     struct http_server *srv = c->srv;
 
-    if (c->closing)
+    if (c->state == CONN_CLOSED)
         return;
-    c->closing = true;
-    if (c->in_request)
+    if (c->state == CONN_HANDLING)
         http_request_gone(&c->req);
     if (c->up != NULL && c->up->on_close != NULL)
         c->up->on_close(c->up_arg);
-    c->in_request = false;
+    c->state = CONN_CLOSED;
     body_release(c);
     addrtab_put(srv->addrs, c->addr);
     c->addr = NULL;
@@ -195,9 +201,9 @@ on_timeout(uv_timer_t *t)
         conn_close(c);
         return;
     }
-    if (c->in_request || c->up != NULL) /* handler-driven; its own timeouts apply */
+    if (c->state == CONN_HANDLING || c->state == CONN_UPGRADED) /* their own timeouts apply */
         return;
-    if (!c->flushing && h1_started(&c->h1)) {
+    if (c->state == CONN_READING && h1_started(&c->h1)) {
         log_info("conn %s: request not received in time", c->peer);
         http_respond_error(synthetic_request(c), 408, "timeout",
                            "request not received in time: each part of it (headers, body) "
@@ -232,7 +238,8 @@ on_written(uv_write_t *w, int status)
         c->stalled = false;
         uv_timer_stop(&c->timer);
     }
-    if (c->in_request && c->req.want_drain && c->queued <= c->srv->limits.write_high / 2)
+    if (c->state == CONN_HANDLING && c->req.want_drain &&
+        c->queued <= c->srv->limits.write_high / 2)
         http_drained(&c->req);
     else if (c->up != NULL && c->up->on_drain != NULL && c->queued <= c->srv->limits.write_high / 2)
         c->up->on_drain(c->up_arg);
@@ -280,6 +287,8 @@ write_now(struct http_conn *c, uv_buf_t *parts, size_t n)
     for (sent = rc > 0 ? (size_t)rc : 0; n > 0 && sent > 0; parts++, n--) {
         size_t k = sent < parts->len ? sent : parts->len;
 
+        if (k == 0)
+            continue; /* an empty part may have no base at all */
         parts->base += k;
         parts->len -= k;
         sent -= k;
@@ -297,7 +306,7 @@ conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_
     struct wreq *wr;
     size_t total = 0;
 
-    if (c->closing)
+    if (c->state == CONN_CLOSED)
         return -EPIPE;
     write_now(c, parts, 4);
     for (int i = 0; i < 4; i++)
@@ -337,7 +346,7 @@ queue_write(struct http_conn *c, struct wreq *wr)
         return rc;
     }
     c->queued += wr->len;
-    if (c->in_request && !c->stalled && c->queued > c->srv->limits.write_high) {
+    if (c->state == CONN_HANDLING && !c->stalled && c->queued > c->srv->limits.write_high) {
         c->stalled = true; /* a reader that never reads must not hold its upstream forever */
         arm_timer(c, c->srv->limits.write_stall_ms);
     }
@@ -622,7 +631,7 @@ http_upgrade(struct http_request *req, const char *protocol, const struct http_u
     req->status = 101;
     req->ended = true;
     http_access_log(req);
-    c->in_request = false;
+    c->state = CONN_UPGRADED;
     c->up = cb;
     c->up_arg = arg;
     uv_timer_stop(&c->timer);
@@ -773,7 +782,7 @@ refuse_body(struct http_conn *c, int rc)
     const struct http_limits *l = &c->srv->limits;
 
     r->keep_alive = false;
-    c->in_request = true;
+    c->state = CONN_HANDLING;
     if (rc == -EUSERS) {
         log_warnx("req=%llu %s has %zu body bytes in flight (limits.body_bytes_per_ip %zu), "
                   "refusing",
@@ -804,11 +813,11 @@ admit(struct http_conn *c)
     if (c->srv->admit == NULL)
         return true;
     r->keep_alive = false;
-    c->in_request = true;
+    c->state = CONN_HANDLING;
     ok = c->srv->admit(r, c->srv->arg);
     if (ok) {
         r->keep_alive = keep_alive;
-        c->in_request = false;
+        c->state = CONN_READING;
     }
     return ok;
 }
@@ -886,7 +895,7 @@ synthetic_request(struct http_conn *c)
     r->status = 0;
     r->bytes_out = 0;
     r->t_first = 0;
-    c->in_request = true;
+    c->state = CONN_HANDLING;
     return r;
 }
 
@@ -919,7 +928,7 @@ conn_feed(struct http_conn *c, const char *data, size_t len)
 {
     size_t n;
 
-    if (!h1_started(&c->h1) && len > 0 && !c->in_request) {
+    if (!h1_started(&c->h1) && len > 0 && c->state == CONN_READING) {
         c->req.t_start = uv_hrtime();
         arm_timer(c, c->srv->limits.header_ms);
     }
@@ -930,7 +939,7 @@ conn_feed(struct http_conn *c, const char *data, size_t len)
             return;
         }
         c->body_unread = false;
-        c->in_request = true;
+        c->state = CONN_HANDLING;
         uv_timer_stop(&c->timer);
         c->srv->handler(&c->req, c->srv->arg);
         return;
@@ -946,7 +955,7 @@ on_shutdown(uv_shutdown_t *req, int status)
 {
     struct http_conn *c = req->data;
 
-    if (!c->linger || status < 0)
+    if (c->state != CONN_LINGERING || status < 0)
         conn_close(c); /* a lingering one closes on the client's EOF or the timer */
 }
 
@@ -954,7 +963,7 @@ on_shutdown(uv_shutdown_t *req, int status)
 static void
 flush_and_close(struct http_conn *c)
 {
-    if (c->closing || c->flushing)
+    if (c->state >= CONN_FLUSHING)
         return;
     if (c->tls != NULL) {
         struct buf notify;
@@ -965,13 +974,12 @@ flush_and_close(struct http_conn *c)
             queue_write(c, wreq_new(c, notify.data, notify.len));
         buf_cleanup(&notify);
     }
-    c->flushing = true;
-    c->linger = c->body_unread;
-    if (!c->linger)
+    c->state = c->body_unread ? CONN_LINGERING : CONN_FLUSHING;
+    if (c->state == CONN_FLUSHING)
         uv_read_stop((uv_stream_t *)&c->tcp);
     else if (c->read_paused)
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    arm_timer(c, c->linger && LINGER_MS < c->srv->limits.keepalive_ms
+    arm_timer(c, c->state == CONN_LINGERING && LINGER_MS < c->srv->limits.keepalive_ms
                      ? LINGER_MS
                      : c->srv->limits.keepalive_ms);
     c->shutdown_req.data = c;
@@ -984,12 +992,14 @@ flush_and_close(struct http_conn *c)
 static void
 request_finish(struct http_conn *c)
 {
-    c->in_request = false;
+    if (c->state == CONN_CLOSED) /* the client left as it ended: conn_close did the rest */
+        return;
+    c->state = CONN_READING;
     c->stalled = false;
     body_release(c);
     if (c->req.body.cap > READ_CHUNK) /* an idle connection keeps no large buffer */
         buf_cleanup(&c->req.body);
-    if (!c->req.keep_alive || c->closing) {
+    if (!c->req.keep_alive) {
         flush_and_close(c);
         return;
     }
@@ -1021,12 +1031,12 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 static void
 on_plain(struct http_conn *c, const char *data, size_t len)
 {
-    if (c->flushing) /* lingering: what is left of a body nobody will read */
+    if (c->state >= CONN_FLUSHING) /* lingering: what is left of a body nobody will read */
         return;
     if (c->up != NULL) {
         if (len > 0)
             c->up->on_data(c->up_arg, data, len);
-    } else if (c->in_request || c->kick) {
+    } else if (c->state == CONN_HANDLING || c->kick) {
         buf_append(&c->pending, data, len); /* max leaves room for one read */
         if (c->pending.len >= PENDING_MAX) {
             c->read_paused = true; /* resumed when the response in flight ends */
@@ -1051,7 +1061,7 @@ on_cipher(struct http_conn *c, const char *data, size_t len)
     } else {
         if (cipher.len > 0) /* handshake records, session tickets */
             queue_write(c, wreq_new(c, cipher.data, cipher.len));
-        if (plain.len > 0 && !c->closing)
+        if (plain.len > 0 && c->state != CONN_CLOSED)
             on_plain(c, plain.data, plain.len);
     }
     buf_cleanup(&plain);
@@ -1232,7 +1242,7 @@ http_server_shutdown(struct http_server *srv)
         next = c->next;
         if (c->up != NULL)
             continue; /* taken over (a tunnel): its owner drains and closes it */
-        if (!c->in_request)
+        if (c->state != CONN_HANDLING)
             conn_close(c);
         else
             c->req.keep_alive = false;
