@@ -9,6 +9,8 @@
  * Same options give a byte-identical file: every tensor draws from its own splitmix64 stream
  * seeded from -s and the tensor name, so a split model holds the same bytes as a whole one.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,19 +19,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define GGUF_ALIGN 32u
-#define N_HEAD 4u
+#define N_HEAD     4u
 #define MAX_TOKENS 256u
-#define TOKEN_LEN 32u
-#define NAME_LEN 64u
+#define TOKEN_LEN  32u
+#define NAME_LEN   64u
 
 /* GGUF value types (ggml/include/gguf.h). */
 enum {
-    T_U8 = 0, T_I8 = 1, T_U16 = 2, T_I16 = 3, T_U32 = 4, T_I32 = 5, T_F32 = 6,
-    T_BOOL = 7, T_STRING = 8, T_ARRAY = 9, T_U64 = 10, T_I64 = 11, T_F64 = 12,
+    T_U8 = 0,
+    T_I8 = 1,
+    T_U16 = 2,
+    T_I16 = 3,
+    T_U32 = 4,
+    T_I32 = 5,
+    T_F32 = 6,
+    T_BOOL = 7,
+    T_STRING = 8,
+    T_ARRAY = 9,
+    T_U64 = 10,
+    T_I64 = 11,
+    T_F64 = 12,
 };
 
 /* llama_token_type values stored in tokenizer.ggml.token_type. */
@@ -61,7 +73,7 @@ struct tensor {
     char name[NAME_LEN];
     uint32_t nd;
     uint64_t ne[2];
-    int ones;           /* norm weights are 1.0 so the untrained model stays numerically tame */
+    int ones; /* norm weights are 1.0 so the untrained model stays numerically tame */
 };
 
 /* A byte sink: with f == NULL it only counts, which gives the KV count before writing. */
@@ -69,7 +81,7 @@ struct sink {
     FILE *f;
     uint64_t off;
     uint64_t nkv;
-    int err;            /* errno of the first failed write, 0 while all is well */
+    int err; /* errno of the first failed write, 0 while all is well */
 };
 
 struct job;
@@ -82,20 +94,21 @@ struct job {
     const struct tensor *t;
     uint32_t first;
     uint32_t count;
-    uint32_t total;     /* tensors over all shards */
+    uint32_t total; /* tensors over all shards */
     uint32_t shard;
     uint32_t nshards;
     kv_fn kvs;
 };
 
 static const char *const WORDS[] = {
-    "the", "Hello", "world", "and", "of", "to", "a", "in", "is", "it", "you", "that",
-    "he", "was", "for", "on", "are", "with", "as", "I", "his", "they", "be", "at",
-    "one", "have", "this", "from", "or", "had", "by", "hot", "word", "but", "what",
-    "some", "we", "can", "out", "other", "were", "all", "there", "when", "up", "use",
-    "your", "how", "said", "an", "each", "she", "which", "do", "their", "time", "if",
-    "will", "way", "about", "many", "then", "them", "would", "like", "so", "these",
-    "Yes", "No", "Thanks", "model", "tiny",
+    "the",   "Hello", "world", "and",   "of",   "to",    "a",      "in",    "is",
+    "it",    "you",   "that",  "he",    "was",  "for",   "on",     "are",   "with",
+    "as",    "I",     "his",   "they",  "be",   "at",    "one",    "have",  "this",
+    "from",  "or",    "had",   "by",    "hot",  "word",  "but",    "what",  "some",
+    "we",    "can",   "out",   "other", "were", "all",   "there",  "when",  "up",
+    "use",   "your",  "how",   "said",  "an",   "each",  "she",    "which", "do",
+    "their", "time",  "if",    "will",  "way",  "about", "many",   "then",  "them",
+    "would", "like",  "so",    "these", "Yes",  "No",    "Thanks", "model", "tiny",
 };
 
 /*
@@ -103,10 +116,10 @@ static const char *const WORDS[] = {
  * euro, degree) so such prompts work; other non-ASCII characters still fail to tokenize.
  */
 static const char *const EXTRA_CHARS[] = {
-    "\xc3\xa9", "\xc3\xa8", "\xc3\xaa", "\xc3\xa0", "\xc3\xa2", "\xc3\xa7", "\xc3\xb4", "\xc3\xbb",
-    "\xc3\xb9", "\xc3\xae", "\xc3\xa4", "\xc3\xb6", "\xc3\xbc", "\xc3\x9f", "\xc3\xb1", "\xc3\x89",
-    "\xe2\x80\x99", "\xe2\x80\x9c", "\xe2\x80\x9d", "\xe2\x80\x94", "\xe2\x80\xa6", "\xe2\x82\xac",
-    "\xc2\xb0",
+    "\xc3\xa9",     "\xc3\xa8",     "\xc3\xaa",     "\xc3\xa0",     "\xc3\xa2",     "\xc3\xa7",
+    "\xc3\xb4",     "\xc3\xbb",     "\xc3\xb9",     "\xc3\xae",     "\xc3\xa4",     "\xc3\xb6",
+    "\xc3\xbc",     "\xc3\x9f",     "\xc3\xb1",     "\xc3\x89",     "\xe2\x80\x99", "\xe2\x80\x9c",
+    "\xe2\x80\x9d", "\xe2\x80\x94", "\xe2\x80\xa6", "\xe2\x82\xac", "\xc2\xb0",
 };
 
 static const char CHAT_TEMPLATE[] =
@@ -197,15 +210,14 @@ static int
 parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option longs[] = {
-        { "split", required_argument, NULL, 'S' },
-        { "mmproj", no_argument, NULL, 'm' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"split", required_argument, NULL, 'S'},
+        {"mmproj", no_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
 
-    *o = (struct opts){ .name = "tiny", .seed = 1, .layers = 2, .ctx = 512, .embd = 64,
-                        .split = 1 };
+    *o = (struct opts){.name = "tiny", .seed = 1, .layers = 2, .ctx = 512, .embd = 64, .split = 1};
     while ((c = getopt_long(argc, argv, "n:l:s:c:e:o:h", longs, NULL)) != -1) {
         if (c == 'h')
             return 1;
@@ -286,7 +298,7 @@ kv_str(struct sink *s, const char *key, const char *val)
 static void
 kv_int(struct sink *s, const char *key, uint32_t type, uint64_t val)
 {
-    static const unsigned width[] = { [T_U16] = 2, [T_I32] = 4, [T_U32] = 4, [T_BOOL] = 1 };
+    static const unsigned width[] = {[T_U16] = 2, [T_I32] = 4, [T_U32] = 4, [T_BOOL] = 1};
 
     kv_key(s, key, type);
     put_le(s, val, width[type]);
@@ -361,7 +373,7 @@ arch_kvs(struct sink *s, const struct opts *o, uint32_t n_vocab)
 {
     kv_str(s, "general.architecture", "llama");
     kv_str(s, "general.name", o->name);
-    kv_int(s, "general.file_type", T_U32, 0);           /* ALL_F32 */
+    kv_int(s, "general.file_type", T_U32, 0); /* ALL_F32 */
     kv_int(s, "llama.context_length", T_U32, o->ctx);
     kv_int(s, "llama.embedding_length", T_U32, o->embd);
     kv_int(s, "llama.block_count", T_U32, o->layers);
@@ -436,11 +448,14 @@ tensor_set(struct tensor *t, const char *name, uint64_t ne0, uint64_t ne1, int o
 static void
 layer_set(struct tensor *t, uint32_t il, uint64_t embd)
 {
-    static const struct { const char *name; int shape; } L[] = {
-        { "attn_norm", 0 }, { "attn_q", 1 }, { "attn_k", 1 }, { "attn_v", 1 },
-        { "attn_output", 1 }, { "ffn_norm", 0 }, { "ffn_gate", 2 }, { "ffn_down", 3 },
-        { "ffn_up", 2 },
+    static const struct {
+        const char *name;
+        int shape;
+    } L[] = {
+        {"attn_norm", 0}, {"attn_q", 1},   {"attn_k", 1},   {"attn_v", 1}, {"attn_output", 1},
+        {"ffn_norm", 0},  {"ffn_gate", 2}, {"ffn_down", 3}, {"ffn_up", 2},
     };
+
     char name[NAME_LEN];
 
     for (size_t i = 0; i < sizeof(L) / sizeof(L[0]); i++) {
@@ -523,7 +538,7 @@ emit_tensor_infos(struct sink *s, const struct tensor *t, uint32_t count)
         put_le(s, t[i].nd, 4);
         for (uint32_t d = 0; d < t[i].nd; d++)
             put_le(s, t[i].ne[d], 8);
-        put_le(s, 0, 4);                                /* GGML_TYPE_F32 */
+        put_le(s, 0, 4); /* GGML_TYPE_F32 */
         put_le(s, offset, 8);
         offset += (tensor_bytes(&t[i]) + GGUF_ALIGN - 1) / GGUF_ALIGN * GGUF_ALIGN;
     }
@@ -532,10 +547,10 @@ emit_tensor_infos(struct sink *s, const struct tensor *t, uint32_t count)
 static void
 emit_gguf(struct sink *s, const struct job *j)
 {
-    struct sink dry = { 0 };
+    struct sink dry = {0};
     const struct tensor *t = j->t + j->first;
 
-    j->kvs(&dry, j);                                    /* count the KVs first */
+    j->kvs(&dry, j); /* count the KVs first */
     put(s, "GGUF", 4);
     put_le(s, 3, 4);
     put_le(s, j->count, 8);
@@ -566,7 +581,7 @@ static int
 write_atomic(const char *path, const struct job *j)
 {
     char tmp[PATH_MAX];
-    struct sink s = { 0 };
+    struct sink s = {0};
     mode_t mask = umask(0);
 
     umask(mask);
@@ -614,8 +629,7 @@ static int
 write_model(const struct opts *o, const struct vocab *v, const struct tensor *t, uint32_t n)
 {
     char prefix[PATH_MAX], path[PATH_MAX];
-    struct job j = { .o = o, .v = v, .t = t, .total = n, .nshards = o->split,
-                     .kvs = model_kvs };
+    struct job j = {.o = o, .v = v, .t = t, .total = n, .nshards = o->split, .kvs = model_kvs};
 
     if (o->split <= 1) {
         j.count = n;
@@ -628,8 +642,8 @@ write_model(const struct opts *o, const struct vocab *v, const struct tensor *t,
         j.shard = k;
         j.first = (uint32_t)((uint64_t)k * n / o->split);
         j.count = (uint32_t)((uint64_t)(k + 1) * n / o->split) - j.first;
-        if (snprintf(path, sizeof(path), "%s-%05" PRIu32 "-of-%05" PRIu32 ".gguf", prefix,
-                     k + 1, o->split) >= (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s-%05" PRIu32 "-of-%05" PRIu32 ".gguf", prefix, k + 1,
+                     o->split) >= (int)sizeof(path))
             return fail("name", prefix, ENAMETOOLONG);
         if (write_atomic(path, &j) != 0)
             return -1;
@@ -643,15 +657,15 @@ write_mmproj(const struct opts *o)
 {
     char prefix[PATH_MAX], path[PATH_MAX];
     struct tensor t[2];
-    struct job j = { .o = o, .t = t, .count = 2, .total = 2, .nshards = 1, .kvs = mmproj_kvs };
+    struct job j = {.o = o, .t = t, .count = 2, .total = 2, .nshards = 1, .kvs = mmproj_kvs};
 
     if (out_prefix(o->out, prefix, sizeof(prefix)) != 0)
         return -1;
     char *base = strrchr(prefix, '/');
     int dirlen = base == NULL ? 0 : (int)(base - prefix + 1);
     base = base == NULL ? prefix : base + 1;
-    if (snprintf(path, sizeof(path), "%.*smmproj-%s.gguf", dirlen, prefix, base)
-        >= (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%.*smmproj-%s.gguf", dirlen, prefix, base) >=
+        (int)sizeof(path))
         return fail("name", prefix, ENAMETOOLONG);
     tensor_set(&t[0], "mm.0.weight", 16, o->embd, 0);
     tensor_set(&t[1], "mm.0.bias", o->embd, 0, 0);
@@ -677,8 +691,8 @@ main(int argc, char **argv)
         return 1;
     }
     if (o.split > n) {
-        fprintf(stderr, "mkmodel: --split %" PRIu32 " exceeds the %" PRIu32 " tensors\n",
-                o.split, n);
+        fprintf(stderr, "mkmodel: --split %" PRIu32 " exceeds the %" PRIu32 " tensors\n", o.split,
+                n);
         usage(stderr);
         free(t);
         return 2;

@@ -4,9 +4,10 @@
  * are produced too; paths under /deny are answered from the head (the early answer, its
  * lingering close) and bodies are reserved against small in-flight limits. */
 #include <sys/socket.h>
-#include <netinet/in.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -54,11 +55,16 @@ admit(struct http_request *req, void *arg)
 static void
 setup(void)
 {
-    static const struct http_limits limits = {.header_bytes = 4096, .body_bytes = 65536,
-                                              .header_ms = 1000, .keepalive_ms = 1000,
-                                              .write_high = 65536, .write_stall_ms = 1000,
-                                              .max_conns = 64, .max_conns_per_ip = 64,
-                                              .body_in_flight = 98304, .body_per_ip = 81920};
+    static const struct http_limits limits = {.header_bytes = 4096,
+                                              .body_bytes = 65536,
+                                              .header_ms = 1000,
+                                              .keepalive_ms = 1000,
+                                              .write_high = 65536,
+                                              .write_stall_ms = 1000,
+                                              .max_conns = 64,
+                                              .max_conns_per_ip = 64,
+                                              .body_in_flight = 98304,
+                                              .body_per_ip = 81920};
 
     log_set_level(LOG_LEVEL_ERROR);
     uv_loop_init(&loop);

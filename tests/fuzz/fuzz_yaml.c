@@ -1,6 +1,7 @@
 /* libFuzzer target: the whole configuration loader (goinfer.yml with the llama-swap section,
  * macros, groups, limits) on arbitrary bytes, through a memfd so the real file path is used. */
 #include <sys/mman.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
