@@ -11,9 +11,9 @@
 
 #include "admin/metrics.h"
 #include "app/generation.h"
-#include "conf/write.h"
-#include "conf/yaml.h"
+#include "app/write.h"
 #include "core/log.h"
+#include "core/strv.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
 #include "http/server.h"
@@ -475,7 +475,7 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
     a->tunnel_conf.stream_timeout = c->limits.upstream_timeout;
     a->tunnels = tunnel_server_new(a->loop, &a->tunnel_conf);
     log_info("tunnel: accepting GPU machines on %s:%d (%zu client keys allowed)", tls_listen->host,
-             port, ylist_len(c->tunnel_server.clients));
+             port, strv_len(c->tunnel_server.clients));
     fprintf(stderr,
             "tunnel: a GPU machine joins with, in its goinfer.yml:\n"
             "  client: {servers: [{url: \"https://%s:%d\", pin: \"%s\", token: \"%s\"}]}\n",

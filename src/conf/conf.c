@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf/sections.h"
 #include "conf/swapconf.h"
 #include "conf/yaml.h"
 #include "core/buf.h"
@@ -375,8 +376,8 @@ apply_env(struct conf *c)
     env_string("GI_DEFAULT_MODEL", &c->default_model);
     env_string("GI_TUNNEL_TOKEN", &c->tunnel_server.token);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
-        ylist_free(c->origins);
-        c->origins = ylist_split(origins);
+        strv_free(c->origins);
+        c->origins = strv_split(origins);
     }
 }
 
@@ -528,7 +529,7 @@ conf_cleanup(struct conf *c)
     wipe_free(c->admin_api_key);
     free(c->api_key_file);
     free(c->admin_api_key_file);
-    ylist_free(c->origins);
+    strv_free(c->origins);
     free(c->swap_file);
     swapconf_cleanup(&c->swap);
     for (size_t i = 0; i < c->n_listen; i++)

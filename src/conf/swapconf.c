@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "conf/sections.h"
 #include "core/buf.h"
 #include "core/xmalloc.h"
 
@@ -384,15 +385,15 @@ swapconf_cleanup(struct swapconf *s)
         free(m->name), free(m->cmd), free(m->cmd_stop), free(m->proxy);
         free(m->check_endpoint), free(m->description), free(m->display_name);
         free(m->use_model_name), free(m->strip_params), free(m->metadata_unused);
-        ylist_free(m->aliases);
-        ylist_free(m->env);
+        strv_free(m->aliases);
+        strv_free(m->env);
     }
     for (size_t i = 0; i < s->n_groups; i++) {
         free(s->groups[i].name);
-        ylist_free(s->groups[i].members);
+        strv_free(s->groups[i].members);
     }
     free(s->macros), free(s->models), free(s->groups);
-    ylist_free(s->preload);
+    strv_free(s->preload);
     free(s->log_level);
     memset(s, 0, sizeof(*s));
 }

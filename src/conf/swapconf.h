@@ -9,8 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf/yaml.h"
-
 struct conf_macro {
     char *name;
     char *value; /* already expanded: macros may use the ones defined before them */
@@ -54,10 +52,6 @@ struct swapconf {
 };
 
 /* Handlers for the top-level llama-swap keys; obj is a struct swapconf. */
-int swapconf_set_macros(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
-int swapconf_set_models(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
-int swapconf_set_groups(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
-int swapconf_set_hooks(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 /* Checks what single keys cannot: groups name real models, a model is in one group at most,
  * aliases are unique. Returns 0 or -EINVAL with err. */
 int swapconf_validate(const struct swapconf *s, char *err, size_t errlen);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "conf/sections.h"
 
 int
 tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
@@ -94,7 +95,7 @@ void
 tunnelconf_cleanup(struct conf_tunnel_server *s, struct conf_tunnel_client *c)
 {
     free(s->token);
-    ylist_free(s->clients);
+    strv_free(s->clients);
     free(c->cert);
     free(c->key);
     for (size_t i = 0; i < c->n_servers; i++) {

@@ -9,8 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conf/yaml.h"
-
 #define CONF_MAX_SERVERS   16
 #define TUNNEL_CLIENT_CERT "goinfer-client.crt" /* this machine's identity, by default */
 #define TUNNEL_CLIENT_KEY  "goinfer-client.key"
@@ -44,8 +42,6 @@ struct conf_tunnel_client {
     uint64_t body_in_flight;
 };
 
-int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
-int tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 void tunnelconf_defaults(struct conf_tunnel_server *s, struct conf_tunnel_client *c);
 /* Whether a reload leaves the client's settings as they run (a missing cert or key counts
  * as its default, which the running one has filled in). */

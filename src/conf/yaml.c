@@ -72,62 +72,16 @@ yu64_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj
     return 0;
 }
 
-size_t
-ylist_len(char *const *v)
-{
-    size_t n = 0;
-
-    while (v && v[n])
-        n++;
-    return n;
-}
-
-void
-ylist_free(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
-void
-ylist_add(char ***v, const char *s, size_t len)
-{
-    size_t n = ylist_len(*v);
-
-    *v = xrealloc(*v, (n + 2) * sizeof(**v));
-    (*v)[n] = xstrndup(s, len);
-    (*v)[n + 1] = NULL;
-}
-
-char **
-ylist_split(const char *s)
-{
-    char **out = xcalloc(1, sizeof(*out));
-
-    while (s && *s) {
-        size_t n;
-
-        s += strspn(s, ", ");
-        n = strcspn(s, ", ");
-        if (n == 0)
-            break;
-        ylist_add(&out, s, n);
-        s += n;
-    }
-    return out;
-}
-
 int
 ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
 {
     char ***v = field(obj, key);
 
-    ylist_free(*v);
+    strv_free(*v);
     *v = NULL;
     if (n->type == YAML_SCALAR_NODE) {
         if (n->data.scalar.length > 0)
-            ylist_add(v, (char *)n->data.scalar.value, n->data.scalar.length);
+            strv_add(v, (char *)n->data.scalar.value, n->data.scalar.length);
         return 0;
     }
     if (n->type != YAML_SEQUENCE_NODE)
@@ -137,7 +91,7 @@ ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
 
         if (e->type != YAML_SCALAR_NODE)
             return yerr(y, e, key->name, "expected a list of strings");
-        ylist_add(v, (char *)e->data.scalar.value, e->data.scalar.length);
+        strv_add(v, (char *)e->data.scalar.value, e->data.scalar.length);
     }
     return 0;
 }

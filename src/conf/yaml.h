@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <yaml.h>
 
+#include "core/strv.h"
+
 struct yctx {
     yaml_document_t *doc;
     const char *file;
@@ -51,12 +53,6 @@ int ybool_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void
 int yu64_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
 /* A list of strings (a sequence, or one scalar) into a NULL-terminated char ** field. */
 int ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
-void ylist_free(char **v);
-/* Appends a copy of s[0..len) to the NULL-terminated list *v (which may be NULL). */
-void ylist_add(char ***v, const char *s, size_t len);
-/* "a, b,c" -> {"a", "b", "c", NULL}; never NULL. */
-char **ylist_split(const char *s);
-size_t ylist_len(char *const *v);
 
 /* Parses file and applies keys to its root mapping. Returns 0 or -errno with y->err set. */
 int yload(struct yctx *y, const char *file, const struct ykey *keys, void *obj);

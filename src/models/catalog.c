@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "conf/swapconf.h"
-#include "conf/yaml.h"
 #include "core/buf.h"
+#include "core/strv.h"
 #include "core/xmalloc.h"
 
 #define DEFAULT_GROUP "(default)"
@@ -15,7 +15,7 @@
 static char **
 list_dup(char *const *v)
 {
-    size_t n = ylist_len(v);
+    size_t n = strv_len(v);
     char **out = xcalloc(n + 1, sizeof(*out));
 
     for (size_t i = 0; i < n; i++)
@@ -27,7 +27,7 @@ list_dup(char *const *v)
 static void
 list_append(char ***dst, char *const *src)
 {
-    size_t n = ylist_len(*dst), m = ylist_len(src);
+    size_t n = strv_len(*dst), m = strv_len(src);
 
     *dst = xrealloc(*dst, (n + m + 1) * sizeof(**dst));
     for (size_t i = 0; i < m; i++)
@@ -111,12 +111,12 @@ add_configured(struct catalog *cat, const struct conf_model *m)
     d->proxy = xstrdup(m->proxy);
     free(d->check_endpoint);
     d->check_endpoint = xstrdup(m->check_endpoint);
-    ylist_free(d->aliases);
+    strv_free(d->aliases);
     d->aliases = list_dup(m->aliases);
-    ylist_free(d->env);
+    strv_free(d->env);
     d->env = list_dup(m->env);
-    ylist_free(d->strip_params);
-    d->strip_params = ylist_split(m->strip_params);
+    strv_free(d->strip_params);
+    d->strip_params = strv_split(m->strip_params);
     d->use_model_name = m->use_model_name ? xstrdup(m->use_model_name) : NULL;
     d->description = m->description ? xstrdup(m->description) : NULL;
     d->ttl_ms = m->ttl * 1000;
@@ -203,14 +203,14 @@ catalog_cleanup(struct catalog *cat)
         free(d->name), free(d->cmd), free(d->cmd_stop), free(d->proxy);
         free(d->check_endpoint), free(d->use_model_name), free(d->description);
         free(d->path), free(d->mmproj), free(d->exe);
-        ylist_free(d->aliases), ylist_free(d->env), ylist_free(d->strip_params);
-        ylist_free(d->args), ylist_free(d->flags);
+        strv_free(d->aliases), strv_free(d->env), strv_free(d->strip_params);
+        strv_free(d->args), strv_free(d->flags);
     }
     for (size_t g = 0; g < cat->n_groups; g++)
         free(cat->groups[g].name);
     free(cat->v);
     free(cat->groups);
-    ylist_free(cat->preload);
+    strv_free(cat->preload);
     memset(cat, 0, sizeof(*cat));
 }
 
@@ -248,9 +248,9 @@ same_str(const char *a, const char *b)
 static bool
 same_list(char *const *a, char *const *b)
 {
-    size_t n = ylist_len(a);
+    size_t n = strv_len(a);
 
-    if (n != ylist_len(b))
+    if (n != strv_len(b))
         return false;
     for (size_t i = 0; i < n; i++)
         if (strcmp(a[i], b[i]) != 0)
@@ -305,7 +305,7 @@ catalog_argv(const struct model_def *d, const char *port, char ***argv)
     models_drop_reserved(flags);
     for (char **f = flags; *f; f++)
         push(&v, &n, *f);
-    ylist_free(flags);
+    strv_free(flags);
     *argv = v;
     return (int)n;
 }

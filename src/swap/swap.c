@@ -12,9 +12,9 @@
 
 #include "conf/conf.h"
 #include "conf/swapconf.h"
-#include "conf/yaml.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/strv.h"
 #include "core/xmalloc.h"
 #include "proc/proc.h"
 
@@ -686,7 +686,7 @@ on_preloaded(struct swap_lease *l, int err, const char *msg, void *arg)
 void
 swap_preload(struct swap *s)
 {
-    size_t n = ylist_len(s->cat->preload);
+    size_t n = strv_len(s->cat->preload);
 
     s->preload = xcalloc(n ? n : 1, sizeof(*s->preload));
     for (size_t i = 0; i < n; i++) {

@@ -5,9 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "conf/yaml.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/strv.h"
 #include "core/xmalloc.h"
 #include "http/relay.h"
 #include "http/tls.h"

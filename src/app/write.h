@@ -1,6 +1,6 @@
 /* -write: generates goinfer.yml (with a fresh API key) and llama-swap.yml from discovery. */
-#ifndef GOINFER_CONF_WRITE_H
-#define GOINFER_CONF_WRITE_H
+#ifndef GOINFER_APP_WRITE_H
+#define GOINFER_APP_WRITE_H
 
 #include <stddef.h>
 
