@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest -rfE
 WERROR := $(if $(CI),-DGOINFER_WERROR=ON,)
 
-.PHONY: all setup build asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check-format
+.PHONY: all setup build asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check check-format check-layers
 
 all: build
 
@@ -35,12 +35,18 @@ run: setup build
 run-tunnel: setup build
 	@scripts/run-tunnel.sh
 
-test: setup check-format build asan fuzz-build
+test: setup check build asan fuzz-build
 	@$(MAKE) --no-print-directory test-unit test-integ test-asan test-fuzz
 
-# make test fails on a C file that clang-format would change; `make format` fixes them.
+# make test fails on a C file that clang-format would change (`make format` fixes them), and on
+# folders of src/ that include each other or <yaml.h> outside the config loader.
+check: check-format check-layers
+
 check-format:
 	@tools/check-format.sh
+
+check-layers:
+	@/usr/bin/python3 tools/check-layers.py
 
 format:
 	@git ls-files -z -- 'src/*.[ch]' 'tests/unit/*.c' 'tests/fuzz/*.c' 'tools/*.c' 'bench/*.c' | xargs -0 clang-format -i
