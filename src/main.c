@@ -488,25 +488,17 @@ static json_t *
 describe_models(void *arg)
 {
     struct app *a = arg;
-    json_t *running = swap_running(a->swap), *models = json_array(), *r;
-    size_t k;
+    json_t *models = json_array();
 
     for (size_t i = 0; i < a->gens.current->cat.n; i++) {
         const struct model_def *m = &a->gens.current->cat.v[i];
-        bool hot = false;
 
         if (m->unlisted)
             continue;
-        json_array_foreach (running, k, r) {
-            const char *name = json_string_value(json_object_get(r, "model"));
-            const char *state = json_string_value(json_object_get(r, "state"));
-
-            hot |= name && state && strcmp(name, m->name) == 0 && strcmp(state, "ready") == 0;
-        }
-        json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", m->name, "hot", hot,
-                                                "vision", m->mmproj != NULL));
+        json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", m->name, "hot",
+                                                swap_is_ready(a->swap, m->name), "vision",
+                                                m->mmproj != NULL));
     }
-    json_decref(running);
     return json_pack("{s:o}", "models", models);
 }
 

@@ -451,11 +451,10 @@ static void
 handle_metrics(struct router *r, struct http_request *req)
 {
     struct buf b;
-    json_t *running = swap_running(r->d.swap);
 
     buf_init(&b, 1 << 20);
-    metrics_render(&b, r->d.server ? http_server_active(r->d.server) : 0, json_array_size(running));
-    json_decref(running);
+    metrics_render(&b, r->d.server ? http_server_active(r->d.server) : 0,
+                   swap_count_running(r->d.swap));
     if (r->d.tunnels != NULL)
         tunnel_server_metrics(r->d.tunnels, &b);
     http_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);

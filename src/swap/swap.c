@@ -718,6 +718,25 @@ swap_unload_all(struct swap *s)
     return n;
 }
 
+bool
+swap_is_ready(const struct swap *s, const char *model)
+{
+    FOR_EACH_INSTANCE (s, in)
+        if (in->state == ST_READY && strcmp(in->model->name, model) == 0)
+            return true;
+    return false;
+}
+
+size_t
+swap_count_running(const struct swap *s)
+{
+    size_t n = 0;
+
+    FOR_EACH_INSTANCE (s, in)
+        n += in->state != ST_STOPPED;
+    return n;
+}
+
 json_t *
 swap_running(const struct swap *s)
 {

@@ -65,6 +65,10 @@ struct http_client *swap_lease_client(const struct swap_lease *l);
 /* Stops every model: idle ones now, busy ones when their last request ends. Returns how many. */
 int swap_unload_all(struct swap *s);
 /* The models running or starting, as a JSON array. */
+/* Whether a process of model is up and ready (a tunnel client says so to its servers). */
+bool swap_is_ready(const struct swap *s, const char *model);
+/* Processes not stopped: starting, ready or stopping. */
+size_t swap_count_running(const struct swap *s);
 json_t *swap_running(const struct swap *s);
 /* Refuses new leases, stops every child; done runs once all have exited. */
 void swap_shutdown(struct swap *s, void (*done)(void *arg), void *arg);
