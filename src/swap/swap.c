@@ -17,6 +17,7 @@
 #include "core/strv.h"
 #include "core/xmalloc.h"
 #include "proc/proc.h"
+#include "swap/plan.h"
 
 enum inst_state { ST_STOPPED, ST_STARTING, ST_READY, ST_STOPPING };
 
@@ -37,10 +38,10 @@ struct swap_instance {
     uv_timer_t probe_timer;
     uv_timer_t ttl_timer;
     uint64_t started_at;
-    bool doomed;  /* during schedule(): an earlier request needs this one stopped */
-    bool retired; /* dropped or changed by a reload: stops when idle, freed after */
-    size_t index; /* position in the catalog, for startPort */
-    int closing;  /* timers being closed before the free */
+    bool retired;         /* dropped or changed by a reload: stops when idle, freed after */
+    size_t index;         /* position in the catalog, for startPort */
+    size_t index_in_plan; /* during schedule(): its place in the planner's arrays */
+    int closing;          /* timers being closed before the free */
     struct swap_instance *next;
 };
 
@@ -460,36 +461,6 @@ start_instance(struct swap_instance *in)
 
 /* ---- scheduling ---- */
 
-/* Stops the idle models that in's group rules exclude; true when none is left running. */
-static bool
-make_room(struct swap *s, struct swap_instance *in)
-{
-    bool clear = true;
-
-    FOR_EACH_INSTANCE (s, o) {
-        if (o == in || o->state == ST_STOPPED)
-            continue;
-        if (!o->retired && !catalog_conflicts(s->cat, in->model, o->model))
-            continue; /* a retired model is in everyone's way until it has stopped */
-        clear = false;
-        if (o->state == ST_READY && o->inflight == 0) {
-            char *why = xasprintf("to make room for %s", in->model->name);
-
-            stop_instance(o, why);
-            free(why);
-        }
-    }
-    return clear;
-}
-
-static void
-doom_conflicts(struct swap *s, const struct swap_instance *in)
-{
-    FOR_EACH_INSTANCE (s, o)
-        if (!o->retired && catalog_conflicts(s->cat, in->model, o->model))
-            o->doomed = true;
-}
-
 static void
 grant(struct swap *s, struct swap_lease *l)
 {
@@ -500,10 +471,68 @@ grant(struct swap *s, struct swap_lease *l)
     l->cb(l, 0, "", l->arg);
 }
 
+/* What the pure scheduler (plan.c) sees of the instances and the queue, by index. */
+struct snapshot {
+    struct swap *s;
+    struct swap_instance **inst;
+    struct swap_lease **lease;
+    struct plan_inst *pinst;
+    struct plan_work *work;
+    struct plan_action *act;
+    size_t *queue;
+    size_t n_inst, n_queue;
+};
+
+static bool
+snapshot_conflicts(size_t i, size_t j, void *arg)
+{
+    struct snapshot *sn = arg;
+
+    return catalog_conflicts(sn->s->cat, sn->inst[i]->model, sn->inst[j]->model);
+}
+
+static void
+snapshot_take(struct swap *s, struct snapshot *sn)
+{
+    static const enum plan_state states[] = {PLAN_STOPPED, PLAN_STARTING, PLAN_READY,
+                                             PLAN_STOPPING};
+
+    size_t i = 0, q = 0;
+
+    sn->s = s;
+    sn->n_inst = sn->n_queue = 0;
+    FOR_EACH_INSTANCE (s, in) {
+        in->index_in_plan = sn->n_inst++;
+    }
+    for (struct swap_lease *l = s->queue; l != NULL; l = l->next)
+        sn->n_queue++;
+    sn->inst = xcalloc(sn->n_inst + 1, sizeof(*sn->inst));
+    sn->pinst = xcalloc(sn->n_inst + 1, sizeof(*sn->pinst));
+    sn->work = xcalloc(sn->n_inst + 1, sizeof(*sn->work));
+    sn->act = xcalloc(sn->n_inst + 1, sizeof(*sn->act));
+    sn->lease = xcalloc(sn->n_queue + 1, sizeof(*sn->lease));
+    sn->queue = xcalloc(sn->n_queue + 1, sizeof(*sn->queue));
+    FOR_EACH_INSTANCE (s, in) {
+        sn->inst[i] = in;
+        sn->pinst[i++] = (struct plan_inst){states[in->state], in->inflight, in->retired};
+    }
+    for (struct swap_lease *l = s->queue; l != NULL; l = l->next, q++) {
+        sn->lease[q] = l;
+        sn->queue[q] = l->inst->index_in_plan;
+    }
+}
+
+static void
+snapshot_free(struct snapshot *sn)
+{
+    free(sn->inst), free(sn->pinst), free(sn->work), free(sn->act), free(sn->lease);
+    free(sn->queue);
+}
+
 /*
- * Grants, starts and stops in arrival order. A ready model serves its requests at once unless
- * an earlier request waits for a model that needs it stopped: then it drains, so no model
- * starves. Restarts the scan after each grant, since a callback may change the queue.
+ * Grants, starts and stops as plan_next decides (in arrival order; a model an earlier
+ * request needs stopped drains instead of serving newcomers, so nothing starves), asking again
+ * after each grant or start, since a callback or a failed start may change the queue.
  */
 static void
 schedule(struct swap *s)
@@ -511,27 +540,30 @@ schedule(struct swap *s)
     bool again = true;
 
     while (again && !s->shutting_down) {
-        again = false;
-        FOR_EACH_INSTANCE (s, in)
-            in->doomed = false;
-        for (struct swap_lease *l = s->queue; l != NULL; l = l->next) {
-            struct swap_instance *in = l->inst;
+        struct snapshot sn;
+        size_t n;
 
-            if (in->state == ST_READY && !in->doomed) {
-                grant(s, l);
+        snapshot_take(s, &sn);
+        n = plan_next(sn.pinst, sn.n_inst, sn.queue, sn.n_queue, snapshot_conflicts, &sn, sn.work,
+                      sn.act);
+        again = false;
+        for (size_t k = 0; k < n; k++) {
+            const struct plan_action *a = &sn.act[k];
+
+            if (a->kind == PLAN_STOP) {
+                char *why = xasprintf("to make room for %s", sn.inst[a->cause]->model->name);
+
+                stop_instance(sn.inst[a->index], why);
+                free(why);
+            } else if (a->kind == PLAN_GRANT) {
+                grant(s, sn.lease[a->index]);
                 again = true;
-                break;
+            } else {
+                start_instance(sn.inst[a->index]);
+                again = true;
             }
-            if (in->state == ST_STOPPED && !in->doomed && make_room(s, in)) {
-                start_instance(in);
-                if (in->state == ST_STOPPED) { /* failed: its waiters left the queue */
-                    again = true;
-                    break;
-                }
-            }
-            if (in->state != ST_READY)
-                doom_conflicts(s, in);
         }
+        snapshot_free(&sn);
     }
 }
 
