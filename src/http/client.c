@@ -57,8 +57,21 @@ struct http_fetch {
     struct buf stash; /* unparsed input held while paused */
     uv_timer_t timer; /* connect, idle and total limits */
     uint64_t deadline, total_ms, idle_ms, last_read, connect_ms;
-    bool head, in_value, interim, responded, complete, keep_alive;
-    bool paused, finished, reused, retried, connected, got_bytes;
+
+    /* Where the exchange is; the flags below are orthogonal to it. */
+    enum fetch_state {
+        FETCH_CONNECTING, /* resolving the name or connecting (the connect limit runs) */
+        FETCH_WAITING,    /* the request is going or gone out; no final answer yet */
+        FETCH_RECEIVING,  /* the final head came; the body arrives */
+        FETCH_COMPLETE,   /* the whole answer is parsed; what follows is not ours */
+        FETCH_FINISHED,   /* its end is reported (or about to be) and it is unlinked */
+    } state;
+
+    bool head;               /* a HEAD request: no body, whatever the length says */
+    bool in_value, interim;  /* the parser: inside a header value, after a 1xx */
+    bool keep_alive, paused; /* the connection goes back to the pool; reads stopped */
+    bool reused, retried;    /* a pooled connection, and the one retry it allows */
+    bool got_bytes;          /* something came on this connection (no retry then) */
     bool starting; /* inside http_fetch_start: an error then is reported on the next turn */
     bool deferred; /* such an error waits on the timer */
     int early_err;
@@ -108,7 +121,7 @@ fetch_retire(struct http_fetch *f)
 {
     struct http_client *c = f->client;
 
-    f->finished = true;
+    f->state = FETCH_FINISHED;
     if (f->resolve != NULL)
         f->resolve->fetch = NULL;
     if (f->conn != NULL) {
@@ -140,7 +153,7 @@ fetch_finish(struct http_fetch *f, int err, const char *fmt, ...)
     char msg[512] = "";
     va_list ap;
 
-    if (f->finished)
+    if (f->state == FETCH_FINISHED)
         return;
     if (fmt != NULL) {
         va_start(ap, fmt);
@@ -149,7 +162,7 @@ fetch_finish(struct http_fetch *f, int err, const char *fmt, ...)
     }
     if (f->conn != NULL && err != HTTP_FETCH_OK)
         conn_close(f->conn);
-    f->finished = true; /* a cancel from on_done is a no-op */
+    f->state = FETCH_FINISHED; /* a cancel from on_done is a no-op */
     if (f->starting) {
         f->deferred = true;
         f->early_err = err;
@@ -246,7 +259,7 @@ parser_fetch(http_parser *p)
 {
     struct http_fetch *f = ((struct uconn *)p->data)->fetch;
 
-    return f != NULL && !f->finished ? f : NULL;
+    return f != NULL && f->state != FETCH_FINISHED ? f : NULL;
 }
 
 static int
@@ -317,11 +330,11 @@ on_headers_complete(http_parser *p)
         buf_reset(&f->hdr);
         return 0;
     }
-    f->responded = true;
+    f->state = FETCH_RECEIVING;
     nh = split_headers(&f->hdr, hv);
     if (f->cb.on_response)
         f->cb.on_response(f->arg, p->status_code, hv, nh);
-    if (f->finished)
+    if (f->state == FETCH_FINISHED)
         return -1;
     return f->head ? 1 : 0; /* a HEAD response has no body, whatever its length says */
 }
@@ -337,7 +350,7 @@ on_body(http_parser *p, const char *at, size_t len)
     if (f->cb.on_body == NULL)
         return 0;
     rc = f->cb.on_body(f->arg, at, len);
-    if (f->finished)
+    if (f->state == FETCH_FINISHED)
         return -1;
     if (rc < 0) {
         fetch_finish(f, HTTP_FETCH_EABORTED, "aborted by the receiver");
@@ -361,7 +374,7 @@ on_message_complete(http_parser *p)
         f->interim = false;
         return 0;
     }
-    f->complete = true;
+    f->state = FETCH_COMPLETE;
     f->keep_alive = http_should_keep_alive(p);
     http_parser_pause(p, 1); /* anything after the response is not ours */
     return 0;
@@ -403,9 +416,9 @@ fetch_input(struct http_fetch *f, const char *data, size_t len)
     size_t n = http_parser_execute(&u->parser, &parser_settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
 
-    if (f->finished)
+    if (f->state == FETCH_FINISHED)
         return;
-    if (f->complete) {
+    if (f->state == FETCH_COMPLETE) {
         fetch_complete(f, len - n);
         return;
     }
@@ -439,9 +452,9 @@ fetch_eof(struct http_fetch *f, ssize_t err)
 
     if (err == UV_EOF) { /* a body delimited by the close ends here */
         http_parser_execute(&u->parser, &parser_settings, NULL, 0);
-        if (f->finished)
+        if (f->state == FETCH_FINISHED)
             return;
-        if (f->complete) {
+        if (f->state == FETCH_COMPLETE) {
             f->keep_alive = false;
             fetch_complete(f, 0);
             return;
@@ -455,7 +468,8 @@ fetch_eof(struct http_fetch *f, ssize_t err)
         return;
     }
     fetch_finish(f, HTTP_FETCH_ECLOSED, "upstream %s closed the connection %s: %s", f->key,
-                 f->responded ? "mid-response" : "before answering", uv_strerror((int)err));
+                 f->state == FETCH_RECEIVING ? "mid-response" : "before answering",
+                 uv_strerror((int)err));
 }
 
 static void
@@ -488,9 +502,9 @@ timer_arm(struct http_fetch *f)
 {
     uint64_t now = uv_now(f->client->loop), at = 0;
 
-    if (f->finished)
+    if (f->state == FETCH_FINISHED)
         return;
-    if (!f->connected)
+    if (f->state == FETCH_CONNECTING)
         at = now + f->connect_ms;
     else if (f->idle_ms > 0 && !f->paused)
         at = (f->last_read ? f->last_read : now) + f->idle_ms;
@@ -511,7 +525,7 @@ on_timer(uv_timer_t *t)
     if (f->deadline && now >= f->deadline)
         fetch_finish(f, HTTP_FETCH_ETIMEDOUT, "upstream %s took longer than %llu ms", f->key,
                      (unsigned long long)f->total_ms);
-    else if (!f->connected)
+    else if (f->state == FETCH_CONNECTING)
         fetch_finish(f, HTTP_FETCH_ETIMEDOUT, "connecting to upstream %s timed out after %llu ms",
                      f->key, (unsigned long long)f->connect_ms);
     else if (f->idle_ms && !f->paused && now - f->last_read >= f->idle_ms)
@@ -542,8 +556,8 @@ fetch_send(struct http_fetch *f, struct uconn *u)
 
     f->conn = u;
     u->fetch = f;
-    f->connected = true;
-    f->got_bytes = f->responded = f->complete = f->interim = f->in_value = false;
+    f->state = FETCH_WAITING;
+    f->got_bytes = f->interim = f->in_value = false;
     buf_reset(&f->hdr);
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
@@ -606,7 +620,8 @@ fetch_connect(struct http_fetch *f)
     c->n_conns++;
     u->fetch = f;
     f->conn = u;
-    f->connected = f->reused = false;
+    f->state = FETCH_CONNECTING;
+    f->reused = false;
     timer_arm(f);
     rc = uv_tcp_connect(&u->connect, &u->tcp, (struct sockaddr *)&f->addr, on_connected);
     if (rc < 0)
@@ -728,7 +743,7 @@ fetch_resolve(struct http_fetch *f)
     r->port = port;
     r->req.data = r;
     f->resolve = r;
-    f->connected = false;
+    f->state = FETCH_CONNECTING;
     timer_arm(f);
     if (uv_getaddrinfo(f->client->loop, &r->req, on_resolved, host, NULL,
                        &(struct addrinfo){.ai_socktype = SOCK_STREAM}) < 0) {
@@ -826,7 +841,7 @@ http_fetch_cancel(struct http_fetch *f)
         f->cb.on_done = NULL;
         return;
     }
-    if (f->finished)
+    if (f->state == FETCH_FINISHED)
         return;
     if (f->conn != NULL)
         conn_close(f->conn);
@@ -838,7 +853,7 @@ http_fetch_resume(struct http_fetch *f)
 {
     struct buf held;
 
-    if (f->finished || !f->paused || f->conn == NULL)
+    if (f->state == FETCH_FINISHED || !f->paused || f->conn == NULL)
         return;
     f->paused = false;
     f->last_read = uv_now(f->client->loop); /* a paused stream was not idle */
@@ -848,7 +863,7 @@ http_fetch_resume(struct http_fetch *f)
     if (held.len > 0)
         fetch_input(f, held.data, held.len);
     buf_cleanup(&held);
-    if (!f->finished && !f->paused && f->conn != NULL) {
+    if (f->state != FETCH_FINISHED && !f->paused && f->conn != NULL) {
         uv_read_start((uv_stream_t *)&f->conn->tcp, on_alloc, on_read);
         timer_arm(f);
     }

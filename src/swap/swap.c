@@ -45,8 +45,22 @@ struct swap_instance {
     struct swap_instance *next;
 };
 
+/* What the pure scheduler (plan.c) sees of the instances and the queue, by index. */
+struct snapshot {
+    struct swap *s;
+    struct swap_instance **inst;
+    struct swap_lease **lease;
+    struct plan_inst *pinst;
+    struct plan_work *work;
+    struct plan_action *act;
+    size_t *queue;
+    size_t n_inst, n_queue;
+    size_t cap_inst, cap_queue; /* kept between calls: no allocation per request */
+};
+
 struct swap {
     uv_loop_t *loop;
+    struct snapshot plan; /* schedule()'s arrays */
     const struct swap_conf *conf;
     const struct catalog *cat;
     struct swap_instance *all; /* one per catalog model, and retired ones still running */
@@ -471,18 +485,6 @@ grant(struct swap *s, struct swap_lease *l)
     l->cb(l, 0, "", l->arg);
 }
 
-/* What the pure scheduler (plan.c) sees of the instances and the queue, by index. */
-struct snapshot {
-    struct swap *s;
-    struct swap_instance **inst;
-    struct swap_lease **lease;
-    struct plan_inst *pinst;
-    struct plan_work *work;
-    struct plan_action *act;
-    size_t *queue;
-    size_t n_inst, n_queue;
-};
-
 static bool
 snapshot_conflicts(size_t i, size_t j, void *arg)
 {
@@ -506,12 +508,18 @@ snapshot_take(struct swap *s, struct snapshot *sn)
     }
     for (struct swap_lease *l = s->queue; l != NULL; l = l->next)
         sn->n_queue++;
-    sn->inst = xcalloc(sn->n_inst + 1, sizeof(*sn->inst));
-    sn->pinst = xcalloc(sn->n_inst + 1, sizeof(*sn->pinst));
-    sn->work = xcalloc(sn->n_inst + 1, sizeof(*sn->work));
-    sn->act = xcalloc(sn->n_inst + 1, sizeof(*sn->act));
-    sn->lease = xcalloc(sn->n_queue + 1, sizeof(*sn->lease));
-    sn->queue = xcalloc(sn->n_queue + 1, sizeof(*sn->queue));
+    if (sn->n_inst + 1 > sn->cap_inst) {
+        sn->cap_inst = 2 * (sn->n_inst + 1);
+        sn->inst = xrealloc(sn->inst, sn->cap_inst * sizeof(*sn->inst));
+        sn->pinst = xrealloc(sn->pinst, sn->cap_inst * sizeof(*sn->pinst));
+        sn->work = xrealloc(sn->work, sn->cap_inst * sizeof(*sn->work));
+        sn->act = xrealloc(sn->act, sn->cap_inst * sizeof(*sn->act));
+    }
+    if (sn->n_queue + 1 > sn->cap_queue) {
+        sn->cap_queue = 2 * (sn->n_queue + 1);
+        sn->lease = xrealloc(sn->lease, sn->cap_queue * sizeof(*sn->lease));
+        sn->queue = xrealloc(sn->queue, sn->cap_queue * sizeof(*sn->queue));
+    }
     FOR_EACH_INSTANCE (s, in) {
         sn->inst[i] = in;
         sn->pinst[i++] = (struct plan_inst){states[in->state], in->inflight, in->retired};
@@ -539,31 +547,30 @@ schedule(struct swap *s)
 {
     bool again = true;
 
-    while (again && !s->shutting_down) {
-        struct snapshot sn;
+    while (again && !s->shutting_down && s->queue != NULL) {
+        struct snapshot *sn = &s->plan;
         size_t n;
 
-        snapshot_take(s, &sn);
-        n = plan_next(sn.pinst, sn.n_inst, sn.queue, sn.n_queue, snapshot_conflicts, &sn, sn.work,
-                      sn.act);
+        snapshot_take(s, sn);
+        n = plan_next(sn->pinst, sn->n_inst, sn->queue, sn->n_queue, snapshot_conflicts, sn,
+                      sn->work, sn->act);
         again = false;
         for (size_t k = 0; k < n; k++) {
-            const struct plan_action *a = &sn.act[k];
+            const struct plan_action *a = &sn->act[k];
 
             if (a->kind == PLAN_STOP) {
-                char *why = xasprintf("to make room for %s", sn.inst[a->cause]->model->name);
+                char *why = xasprintf("to make room for %s", sn->inst[a->cause]->model->name);
 
-                stop_instance(sn.inst[a->index], why);
+                stop_instance(sn->inst[a->index], why);
                 free(why);
-            } else if (a->kind == PLAN_GRANT) {
-                grant(s, sn.lease[a->index]);
+            } else if (a->kind == PLAN_GRANT) { /* its callback may schedule again: the last */
+                grant(s, sn->lease[a->index]);
                 again = true;
             } else {
-                start_instance(sn.inst[a->index]);
+                start_instance(sn->inst[a->index]);
                 again = true;
             }
         }
-        snapshot_free(&sn);
     }
 }
 
@@ -806,6 +813,7 @@ swap_free(struct swap *s)
     while (s->all)
         instance_free(s->all);
     free(s->preload);
+    snapshot_free(&s->plan);
     free(s);
 }
 
