@@ -112,6 +112,14 @@ class Goinfer:
             raise AssertionError("goinfer did not stop within %ds:\n%s" % (timeout, self.log()))
 
 
+def stop_clean(g):
+    """Stops g and asserts it exited 0 with no sanitizer report."""
+    rc = g.stop()
+    log = g.log()
+    assert rc == 0 and "Sanitizer" not in log and "runtime error" not in log, \
+        f"goinfer exited with {rc}:\n{log}"
+
+
 def write_config(path, models_dir, extra=""):
     path.write_text(
         f"models_dir: {models_dir}\n"

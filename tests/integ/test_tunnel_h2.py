@@ -20,7 +20,7 @@ import httpx
 import pytest
 from OpenSSL import SSL
 
-from conftest import API_KEY, Goinfer
+from conftest import API_KEY, Goinfer, stop_clean
 from tunnel_net import TOKEN, make_identity, pin_of
 from tunnel_peer import MODEL, Peer
 
@@ -64,10 +64,7 @@ def server(tmp_path, ids):
         g.pin = pin
         yield g
     finally:
-        rc = g.stop()
-        log = g.log()
-        assert rc == 0 and "Sanitizer" not in log and "runtime error" not in log, \
-            f"goinfer exited with {rc}:\n{log}"
+        stop_clean(g)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from OpenSSL import SSL
 
-from conftest import API_KEY, Goinfer
+from conftest import API_KEY, Goinfer, stop_clean
 import tunnel_net
 from tunnel_net import TOKEN, make_identity, pin_of
 from tunnel_peer import MODEL, Peer, ServerPeer
@@ -61,20 +61,13 @@ def start_server(tmp_path, ids, extra=""):
     return g
 
 
-def stop_server(g):
-    rc = g.stop()
-    log = g.log()
-    assert rc == 0 and "Sanitizer" not in log and "runtime error" not in log, \
-        f"goinfer exited with {rc}:\n{log}"
-
-
 @pytest.fixture
 def server(tmp_path, ids):
     g = start_server(tmp_path, ids)
     try:
         yield g
     finally:
-        stop_server(g)
+        stop_clean(g)
 
 
 @pytest.fixture
@@ -304,7 +297,7 @@ def test_a_gpu_machine_holds_a_bounded_total_of_request_bodies(tmp_path, ids):
         assert not srv.closed
     finally:
         srv.close()
-        stop_server(gpu)
+        stop_clean(gpu)
 
 
 # ---- a stream its GPU machine never answers ----
@@ -316,7 +309,7 @@ def impatient(tmp_path, ids):
     try:
         yield g
     finally:
-        stop_server(g)
+        stop_clean(g)
 
 
 def test_a_stream_the_gpu_machine_never_answers_ends_in_504_and_a_reset(impatient, peers, ids):
@@ -398,7 +391,7 @@ def test_a_gpu_machine_dials_tls_1_3_only(tmp_path, ids):
         assert "tunnel: connected to" not in gpu.log()
     finally:
         srv.close()
-        stop_server(gpu)
+        stop_clean(gpu)
 
 
 # ---- the harness: what a program reads exists before it starts ----
@@ -453,4 +446,4 @@ def test_a_server_gets_inference_routes_only_from_a_gpu_machine(tmp_path, ids):
         assert got == sids, [(k, got[s], w) for k, (s, w) in zip(asked, sids.items())]
     finally:
         srv.close()
-        stop_server(gpu)
+        stop_clean(gpu)

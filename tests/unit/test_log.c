@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,11 +31,12 @@ append(void *arg, const char *text, size_t len)
     strncat(arg, text, len < 65536 ? len : 65536);
 }
 
+/* Told apart by the C library's own classification (C locale), not log.c's test. */
 static bool
 has_control(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+        if (iscntrl((unsigned char)s[i]))
             return true;
     return false;
 }
