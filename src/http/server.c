@@ -256,22 +256,33 @@ wreq_new(struct http_conn *c, const char *data, size_t len)
     return wr;
 }
 
-/* Replaces a plaintext write by its ciphertext. */
-static struct wreq *
-encrypt(struct http_conn *c, struct wreq *plain)
-{
-    struct buf cipher;
-    struct wreq *wr = NULL;
+static int queue_write(struct http_conn *c, struct wreq *wr);
 
-    buf_init(&cipher, plain->len * 2 + 65536);
-    if (tls_conn_output(c->tls, plain->data, plain->len, &cipher) == 0)
-        wr = wreq_new(c, cipher.data ? cipher.data : "", cipher.len);
-    free(plain);
-    buf_cleanup(&cipher);
-    return wr;
+/* The TLS stream's ciphertext goes out as one queued write. */
+static int
+send_cipher(void *arg, const char *data, size_t len)
+{
+    struct http_conn *c = arg;
+
+    return len > 0 ? queue_write(c, wreq_new(c, data, len)) : 0;
 }
 
-static int queue_write(struct http_conn *c, struct wreq *wr);
+static void on_plain(struct http_conn *c, const char *data, size_t len);
+
+static void
+deliver_plain(void *arg, const char *data, size_t len)
+{
+    struct http_conn *c = arg;
+
+    if (c->state != CONN_CLOSED)
+        on_plain(c, data, len);
+}
+
+static void
+tls_io(struct http_conn *c, struct tls_stream *io)
+{
+    *io = (struct tls_stream){send_cipher, deliver_plain, c};
+}
 
 /* Writes what the socket takes at once when nothing is queued (uv_write would cost an
  * epoll_ctl per response) and drops those bytes from the parts. */
@@ -325,9 +336,13 @@ conn_write(struct http_conn *c, const char *a, size_t alen, const char *b, size_
     }
     buf_reset(&c->head);
     if (c->tls != NULL) {
-        wr = encrypt(c, wr);
-        if (wr == NULL)
-            return -EPROTO;
+        struct tls_stream io;
+        int rc;
+
+        tls_io(c, &io);
+        rc = tls_stream_output(c->tls, &io, wr->data, wr->len);
+        free(wr);
+        return rc;
     }
     return queue_write(c, wr);
 }
@@ -1050,22 +1065,14 @@ on_plain(struct http_conn *c, const char *data, size_t len)
 static void
 on_cipher(struct http_conn *c, const char *data, size_t len)
 {
-    struct buf plain, cipher;
+    struct tls_stream io;
     char err[256];
 
-    buf_init(&plain, 4 * READ_CHUNK);
-    buf_init(&cipher, 4 * READ_CHUNK);
-    if (tls_conn_input(c->tls, data, len, &plain, &cipher, err, sizeof(err)) < 0) {
+    tls_io(c, &io);
+    if (tls_stream_input(c->tls, &io, data, len, err, sizeof(err)) < 0) {
         log_info("conn %s: %s, closing", c->peer, err);
         conn_close(c);
-    } else {
-        if (cipher.len > 0) /* handshake records, session tickets */
-            queue_write(c, wreq_new(c, cipher.data, cipher.len));
-        if (plain.len > 0 && c->state != CONN_CLOSED)
-            on_plain(c, plain.data, plain.len);
     }
-    buf_cleanup(&plain);
-    buf_cleanup(&cipher);
 }
 
 static void

@@ -214,6 +214,39 @@ tls_conn_close_notify(struct tls_conn *t, struct buf *cipher)
     ERR_clear_error();
 }
 
+int
+tls_stream_input(struct tls_conn *t, const struct tls_stream *io, const char *data, size_t len,
+                 char *err, size_t errlen)
+{
+    struct buf plain, cipher;
+    int rc;
+
+    buf_init(&plain, SIZE_MAX); /* no larger than the ciphertext read */
+    buf_init(&cipher, SIZE_MAX);
+    rc = tls_conn_input(t, data, len, &plain, &cipher, err, errlen);
+    if (rc == 0 && cipher.len > 0) /* handshake records, session tickets */
+        io->send(io->arg, cipher.data, cipher.len);
+    if (rc == 0 && plain.len > 0)
+        io->deliver(io->arg, plain.data, plain.len);
+    buf_cleanup(&plain);
+    buf_cleanup(&cipher);
+    return rc;
+}
+
+int
+tls_stream_output(struct tls_conn *t, const struct tls_stream *io, const char *data, size_t len)
+{
+    struct buf cipher;
+    int rc;
+
+    buf_init(&cipher, SIZE_MAX);
+    rc = tls_conn_output(t, data, len, &cipher);
+    if (rc == 0)
+        rc = io->send(io->arg, cipher.data ? cipher.data : "", cipher.len);
+    buf_cleanup(&cipher);
+    return rc;
+}
+
 static int
 write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert)
 {

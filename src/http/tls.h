@@ -29,6 +29,24 @@ int tls_conn_output(struct tls_conn *t, const char *data, size_t len, struct buf
 /* A close_notify alert, appended to cipher. */
 void tls_conn_close_notify(struct tls_conn *t, struct buf *cipher);
 
+/*
+ * TLS over a byte stream, the glue both ends share (the HTTP server's connections, the tunnel
+ * client's): what is sent is encrypted and handed to send; what arrives is decrypted, the
+ * handshake's own records go back through send, and plaintext goes to deliver.
+ */
+struct tls_stream {
+    int (*send)(void *arg, const char *data, size_t len); /* ciphertext for the socket */
+    void (*deliver)(void *arg, const char *data, size_t len);
+    void *arg;
+};
+
+/* Returns 0, or -EPROTO with a reason in err (the connection must close). */
+int tls_stream_input(struct tls_conn *t, const struct tls_stream *io, const char *data, size_t len,
+                     char *err, size_t errlen);
+/* Returns 0, or < 0 when it could not be encrypted or sent. */
+int tls_stream_output(struct tls_conn *t, const struct tls_stream *io, const char *data,
+                      size_t len);
+
 /* Writes a self-signed certificate and key (EC P-256, a year, CN=host) for a first try. */
 int tls_write_self_signed(const char *cert_path, const char *key_path, const char *host, char *err,
                           size_t errlen);

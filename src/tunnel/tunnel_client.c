@@ -135,25 +135,39 @@ send_cipher(struct tconn *c, const char *data, size_t len)
     w = xmalloc(sizeof(*w) + len - (size_t)n);
     memcpy((char *)(w + 1), data + n, len - (size_t)n);
     b = uv_buf_init((char *)(w + 1), (unsigned)(len - (size_t)n));
-    return uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0 ? -1 : 0;
+    if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+        free(w); /* no callback will */
+        return -1;
+    }
+    return 0;
+}
+
+static int
+send_cipher_cb(void *arg, const char *data, size_t len)
+{
+    return send_cipher(arg, data, len);
+}
+
+static void on_plain(struct tconn *c, const char *data, size_t len);
+
+static void
+deliver_plain(void *arg, const char *data, size_t len)
+{
+    struct tconn *c = arg;
+
+    if (!c->closing)
+        on_plain(c, data, len);
 }
 
 static int
 send_plain(void *arg, const char *data, size_t len)
 {
     struct tconn *c = arg;
-    struct buf cipher;
-    int rc;
+    const struct tls_stream io = {send_cipher_cb, deliver_plain, c};
 
     if (c->closing)
         return -1;
-    buf_init(&cipher, SIZE_MAX);
-    rc = tls_conn_output(c->tls, data, len, &cipher) == 0 &&
-                 send_cipher(c, cipher.data, cipher.len) == 0
-             ? 0
-             : -1;
-    buf_cleanup(&cipher);
-    return rc;
+    return tls_stream_output(c->tls, &io, data, len) == 0 ? 0 : -1;
 }
 
 /* ---- streams: a request from the server, answered by our own handler ---- */
@@ -800,7 +814,7 @@ static void
 on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     struct tconn *c = st->data;
-    struct buf plain, cipher;
+    const struct tls_stream io = {send_cipher_cb, deliver_plain, c};
     char err[256];
 
     if (c->closing || nread == 0)
@@ -810,20 +824,10 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
                   0);
         return;
     }
-    buf_init(&plain, SIZE_MAX);
-    buf_init(&cipher, SIZE_MAX);
-    if (tls_conn_input(c->tls, b->base, (size_t)nread, &plain, &cipher, err, sizeof(err)) < 0) {
+    if (tls_stream_input(c->tls, &io, b->base, (size_t)nread, err, sizeof(err)) < 0)
         conn_fail(c, err, 0);
-    } else {
-        if (cipher.len > 0)
-            send_cipher(c, cipher.data, cipher.len);
-        if (c->state == C_TLS && tls_conn_ready(c->tls))
-            send_upgrade(c);
-        if (plain.len > 0 && !c->closing)
-            on_plain(c, plain.data, plain.len);
-    }
-    buf_cleanup(&plain);
-    buf_cleanup(&cipher);
+    else if (c->state == C_TLS && tls_conn_ready(c->tls)) /* nothing to deliver before it */
+        send_upgrade(c);
 }
 
 /* A peer that stops acknowledging what we send is dead after USER_TIMEOUT_MS, even when our
