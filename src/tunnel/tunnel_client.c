@@ -62,9 +62,10 @@ struct tdial {
     struct tdial *first;          /* slot 0 of this server (itself for slot 0) */
     struct sockaddr_storage addr; /* the address this slot dials (slots past 0) */
     char addr_name[INET6_ADDRSTRLEN];
-    char label[320]; /* for the log: the URL, and the address for slots past 0 */
-    bool active;     /* a slot past 0 is in use while the name has that many addresses */
-    uv_timer_t retry;
+    char label[320];     /* for the log: the URL, and the address for slots past 0 */
+    bool active;         /* a slot past 0 is in use while the name has that many addresses */
+    uv_timer_t retry;    /* the wait before the next attempt */
+    uv_timer_t deadline; /* connecting, TLS and the upgrade must be done by then */
     unsigned attempt;
     uint64_t come_back_ms; /* the server's reconnect-after, for the next wait */
     struct tconn *conn;    /* the current attempt, or NULL while waiting */
@@ -681,6 +682,7 @@ conn_fail(struct tconn *c, const char *why, uint64_t wait_ms)
     c->pending++;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     d->conn = NULL;
+    uv_timer_stop(&d->deadline);
     if (!d->tc->stopping && (d == d->first || d->active))
         uv_timer_start(&d->retry, on_retry, wait_ms, 0);
 }
@@ -773,7 +775,7 @@ upgrade_answer(struct tconn *c, const char *data, size_t len)
     }
     used = (size_t)(end + 4 - c->head.data);
     c->state = C_H2;
-    uv_timer_stop(&d->retry); /* the dial deadline */
+    uv_timer_stop(&d->deadline);
     c->up_at = uv_now(d->tc->loop);
     c->h2 = (struct h2link){.send = send_plain,
                             .on_dead = on_h2_dead,
@@ -950,7 +952,7 @@ dial_start(struct tdial *d)
     buf_init(&c->ctl_out, SIZE_MAX);
     uv_tcp_init(d->tc->loop, &c->tcp);
     c->tcp.data = c->connect.data = c->resolve.data = c;
-    uv_timer_start(&d->retry, on_dial_timeout, d->tc->conf->ping_timeout * 1000, 0);
+    uv_timer_start(&d->deadline, on_dial_timeout, d->tc->conf->ping_timeout * 1000, 0);
     if (d != d->first) {
         connect_to(c, (struct sockaddr *)&d->addr);
         return;
@@ -1068,7 +1070,8 @@ tunnel_client_new(uv_loop_t *loop, const struct conf_tunnel_client *conf, struct
         }
         snprintf(d->label, sizeof(d->label), "%s", d->peer->url);
         uv_timer_init(loop, &d->retry);
-        d->retry.data = d;
+        uv_timer_init(loop, &d->deadline);
+        d->retry.data = d->deadline.data = d;
     }
     for (size_t i = 0; i < tc->n_dials; i += MAX_ADDRS)
         dial_start(&tc->dials[i]);
@@ -1100,6 +1103,7 @@ tunnel_client_drain(struct tunnel_client *tc)
         struct tconn *c = tc->dials[i].conn;
 
         uv_timer_stop(&tc->dials[i].retry);
+        uv_timer_stop(&tc->dials[i].deadline);
         if (c == NULL || c->closing)
             continue;
         if (c->state != C_H2) {
@@ -1126,9 +1130,10 @@ tunnel_client_free(struct tunnel_client *tc)
             continue; /* never started */
         if (d->conn != NULL)
             conn_fail(d->conn, "shutting down", 1);
-        d->retry.data = tc;
-        tc->closing_handles++;
+        d->retry.data = d->deadline.data = tc;
+        tc->closing_handles += 2;
         uv_close((uv_handle_t *)&d->retry, on_timer_closed);
+        uv_close((uv_handle_t *)&d->deadline, on_timer_closed);
     }
     tls_ctx_free(tc->tls);
     free(tc->local_key);
