@@ -600,8 +600,13 @@ on_connected(uv_connect_t *req, int status)
                      uv_strerror(status));
         return;
     }
-    uv_tcp_nodelay(&u->tcp, 1);
-    uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read);
+    (void)uv_tcp_nodelay(&u->tcp, 1); /* best effort: only latency depends on it */
+    status = uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read);
+    if (status < 0) {
+        fetch_finish(f, HTTP_FETCH_ECONNECT, "cannot read from upstream %s: %s", f->key,
+                     uv_strerror(status));
+        return;
+    }
     fetch_send(f, u);
 }
 
@@ -864,7 +869,13 @@ http_fetch_resume(struct http_fetch *f)
         fetch_input(f, held.data, held.len);
     buf_cleanup(&held);
     if (f->state != FETCH_FINISHED && !f->paused && f->conn != NULL) {
-        uv_read_start((uv_stream_t *)&f->conn->tcp, on_alloc, on_read);
+        int rc = uv_read_start((uv_stream_t *)&f->conn->tcp, on_alloc, on_read);
+
+        if (rc < 0 && rc != UV_EALREADY) {
+            fetch_finish(f, HTTP_FETCH_ECLOSED, "cannot read from upstream %s: %s", f->key,
+                         uv_strerror(rc));
+            return;
+        }
         timer_arm(f);
     }
 }

@@ -110,6 +110,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static struct http_request *synthetic_request(struct http_conn *c);
 
+/* Reads (again); a socket that cannot is of no use and is closed. */
+static void
+read_on(struct http_conn *c)
+{
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+
+    if (rc < 0 && rc != UV_EALREADY) {
+        log_info("conn %s: cannot read: %s, closing", c->peer, uv_strerror(rc));
+        conn_close(c);
+    }
+}
+
 /* ---- connection lifetime ---- */
 
 static void
@@ -652,7 +664,7 @@ http_upgrade(struct http_request *req, const char *protocol, const struct http_u
     uv_timer_stop(&c->timer);
     if (c->read_paused) {
         c->read_paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        read_on(c);
     }
     if (c->pending.len > 0) { /* the peer may speak first, right behind its request */
         struct buf rest = c->pending;
@@ -993,7 +1005,7 @@ flush_and_close(struct http_conn *c)
     if (c->state == CONN_FLUSHING)
         uv_read_stop((uv_stream_t *)&c->tcp);
     else if (c->read_paused)
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        read_on(c);
     arm_timer(c, c->state == CONN_LINGERING && LINGER_MS < c->srv->limits.keepalive_ms
                      ? LINGER_MS
                      : c->srv->limits.keepalive_ms);
@@ -1020,7 +1032,7 @@ request_finish(struct http_conn *c)
     }
     if (c->read_paused) {
         c->read_paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        read_on(c);
     }
     h1_next(&c->h1);
     if (c->pending.len > 0) {
@@ -1171,7 +1183,7 @@ on_connection(uv_stream_t *ls, int status)
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    (void)uv_tcp_nodelay(&c->tcp, 1); /* best effort: only latency depends on it */
     peer_name(c);
     c->addr = addrtab_get(srv->addrs, c->ip);
     if (l->tls && srv->tls != NULL)
@@ -1180,7 +1192,7 @@ on_connection(uv_stream_t *ls, int status)
     if (over_conn_limits(c))
         return;
     arm_timer(c, srv->limits.header_ms);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    read_on(c);
 }
 
 struct http_server *

@@ -394,7 +394,7 @@ pin_of(X509 *x, char out[TLS_PIN_SIZE])
     int n = x ? i2d_PUBKEY(X509_get0_pubkey(x), &der) : -1;
 
     if (n <= 0)
-        return -1;
+        return -EPROTO;
     SHA256(der, (size_t)n, md);
     OPENSSL_free(der);
     memcpy(out, "sha256/", 7);

@@ -1,5 +1,6 @@
 #include "h2link.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -89,7 +90,7 @@ h2link_input(struct h2link *l, const char *data, size_t len)
     ssize_t n;
 
     if (l->dead)
-        return -1;
+        return -EPIPE;
     l->last_rx = uv_now(l->timer.loop);
     n = nghttp2_session_mem_recv(l->session, (const uint8_t *)data, len);
     if (n < 0) {
@@ -97,7 +98,7 @@ h2link_input(struct h2link *l, const char *data, size_t len)
 
         snprintf(why, sizeof(why), "HTTP/2 error: %s", nghttp2_strerror((int)n));
         h2link_fail(l, why);
-        return -1;
+        return -EPROTO;
     }
     h2link_flush(l);
     return l->dead ? -1 : 0;
@@ -193,7 +194,7 @@ h2link_lines_input(struct buf *in, const uint8_t *data, size_t len, h2link_line_
 
     if (buf_append(in, data, len) < 0) {
         buf_reset(in);
-        return -1;
+        return -EMSGSIZE;
     }
     while (in->len > 0 && (nl = memchr(in->data, '\n', in->len)) != NULL) {
         size_t n = (size_t)(nl - in->data);

@@ -1,5 +1,6 @@
 #include "proof.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -12,9 +13,9 @@ tunnel_proof(const struct tls_conn *t, const char *token, char out[TUNNEL_PROOF_
     unsigned int n = sizeof(mac);
 
     if (tls_conn_export(t, ekm, sizeof(ekm)) < 0)
-        return -1;
+        return -EPROTO;
     if (HMAC(EVP_sha256(), token, (int)strlen(token), ekm, sizeof(ekm), mac, &n) == NULL)
-        return -1;
+        return -EPROTO;
     EVP_EncodeBlock((unsigned char *)out, mac, (int)n);
     return 0;
 }

@@ -136,11 +136,10 @@ send_cipher(struct tconn *c, const char *data, size_t len)
     w = xmalloc(sizeof(*w) + len - (size_t)n);
     memcpy((char *)(w + 1), data + n, len - (size_t)n);
     b = uv_buf_init((char *)(w + 1), (unsigned)(len - (size_t)n));
-    if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+    n = uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (n < 0)
         free(w); /* no callback will */
-        return -1;
-    }
-    return 0;
+    return n < 0 ? n : 0;
 }
 
 static int
@@ -167,8 +166,8 @@ send_plain(void *arg, const char *data, size_t len)
     const struct tls_stream io = {send_cipher_cb, deliver_plain, c};
 
     if (c->closing)
-        return -1;
-    return tls_stream_output(c->tls, &io, data, len) == 0 ? 0 : -1;
+        return -EPIPE;
+    return tls_stream_output(c->tls, &io, data, len);
 }
 
 /* ---- streams: a request from the server, answered by our own handler ---- */
@@ -857,9 +856,13 @@ on_connected(uv_connect_t *req, int status)
         conn_fail(c, uv_strerror(status), 0);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    (void)uv_tcp_nodelay(&c->tcp, 1); /* best effort: only latency depends on it */
     set_user_timeout(c);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    status = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (status < 0) {
+        conn_fail(c, uv_strerror(status), 0);
+        return;
+    }
     c->tls = tls_conn_new_client(c->d->tc->tls, c->d->host);
     c->state = C_TLS;
     buf_init(&hello, SIZE_MAX);
