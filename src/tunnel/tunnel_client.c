@@ -17,6 +17,7 @@
 #include "http/relay.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "tunnel/control.h"
 #include "tunnel/fleet.h"
 #include "tunnel/h2link.h"
 #include "tunnel/proof.h"
@@ -403,8 +404,7 @@ send_load(struct tconn *c)
 
     if (busy == c->busy_sent && now - c->load_at < LOAD_EVERY_MS)
         return;
-    snprintf(line, sizeof(line), "{\"type\":\"load\",\"busy\":%u,\"slots\":%u,\"queue\":0}", busy,
-             (unsigned)c->d->tc->conf->slots);
+    tunnel_line_load(line, sizeof(line), busy, (unsigned)c->d->tc->conf->slots);
     control_send(c, line);
     c->busy_sent = busy;
     c->load_at = now;
@@ -421,16 +421,17 @@ static void
 on_control_line(void *arg, const char *line, size_t len)
 {
     struct tconn *c = arg;
-    json_t *msg = json_loadb(line, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(msg, "type"));
+    struct tunnel_msg m;
 
-    if (type != NULL && strcmp(type, "drain") == 0) {
+    tunnel_msg_parse(&m, line, len);
+    if (m.type == TUNNEL_MSG_DRAIN) {
         log_info("tunnel: %s asks us to leave once our requests are done", c->d->label);
         c->drain_asked = true;
-    } else if (type != NULL && strcmp(type, "reconnect-after") == 0) {
-        c->d->come_back_ms = bounded_wait(json_integer_value(json_object_get(msg, "ms")));
+    } else if (m.type == TUNNEL_MSG_RECONNECT_AFTER) {
+        c->d->come_back_ms =
+            bounded_wait(m.ms > (uint64_t)MAX_WAIT_MS ? MAX_WAIT_MS : (long long)m.ms);
     }
-    json_decref(msg);
+    tunnel_msg_cleanup(&m);
 }
 
 static void

@@ -1146,9 +1146,7 @@ tunnel_server_drain(struct tunnel_server *ts, uint64_t back_in_ms)
     if (ts == NULL)
         return;
     ts->draining = true;
-    snprintf(line, sizeof(line),
-             "{\"type\":\"reconnect-after\",\"ms\":%llu}\n{\"type\":\"drain\"}\n",
-             (unsigned long long)back_in_ms);
+    tunnel_line_goodbye(line, sizeof(line), back_in_ms);
     for (struct tlink *l = ts->links; l != NULL; l = l->next)
         control_send(l, line);
     while (ts->queue != NULL) {
@@ -1183,95 +1181,4 @@ tunnel_server_free(struct tunnel_server *ts)
     while (ts->links != NULL)
         link_close(ts->links, "the server is shutting down");
     uv_close((uv_handle_t *)&ts->queue_timer, on_queue_timer_closed);
-}
-
-/* ---- control lines, parsed without I/O ---- */
-
-/* A name that can be routed, listed and logged as it is. */
-static bool
-model_id_ok(const char *id, size_t len)
-{
-    if (len == 0 || len > TUNNEL_MODEL_ID_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
-            return false;
-    return true;
-}
-
-/* The version goes to the log and /running: control characters become '?'. */
-static void
-copy_printable(char *dst, size_t size, const char *src)
-{
-    size_t i = 0;
-
-    for (; src != NULL && src[i] != '\0' && i + 1 < size; i++)
-        dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
-    dst[i] = '\0';
-}
-
-static void
-parse_register(struct tunnel_msg *m, json_t *msg)
-{
-    json_t *list = json_object_get(msg, "models"), *o;
-    json_int_t slots = json_integer_value(json_object_get(msg, "slots"));
-    size_t i, room = json_array_size(list);
-
-    m->slots = slots > 0 && slots < 100000 ? (unsigned)slots : 1;
-    copy_printable(m->version, sizeof(m->version),
-                   json_string_value(json_object_get(msg, "version")));
-    if (m->version[0] == '\0')
-        copy_printable(m->version, sizeof(m->version), "?");
-    m->models =
-        xcalloc((room < TUNNEL_MAX_MODELS ? room : TUNNEL_MAX_MODELS) + 1, sizeof(*m->models));
-    m->index = json_object();
-    json_array_foreach (list, i, o) {
-        json_t *idv = json_object_get(o, "id");
-        const char *id = json_string_value(idv);
-
-        if (id == NULL || !model_id_ok(id, json_string_length(idv)))
-            m->bad_id++;
-        else if (json_object_get(m->index, id) != NULL)
-            continue; /* named twice: once is enough */
-        else if (m->n_models == TUNNEL_MAX_MODELS)
-            m->over++;
-        else {
-            json_object_set_new(m->index, id, json_integer((json_int_t)m->n_models));
-            m->models[m->n_models++] =
-                (struct tunnel_model){xstrdup(id), json_is_true(json_object_get(o, "hot")),
-                                      json_is_true(json_object_get(o, "vision"))};
-        }
-    }
-}
-
-void
-tunnel_msg_parse(struct tunnel_msg *m, const char *line, size_t len)
-{
-    json_t *msg = json_loadb(line, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(msg, "type"));
-    json_int_t busy;
-
-    memset(m, 0, sizeof(*m));
-    if (type == NULL) {
-        m->type = TUNNEL_MSG_INVALID;
-    } else if (strcmp(type, "register") == 0) {
-        m->type = TUNNEL_MSG_REGISTER;
-        parse_register(m, msg);
-    } else if (strcmp(type, "load") == 0) {
-        m->type = TUNNEL_MSG_LOAD;
-        busy = json_integer_value(json_object_get(msg, "busy"));
-        m->busy = busy < 0 ? 0 : busy > 100000 ? 100000 : (unsigned)busy;
-    } else if (strcmp(type, "draining") == 0) {
-        m->type = TUNNEL_MSG_DRAINING;
-    } else {
-        m->type = TUNNEL_MSG_OTHER;
-    }
-    json_decref(msg);
-}
-
-void
-tunnel_msg_cleanup(struct tunnel_msg *m)
-{
-    models_free(m->models, m->n_models, m->index);
-    memset(m, 0, sizeof(*m));
 }

@@ -14,6 +14,7 @@
 
 #include "conf/tunnelconf.h"
 #include "http/server.h"
+#include "tunnel/control.h"
 
 #define TUNNEL_PATH "/.well-known/goinfer-tunnel"
 
@@ -52,40 +53,5 @@ const char *tunnel_server_models_json(struct tunnel_server *ts, const char *cons
 void tunnel_server_metrics(struct tunnel_server *ts, struct buf *out);
 /* [{"peer", "pin", "models", "in_flight"}] for /running and the admin view. */
 json_t *tunnel_server_clients(struct tunnel_server *ts);
-
-/* ---- a GPU machine's control lines, parsed without I/O (tests/fuzz/fuzz_register.c) ---- */
-
-#define TUNNEL_MAX_MODELS   10000 /* models one registration may carry */
-#define TUNNEL_MODEL_ID_MAX 256   /* bytes in one model name */
-
-struct tunnel_model {
-    char *id;
-    bool hot;    /* loaded now: no start-up delay */
-    bool vision; /* has a projector for images */
-};
-
-enum tunnel_msg_type {
-    TUNNEL_MSG_INVALID,  /* not a JSON object with a string "type" */
-    TUNNEL_MSG_OTHER,    /* a type this version does not know: ignored */
-    TUNNEL_MSG_REGISTER, /* what it serves */
-    TUNNEL_MSG_LOAD,     /* its busy slots */
-    TUNNEL_MSG_DRAINING, /* it takes no new requests */
-};
-
-struct tunnel_msg {
-    enum tunnel_msg_type type;
-    unsigned busy;  /* load */
-    unsigned slots; /* register, from here on */
-    char version[64];
-    struct tunnel_model *models; /* distinct valid names, in the order sent */
-    size_t n_models;
-    json_t *index;       /* name -> its position in models */
-    size_t over, bad_id; /* left out: past TUNNEL_MAX_MODELS; empty, too long, control chars */
-};
-
-/* {"type":"register","version":"...","slots":N,"models":[{"id","hot","vision"}]},
- * {"type":"load","busy":N}, {"type":"draining"}: fills m whatever the line holds. */
-void tunnel_msg_parse(struct tunnel_msg *m, const char *line, size_t len);
-void tunnel_msg_cleanup(struct tunnel_msg *m);
 
 #endif

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tunnel/tunnel_server.h"
+#include "tunnel/control.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
