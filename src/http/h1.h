@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
-#include "http/server.h"
+#include "http/request.h"
 
 enum h1_state {
     H1_READING,    /* more bytes wanted */

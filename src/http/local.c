@@ -9,7 +9,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
-#include "http/server_local.h"
+#include "http/server.h"
 
 struct http_local {
     struct http_server *srv;

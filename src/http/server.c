@@ -16,7 +16,6 @@
 #include "http/addrtab.h"
 #include "http/errors.h"
 #include "http/h1.h"
-#include "http/server_local.h"
 #include "http/tls.h"
 
 /* Pipelined bytes kept while a request is in flight; past this we stop reading. */

@@ -15,15 +15,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
-
-#define HTTP_MAX_HEADERS 100
-
-struct http_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
+#include "http/request.h"
 
 struct http_limits {
     size_t header_bytes;     /* request line + headers */
@@ -36,75 +28,6 @@ struct http_limits {
     size_t max_conns_per_ip; /* from one client address; past it 429 */
     size_t body_in_flight;   /* request body bytes being read at once, in all; past it 503 */
     size_t body_per_ip;      /* the same from one client address; past it 429 */
-};
-
-struct http_request;
-struct http_server;
-struct tls_conn;
-
-/*
- * How a request's response leaves: an HTTP/1.1 connection (server.c) or a sink such as a
- * tunnel's stream (local.c). The response functions below do what every road shares (status,
- * timing, the access line, HEAD) and call only this table; nothing else knows the road.
- */
-struct http_transport {
-    /* The head: the handler's headers, then the request's added ones (req->extra). */
-    int (*head)(struct http_request *req, const struct http_header *h, size_t n,
-                int64_t content_length);
-    int (*body)(struct http_request *req, const char *data, size_t len);
-    void (*flush)(struct http_request *req); /* send the head now, without body bytes */
-    /* The response is over (req->ended, access line written): whole, or cut short. The
-     * request may be freed on return. */
-    void (*end)(struct http_request *req, bool cut);
-    size_t (*queued)(const struct http_request *req); /* response bytes not yet passed on */
-    const char *(*peer)(const struct http_request *req);
-    const struct tls_conn *(*tls)(const struct http_request *req);
-};
-
-typedef void (*http_handler_cb)(struct http_request *req, void *arg);
-typedef void (*http_request_cb)(struct http_request *req);
-
-/* What a handler that answers over time (a proxied or tunnelled response, a log stream) hears
- * of its client; see http_attach for when. */
-struct http_handler {
-    void (*abort)(struct http_request *req, void *data); /* gone before the response ended */
-    void (*drain)(struct http_request *req, void *data); /* after http_wait_drain */
-};
-
-/* Decides on a request as soon as its head is complete, before any of its body is read:
- * returns true to read the body and run the handler, false when it answered already (the body
- * is then discarded unread, and no "100 Continue" was sent). */
-typedef bool (*http_admit_cb)(struct http_request *req, void *arg);
-
-struct http_request {
-    uint64_t id;
-    struct http_server *srv;
-    const struct http_transport *tp;
-    void *tp_ctx;      /* the transport's own: its connection, its sink */
-    unsigned services; /* bit set of the listener's services */
-    int method;        /* enum http_method */
-    const char *method_name;
-    char *path;  /* NUL-terminated path, no query */
-    char *query; /* NUL-terminated query without '?', or NULL */
-    struct http_header headers[HTTP_MAX_HEADERS];
-    size_t n_headers;
-    struct buf body;
-
-    /* Set by the handler. */
-    const void *route; /* what the admit callback chose; NULL when it did not run */
-    const struct http_handler *handler; /* through http_attach only */
-    void *handler_data;
-    bool want_drain;
-    char *log_model; /* for the access line; owned */
-    const char *log_backend;
-    struct http_header extra[4]; /* added to whatever response starts (CORS); borrowed */
-    size_t n_extra;
-
-    /* Response state, owned by the server. */
-    int status;
-    bool started, chunked, ended, keep_alive;
-    uint64_t bytes_out;
-    uint64_t t_start, t_first; /* uv_hrtime() */
 };
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *limits,
@@ -221,5 +144,19 @@ struct http_request *http_local_start(struct http_server *srv, const struct http
 void http_local_cancel(struct http_request *req);
 /* The sink passed some of what it held on: the handler's on_drain, if it waits for that. */
 void http_local_drained(struct http_request *req);
+
+/* ---- for another road's transport (local.c): what it shares with the connections ---- */
+
+uint64_t http_next_request_id(void);
+void http_access_log(const struct http_request *req);
+/* The client left before the response ended: 499 if nothing was sent, the access line, the
+ * handler's on_abort. Once per request, on every road. */
+void http_request_gone(struct http_request *req);
+/* Output drained: the handler's drain, if it waits for one. */
+void http_drained(struct http_request *req);
+void http_server_dispatch(struct http_server *srv, struct http_request *req);
+size_t http_server_write_high(const struct http_server *srv);
+/* Local requests count as active, so a shutdown waits for them as for connections. */
+void http_server_count_local(struct http_server *srv, int delta);
 
 #endif
