@@ -3,8 +3,10 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/xmalloc.h"
+#include "http/server.h"
 
 char *
 http_error_json_v(int status, const char *type, const char *fmt, va_list ap)
@@ -33,4 +35,14 @@ http_error_json(int status, const char *type, const char *fmt, ...)
     out = http_error_json_v(status, type, fmt, ap);
     va_end(ap);
     return out;
+}
+
+void
+http_respond_json(struct http_request *req, int status, json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+
+    http_respond(req, status, "application/json", s, strlen(s));
+    free(s);
+    json_decref(o);
 }

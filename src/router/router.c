@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin/handlers.h"
 #include "admin/metrics.h"
 #include "admin/static.h"
 #include "admin/ui.h"
@@ -17,6 +18,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/cors.h"
+#include "http/errors.h"
 #include "router/proxy.h"
 #include "router/select.h"
 #include "tunnel/tunnel_server.h"
@@ -26,15 +28,7 @@
 struct router {
     struct router_deps d;
     time_t started;
-    struct logstream *streams; /* open /logs/stream responses, ended at shutdown */
-};
-
-struct logstream {
-    struct http_request *req;
-    struct router *r;
-    struct log_sub *sub;
-    uint64_t dropped;
-    struct logstream *prev, *next;
+    struct admin_logstreams streams; /* open /logs/stream responses, ended at shutdown */
 };
 
 typedef void (*route_cb)(struct router *r, struct http_request *req);
@@ -49,16 +43,6 @@ struct route {
     route_cb handle;
 };
 
-static void
-respond_json(struct http_request *req, int status, json_t *o)
-{
-    char *s = json_dumps(o, JSON_COMPACT);
-
-    http_respond(req, status, "application/json", s, strlen(s));
-    free(s);
-    json_decref(o);
-}
-
 /* Public: says only that the process serves. What runs, with its PIDs and ports, is told to a
  * caller with a key (and at GET /running). */
 static void
@@ -68,12 +52,12 @@ handle_health(struct router *r, struct http_request *req)
     const char *key = auth_request_key(req, &len);
 
     if (key == NULL || auth_open(r->d.auth) || !auth_check(r->d.auth, key, len)) {
-        respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+        http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
         return;
     }
-    respond_json(req, 200,
-                 json_pack("{s:s, s:i, s:o}", "status", "ok", "models", (int)r->d.cat->n, "running",
-                           swap_running(r->d.swap)));
+    http_respond_json(req, 200,
+                      json_pack("{s:s, s:i, s:o}", "status", "ok", "models", (int)r->d.cat->n,
+                                "running", swap_running(r->d.swap)));
 }
 
 /* The local models, then the tunnelled ones as the tunnel server keeps them serialized: a
@@ -147,7 +131,7 @@ handle_gguf_models(struct router *r, struct http_request *req)
         }
         json_array_append_new(list, o);
     }
-    respond_json(req, 200, json_pack("{s:o}", "models", list));
+    http_respond_json(req, 200, json_pack("{s:o}", "models", list));
 }
 
 #define NAMES_SHOWN 32 /* model names in an error message; then "and N more" */
@@ -334,131 +318,44 @@ handle_tunnel(struct router *r, struct http_request *req)
 static void
 handle_running(struct router *r, struct http_request *req)
 {
-    json_t *o = json_pack("{s:o}", "running", swap_running(r->d.swap));
-
-    if (r->d.tunnels != NULL) /* a server: the GPU machines behind it too */
-        json_object_set_new(o, "tunnels", tunnel_server_clients(r->d.tunnels));
-    respond_json(req, 200, o);
+    admin_running(req, r->d.swap, r->d.tunnels);
 }
 
 static void
 handle_unload(struct router *r, struct http_request *req)
 {
-    int n = swap_unload_all(r->d.swap);
-
-    respond_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "stopping", n));
-}
-
-static void
-write_history(void *arg, const char *text, size_t len)
-{
-    http_stream_write(arg, text, len);
+    admin_unload(req, r->d.swap);
 }
 
 static void
 handle_logs(struct router *r, struct http_request *req)
 {
-    struct http_header h = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
-
     (void)r;
-    http_stream_start(req, 200, &h, 1, -1);
-    log_history(write_history, req);
-    http_stream_end(req);
-}
-
-static void
-logstream_close(struct logstream *ls)
-{
-    log_unsubscribe(ls->sub);
-    DLIST_UNLINK(ls->r->streams, ls);
-    free(ls);
-}
-
-static void
-on_logstream_abort(struct http_request *req, void *data)
-{
-    (void)req;
-    logstream_close(data);
-}
-
-static const struct http_handler logstream_handler = {on_logstream_abort, NULL};
-
-/* A slow reader loses lines (and is told how many) rather than growing our memory. */
-static void
-on_log_line(void *arg, const char *line, size_t len)
-{
-    struct logstream *ls = arg;
-    char note[64];
-    int n;
-
-    if (http_over_high_water(ls->req)) {
-        ls->dropped++;
-        return;
-    }
-    if (ls->dropped > 0) {
-        n = snprintf(note, sizeof(note), "[%llu lines dropped: reader too slow]\n",
-                     (unsigned long long)ls->dropped);
-        http_stream_write(ls->req, note, (size_t)n);
-        ls->dropped = 0;
-    }
-    http_stream_write(ls->req, line, len);
-    http_stream_write(ls->req, "\n", 1);
+    admin_logs(req);
 }
 
 static void
 handle_logs_stream(struct router *r, struct http_request *req)
 {
-    struct http_header h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
-                               {"X-Accel-Buffering", 17, "no", 2}};
-    struct logstream *ls = xcalloc(1, sizeof(*ls));
-
-    ls->req = req;
-    ls->r = r;
-    http_attach(req, &logstream_handler, ls);
-    http_stream_start(req, 200, h, 2, -1);
-    http_stream_flush(req);
-    if (req->query == NULL || strstr(req->query, "no-history") == NULL)
-        log_history(write_history, req);
-    ls->sub = log_subscribe(on_log_line, ls);
-    DLIST_PUSH(r->streams, ls);
+    admin_logs_stream(&r->streams, req);
 }
 
 void
 router_shutdown(struct router *r)
 {
-    while (r->streams) {
-        struct http_request *req = r->streams->req;
-
-        logstream_close(r->streams);
-        http_stream_end(req); /* detaches: its abort will not run */
-    }
+    admin_logs_end(&r->streams);
 }
 
 static void
 handle_reload(struct router *r, struct http_request *req)
 {
-    if (r->d.reload == NULL) {
-        http_respond_error(req, 501, "not_implemented", "reload is not available here");
-        return;
-    }
-    r->d.reload(r->d.reload_arg, "POST /reload");
-    respond_json(req, 200,
-                 json_pack("{s:s, s:s}", "status", "ok", "note",
-                           "see GET /logs for whether the new configuration was taken"));
+    admin_reload(req, r->d.reload, r->d.reload_arg);
 }
 
 static void
 handle_metrics(struct router *r, struct http_request *req)
 {
-    struct buf b;
-
-    buf_init(&b, 1 << 20);
-    metrics_render(&b, r->d.server ? http_server_active(r->d.server) : 0,
-                   swap_count_running(r->d.swap));
-    if (r->d.tunnels != NULL)
-        tunnel_server_metrics(r->d.tunnels, &b);
-    http_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
-    buf_cleanup(&b);
+    admin_metrics(req, r->d.server, r->d.swap, r->d.tunnels);
 }
 
 static void

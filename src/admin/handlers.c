@@ -1,0 +1,149 @@
+#include "handlers.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/metrics.h"
+#include "core/list.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "http/errors.h"
+
+struct logstream {
+    struct http_request *req;
+    struct admin_logstreams *all;
+    struct log_sub *sub;
+    uint64_t dropped;
+    struct logstream *prev, *next;
+};
+
+void
+admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels)
+{
+    json_t *o = json_pack("{s:o}", "running", swap_running(swap));
+
+    if (tunnels != NULL) /* a server: the GPU machines behind it too */
+        json_object_set_new(o, "tunnels", tunnel_server_clients(tunnels));
+    http_respond_json(req, 200, o);
+}
+
+void
+admin_unload(struct http_request *req, struct swap *swap)
+{
+    int n = swap_unload_all(swap);
+
+    http_respond_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "stopping", n));
+}
+
+static void
+write_history(void *arg, const char *text, size_t len)
+{
+    http_stream_write(arg, text, len);
+}
+
+void
+admin_logs(struct http_request *req)
+{
+    struct http_header h = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
+
+    http_stream_start(req, 200, &h, 1, -1);
+    log_history(write_history, req);
+    http_stream_end(req);
+}
+
+static void
+logstream_close(struct logstream *ls)
+{
+    log_unsubscribe(ls->sub);
+    DLIST_UNLINK(ls->all->first, ls);
+    free(ls);
+}
+
+static void
+on_logstream_abort(struct http_request *req, void *data)
+{
+    (void)req;
+    logstream_close(data);
+}
+
+static const struct http_handler logstream_handler = {on_logstream_abort, NULL};
+
+/* A slow reader loses lines (and is told how many) rather than growing our memory. */
+static void
+on_log_line(void *arg, const char *line, size_t len)
+{
+    struct logstream *ls = arg;
+    char note[64];
+    int n;
+
+    if (http_over_high_water(ls->req)) {
+        ls->dropped++;
+        return;
+    }
+    if (ls->dropped > 0) {
+        n = snprintf(note, sizeof(note), "[%llu lines dropped: reader too slow]\n",
+                     (unsigned long long)ls->dropped);
+        http_stream_write(ls->req, note, (size_t)n);
+        ls->dropped = 0;
+    }
+    http_stream_write(ls->req, line, len);
+    http_stream_write(ls->req, "\n", 1);
+}
+
+void
+admin_logs_stream(struct admin_logstreams *all, struct http_request *req)
+{
+    struct http_header h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                               {"X-Accel-Buffering", 17, "no", 2}};
+    struct logstream *ls = xcalloc(1, sizeof(*ls));
+
+    ls->req = req;
+    ls->all = all;
+    http_attach(req, &logstream_handler, ls);
+    http_stream_start(req, 200, h, 2, -1);
+    http_stream_flush(req);
+    if (req->query == NULL || strstr(req->query, "no-history") == NULL)
+        log_history(write_history, req);
+    ls->sub = log_subscribe(on_log_line, ls);
+    DLIST_PUSH(all->first, ls);
+}
+
+void
+admin_logs_end(struct admin_logstreams *all)
+{
+    while (all->first) {
+        struct http_request *req = all->first->req;
+
+        logstream_close(all->first);
+        http_stream_end(req); /* detaches: its abort will not run */
+    }
+}
+
+void
+admin_reload(struct http_request *req, void (*reload)(void *arg, const char *why), void *arg)
+{
+    if (reload == NULL) {
+        http_respond_error(req, 501, "not_implemented", "reload is not available here");
+        return;
+    }
+    reload(arg, "POST /reload");
+    http_respond_json(req, 200,
+                      json_pack("{s:s, s:s}", "status", "ok", "note",
+                                "see GET /logs for whether the new configuration was taken"));
+}
+
+void
+admin_metrics(struct http_request *req, struct http_server *server, struct swap *swap,
+              struct tunnel_server *tunnels)
+{
+    struct buf b;
+
+    buf_init(&b, 1 << 20);
+    metrics_render(&b, server ? http_server_active(server) : 0, swap_count_running(swap));
+    if (tunnels != NULL)
+        tunnel_server_metrics(tunnels, &b);
+    http_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
+    buf_cleanup(&b);
+}

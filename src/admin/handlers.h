@@ -1,0 +1,34 @@
+/*
+ * The admin endpoints' handlers: what runs, unload, the log (whole and live), reload, metrics.
+ * The router decides who may call them (the admin key) and hands them what they act on.
+ */
+#ifndef GOINFER_ADMIN_HANDLERS_H
+#define GOINFER_ADMIN_HANDLERS_H
+
+#include "http/server.h"
+#include "swap/swap.h"
+#include "tunnel/tunnel_server.h"
+
+/* The open GET /logs/stream responses, ended together at shutdown. */
+struct admin_logstreams {
+    struct logstream *first;
+};
+
+/* GET /running: the model processes, and on a server the GPU machines behind it. */
+void admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels);
+/* POST /unload: every idle model stops, busy ones once their requests end. */
+void admin_unload(struct http_request *req, struct swap *swap);
+/* GET /logs: the history. */
+void admin_logs(struct http_request *req);
+/* GET /logs/stream: the history, then each line as it is written; a slow reader loses lines
+ * (and is told how many) rather than growing our memory. */
+void admin_logs_stream(struct admin_logstreams *all, struct http_request *req);
+/* Ends every open log stream (shutdown). */
+void admin_logs_end(struct admin_logstreams *all);
+/* POST /reload: asks for one; the log says whether the new configuration was taken. */
+void admin_reload(struct http_request *req, void (*reload)(void *arg, const char *why), void *arg);
+/* GET /metrics, in Prometheus' text format. */
+void admin_metrics(struct http_request *req, struct http_server *server, struct swap *swap,
+                   struct tunnel_server *tunnels);
+
+#endif
