@@ -60,46 +60,6 @@ handle_health(struct router *r, struct http_request *req)
                                 "running", swap_running(r->d.swap)));
 }
 
-/* The local models, then the tunnelled ones as the tunnel server keeps them serialized: a
- * fleet of tens of thousands costs a copy here, not a merge (local names win a tie). */
-static void
-handle_models(struct router *r, struct http_request *req)
-{
-    json_t *data = json_array();
-    const char **hidden = xcalloc(r->d.cat->n + 1, sizeof(*hidden));
-    size_t n_hidden = 0, tlen = 0, llen;
-    const char *tunnelled;
-    char *local;
-    struct buf body;
-
-    for (size_t i = 0; i < r->d.cat->n; i++) {
-        const struct model_def *m = &r->d.cat->v[i];
-
-        if (m->unlisted)
-            continue;
-        json_array_append_new(data,
-                              json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object", "model",
-                                        "created", (json_int_t)r->started, "owned_by", "goinfer"));
-        if (tunnel_server_serves(r->d.tunnels, m->name))
-            hidden[n_hidden++] = m->name;
-    }
-    tunnelled =
-        tunnel_server_models_json(r->d.tunnels, hidden, n_hidden, (json_int_t)r->started, &tlen);
-    local = json_dumps(data, JSON_COMPACT); /* "[...]": its bracket closes after the tunnel's */
-    llen = strlen(local);
-    buf_init(&body, SIZE_MAX);
-    buf_printf(&body, "{\"object\":\"list\",\"data\":%.*s", (int)(llen - 1), local);
-    if (tlen > 0 && json_array_size(data) > 0)
-        buf_append(&body, ",", 1);
-    buf_append(&body, tunnelled, tlen);
-    buf_append(&body, "]}", 2);
-    http_respond(req, 200, "application/json", body.data, body.len);
-    buf_cleanup(&body);
-    free(local);
-    free(hidden);
-    json_decref(data);
-}
-
 /* Goinfer's own list: every model with what its GGUF header says. */
 static void
 handle_gguf_models(struct router *r, struct http_request *req)
@@ -209,7 +169,59 @@ struct backend {
     const char *name;
     bool (*serves)(struct router *r, const char *model);
     void (*forward)(struct router *r, struct http_request *req, const char *model);
+    /* Appends its models to a /v1/models listing as OpenAI model objects joined by commas,
+     * leaving out those an earlier backend listed; returns how many bytes it appended. */
+    size_t (*list)(struct router *r, struct buf *out);
 };
+
+/* Appends "," when out already holds an item past start. */
+static void
+list_sep(struct buf *out, size_t start)
+{
+    if (out->len > start)
+        buf_append(out, ",", 1);
+}
+
+static size_t
+local_list(struct router *r, struct buf *out)
+{
+    size_t start = out->len;
+
+    for (size_t i = 0; i < r->d.cat->n; i++) {
+        const struct model_def *m = &r->d.cat->v[i];
+        json_t *o;
+        char *text;
+
+        if (m->unlisted)
+            continue;
+        o = json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object", "model", "created",
+                      (json_int_t)r->started, "owned_by", "goinfer");
+        text = json_dumps(o, JSON_COMPACT);
+        list_sep(out, start);
+        buf_append(out, text, strlen(text));
+        free(text);
+        json_decref(o);
+    }
+    return out->len - start;
+}
+
+/* As the tunnel server keeps them serialized: a fleet of tens of thousands costs a copy here,
+ * not a merge (a local model of the same name was listed already). */
+static size_t
+tunnel_list(struct router *r, struct buf *out)
+{
+    const char **hidden = xcalloc(r->d.cat->n + 1, sizeof(*hidden));
+    size_t n_hidden = 0, len = 0;
+    const char *text;
+
+    for (size_t i = 0; i < r->d.cat->n; i++)
+        if (!r->d.cat->v[i].unlisted && tunnel_server_serves(r->d.tunnels, r->d.cat->v[i].name))
+            hidden[n_hidden++] = r->d.cat->v[i].name;
+    text = tunnel_server_models_json(r->d.tunnels, hidden, n_hidden, (json_int_t)r->started, &len);
+    free(hidden);
+    buf_append(out, text, len);
+    return len;
+}
 
 static bool
 local_serves(struct router *r, const char *model)
@@ -238,9 +250,30 @@ tunnel_forward(struct router *r, struct http_request *req, const char *model)
 }
 
 static const struct backend backends[] = {
-    {"local", local_serves, local_forward},
-    {"tunnel", tunnel_serves, tunnel_forward},
+    {"local", local_serves, local_forward, local_list},
+    {"tunnel", tunnel_serves, tunnel_forward, tunnel_list},
 };
+
+/* GET /v1/models: every backend's models, once each. */
+static void
+handle_models(struct router *r, struct http_request *req)
+{
+    struct buf body;
+
+    buf_init(&body, SIZE_MAX);
+    buf_printf(&body, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0, start = body.len; i < sizeof(backends) / sizeof(backends[0]); i++) {
+        size_t mark = body.len;
+
+        if (mark > start) /* a separator, taken back if this backend lists nothing */
+            buf_append(&body, ",", 1);
+        if (backends[i].list(r, &body) == 0)
+            body.len = mark;
+    }
+    buf_append(&body, "]}", 2);
+    http_respond(req, 200, "application/json", body.data, body.len);
+    buf_cleanup(&body);
+}
 
 /* Resolves the model a request names and hands it to the first backend that serves it, or
  * answers 400 (unreadable) or 404 (nobody serves it, with the names that exist). */
