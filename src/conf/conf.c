@@ -117,67 +117,6 @@ conf_host_loopback(const char *host)
     return IN6_IS_ADDR_LOOPBACK((struct in6_addr *)a);
 }
 
-int
-conf_split_args(const char *s, char ***out)
-{
-    char **v = xcalloc(1, sizeof(*v));
-    size_t n = 0;
-    struct buf w;
-
-    buf_init(&w, 1 << 20);
-    while (s && *s) {
-        char q = 0;
-
-        s += strspn(s, " \t\n");
-        if (*s == '\0')
-            break;
-        buf_reset(&w);
-        for (; *s && (q || (*s != ' ' && *s != '\t' && *s != '\n')); s++) {
-            if (q == 0 && (*s == '\'' || *s == '"'))
-                q = *s;
-            else if (q != 0 && *s == q)
-                q = 0;
-            else if (*s == '\\' && q != '\'' && s[1])
-                buf_append(&w, ++s, 1);
-            else
-                buf_append(&w, s, 1);
-        }
-        if (q != 0) {
-            buf_cleanup(&w);
-            conf_free_args(v);
-            *out = NULL;
-            return -EINVAL;
-        }
-        v = xrealloc(v, (n + 2) * sizeof(*v));
-        v[n++] = xstrdup(buf_cstr(&w));
-        v[n] = NULL;
-    }
-    buf_cleanup(&w);
-    *out = v;
-    return (int)n;
-}
-
-void
-conf_quote_arg(struct buf *b, const char *s)
-{
-    buf_append(b, "'", 1);
-    for (; *s; s++) {
-        if (*s == '\'')
-            buf_append(b, "'\\''", 4);
-        else
-            buf_append(b, s, 1);
-    }
-    buf_append(b, "'", 1);
-}
-
-void
-conf_free_args(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 /* ---- goinfer.yml (and llama-swap.yml beside it) ---- */
 
 static int

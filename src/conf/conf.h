@@ -70,12 +70,5 @@ int conf_parse_listen(const char *addr, const char *services, const char *defaul
 /* True for a listen host only this machine reaches: 127.0.0.0/8, ::1 (or v4-mapped), localhost.
  * Any other name or address, 0.0.0.0 and :: included, may be reached from elsewhere. */
 bool conf_host_loopback(const char *host);
-/* Splits a command line the way a shell would for words and quotes (no expansion).
- * Returns the number of words, or -EINVAL for an unclosed quote; *out is NULL-terminated. */
-int conf_split_args(const char *s, char ***out);
-void conf_free_args(char **v);
-/* Appends s single-quoted, so conf_split_args reads it back as one word. */
-struct buf;
-void conf_quote_arg(struct buf *b, const char *s);
 
 #endif

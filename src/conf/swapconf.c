@@ -9,6 +9,7 @@
 #include "conf/sections.h"
 #include "core/buf.h"
 #include "core/xmalloc.h"
+#include "proc/argv.h"
 
 /* ---- macros ---- */
 
@@ -83,63 +84,9 @@ swapconf_expand(const char *in, const struct conf_macro *m, size_t n, char **out
 char *
 swapconf_subst(const char *in, const char *key, const char *value)
 {
-    const struct swapconf_var v = {key, value};
+    const struct proc_var v = {key, value};
 
-    return swapconf_subst_vars(in, &v, 1);
-}
-
-static const struct swapconf_var *
-find_var(const struct swapconf_var *v, size_t n, const char *name, size_t len)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strlen(v[i].name) == len && strncmp(v[i].name, name, len) == 0)
-            return &v[i];
-    return NULL;
-}
-
-char *
-swapconf_subst_vars(const char *in, const struct swapconf_var *v, size_t n)
-{
-    struct buf b;
-    const char *p = in;
-    char *out;
-
-    buf_init(&b, 1 << 20);
-    while (*p) {
-        const char *open = strstr(p, "${"), *close = open ? strchr(open + 2, '}') : NULL;
-        const struct swapconf_var *var;
-
-        if (close == NULL) {
-            buf_append(&b, p, strlen(p));
-            break;
-        }
-        var = find_var(v, n, open + 2, (size_t)(close - open - 2));
-        if (var == NULL) { /* not ours: keep "${" and look again right after it */
-            buf_append(&b, p, (size_t)(open - p) + 2);
-            p = open + 2;
-            continue;
-        }
-        buf_append(&b, p, (size_t)(open - p));
-        buf_append(&b, var->value, strlen(var->value));
-        p = close + 1;
-    }
-    out = xstrdup(buf_cstr(&b));
-    buf_cleanup(&b);
-    return out;
-}
-
-int
-swapconf_argv(const char *cmd, const struct swapconf_var *v, size_t n, char ***argv)
-{
-    int argc = conf_split_args(cmd, argv);
-
-    for (int i = 0; i < argc; i++) {
-        char *w = swapconf_subst_vars((*argv)[i], v, n);
-
-        free((*argv)[i]);
-        (*argv)[i] = w;
-    }
-    return argc;
+    return proc_argv_subst(in, &v, 1);
 }
 
 int

@@ -64,21 +64,4 @@ int swapconf_expand(const char *in, const struct conf_macro *m, size_t n, char *
 /* Replaces every ${key} by value (for ${PORT} in a proxy URL). */
 char *swapconf_subst(const char *in, const char *key, const char *value);
 
-/* A late macro and its value at start (or stop) time. */
-struct swapconf_var {
-    const char *name; /* "PORT", "MODEL_ID", "PID" */
-    const char *value;
-};
-
-/* Replaces each ${name} of v[0..n) in one pass: a value put in is never scanned again, so a
- * model named "${PORT}" stays "${PORT}". */
-char *swapconf_subst_vars(const char *in, const struct swapconf_var *v, size_t n);
-/*
- * A configured cmd as argv: split into words first (conf_split_args), then the late macros
- * filled in each word, so a value stays one argument whatever spaces or quotes it holds.
- * Returns the number of words (0 for an empty cmd), or -EINVAL for an unclosed quote;
- * *argv is NULL-terminated (free with conf_free_args), NULL on error.
- */
-int swapconf_argv(const char *cmd, const struct swapconf_var *v, size_t n, char ***argv);
-
 #endif

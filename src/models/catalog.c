@@ -9,6 +9,7 @@
 #include "core/buf.h"
 #include "core/strv.h"
 #include "core/xmalloc.h"
+#include "proc/argv.h"
 
 #define DEFAULT_GROUP "(default)"
 
@@ -53,12 +54,12 @@ config_args(const struct conf *conf, bool gi, char ***out, char *err, size_t err
 
         if (parts[i] == NULL)
             continue;
-        if (conf_split_args(parts[i], &words) < 0) {
+        if (proc_argv_split(parts[i], &words) < 0) {
             snprintf(err, errlen, "llama.args: unclosed quote in %s", parts[i]);
             return -EINVAL;
         }
         list_append(out, words);
-        conf_free_args(words);
+        proc_argv_free(words);
     }
     return 0;
 }
@@ -156,7 +157,7 @@ add_found(struct catalog *cat, const struct conf *conf, const struct model_list 
         char **args = NULL;
 
         if (found->n > 0 && config_args(conf, gi, &args, err, errlen) < 0) {
-            conf_free_args(args);
+            proc_argv_free(args);
             return -EINVAL;
         }
         for (size_t i = 0; i < found->n; i++) {
@@ -166,7 +167,7 @@ add_found(struct catalog *cat, const struct conf *conf, const struct model_list 
                 add_discovered(cat, &found->v[i], llama_exe, args, gi);
             free(name);
         }
-        conf_free_args(args);
+        proc_argv_free(args);
     }
     return 0;
 }
@@ -280,14 +281,14 @@ push(char ***v, size_t *n, const char *s)
 int
 catalog_argv(const struct model_def *d, const char *port, char ***argv)
 {
-    const struct swapconf_var vars[] = {{"PORT", port}, {"MODEL_ID", d->name}};
+    const struct proc_var vars[] = {{"PORT", port}, {"MODEL_ID", d->name}};
     const char *const head[] = {d->exe,   "-m", d->path,   "--host", "127.0.0.1",
                                 "--port", port, "--alias", d->name};
     char **v = NULL, **flags;
     size_t n = 0;
 
     if (d->path == NULL)
-        return swapconf_argv(d->cmd, vars, 2, argv);
+        return proc_argv_fill(d->cmd, vars, 2, argv);
     for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++) {
         push(&v, &n, head[i]);
         if (i == 2 && d->mmproj != NULL) {
@@ -296,7 +297,7 @@ catalog_argv(const struct model_def *d, const char *port, char ***argv)
         }
     }
     for (char **a = d->args; a && *a; a++) {
-        char *w = swapconf_subst_vars(*a, vars, 2);
+        char *w = proc_argv_subst(*a, vars, 2);
 
         push(&v, &n, w);
         free(w);

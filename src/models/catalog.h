@@ -72,7 +72,7 @@ bool catalog_same_process(const struct model_def *a, const struct model_def *b);
  * (models_flag_reserved), so no file name can move the address, port or key. A configured
  * model's cmd is split into words first and ${PORT}/${MODEL_ID} filled in each, in one pass.
  * Pure. Returns the number of words, or -EINVAL (unclosed quote); free *argv with
- * conf_free_args.
+ * proc_argv_free.
  */
 int catalog_argv(const struct model_def *d, const char *port, char ***argv);
 /* True when starting a must stop b (llama-swap's group rules). */

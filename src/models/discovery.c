@@ -14,6 +14,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "proc/argv.h"
 
 #define MAX_DEPTH        32
 #define SCRIPT_MAX_BYTES (256 * 1024) /* a companion script is a command line, not a program */
@@ -277,14 +278,14 @@ script_line(char *line, struct words *out)
     bs = strrchr(line, '\\');
     if (bs && strspn(bs + 1, " \t\r") == strlen(bs + 1))
         *bs = ' '; /* line continuation */
-    if (conf_split_args(line, &words) > 0)
+    if (proc_argv_split(line, &words) > 0)
         for (size_t i = 0; words[i]; i++) {
             if (out->n == 0 &&
                 (strcmp(words[i], "exec") == 0 || strstr(words[i], "llama-server") != NULL))
                 continue;
             words_add(out, words[i], strlen(words[i]));
         }
-    conf_free_args(words);
+    proc_argv_free(words);
 }
 
 char **
@@ -645,7 +646,7 @@ drop_duplicates(struct model_list *l)
             free(l->v[i].name);
             free(l->v[i].path);
             free(l->v[i].mmproj);
-            conf_free_args(l->v[i].flags);
+            proc_argv_free(l->v[i].flags);
             continue;
         }
         l->v[k++] = l->v[i];
@@ -718,7 +719,7 @@ model_list_cleanup(struct model_list *l)
         free(l->v[i].name);
         free(l->v[i].path);
         free(l->v[i].mmproj);
-        conf_free_args(l->v[i].flags);
+        proc_argv_free(l->v[i].flags);
     }
     free(l->v);
     l->v = NULL;

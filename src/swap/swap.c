@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/strv.h"
 #include "core/xmalloc.h"
+#include "proc/argv.h"
 #include "proc/proc.h"
 #include "swap/plan.h"
 
@@ -159,7 +160,7 @@ argv_line(char **argv)
         if (argv[i][0] != '\0' && argv[i][strspn(argv[i], plain)] == '\0')
             buf_append(&b, argv[i], strlen(argv[i]));
         else
-            conf_quote_arg(&b, argv[i]);
+            proc_argv_quote(&b, argv[i]);
     }
     s = xstrdup(buf_cstr(&b));
     buf_cleanup(&b);
@@ -172,21 +173,20 @@ static int
 run_cmd_stop(struct swap_instance *in)
 {
     char pid[16], port[16], **argv = NULL, *line;
-    const struct swapconf_var vars[] = {
-        {"PID", pid}, {"PORT", port}, {"MODEL_ID", in->model->name}};
+    const struct proc_var vars[] = {{"PID", pid}, {"PORT", port}, {"MODEL_ID", in->model->name}};
     int err = 0, n;
     struct proc *p = NULL;
 
     snprintf(pid, sizeof(pid), "%d", proc_pid(in->proc));
     snprintf(port, sizeof(port), "%d", in->port);
-    n = swapconf_argv(in->model->cmd_stop, vars, 3, &argv);
+    n = proc_argv_fill(in->model->cmd_stop, vars, 3, &argv);
     if (n > 0) {
         line = argv_line(argv);
         log_info("model %s: cmdStop: %s", in->model->name, line);
         free(line);
         p = proc_spawn(in->swap->loop, argv, NULL, "cmdStop", on_cmd_stop_exit, NULL, &err);
     }
-    conf_free_args(argv);
+    proc_argv_free(argv);
     if (p == NULL)
         log_warnx("model %s: cmdStop could not start (%s); sending SIGTERM", in->model->name,
                   n > 0 ? uv_strerror(err) : "empty or unclosed quote");
@@ -447,7 +447,7 @@ start_instance(struct swap_instance *in)
     }
     snprintf(ports, sizeof(ports), "%d", port);
     if (start_argv(in, ports, &argv) <= 0) {
-        conf_free_args(argv);
+        proc_argv_free(argv);
         start_failed(in, "its cmd is empty or has an unclosed quote");
         return;
     }
@@ -459,10 +459,10 @@ start_instance(struct swap_instance *in)
 
         start_failed(in, what);
         free(what);
-        conf_free_args(argv);
+        proc_argv_free(argv);
         return;
     }
-    conf_free_args(argv);
+    proc_argv_free(argv);
     url = swapconf_subst(in->model->proxy, "PORT", ports);
     free(in->url);
     in->url = url;

@@ -15,6 +15,7 @@
 #include "core/xmalloc.h"
 #include "models/catalog.h"
 #include "models/discovery.h"
+#include "proc/argv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -80,23 +81,23 @@ discovered(const char *name, const char *file, const char *script)
     for (int i = 0; i < k; i++)
         check(strcmp(argv[i], head[i]) == 0);
     check_tail(argv, k, n, flags);
-    conf_free_args(argv);
-    conf_free_args(flags);
+    proc_argv_free(argv);
+    proc_argv_free(flags);
     free(path);
 }
 
 static void
 configured(const char *name)
 {
-    const struct swapconf_var vars[] = {{"PORT", PORT}, {"MODEL_ID", name}};
+    const struct proc_var vars[] = {{"PORT", PORT}, {"MODEL_ID", name}};
     char **argv = NULL, *model = xasprintf("/m/%s.gguf", name);
-    int n = swapconf_argv("srv --port ${PORT} --alias ${MODEL_ID} -m /m/${MODEL_ID}.gguf", vars, 2,
-                          &argv);
+    int n = proc_argv_fill("srv --port ${PORT} --alias ${MODEL_ID} -m /m/${MODEL_ID}.gguf", vars, 2,
+                           &argv);
 
     check(n == 7 && argv[7] == NULL);
     check(strcmp(argv[2], PORT) == 0 && strcmp(argv[4], name) == 0);
     check(strcmp(argv[6], model) == 0);
-    conf_free_args(argv);
+    proc_argv_free(argv);
     free(model);
 }
 

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "proc/argv.h"
 #include "conf/conf.h"
 #include "conf/swapconf.h"
 #include "models/catalog.h"
@@ -52,7 +53,7 @@ discovered_model_names_stay_one_argument(void **state)
     assert_argv(n, argv, "/bin/llama-server", "-m", "/m/${PORT} dir/m --host 0.0.0.0.gguf",
                 "--host", "127.0.0.1", "--port", "4242", "--alias", "m --host 0.0.0.0", "-c", "512",
                 "--metrics-name", "m --host 0.0.0.0@4242", "-ngl", "99", "-c", "${PORT}", NULL);
-    conf_free_args(argv);
+    proc_argv_free(argv);
     d.name = "${PORT}";
     d.mmproj = "/m/mmproj x.gguf";
     d.args = NULL;
@@ -61,7 +62,7 @@ discovered_model_names_stay_one_argument(void **state)
     assert_argv(n, argv, "/bin/llama-server", "-m", "/m/${PORT} dir/m --host 0.0.0.0.gguf",
                 "--mmproj", "/m/mmproj x.gguf", "--host", "127.0.0.1", "--port", "7", "--alias",
                 "${PORT}", NULL);
-    conf_free_args(argv);
+    proc_argv_free(argv);
 }
 
 /* A configured cmd is split first, then filled: a value never makes or joins words. */
@@ -70,7 +71,7 @@ configured_cmd_is_split_before_it_is_filled(void **state)
 {
     struct model_def d = {.name = "a b ${PORT} 'c",
                           .cmd = "srv --port ${PORT} --alias ${MODEL_ID} -m '/m/${MODEL_ID}.gguf'"};
-    const struct swapconf_var vars[] = {{"PID", "12"}, {"MODEL_ID", "x y"}};
+    const struct proc_var vars[] = {{"PID", "12"}, {"MODEL_ID", "x y"}};
     char **argv = NULL;
     int n;
 
@@ -78,12 +79,12 @@ configured_cmd_is_split_before_it_is_filled(void **state)
     n = catalog_argv(&d, "9", &argv);
     assert_argv(n, argv, "srv", "--port", "9", "--alias", "a b ${PORT} 'c", "-m",
                 "/m/a b ${PORT} 'c.gguf", NULL);
-    conf_free_args(argv);
+    proc_argv_free(argv);
     d.cmd = "srv 'unclosed";
     assert_int_equal(catalog_argv(&d, "9", &argv), -EINVAL);
-    n = swapconf_argv("kill ${PID} ${UNKNOWN} ${a ${PID}} ${MODEL_ID}", vars, 2, &argv);
+    n = proc_argv_fill("kill ${PID} ${UNKNOWN} ${a ${PID}} ${MODEL_ID}", vars, 2, &argv);
     assert_argv(n, argv, "kill", "12", "${UNKNOWN}", "${a", "12}", "x y", NULL);
-    conf_free_args(argv);
+    proc_argv_free(argv);
 }
 
 int

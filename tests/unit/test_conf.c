@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "proc/argv.h"
 #include "conf/conf.h"
 #include "app/generation.h"
 #include "core/xmalloc.h"
@@ -42,15 +43,15 @@ split_args_like_a_shell(void **state)
     char **v;
 
     (void)state;
-    assert_int_equal(conf_split_args("  --props -c 512 --name 'a b' \"c\\\"d\" ", &v), 6);
+    assert_int_equal(proc_argv_split("  --props -c 512 --name 'a b' \"c\\\"d\" ", &v), 6);
     assert_string_equal(v[0], "--props");
     assert_string_equal(v[4], "a b");
     assert_string_equal(v[5], "c\"d");
     assert_null(v[6]);
-    conf_free_args(v);
-    assert_int_equal(conf_split_args("--x 'open", &v), -EINVAL);
-    assert_int_equal(conf_split_args("", &v), 0);
-    conf_free_args(v);
+    proc_argv_free(v);
+    assert_int_equal(proc_argv_split("--x 'open", &v), -EINVAL);
+    assert_int_equal(proc_argv_split("", &v), 0);
+    proc_argv_free(v);
 }
 
 static char *

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "proc/argv.h"
 #include "conf/conf.h"
 #include "models/discovery.h"
 
@@ -70,12 +71,12 @@ hf_cache_and_flag_names(void **state)
     free(n);
     v = models_flags_from_name("/m/Mistral-7B&c=8192&ngl=99&fa.gguf");
     assert_words(v, "-c", "8192", "-ngl", "99", "-fa", NULL);
-    conf_free_args(v);
+    proc_argv_free(v);
     assert_null(models_flags_from_name("/m/plain.gguf"));
     /* from issue 9: a value is one argument, whatever it holds */
     v = models_flags_from_name("/m/x&c=1 --host 0.0.0.0.gguf");
     assert_words(v, "-c", "1 --host 0.0.0.0", NULL);
-    conf_free_args(v);
+    proc_argv_free(v);
 }
 
 /* The one rule for both sources: Goinfer's own flags go, with their values. */
@@ -88,17 +89,17 @@ reserved_flags_are_dropped(void **state)
     v = models_flags_clean(
         models_flags_from_name("/m/x&-host=0.0.0.0&c=64&-port=1&-api_key=k.gguf"));
     assert_words(v, "-c", "64", NULL);
-    conf_free_args(v);
+    proc_argv_free(v);
     v = models_flags_clean(models_flags_from_name("/m/x&m=/etc/passwd&-path=/&-model=y.gguf"));
     assert_null(v);
     v = models_flags_clean(models_flags_from_text(
         "llama-server --host 0.0.0.0 --api-key-file /k --api_key=k --model=y -ngl 99 --port\n"));
     assert_words(v, "-ngl", "99", NULL);
-    conf_free_args(v);
+    proc_argv_free(v);
     /* a reserved flag with no value does not swallow the next flag */
     v = models_flags_clean(models_flags_from_name("/m/x&-host&c=5.gguf"));
     assert_words(v, "-c", "5", NULL);
-    conf_free_args(v);
+    proc_argv_free(v);
     assert_int_equal(models_flag_reserved("--host"), 1);
     assert_int_equal(models_flag_reserved("--api_key_file"), 1);
     assert_int_equal(models_flag_reserved("--port=1"), 2);
@@ -122,7 +123,7 @@ flags_from_companion_script(void **state)
     close(fd);
     f = models_flags_clean(models_flags_from_script(path));
     assert_words(f, "-ngl", "99", "--ctx-size", "8192", "--alias", "my model", NULL);
-    conf_free_args(f);
+    proc_argv_free(f);
     assert_null(models_flags_from_script("/nonexistent.sh"));
     /* from review: '#' inside quotes, --port=N, exec and "$@" */
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -131,7 +132,7 @@ flags_from_companion_script(void **state)
     close(fd);
     f = models_flags_clean(models_flags_from_script(path));
     assert_words(f, "--alias", "a#b", "-c", "64", NULL);
-    conf_free_args(f);
+    proc_argv_free(f);
     unlink(path);
 }
 
