@@ -22,7 +22,7 @@ from OpenSSL import SSL
 
 from conftest import API_KEY, Goinfer, stop_clean
 from tunnel_net import TOKEN, make_identity, pin_of
-from tunnel_peer import MODEL, Peer
+from tunnel_peer import MODEL, Peer, start_server
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MiB = 1 << 20
@@ -43,25 +43,8 @@ def ids(tmp_path_factory):
 @pytest.fixture
 def server(tmp_path, ids):
     """A goinfer server with no local models: loopback ports chosen by the kernel."""
-    (tmp_path / "empty").mkdir()
-    cert, key, pin = ids.server
-    cfg = tmp_path / "goinfer.yml"
-    cfg.write_text(
-        f"api_key: {API_KEY}\nmodels_dir: {tmp_path / 'empty'}\n"
-        "listen:\n  \"127.0.0.1:0\": goinfer, tls\n  \"127.0.0.2:0\": goinfer\n"
-        f"tls: {{cert: {cert}, key: {key}}}\n"
-        f"server:\n  token: \"{TOKEN}\"\n  clients: [\"{ids.peer[2]}\", \"{ids.peer2[2]}\"]\n"
-        "  ping_interval: 1\n  ping_timeout: 1\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
-    env["GI_LLAMA_EXE"] = "/bin/true"  # never run: the models are behind the tunnel
-    g = Goinfer(["-config", str(cfg)], env, tmp_path)
+    g = start_server(tmp_path, ids)
     try:
-        g.wait_log(r"goinfer ready", timeout=15)
-        g.tls_port = int(g.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(goinfer tls\)").group(1))
-        g.api = "http://127.0.0.2:%s" % g.wait_log(
-            r"listening on 127\.0\.0\.2:(\d+) \(goinfer \)").group(1)
-        assert pin_of(cert) == pin
-        g.pin = pin
         yield g
     finally:
         stop_clean(g)

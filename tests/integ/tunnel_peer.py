@@ -17,7 +17,10 @@ import h2.exceptions
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from tunnel_net import TOKEN
+import os
+
+from conftest import API_KEY, Goinfer
+from tunnel_net import TOKEN, pin_of
 
 MODEL = "peer-model"  # what a Peer registers
 MODE_ACCEPT_MOVING_WRITE_BUFFER = 0x2
@@ -355,3 +358,26 @@ class ServerPeer(Peer):
         if self.sock is not None:
             super().close()
         self.listener.close()
+
+
+def start_server(tmp_path, ids, extra=""):
+    """A goinfer server with no local models, its ports chosen by the kernel."""
+    (tmp_path / "empty").mkdir(exist_ok=True)  # before goinfer starts: it reads it at once
+    cert, key, pin = ids.server
+    cfg = tmp_path / "goinfer.yml"
+    cfg.write_text(
+        f"api_key: {API_KEY}\nmodels_dir: {tmp_path / 'empty'}\n"
+        "listen:\n  \"127.0.0.1:0\": goinfer, tls\n  \"127.0.0.2:0\": goinfer\n"
+        f"tls: {{cert: {cert}, key: {key}}}\n"
+        f"server:\n  token: \"{TOKEN}\"\n  clients: [\"{ids.peer[2]}\", \"{ids.peer2[2]}\"]\n"
+        "  ping_interval: 1\n  ping_timeout: 1\n" + extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env["GI_LLAMA_EXE"] = "/bin/true"  # never run: the models are behind the tunnel
+    g = Goinfer(["-config", str(cfg)], env, tmp_path)
+    g.wait_log(r"goinfer ready", timeout=15)
+    g.tls_port = int(g.wait_log(r"listening on 127\.0\.0\.1:(\d+) \(goinfer tls\)").group(1))
+    g.api = "http://127.0.0.2:%s" % g.wait_log(
+        r"listening on 127\.0\.0\.2:(\d+) \(goinfer \)").group(1)
+    assert pin_of(cert) == pin
+    g.pin = pin
+    return g
