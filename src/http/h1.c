@@ -18,7 +18,8 @@ on_message_begin(http_parser *p)
     buf_reset(&h->url);
     buf_reset(&h->req->body);
     h->n_hdr = 0;
-    h->in_value = false;
+    h->trailer_bytes = 0;
+    h->in_value = h->head_done = false;
     return 0;
 }
 
@@ -45,11 +46,26 @@ on_url(http_parser *p, const char *at, size_t len)
     return collect(h, &h->url, at, len, H1_TOO_LARGE);
 }
 
+/* A chunked body's trailers come through the header callbacks after the head: they count
+ * against the limit but are dropped, since appending to hdr could move the buffer that the
+ * request's header pointers point into. */
+static int
+trailer(struct h1 *h, size_t len)
+{
+    h->trailer_bytes += len;
+    if (h->url.len + h->hdr.len + h->trailer_bytes <= h->header_bytes)
+        return 0;
+    h->state = H1_TOO_LARGE;
+    return -1;
+}
+
 static int
 on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct h1 *h = p->data;
 
+    if (h->head_done)
+        return trailer(h, len);
     if (h->in_value || h->n_hdr == 0) { /* a new header begins */
         if (h->n_hdr > 0 && collect(h, &h->hdr, "", 1, H1_TOO_LARGE) < 0)
             return -1;
@@ -70,6 +86,8 @@ on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct h1 *h = p->data;
 
+    if (h->head_done)
+        return trailer(h, len);
     if (!h->in_value) {
         if (collect(h, &h->hdr, "", 1, H1_TOO_LARGE) < 0)
             return -1;
@@ -161,6 +179,7 @@ on_headers_complete(http_parser *p)
 
     if (fill_head(h, p) < 0)
         return -1;
+    h->head_done = true;
     if (p->content_length != ULLONG_MAX && p->content_length > h->req->body.max) {
         h->state = H1_BODY_LIMIT; /* too large for anyone: said before any hook */
         return -1;

@@ -39,8 +39,9 @@ struct h1 {
     struct buf url;
     size_t hdr_off[HTTP_MAX_HEADERS][2];
     size_t n_hdr;
-    size_t header_bytes; /* request line + headers */
-    bool in_value;
+    size_t header_bytes;  /* request line + headers (+ a chunked body's trailers) */
+    size_t trailer_bytes; /* trailers are counted, never kept: req->headers points into hdr */
+    bool in_value, head_done;
     enum h1_state state;
     struct http_request *req; /* borrowed: where each request is assembled */
     const struct h1_hooks *hooks;

@@ -657,6 +657,7 @@ http_upgrade(struct http_request *req, const char *protocol, const struct http_u
     req->status = 101;
     req->ended = true;
     http_access_log(req);
+    body_release(c); /* the tunnel holds no request body for its whole life */
     c->state = CONN_UPGRADED;
     c->up = cb;
     c->up_arg = arg;
@@ -921,6 +922,9 @@ synthetic_request(struct http_conn *c)
     r->status = 0;
     r->bytes_out = 0;
     r->t_first = 0;
+    free(r->log_model); /* not the previous request's, in the log or the metrics */
+    r->log_model = NULL;
+    r->log_backend = NULL;
     c->state = CONN_HANDLING;
     return r;
 }
@@ -932,7 +936,8 @@ reject_unparsable(struct http_conn *c)
     struct http_request *r;
 
     if (c->h1.state == H1_ANSWERED)
-        return; /* answered by a hook; the connection is closing */
+        return;            /* answered by a hook; the connection is closing */
+    c->body_unread = true; /* the client may still be sending: linger, so it reads the answer */
     r = synthetic_request(c);
     if (c->h1.state == H1_TOO_MANY)
         http_respond_error(r, 431, "invalid_request_error", "too many request headers (limit %d)",
@@ -1185,9 +1190,14 @@ on_connection(uv_stream_t *ls, int status)
     (void)uv_tcp_nodelay(&c->tcp, 1); /* best effort: only latency depends on it */
     peer_name(c);
     c->addr = addrtab_get(srv->addrs, c->ip);
-    if (l->tls && srv->tls != NULL)
-        c->tls = tls_conn_new(srv->tls);
     h1_init(&c->h1, srv->limits.header_bytes, &c->req, &conn_hooks, c);
+    if (l->tls && srv->tls == NULL) { /* a reload left no certificate: never plaintext here */
+        log_warnx("conn %s: a TLS listener with no certificate loaded; closing", c->peer);
+        conn_close(c);
+        return;
+    }
+    if (l->tls)
+        c->tls = tls_conn_new(srv->tls);
     if (over_conn_limits(c))
         return;
     arm_timer(c, srv->limits.header_ms);

@@ -88,6 +88,40 @@ def test_an_early_answer_reaches_a_client_still_sending(models_dir, start_goinfe
     assert out.startswith(b"HTTP/1.1 401") and b"missing API key" in out
 
 
+def test_a_body_too_large_for_anyone_is_refused_and_the_answer_arrives(models_dir,
+                                                                      start_goinfer):
+    """413 from the head (Content-Length past body_bytes) while the client keeps sending: the
+    connection lingers, so the 413 is read, not lost to a reset."""
+    g = start_goinfer(models_dir)
+    host, port = g.ports["goinfer"]
+    with socket.create_connection((host, port)) as s:
+        s.sendall(head("/v1/chat/completions", 100 * MIB, key=API_KEY))
+        try:
+            s.sendall(b"x" * (8 * MIB))
+        except OSError:
+            pass
+        out = read_answer(s)
+    assert out.startswith(b"HTTP/1.1 413") and b"request body too large" in out, out[:200]
+
+
+def test_trailers_do_not_move_the_headers(models_dir, start_goinfer):
+    """A chunked body's trailers used to be appended to the buffer the headers point into: a
+    long one moved it, and the CORS answer echoed the Origin from freed memory."""
+    g = start_goinfer(models_dir, extra="origins: [\"http://app.example\"]\n")
+    host, port = g.ports["goinfer"]
+    for _ in range(3):
+        with socket.create_connection((host, port)) as s:
+            body = b'{"model":"no-such-one"}'
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Origin: http://app.example\r\nAuthorization: Bearer " + API_KEY.encode() +
+                      b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+                      b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Pad: " + b"t" * 4000 +
+                      b"\r\n\r\n")
+            out = read_answer(s)
+        assert out.startswith(b"HTTP/1.1 404"), out[:300]
+        assert b"Access-Control-Allow-Origin: http://app.example\r\n" in out, out[:400]
+
+
 def test_unknown_route_and_method_are_answered_before_the_body(models_dir, start_goinfer):
     g = start_goinfer(models_dir)
     host, port = g.ports["goinfer"]

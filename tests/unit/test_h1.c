@@ -176,6 +176,45 @@ a_declared_body_over_the_limit_is_refused_first(void **state)
     assert_int_equal(f->seen.heads, 0); /* too large for anyone: no hook is asked */
 }
 
+/* A chunked body's trailers come through the header callbacks: they are counted and dropped,
+ * and the request's headers (pointers into the head's buffer) stay where they were. */
+static void
+trailers_leave_the_head_alone(void **state)
+{
+    struct fixture *f = *state;
+    char req[512];
+    const char *host;
+    size_t n;
+
+    n = (size_t)snprintf(req, sizeof(req),
+                         "POST /x HTTP/1.1\r\nHost: h\r\nOrigin: http://o\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: %080d\r\n\r\n",
+                         0);
+    h1_feed(&f->h, req, n);
+    assert_int_equal(f->h.state, H1_COMPLETE);
+    assert_int_equal(f->req.n_headers, 3);
+    host = f->req.headers[0].value;
+    assert_string_equal(host, "h");
+    assert_string_equal(f->req.headers[1].value, "http://o");
+    assert_int_equal(f->req.body.len, 5);
+}
+
+/* Trailers count against the same limit as the head. */
+static void
+trailers_are_bounded(void **state)
+{
+    struct fixture *f = *state;
+    char req[512];
+    size_t n;
+
+    n = (size_t)snprintf(req, sizeof(req),
+                         "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         "1\r\na\r\n0\r\nX-T: %0200d\r\n\r\n",
+                         0);
+    h1_feed(&f->h, req, n);
+    assert_int_equal(f->h.state, H1_TOO_LARGE);
+}
+
 static void
 garbage_is_malformed(void **state)
 {
@@ -197,6 +236,8 @@ main(void)
         cmocka_unit_test_setup_teardown(body_parts_are_asked_for_and_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(a_declared_body_over_the_limit_is_refused_first, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(trailers_leave_the_head_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(trailers_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_is_malformed, setup, teardown),
     };
 
