@@ -130,13 +130,47 @@ reload_cb(void *arg, const char *why)
     reload(arg, why);
 }
 
+/* GI_DEFAULT_MODEL as a model name, or as the seed writes it: a file name ("name.gguf", or a
+ * path), matched against the discovered files. NULL (the first model) when nothing matches,
+ * which is said once. */
+static const char *
+default_model_of(const struct generation *g)
+{
+    static const char *warned;
+    const char *want = g->conf.default_model;
+    size_t n;
+
+    if (want == NULL || catalog_find(&g->cat, want, strlen(want)) != NULL)
+        return want;
+    for (size_t i = 0; i < g->cat.n; i++) {
+        const char *path = g->cat.v[i].path, *base;
+
+        if (path == NULL)
+            continue;
+        base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        if (strcmp(path, want) == 0 || strcmp(base, want) == 0)
+            return g->cat.v[i].name;
+    }
+    n = strlen(want);
+    for (size_t i = 0; i < g->cat.n && n > 5; i++) /* "name.gguf" of a renamed file */
+        if (strcmp(want + n - 5, ".gguf") == 0 && strlen(g->cat.v[i].name) == n - 5 &&
+            strncmp(g->cat.v[i].name, want, n - 5) == 0)
+            return g->cat.v[i].name;
+    if (warned != want) /* once per configuration, though the deps are made more often */
+        log_warnx("default_model %s is no model nor model file here; requests that name no "
+                  "model get the first one",
+                  want);
+    warned = want;
+    return NULL;
+}
+
 static void
 router_deps_from(struct app *a, struct router_deps *d)
 {
     const struct generation *g = a->gens.current;
 
     d->cat = &g->cat;
-    d->default_model = g->conf.default_model;
+    d->default_model = default_model_of(g);
     d->ui_dir = g->ui_dir;
     d->origins = g->conf.origins;
     d->upstream_idle_s = (long)g->conf.limits.upstream_timeout;

@@ -14,6 +14,7 @@
 #include "conf/swapconf.h"
 #include "conf/yaml.h"
 #include "core/buf.h"
+#include "core/version.h"
 #include "core/xmalloc.h"
 
 /* ---- pure helpers ---- */
@@ -322,21 +323,30 @@ apply_env(struct conf *c)
 
 struct flags {
     const char *config;
-    bool debug, no_api_key, quiet, help, write;
+    bool debug, no_api_key, quiet, help, write, version;
 };
 
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: goinfer [-config goinfer.yml] [-write] [-no-api-key] [-debug] [-q]\n"
-                    "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
-                    "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
-                    "                 models found, keeping the old files as .bak, then exit\n"
-                    "  -no-api-key    serve without an API key (only on a private machine)\n"
-                    "  -debug         debug logs, including llama-server's output\n"
-                    "  -q             quiet: warnings and errors only\n"
-                    "environment: GI_MODELS_DIR GI_LLAMA_EXE GI_API_KEY GI_HOST GI_ORIGINS "
-                    "GI_DEFAULT_MODEL GOINFER_CACHE\n");
+    fprintf(stderr,
+            "usage: goinfer [-config goinfer.yml] [-write] [-no-api-key] [-debug] [-q] [-version]\n"
+            "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
+            "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
+            "                 models found, keeping the old files as .bak, then exit\n"
+            "  -no-api-key    serve without an API key (only on a private machine)\n"
+            "  -debug         debug logs, including llama-server's output\n"
+            "  -q             quiet: warnings and errors only\n"
+            "  -version       print the version and exit (also --version)\n"
+            "environment (over goinfer.yml; flags over both):\n"
+            "  GI_MODELS_DIR     folders searched for *.gguf, ':'-separated\n"
+            "  GI_LLAMA_EXE      the llama-server to run\n"
+            "  GI_API_KEY        the users' key       GI_ADMIN_API_KEY  the admin routes' key\n"
+            "  GI_TUNNEL_TOKEN   a server's secret its GPU machines prove\n"
+            "  GI_HOST           the host of ':port' listen addresses (default 127.0.0.1)\n"
+            "  GI_ORIGINS        CORS origins allowed, comma-separated\n"
+            "  GI_DEFAULT_MODEL  the model of a request that names none (a name or a file name)\n"
+            "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
 }
 
 static int
@@ -363,6 +373,8 @@ parse_flags(struct flags *f, int argc, char **argv, char *err, size_t errlen)
             f->write = true;
         else if (strcmp(a, "h") == 0 || strcmp(a, "help") == 0)
             f->help = true;
+        else if (strcmp(a, "version") == 0)
+            f->version = true;
         else {
             snprintf(err, errlen, "unknown flag '%s' (see goinfer -help)", argv[i]);
             return -EINVAL;
@@ -427,6 +439,10 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
         return rc;
     if (f.help) {
         usage();
+        return 1;
+    }
+    if (f.version) {
+        printf("goinfer %s\n", goinfer_version);
         return 1;
     }
     c->host = xstrdup(host && *host ? host : "127.0.0.1");

@@ -81,7 +81,7 @@ static int
 local_head(struct http_request *req, const struct http_header *h, size_t n, int64_t content_length)
 {
     struct http_local *l = req->tp_ctx;
-    struct http_header all[HTTP_MAX_HEADERS + 4];
+    struct http_header all[HTTP_MAX_HEADERS + HTTP_MAX_EXTRA];
     size_t k = 0;
 
     for (size_t i = 0; i < n && k < HTTP_MAX_HEADERS; i++)

@@ -13,6 +13,7 @@
 #include "core/buf.h"
 
 #define HTTP_MAX_HEADERS 100
+#define HTTP_MAX_EXTRA   6 /* headers a request adds to its answer (CORS, Allow, Retry-After...) */
 
 struct http_header {
     const char *name;
@@ -80,7 +81,7 @@ struct http_request {
     bool want_drain;
     char *log_model; /* for the access line; owned */
     const char *log_backend;
-    struct http_header extra[4]; /* added to whatever response starts (CORS); borrowed */
+    struct http_header extra[HTTP_MAX_EXTRA]; /* added to whatever response starts; borrowed */
     size_t n_extra;
 
     /* Response state, owned by the server. */

@@ -515,6 +515,7 @@ authorized(struct router *r, struct http_request *req, enum access need)
                            req->method_name, req->path);
         return false;
     }
+    http_add_header(req, "WWW-Authenticate", "Bearer realm=\"goinfer\"", 22);
     http_respond_error(req, 401, "authentication_error",
                        key ? "invalid API key"
                            : "missing API key: send 'Authorization: Bearer "
@@ -547,23 +548,28 @@ static const struct route *
 find_route(struct router *r, struct http_request *req)
 {
     bool path_known = false;
+    char allow[64] = "";
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const struct route *rt = &routes[i];
+        size_t n = strlen(allow);
 
         if (!path_matches(rt, req->path) || !(rt->services & req->services))
             continue;
         path_known = true;
         if (method_matches(rt->method, req->method_name))
             return rt;
+        snprintf(allow + n, sizeof(allow) - n, "%s%s%s", n ? ", " : "", rt->method,
+                 strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
     }
     if (!path_known && r->d.ui_dir && (req->services & ROUTER_SVC_GOINFER) &&
         method_matches("GET", req->method_name))
         return &static_route;
-    if (path_known)
+    if (path_known) { /* RFC 9110: a 405 says which methods the target takes */
+        http_add_header(req, "Allow", allow, strlen(allow));
         http_respond_error(req, 405, "invalid_request_error", "method %s not allowed on %s",
                            req->method_name, req->path);
-    else
+    } else
         http_respond_error(req, 404, "not_found", "no endpoint %s %s on this listener",
                            req->method_name, req->path);
     return NULL;

@@ -16,6 +16,7 @@
 #include "core/buf.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/version.h"
 #include "core/xmalloc.h"
 #include "http/relay.h"
 #include "http/server.h"
@@ -234,7 +235,7 @@ send_register(struct tconn *c)
     char *line;
 
     json_object_set_new(msg, "type", json_string("register"));
-    json_object_set_new(msg, "version", json_string(GOINFER_VERSION));
+    json_object_set_new(msg, "version", json_string(goinfer_version));
     json_object_set_new(msg, "slots", json_integer((json_int_t)tc->conf->slots));
     line = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(msg);

@@ -14,8 +14,6 @@
 
 #include "conf/tunnelconf.h"
 
-#define GOINFER_VERSION "goinfer-c/0.1"
-
 struct tunnel_client;
 
 /* What this machine serves now: {"models":[{"id","hot","vision"}]}, a new reference. */
