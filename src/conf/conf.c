@@ -188,7 +188,12 @@ SWAP_HANDLER(set_hooks)
         YKEY_U64("startPort", struct conf, swap.start_port),                                       \
         YKEY_STRING("logLevel", struct conf, swap.log_level),                                      \
         YKEY_U64("metricsMaxInMemory", struct conf, swap.metrics_max),                             \
-        YKEY_BOOL("logToStdout", struct conf, swap.log_to_stdout_unused)
+        YKEY_IGNORED("logToStdout"), YKEY_IGNORED("logTimeFormat"), YKEY_IGNORED("logRequests"),   \
+        YKEY_IGNORED("captureBuffer"), YKEY_IGNORED("ui"), YKEY_IGNORED("performance"),            \
+        YKEY_IGNORED("sendLoadingState"), YKEY_IGNORED("includeAliasesInList"),                    \
+        YKEY_IGNORED("globalTTL"), YKEY_IGNORED("unloadTimeout"), YKEY_IGNORED("apiKeys"),         \
+        YKEY_IGNORED("upstream"), YKEY_IGNORED("profiles"), YKEY_IGNORED("selectors"),             \
+        YKEY_IGNORED("routing"), YKEY_IGNORED("peers")
 
 static int
 set_tls(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
@@ -282,6 +287,7 @@ load_files(struct conf *c, const char *file, char *err, size_t errlen)
     swap_file = conf_swap_file_for(file);
     if (access(swap_file, F_OK) == 0) {
         c->swap_file = swap_file;
+        y.lenient = true; /* llama-swap's own file: what it ignores, we ignore too (warned) */
         rc = yload(&y, swap_file, llama_swap_keys, c);
     } else {
         free(swap_file);

@@ -118,10 +118,75 @@ static int
 set_filters(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
 {
     static const struct ykey keys[] = {YKEY_STRING("strip_params", struct conf_model, strip_params),
+                                       YKEY_STRING("stripParams", struct conf_model, strip_params),
+                                       YKEY_IGNORED("setParams"),
+                                       YKEY_IGNORED("setParamsByID"),
                                        {NULL, NULL, 0}};
 
     (void)k;
     return ymap(y, n, "filters", keys, obj);
+}
+
+char *
+swapconf_clean_cmd(const char *in)
+{
+    struct buf b;
+    char *out;
+
+    buf_init(&b, SIZE_MAX);
+    while (in != NULL && *in != '\0') {
+        size_t len = strcspn(in, "\n"), skip = strspn(in, " \t");
+        const char *next = in[len] ? in + len + 1 : in + len;
+
+        if (skip < len && in[skip] != '#') { /* a comment line goes, whole */
+            while (len > 0 && (in[len - 1] == ' ' || in[len - 1] == '\t' || in[len - 1] == '\r'))
+                len--;
+            if (len > 0 && in[len - 1] == '\\') /* continued: the lines join */
+                len--;
+            if (b.len > 0)
+                buf_append(&b, " ", 1);
+            buf_append(&b, in, len);
+        }
+        in = next;
+    }
+    out = xstrdup(b.len ? buf_cstr(&b) : "");
+    buf_cleanup(&b);
+    return out;
+}
+
+/* cmd and cmdStop as llama-swap reads them: "# ..." lines dropped, "\" continuations joined. */
+static int
+set_cmd(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    char **field = (char **)((char *)obj + k->off), *raw = NULL;
+    int rc = ystring(y, n, k->name, &raw);
+
+    if (rc < 0)
+        return rc;
+    free(*field);
+    *field = swapconf_clean_cmd(raw);
+    free(raw);
+    return 0;
+}
+
+/* Seconds idle before the model stops; 0 never; -1 is llama-swap's "the global default", which
+ * is never here until globalTTL is implemented. */
+static int
+set_ttl(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    struct conf_model *m = obj;
+    const char *v = (const char *)n->data.scalar.value;
+    char *end;
+    long long ttl;
+
+    (void)k;
+    if (n->type != YAML_SCALAR_NODE)
+        return yerr(y, n, "ttl", "expected seconds (a number; -1 for the default)");
+    ttl = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || ttl < -1)
+        return yerr(y, n, "ttl", "expected seconds (a number; -1 for the default)");
+    m->ttl = ttl < 0 ? 0 : (uint64_t)ttl;
+    return 0;
 }
 
 static int
@@ -132,8 +197,8 @@ ignore_value(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *o
 }
 
 static const struct ykey model_keys[] = {
-    YKEY_STRING("cmd", struct conf_model, cmd),
-    YKEY_STRING("cmdStop", struct conf_model, cmd_stop),
+    YKEY_AT("cmd", set_cmd, struct conf_model, cmd),
+    YKEY_AT("cmdStop", set_cmd, struct conf_model, cmd_stop),
     YKEY_STRING("proxy", struct conf_model, proxy),
     YKEY_STRING("checkEndpoint", struct conf_model, check_endpoint),
     YKEY_STRING("description", struct conf_model, description),
@@ -141,11 +206,16 @@ static const struct ykey model_keys[] = {
     YKEY_STRING("useModelName", struct conf_model, use_model_name),
     YKEY_LIST("aliases", struct conf_model, aliases),
     YKEY_LIST("env", struct conf_model, env),
-    YKEY_U64("ttl", struct conf_model, ttl),
+    {"ttl", set_ttl, 0},
     YKEY_BOOL("unlisted", struct conf_model, unlisted),
     YKEY_U64("concurrencyLimit", struct conf_model, concurrency_limit),
     {"filters", set_filters, 0},
     {"metadata", ignore_value, 0},
+    YKEY_IGNORED("macros"),
+    YKEY_IGNORED("unloadTimeout"),
+    YKEY_IGNORED("compat"),
+    YKEY_IGNORED("timeouts"),
+    YKEY_IGNORED("capabilities"),
     {NULL, NULL, 0},
 };
 
@@ -271,11 +341,7 @@ check_groups(const struct swapconf *s, char *err, size_t errlen)
 {
     for (size_t g = 0; g < s->n_groups; g++) {
         for (char **m = s->groups[g].members; m && *m; m++) {
-            if (find_model(s, *m) == NULL) {
-                snprintf(err, errlen, "group %s: member %s is not a model defined under models:",
-                         s->groups[g].name, *m);
-                return -EINVAL;
-            }
+            /* a member may be a discovered model: the catalog warns about the unknown */
             for (size_t h = 0; h < g; h++)
                 for (char **o = s->groups[h].members; o && *o; o++)
                     if (strcmp(*o, *m) == 0) {

@@ -61,6 +61,9 @@ void swapconf_cleanup(struct swapconf *s);
  * Returns 0, or -EINVAL naming the unknown macro in err. */
 int swapconf_expand(const char *in, const struct conf_macro *m, size_t n, char **out, char *err,
                     size_t errlen);
+/* A cmd as llama-swap reads it: lines whose first word starts with '#' dropped, a trailing
+ * backslash joining a line to the next, lines joined by spaces. Returns a new string. */
+char *swapconf_clean_cmd(const char *in);
 /* Replaces every ${key} by value (for ${PORT} in a proxy URL). */
 char *swapconf_subst(const char *in, const char *key, const char *value);
 

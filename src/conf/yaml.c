@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/log.h"
 #include "core/xmalloc.h"
 
 int
@@ -96,11 +97,25 @@ ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
     return 0;
 }
 
+int
+yignored_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
+{
+    (void)obj;
+    log_warnx("%s:%zu: %s is llama-swap's and Goinfer does not implement it yet; ignored", y->file,
+              n->start_mark.line + 1, key->name);
+    return 0;
+}
+
 static int
 unknown_key(struct yctx *y, const yaml_node_t *k, const char *where, const struct ykey *keys)
 {
     struct buf known;
 
+    if (y->lenient) { /* llama-swap ignores what it does not know; so does its file here */
+        log_warnx("%s:%zu: unknown key '%s' in %s; ignored", y->file, k->start_mark.line + 1,
+                  (char *)k->data.scalar.value, where);
+        return 0;
+    }
     buf_init(&known, 4096);
     for (const struct ykey *e = keys; e->name; e++)
         buf_printf(&known, "%s%s", e == keys ? "" : ", ", e->name);
@@ -141,8 +156,12 @@ ymap(struct yctx *y, const yaml_node_t *n, const char *where, const struct ykey 
             return yerr(y, k, (char *)k->data.scalar.value, "given twice; keep one");
         while (e->name && strcmp(e->name, (char *)k->data.scalar.value) != 0)
             e++;
-        if (e->name == NULL)
-            return unknown_key(y, k, where, keys);
+        if (e->name == NULL) {
+            rc = unknown_key(y, k, where, keys);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         rc = e->set(y, v, e, obj);
         if (rc < 0)
             return rc;

@@ -17,7 +17,8 @@ struct yctx {
     const char *file;
     char *err;
     size_t errlen;
-    void *user; /* the struct conf being built */
+    void *user;   /* the struct conf being built */
+    bool lenient; /* a llama-swap file: an unknown key is a warning, as llama-swap ignores it */
 };
 
 struct ykey;
@@ -39,6 +40,11 @@ struct ykey {
 #define YKEY_BOOL(name, type, field)   YKEY_AT(name, ybool_key, type, field)
 #define YKEY_U64(name, type, field)    YKEY_AT(name, yu64_key, type, field)
 #define YKEY_LIST(name, type, field)   YKEY_AT(name, ylist_key, type, field)
+/* A key llama-swap documents and Goinfer does not implement: read, then one warning. */
+#define YKEY_IGNORED(name)                                                                         \
+    {                                                                                              \
+        name, yignored_key, 0                                                                      \
+    }
 
 int yerr(struct yctx *y, const yaml_node_t *n, const char *key, const char *what);
 yaml_node_t *ynode(struct yctx *y, int index);
@@ -51,6 +57,7 @@ int ystring(struct yctx *y, const yaml_node_t *n, const char *key, char **out);
 int ystring_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
 int ybool_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
 int yu64_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
+int yignored_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
 /* A list of strings (a sequence, or one scalar) into a NULL-terminated char ** field. */
 int ylist_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj);
 

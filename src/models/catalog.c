@@ -7,6 +7,7 @@
 
 #include "conf/swapconf.h"
 #include "core/buf.h"
+#include "core/log.h"
 #include "core/strv.h"
 #include "core/xmalloc.h"
 #include "proc/argv.h"
@@ -172,6 +173,29 @@ add_found(struct catalog *cat, const struct conf *conf, const struct model_list 
     return 0;
 }
 
+/* Group members and preload ids that name no model, configured or discovered: warned, as
+ * llama-swap does, and left out of the preload. */
+static void
+warn_unknown(struct catalog *cat, const struct swapconf *s)
+{
+    size_t k = 0;
+
+    for (size_t g = 0; g < s->n_groups; g++)
+        for (char **m = s->groups[g].members; m && *m; m++)
+            if (catalog_find(cat, *m, strlen(*m)) == NULL)
+                log_warnx("group %s: member %s is no model here; ignored", s->groups[g].name, *m);
+    for (size_t i = 0; cat->preload[i] != NULL; i++) {
+        if (catalog_find(cat, cat->preload[i], strlen(cat->preload[i])) == NULL) {
+            log_warnx("hooks.on_startup.preload: %s is no model here; not preloaded",
+                      cat->preload[i]);
+            free(cat->preload[i]);
+            continue;
+        }
+        cat->preload[k++] = cat->preload[i];
+    }
+    cat->preload[k] = NULL;
+}
+
 int
 catalog_build(struct catalog *cat, const struct conf *conf, const struct model_list *found,
               const char *llama_exe, char *err, size_t errlen)
@@ -187,11 +211,7 @@ catalog_build(struct catalog *cat, const struct conf *conf, const struct model_l
     cat->preload = list_dup(s->preload);
     cat->ready_timeout_ms = s->health_check_timeout ? s->health_check_timeout * 1000 : 120000;
     cat->start_port = s->start_port;
-    for (char **p = cat->preload; *p; p++)
-        if (catalog_find(cat, *p, strlen(*p)) == NULL) {
-            snprintf(err, errlen, "hooks.on_startup.preload: %s is not a known model", *p);
-            return -EINVAL;
-        }
+    warn_unknown(cat, s);
     return 0;
 }
 
