@@ -1,5 +1,6 @@
 #include "handlers.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,65 @@ admin_unload(struct http_request *req, struct swap *swap)
     int n = swap_unload_all(swap);
 
     http_respond_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "stopping", n));
+}
+
+void
+admin_unload_model(struct http_request *req, struct swap *swap, const struct model_def *m)
+{
+    int n = swap_unload(swap, m);
+
+    /* llama.cpp's router answers {"success":true}; llama-swap's "OK": both read this one */
+    http_respond_json(req, 200,
+                      json_pack("{s:b, s:s, s:s, s:i}", "success", 1, "status", "ok", "model",
+                                m->name, "stopping", n));
+}
+
+struct load {
+    struct swap_lease lease;
+    struct http_request *req;
+    const struct model_def *m;
+};
+
+static void
+on_load_abort(struct http_request *req, void *data)
+{
+    struct load *l = data;
+
+    (void)req;
+    swap_release(&l->lease); /* a wait given up; a start already under way goes on */
+    free(l);
+}
+
+static const struct http_handler load_handler = {on_load_abort, NULL};
+
+/* Ready (or failed): answered, and the model stays loaded until its ttl or an unload. */
+static void
+on_loaded(struct swap_lease *lease, int err, const char *msg, void *arg)
+{
+    struct load *l = arg;
+
+    (void)lease;
+    http_detach(l->req);
+    if (err == 0)
+        http_respond_json(
+            l->req, 200,
+            json_pack("{s:b, s:s, s:s}", "success", 1, "status", "ok", "model", l->m->name));
+    else
+        http_respond_error(l->req, err == -EBUSY ? 429 : 502, "upstream_error",
+                           "model %s could not be loaded: %s", l->m->name, msg);
+    swap_release(&l->lease);
+    free(l);
+}
+
+void
+admin_load_model(struct http_request *req, struct swap *swap, const struct model_def *m)
+{
+    struct load *l = xcalloc(1, sizeof(*l));
+
+    l->req = req;
+    l->m = m;
+    http_attach(req, &load_handler, l);
+    swap_acquire(swap, &l->lease, m, on_loaded, l);
 }
 
 static void

@@ -18,6 +18,10 @@ struct admin_logstreams {
 void admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels);
 /* POST /unload: every idle model stops, busy ones once their requests end. */
 void admin_unload(struct http_request *req, struct swap *swap);
+/* One model: llama.cpp's POST /models/unload, llama-swap's /api/models/unload/<model>. */
+void admin_unload_model(struct http_request *req, struct swap *swap, const struct model_def *m);
+/* POST /models/load: answers once the model is ready (or could not start); it then stays. */
+void admin_load_model(struct http_request *req, struct swap *swap, const struct model_def *m);
 /* GET /logs: the history. */
 void admin_logs(struct http_request *req);
 /* GET /logs/stream: the history, then each line as it is written; a slow reader loses lines

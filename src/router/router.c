@@ -360,6 +360,67 @@ handle_unload(struct router *r, struct http_request *req)
     admin_unload(req, r->d.swap);
 }
 
+/* The local model a control request names (JSON "model", else the path past prefix), or
+ * NULL after answering 400/404. */
+static const struct model_def *
+controlled_model(struct router *r, struct http_request *req, const char *prefix)
+{
+    char err[256], *name = NULL;
+    const struct model_def *m = NULL;
+
+    if (prefix != NULL && strncmp(req->path, prefix, strlen(prefix)) == 0)
+        name = xstrdup(req->path + strlen(prefix));
+    else if (select_model_from_json(req->body.data, req->body.len, &name, err, sizeof(err)) < 0) {
+        http_respond_error(req, 400, "invalid_request_error", "%s", err);
+        return NULL;
+    }
+    if (name == NULL || *name == '\0') {
+        http_respond_error(req, 400, "invalid_request_error",
+                           "name the model: {\"model\":\"<id>\"} (see GET /v1/models)");
+    } else if ((m = catalog_find(r->d.cat, name, strlen(name))) == NULL) {
+        http_respond_error(req, 404, "model_not_found",
+                           "model '%s' is not a model of this machine (see GET /v1/models)", name);
+    }
+    free(req->log_model);
+    req->log_model = name;
+    return m;
+}
+
+static void
+handle_unload_model(struct router *r, struct http_request *req)
+{
+    const struct model_def *m = controlled_model(r, req, "/api/models/unload/");
+
+    if (m != NULL)
+        admin_unload_model(req, r->d.swap, m);
+}
+
+static void
+handle_load_model(struct router *r, struct http_request *req)
+{
+    const struct model_def *m = controlled_model(r, req, NULL);
+
+    if (m != NULL)
+        admin_load_model(req, r->d.swap, m);
+}
+
+/* GET /v1/models/<id>: the openai SDK's models.retrieve. */
+static void
+handle_model_one(struct router *r, struct http_request *req)
+{
+    const char *id = req->path + strlen("/v1/models/");
+    const struct model_def *m = catalog_find(r->d.cat, id, strlen(id));
+
+    if ((m == NULL || m->unlisted) && !tunnel_serves(r, id)) {
+        http_respond_error(req, 404, "model_not_found", "model '%s' not found", id);
+        return;
+    }
+    http_respond_json(req, 200,
+                      json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "model", "created",
+                                (json_int_t)r->started, "owned_by",
+                                m != NULL ? "goinfer" : "goinfer-tunnel"));
+}
+
 static void
 handle_logs(struct router *r, struct http_request *req)
 {
@@ -410,6 +471,13 @@ static const struct route routes[] = {
     {"GET", "/ui", GI | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
     {"GET", "/running", GI | ROUTER_SVC_ADMIN, USER, handle_running},
     {"POST", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
+    {"GET", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload}, /* the seed's verb */
+    /* one model: llama.cpp's router API and llama-swap's */
+    {"POST", "/models/unload", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload_model},
+    {"POST", "/models/load", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_load_model},
+    {"POST", "/api/models/unload", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
+    {"POST", "/api/models/unload/", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload_model},
+    {"GET", "/v1/models/", SVC_ANY | INFER, USER, handle_model_one},
     {"GET", "/logs", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
     {"POST", "/reload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_reload},
     {"GET", "/metrics", GI | ROUTER_SVC_ADMIN, ADMIN, handle_metrics},

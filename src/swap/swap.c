@@ -737,23 +737,40 @@ swap_preload(struct swap *s)
     }
 }
 
+/* Stops in now, or once its requests end; false when it was not running. */
+static bool
+unload_one(struct swap *s, struct swap_instance *in)
+{
+    if (in->state == ST_STOPPED || in->state == ST_STOPPING)
+        return false;
+    if (in->state == ST_READY && in->inflight > 0) {
+        in->unload_when_idle = true;
+        return true;
+    }
+    if (in->state == ST_STARTING)
+        fail_waiting(s, in, -ECANCELED, "the model was unloaded while it was starting");
+    stop_instance(in, "unloaded");
+    return true;
+}
+
 int
 swap_unload_all(struct swap *s)
 {
     int n = 0;
 
-    FOR_EACH_INSTANCE (s, in) {
-        if (in->state == ST_STOPPED || in->state == ST_STOPPING)
-            continue;
-        n++;
-        if (in->state == ST_READY && in->inflight > 0) {
-            in->unload_when_idle = true;
-            continue;
-        }
-        if (in->state == ST_STARTING)
-            fail_waiting(s, in, -ECANCELED, "the model was unloaded while it was starting");
-        stop_instance(in, "unloaded");
-    }
+    FOR_EACH_INSTANCE (s, in)
+        n += unload_one(s, in);
+    return n;
+}
+
+int
+swap_unload(struct swap *s, const struct model_def *m)
+{
+    int n = 0;
+
+    FOR_EACH_INSTANCE (s, in)
+        if (in->model == m)
+            n += unload_one(s, in);
     return n;
 }
 

@@ -63,6 +63,8 @@ const char *swap_lease_url(const struct swap_lease *l);
 /* The connection pool to use for a granted lease (one per running model). */
 struct http_client *swap_lease_client(const struct swap_lease *l);
 /* Stops every model: idle ones now, busy ones when their last request ends. Returns how many. */
+/* Stops model m's process (once its requests end when it is serving); how many were running. */
+int swap_unload(struct swap *s, const struct model_def *m);
 int swap_unload_all(struct swap *s);
 /* The models running or starting, as a JSON array. */
 /* Whether a process of model is up and ready (a tunnel client says so to its servers). */

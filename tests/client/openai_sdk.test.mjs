@@ -18,6 +18,13 @@ test('models.list names the discovered models', async () => {
   assert.ok(ids.includes(model), `${model} not in ${ids}`);
 });
 
+test('models.retrieve finds one model, and a 404 for another', async () => {
+  const m = await client.models.retrieve(model);
+  assert.equal(m.id, model);
+  assert.equal(m.object, 'model');
+  await assert.rejects(client.models.retrieve('no-such-model'), (e) => e.status === 404);
+});
+
 test('chat completion returns a message', async () => {
   const r = await client.chat.completions.create({
     model,

@@ -235,7 +235,7 @@ def test_openai_sdk_client(models_dir, start_goinfer):
         p = subprocess.run(["node", "--test", "openai_sdk.test.mjs"], cwd=client_dir, env=env,
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stdout + p.stderr
-        assert "# pass 5" in p.stdout and "# fail 0" in p.stdout
+        assert "# pass 6" in p.stdout and "# fail 0" in p.stdout
 
 
 def test_ui_page_in_chromium(models_dir, start_goinfer, client, tmp_path):
