@@ -118,7 +118,7 @@ start_upstream(struct proxy *p)
     static const struct http_fetch_cb cb = {on_upstream_response, on_upstream_body,
                                             on_upstream_done};
     struct http_request *req = p->req;
-    struct http_header h[2];
+    struct http_header h[3];
     size_t nh = 0, n;
     const char *v;
     char *url, *rewritten = NULL;
@@ -130,6 +130,9 @@ start_upstream(struct proxy *p)
     v = http_header_get(req, "accept", &n);
     if (v)
         h[nh++] = (struct http_header){"Accept", 6, v, n};
+    v = http_header_get(req, "accept-encoding", &n); /* llama-server's page is gzip only */
+    if (v)
+        h[nh++] = (struct http_header){"Accept-Encoding", 15, v, n};
     url = req->query ? xasprintf("%s%s?%s", swap_lease_url(&p->lease), p->path, req->query)
                      : xasprintf("%s%s", swap_lease_url(&p->lease), p->path);
     o.method = req->method_name;

@@ -35,3 +35,13 @@ def test_default_model_as_a_file_name(models_dir, start_goinfer, client):
     g.wait_log(r"model=tiny-b backend=local status=200")
     bad = start_goinfer(models_dir, env={"GI_DEFAULT_MODEL": "nothing-like-it.gguf"})
     bad.wait_log(r"default_model nothing-like-it.gguf is no model nor model file here")
+
+
+def test_llama_servers_own_page_through_upstream(models_dir, start_goinfer, client):
+    """/upstream/<model>/ forwards Accept-Encoding: llama-server's page is gzip only and
+    answered 415 without it."""
+    g = start_goinfer(models_dir)
+    r = client.get(g.url() + "/upstream/tiny-a/", headers=dict(auth(), **{
+        "Accept-Encoding": "gzip"}))
+    assert r.status_code == 200, (r.status_code, r.text[:200])
+    assert r.headers.get("content-encoding") == "gzip" and b"<html" in r.content.lower()
