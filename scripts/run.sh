@@ -20,14 +20,36 @@ if [ -z "${GI_MODELS_DIR:-}" ] && [ ! -f goinfer.yml ]; then
 ──────────────────────────────────────────────────────────────────────────────
 MSG
 fi
+# The key goinfer will require: GI_API_KEY, else goinfer.yml's api_key (or api_key_file).
+key_from=""
+if [ -n "${GI_API_KEY:-}" ]; then
+    key_from="GI_API_KEY"
+elif [ -f goinfer.yml ] && grep -Eq '^(api_key|api_key_file):' goinfer.yml; then
+    key_from="goinfer.yml"
+fi
+if [ -n "$key_from" ]; then
+    if [ "$key_from" = "goinfer.yml" ]; then
+        cat <<'MSG'
+ The API key is goinfer.yml's (api_key, or the file api_key_file names). For the commands below:
+   KEY=$(sed -n 's/^api_key: *//p' goinfer.yml)
+MSG
+    else
+        echo ' The API key is $GI_API_KEY. For the commands below:  KEY=$GI_API_KEY'
+    fi
+    auth=' -H "Authorization: Bearer $KEY"'
+else
+    echo ' No API key: this demo serves loopback only (set GI_API_KEY, or run goinfer -write).'
+    auth=''
+fi
 cat <<MSG
- Try it (no API key on this loopback-only demo; set GI_API_KEY to require one):
-   curl -s localhost:4444/v1/models
-   curl -s localhost:4444/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hello"}],"max_tokens":16}'
-   curl -sN localhost:5555/v1/chat/completions -d '{"stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+ Try it:
+   curl -s$auth localhost:4444/v1/models
+   curl -s$auth localhost:4444/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hello"}],"max_tokens":16}'
+   curl -sN$auth localhost:5555/v1/chat/completions -d '{"stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+ Web pages: http://localhost:4444/ (llama.cpp's chat UI) and http://localhost:4444/ui (Goinfer's status)
  Stop with Ctrl-C.
 MSG
-if [ -n "${GI_API_KEY:-}" ]; then
+if [ -n "$key_from" ]; then
     exec "$BUILD/goinfer" "$@"
 fi
 exec "$BUILD/goinfer" -no-api-key "$@"

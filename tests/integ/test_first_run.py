@@ -45,3 +45,37 @@ def test_llama_servers_own_page_through_upstream(models_dir, start_goinfer, clie
         "Accept-Encoding": "gzip"}))
     assert r.status_code == 200, (r.status_code, r.text[:200])
     assert r.headers.get("content-encoding") == "gzip" and b"<html" in r.content.lower()
+
+
+def test_make_run_takes_the_key_goinfer_yml_holds(models_dir, tmp_path):
+    """make run used to start -no-api-key unless GI_API_KEY was exported, so the key -write
+    put in goinfer.yml was ignored (a request without it got 200)."""
+    import os
+    import signal
+    from conftest import ROOT, BUILD, llama_exe
+    import httpx
+
+    (tmp_path / "goinfer.yml").write_text(
+        f"models_dir: {models_dir}\napi_key: run-key-0123456789abcdef\n"
+        "listen:\n  \"127.0.0.1:0\": goinfer\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env.update(BUILD=str(BUILD), GI_LLAMA_EXE=llama_exe())
+    p = subprocess.Popen(["bash", str(ROOT / "scripts" / "run.sh")], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        for line in p.stderr:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            port = port or (m and m.group(1))
+            if "goinfer ready" in line:
+                break
+        assert port, "goinfer did not start"
+        url = f"http://127.0.0.1:{port}/v1/models"
+        assert httpx.get(url).status_code == 401
+        ok = httpx.get(url, headers={"Authorization": "Bearer run-key-0123456789abcdef"})
+        assert ok.status_code == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(timeout=20)[0]
+    assert "The API key is goinfer.yml's" in out and 'Authorization: Bearer $KEY' in out, out
+    assert "http://localhost:4444/ui" in out
