@@ -60,6 +60,8 @@ handle_health(struct router *r, struct http_request *req)
                                 "running", swap_running(r->d.swap)));
 }
 
+static json_t *model_status(struct router *r, const struct model_def *m);
+
 /* Goinfer's own list: every model with what its GGUF header says. */
 static void
 handle_gguf_models(struct router *r, struct http_request *req)
@@ -72,7 +74,8 @@ handle_gguf_models(struct router *r, struct http_request *req)
 
         if (m->unlisted)
             continue;
-        o = json_pack("{s:s, s:b}", "id", m->name, "vision", m->mmproj != NULL);
+        o = json_pack("{s:s, s:b, s:o}", "id", m->name, "vision", m->mmproj != NULL, "status",
+                      model_status(r, m));
         if (m->path != NULL) {
             json_object_set_new(o, "path", json_string(m->path));
             json_object_set_new(o, "size", json_integer((json_int_t)m->size));
@@ -182,6 +185,23 @@ list_sep(struct buf *out, size_t start)
         buf_append(out, ",", 1);
 }
 
+/* llama.cpp's router shape: {"value":"unloaded|loading|loaded"}, "failed" and "exit_code"
+ * when the last start failed. */
+static json_t *
+model_status(struct router *r, const struct model_def *m)
+{
+    static const char *const values[] = {"unloaded", "loading", "loaded", "unloaded", "unloaded"};
+    int code = 0;
+    enum swap_model_state st = swap_model_state(r->d.swap, m, &code);
+    json_t *o = json_pack("{s:s}", "value", values[st]);
+
+    if (st == SWAP_MODEL_FAILED) {
+        json_object_set_new(o, "failed", json_true());
+        json_object_set_new(o, "exit_code", json_integer(code));
+    }
+    return o;
+}
+
 static size_t
 local_list(struct router *r, struct buf *out)
 {
@@ -194,8 +214,8 @@ local_list(struct router *r, struct buf *out)
 
         if (m->unlisted)
             continue;
-        o = json_pack("{s:s, s:s, s:I, s:s}", "id", m->name, "object", "model", "created",
-                      (json_int_t)r->started, "owned_by", "goinfer");
+        o = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", m->name, "object", "model", "created",
+                      (json_int_t)r->started, "owned_by", "goinfer", "status", model_status(r, m));
         text = json_dumps(o, JSON_COMPACT);
         list_sep(out, start);
         buf_append(out, text, strlen(text));

@@ -34,6 +34,8 @@ struct swap_instance {
     int port;
     int inflight;
     bool unload_when_idle;
+    bool failed;   /* its last start failed (cleared when one succeeds) */
+    int exit_code; /* of that failed start, when it exited */
     struct http_fetch *probe;
     long probe_status;
     uv_timer_t probe_timer;
@@ -240,6 +242,7 @@ static void
 mark_ready(struct swap_instance *in)
 {
     in->state = ST_READY;
+    in->failed = false;
     log_info("model %s: ready on %s in %.0f ms", in->model->name, in->url,
              (double)(uv_hrtime() - in->started_at) / 1e6);
     schedule(in->swap);
@@ -255,6 +258,7 @@ give_up_start(struct swap_instance *in)
                           in->model->name, (unsigned long long)in->swap->cat->ready_timeout_ms);
 
     log_warnx("%s", why);
+    in->failed = true;
     fail_waiting(in->swap, in, -ETIMEDOUT, why);
     free(why);
     stop_instance(in, "not ready in time");
@@ -350,6 +354,8 @@ report_exit(struct swap_instance *in, enum inst_state was, struct proc *p, int64
                               in->model->name, how, code, proc_tail(p));
 
         log_warnx("%s", why);
+        in->failed = true;
+        in->exit_code = code;
         fail_waiting(in->swap, in, -ECHILD, why);
         free(why);
     } else if (was == ST_READY) {
@@ -430,6 +436,7 @@ start_failed(struct swap_instance *in, const char *what)
                           in->model->name, what);
 
     log_warnx("%s", why);
+    in->failed = true;
     fail_waiting(in->swap, in, -ECHILD, why);
     free(why);
 }
@@ -772,6 +779,22 @@ swap_unload(struct swap *s, const struct model_def *m)
         if (in->model == m)
             n += unload_one(s, in);
     return n;
+}
+
+enum swap_model_state
+swap_model_state(const struct swap *s, const struct model_def *m, int *exit_code)
+{
+    static const enum swap_model_state of[] = {SWAP_MODEL_UNLOADED, SWAP_MODEL_LOADING,
+                                               SWAP_MODEL_LOADED, SWAP_MODEL_UNLOADING};
+
+    *exit_code = 0;
+    FOR_EACH_INSTANCE (s, in) {
+        if (in->model != m || in->retired)
+            continue;
+        *exit_code = in->exit_code;
+        return in->state == ST_STOPPED && in->failed ? SWAP_MODEL_FAILED : of[in->state];
+    }
+    return SWAP_MODEL_UNLOADED;
 }
 
 bool

@@ -66,7 +66,19 @@ struct http_client *swap_lease_client(const struct swap_lease *l);
 /* Stops model m's process (once its requests end when it is serving); how many were running. */
 int swap_unload(struct swap *s, const struct model_def *m);
 int swap_unload_all(struct swap *s);
+
 /* The models running or starting, as a JSON array. */
+enum swap_model_state {
+    SWAP_MODEL_UNLOADED,
+    SWAP_MODEL_LOADING,
+    SWAP_MODEL_LOADED,
+    SWAP_MODEL_UNLOADING,
+    SWAP_MODEL_FAILED, /* its last start failed; *exit_code says how, when it exited */
+};
+
+/* Where model m's process is, for the listings (llama.cpp's router shows the same). */
+enum swap_model_state swap_model_state(const struct swap *s, const struct model_def *m,
+                                       int *exit_code);
 /* Whether a process of model is up and ready (a tunnel client says so to its servers). */
 bool swap_is_ready(const struct swap *s, const char *model);
 /* Processes not stopped: starting, ready or stopping. */

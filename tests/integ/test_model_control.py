@@ -49,3 +49,24 @@ def test_models_retrieve(models_dir, start_goinfer, client):
     r = client.get(g.url() + "/v1/models/tiny-a", headers=auth())
     assert r.status_code == 200 and r.json()["id"] == "tiny-a" and r.json()["object"] == "model"
     assert client.get(g.url() + "/v1/models/nope", headers=auth()).status_code == 404
+
+
+def status_of(client, g, path, model):
+    data = client.get(g.url() + path, headers=auth()).json()
+    rows = data["data"] if "data" in data else data["models"]
+    return next(m["status"] for m in rows if m["id"] == model)
+
+
+def test_listings_say_each_models_state(models_dir, start_goinfer, client, tmp_path):
+    """llama.cpp's router shape in /v1/models and GET /models: unloaded, loaded, and a start
+    that failed (with how it exited)."""
+    g = start_goinfer(models_dir)
+    assert status_of(client, g, "/v1/models", "tiny-a") == {"value": "unloaded"}
+    assert client.post(g.url() + "/models/load", headers=auth(),
+                       json={"model": "tiny-a"}).status_code == 200
+    assert status_of(client, g, "/v1/models", "tiny-a") == {"value": "loaded"}
+    assert status_of(client, g, "/models", "tiny-a") == {"value": "loaded"}
+    r = client.post(g.url() + "/models/load", headers=auth(), json={"model": "broken"})
+    assert r.status_code == 502
+    st = status_of(client, g, "/models", "broken")
+    assert st["value"] == "unloaded" and st["failed"] is True and st["exit_code"] != 0, st
