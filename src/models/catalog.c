@@ -126,6 +126,36 @@ add_configured(struct catalog *cat, const struct conf_model *m)
     d->unlisted = m->unlisted;
 }
 
+/* A configured model whose cmd runs a discovered file (-m) keeps what discovery knows of it:
+ * path, size, shards, GGUF metadata, and the projector its cmd passes (--mmproj): after
+ * goinfer -write, the generated entries shadow the discovered ones and lost all of it. */
+static void
+adopt_file(struct model_def *d, const struct model_list *found)
+{
+    char **argv = NULL;
+    int n = d->cmd != NULL ? proc_argv_split(d->cmd, &argv) : -1;
+    const char *model = NULL, *mmproj = NULL;
+
+    for (int i = 0; i + 1 < n; i++) {
+        if (strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "--model") == 0)
+            model = argv[i + 1];
+        else if (strcmp(argv[i], "--mmproj") == 0 || strcmp(argv[i], "-mm") == 0)
+            mmproj = argv[i + 1];
+    }
+    for (size_t k = 0; model != NULL && d->path == NULL && k < found->n; k++) {
+        const struct model_entry *e = &found->v[k];
+
+        if (strcmp(e->path, model) != 0)
+            continue;
+        d->path = xstrdup(e->path);
+        d->size = e->size;
+        d->shards = e->shards;
+        d->meta = e->meta;
+        d->mmproj = mmproj != NULL ? xstrdup(mmproj) : NULL;
+    }
+    proc_argv_free(argv);
+}
+
 static size_t
 group_of(const struct swapconf *s, const char *name)
 {
@@ -205,6 +235,8 @@ catalog_build(struct catalog *cat, const struct conf *conf, const struct model_l
     memset(cat, 0, sizeof(*cat));
     for (size_t i = 0; i < s->n_models; i++)
         add_configured(cat, &s->models[i]);
+    for (size_t i = 0; i < cat->n; i++)
+        adopt_file(&cat->v[i], found);
     if (add_found(cat, conf, found, llama_exe, err, errlen) < 0)
         return -EINVAL;
     build_groups(cat, s);
@@ -307,7 +339,7 @@ catalog_argv(const struct model_def *d, const char *port, char ***argv)
     char **v = NULL, **flags;
     size_t n = 0;
 
-    if (d->path == NULL)
+    if (d->cmd != NULL) /* configured: its own command line, whatever file it runs */
         return proc_argv_fill(d->cmd, vars, 2, argv);
     for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++) {
         push(&v, &n, head[i]);

@@ -82,3 +82,32 @@ def test_written_cmds_keep_odd_file_names_whole(tmp_path, client):
             assert listeners(int(child["proxy"].rsplit(":", 1)[1])) == ["0100007F"]
     finally:
         assert g.stop() == 0, g.log()
+
+
+def test_written_models_keep_what_discovery_knows(tmp_path, client):
+    """After -write the generated entries shadowed the discovered files: GET /models lost
+    every GGUF field and a model with a projector said vision: false (issue 11, item 2)."""
+    from conftest import mkmodel
+    models = tmp_path / "m"
+    models.mkdir()
+    mkmodel(models / "tiny-v.gguf", "-n", "tiny-v", "--mmproj")  # and mmproj-tiny-v.gguf
+    mkmodel(models / "tiny-t.gguf", "-n", "tiny-t", "-s", "2")
+    write(tmp_path, models)
+    key = re.search(r'api_key: "([0-9a-f]{64})"', (tmp_path / "goinfer.yml").read_text()).group(1)
+    text = (tmp_path / "goinfer.yml").read_text()
+    (tmp_path / "goinfer.yml").write_text(
+        text.replace('":4444": goinfer', '"127.0.0.1:0": goinfer').replace('":5555": openai', '"127.0.0.2:0": openai'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    g = Goinfer([], env, tmp_path).wait_ready()
+    try:
+        h = {"Authorization": f"Bearer {key}"}
+        rows = {m["id"]: m for m in client.get(g.url() + "/models", headers=h).json()["models"]}
+        for name in ("tiny-v", "tiny-t"):
+            assert rows[name]["path"] == str(models / f"{name}.gguf"), rows[name]
+            assert rows[name]["architecture"] == "llama" and rows[name]["size"] > 0, rows[name]
+        assert rows["tiny-v"]["vision"] is True and rows["tiny-t"]["vision"] is False
+        r = client.post(g.url() + "/completions", headers=h,  # its own cmd still runs it
+                        json={"model": "tiny-t", "prompt": "Hello", "n_predict": 2})
+        assert r.status_code == 200, r.text
+    finally:
+        assert g.stop() == 0, g.log()
