@@ -324,8 +324,14 @@ def test_ignored_sigchld_from_our_parent_does_not_break_stops(models_dir, tmp_pa
         assert g.stop() == 0, g.log()
 
 
-def test_client_leaving_frees_the_llama_server_slot(models_dir, start_goinfer, client):
-    g = start_goinfer(models_dir)
+def test_client_leaving_frees_the_llama_server_slot(models_dir, start_goinfer, client, tmp_path):
+    # A context large enough that the generation cannot end by itself during the test (with
+    # the usual 256 tokens a slot, it sometimes ended before /slots was asked).
+    cfg = tmp_path / "long.yml"
+    cfg.write_text(f"models_dir: {models_dir}\napi_key: {API_KEY}\n"
+                   "listen:\n  \"127.0.0.1:0\": goinfer\n"
+                   "llama:\n  args:\n    common: -c 32768 -np 1 --no-warmup\n")
+    g = start_goinfer(None, args=["-config", str(cfg)], config=False)
     assert chat(client, g, "tiny-a").status_code == 200
     body = dict(CHAT, model="tiny-a", stream=True, max_tokens=20000, ignore_eos=True)
     with httpx.Client(timeout=30) as c:
