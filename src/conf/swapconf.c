@@ -89,27 +89,57 @@ swapconf_subst(const char *in, const char *key, const char *value)
     return proc_argv_subst(in, &v, 1);
 }
 
+/* Reads name: value pairs into *out; each value is expanded against the macros already read
+ * there, then against outer (the global ones, for a model's own). */
+static int
+read_macros(struct yctx *y, const yaml_node_t *n, const char *where, const struct conf_macro *outer,
+            size_t n_outer, struct conf_macro **out, size_t *n_out)
+{
+    if (n->type != YAML_MAPPING_NODE)
+        return yerr(y, n, where, "expected a mapping of name: value");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        char msg[256], *value = NULL;
+        struct conf_macro *all = xcalloc(*n_out + n_outer + 1, sizeof(*all));
+        int rc;
+
+        if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE) {
+            free(all);
+            return yerr(y, kn, where, "expected name: string");
+        }
+        if (*n_out > 0)
+            memcpy(all, *out, *n_out * sizeof(*all));
+        if (n_outer > 0)
+            memcpy(all + *n_out, outer, n_outer * sizeof(*all));
+        rc = swapconf_expand((char *)vn->data.scalar.value, all, *n_out + n_outer, &value, msg,
+                             sizeof(msg));
+        free(all);
+        if (rc < 0)
+            return yerr(y, vn, (char *)kn->data.scalar.value, msg);
+        *out = xrealloc(*out, (*n_out + 1) * sizeof(**out));
+        (*out)[*n_out].name = xstrdup((char *)kn->data.scalar.value);
+        (*out)[(*n_out)++].value = value;
+    }
+    return 0;
+}
+
 int
 swapconf_set_macros(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
 {
     struct swapconf *s = obj;
 
-    if (n->type != YAML_MAPPING_NODE)
-        return yerr(y, n, k->name, "expected a mapping of name: value");
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
-        char msg[256], *value = NULL;
+    return read_macros(y, n, k->name, NULL, 0, &s->macros, &s->n_macros);
+}
 
-        if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE)
-            return yerr(y, kn, "macros", "expected name: string");
-        if (swapconf_expand((char *)vn->data.scalar.value, s->macros, s->n_macros, &value, msg,
-                            sizeof(msg)) < 0)
-            return yerr(y, vn, (char *)kn->data.scalar.value, msg);
-        s->macros = xrealloc(s->macros, (s->n_macros + 1) * sizeof(*s->macros));
-        s->macros[s->n_macros].name = xstrdup((char *)kn->data.scalar.value);
-        s->macros[s->n_macros++].value = value;
-    }
-    return 0;
+/* A model's own macros, over the global ones (which must come first in the file, as in
+ * llama-swap's examples). */
+static int
+set_model_macros(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    struct conf_model *m = obj;
+    const struct swapconf *s = &((struct conf *)y->user)->swap;
+
+    return read_macros(y, n, k->name, s->macros, s->n_macros, &m->macros, &m->n_macros);
 }
 
 /* ---- models ---- */
@@ -211,7 +241,7 @@ static const struct ykey model_keys[] = {
     YKEY_U64("concurrencyLimit", struct conf_model, concurrency_limit),
     {"filters", set_filters, 0},
     {"metadata", ignore_value, 0},
-    YKEY_IGNORED("macros"),
+    {"macros", set_model_macros, 0},
     YKEY_IGNORED("unloadTimeout"),
     YKEY_IGNORED("compat"),
     YKEY_IGNORED("timeouts"),
@@ -225,17 +255,26 @@ expand_model(struct yctx *y, const yaml_node_t *n, struct swapconf *s, struct co
 {
     char **fields[] = {&m->cmd, &m->cmd_stop, &m->proxy, &m->check_endpoint};
     char msg[256];
+    size_t n_all = m->n_macros + s->n_macros;
+    struct conf_macro *all = xcalloc(n_all + 1, sizeof(*all)); /* its own first: they win */
 
+    if (m->n_macros > 0)
+        memcpy(all, m->macros, m->n_macros * sizeof(*all));
+    if (s->n_macros > 0)
+        memcpy(all + m->n_macros, s->macros, s->n_macros * sizeof(*all));
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         char *out = NULL;
 
         if (*fields[i] == NULL)
             continue;
-        if (swapconf_expand(*fields[i], s->macros, s->n_macros, &out, msg, sizeof(msg)) < 0)
+        if (swapconf_expand(*fields[i], all, n_all, &out, msg, sizeof(msg)) < 0) {
+            free(all);
             return yerr(y, n, m->name, msg);
+        }
         free(*fields[i]);
         *fields[i] = out;
     }
+    free(all);
     if (m->cmd == NULL)
         return yerr(y, n, m->name, "cmd is required (the command that starts the server)");
     if (m->proxy == NULL)
@@ -400,6 +439,11 @@ swapconf_cleanup(struct swapconf *s)
         free(m->use_model_name), free(m->strip_params), free(m->metadata_unused);
         strv_free(m->aliases);
         strv_free(m->env);
+        for (size_t k = 0; k < m->n_macros; k++) {
+            free(m->macros[k].name);
+            free(m->macros[k].value);
+        }
+        free(m->macros);
     }
     for (size_t i = 0; i < s->n_groups; i++) {
         free(s->groups[i].name);

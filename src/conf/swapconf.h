@@ -27,7 +27,9 @@ struct conf_model {
     bool unlisted;
     char *strip_params; /* filters.strip_params: comma-separated request keys to drop */
     uint64_t concurrency_limit;
-    char *metadata_unused; /* accepted and ignored */
+    char *metadata_unused;     /* accepted and ignored */
+    struct conf_macro *macros; /* its own macros (llama-swap's model-level macros): they win */
+    size_t n_macros;
 };
 
 struct conf_group {

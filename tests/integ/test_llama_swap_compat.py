@@ -1,6 +1,6 @@
 """A llama-swap configuration loads as llama-swap loads it (issue 11, item 1, in part): keys it
 documents that Goinfer does not implement yet are each one warning, unknown keys in its file are
-warnings, ttl: -1, cmd with comment lines and continuations, group members and preload ids that
+warnings, model-level macros, ttl: -1, cmd with comment lines and continuations, group members and preload ids that
 name no model are warnings; the models still answer. goinfer.yml itself stays strict."""
 from conftest import auth, llama_exe
 from test_swapconf import config, post, start
@@ -19,8 +19,13 @@ apiKeys: ["sk-a"]
 someFutureKey: {{nested: true}}
 routing: {{router: {{settings: {{groups: {{}}}}}}}}
 peers: {{}}
+macros:
+  exe: {llama_exe()}
 models:
   a:
+    macros:
+      file: {models_dir}/tiny-a.gguf
+      exe: ${{exe}}
     ttl: -1
     unloadTimeout: 5
     capabilities: [chat]
@@ -29,8 +34,8 @@ models:
       setParams: {{top_k: 1}}
     cmd: |
       # the real llama-server, with a comment and continuations
-      {llama_exe()} \\
-        -m {models_dir}/tiny-a.gguf \\
+      ${{exe}} \\
+        -m ${{file}} \\
         # --flash-attn on
         --host 127.0.0.1 --port ${{PORT}} -c 512 --no-warmup
 groups:

@@ -457,6 +457,25 @@ cmd_comments_and_continuations(void **state)
     free(c);
 }
 
+/* A model's own macros win over the global ones and may use them (llama-swap's model-level
+ * macros). */
+static void
+model_macros(void **state)
+{
+    struct conf c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(load("macros:\n  exe: /opt/ls\n  ctx: \"1\"\nmodels:\n  a:\n"
+                          "    macros:\n      ctx: \"2\"\n      bin: ${exe}-x\n"
+                          "    cmd: ${bin} -c ${ctx}\n  b:\n    cmd: ${exe} -c ${ctx}\n",
+                          &c, err),
+                     0);
+    assert_string_equal(c.swap.models[0].cmd, "/opt/ls-x -c 2");
+    assert_string_equal(c.swap.models[1].cmd, "/opt/ls -c 1");
+    conf_cleanup(&c);
+}
+
 int
 main(void)
 {
@@ -464,6 +483,7 @@ main(void)
         cmocka_unit_test(listen_addresses),
         cmocka_unit_test(split_args_like_a_shell),
         cmocka_unit_test(cmd_comments_and_continuations),
+        cmocka_unit_test(model_macros),
         cmocka_unit_test(yaml_file_and_env),
         cmocka_unit_test(yaml_errors_name_line_and_key),
         cmocka_unit_test(unknown_flag),
