@@ -246,6 +246,7 @@ static const struct ykey model_keys[] = {
     YKEY_IGNORED("compat"),
     YKEY_IGNORED("timeouts"),
     YKEY_IGNORED("capabilities"),
+    YKEY_IGNORED("sendLoadingState"),
     {NULL, NULL, 0},
 };
 
