@@ -23,12 +23,19 @@ on_message_begin(http_parser *p)
     return 0;
 }
 
+/* What the request line, the headers and any trailers have taken of header_bytes. */
+static size_t
+head_bytes(const struct h1 *h)
+{
+    return h->url.len + h->hdr.len + h->trailer_bytes;
+}
+
 /* Appends peer bytes to a bounded buffer; past it, the state says which limit. The request
  * line and the headers share one limit, as their sum is what a client makes us hold. */
 static int
 collect(struct h1 *h, struct buf *b, const char *at, size_t len, enum h1_state why)
 {
-    if (why == H1_TOO_LARGE && h->url.len + h->hdr.len + len > h->header_bytes) {
+    if (why == H1_TOO_LARGE && head_bytes(h) + len > h->header_bytes) {
         h->state = why;
         return -1;
     }
@@ -53,7 +60,7 @@ static int
 trailer(struct h1 *h, size_t len)
 {
     h->trailer_bytes += len;
-    if (h->url.len + h->hdr.len + h->trailer_bytes <= h->header_bytes)
+    if (head_bytes(h) <= h->header_bytes)
         return 0;
     h->state = H1_TOO_LARGE;
     return -1;

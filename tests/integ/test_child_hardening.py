@@ -95,13 +95,13 @@ def wrapped(tmp_path, models_dir):
 
 
 def server_under(pid):
-    """The fake llama-server somewhere under pid."""
-    todo = [pid]
-    while todo:
-        p = todo.pop()
+    """The fake llama-server somewhere under pid (a depth-first walk of its descendants)."""
+    unvisited = [pid]
+    while unvisited:
+        p = unvisited.pop()
         if any(a.endswith(b"fake_llama_server.py") for a in cmdline(p)):
             return p
-        todo += children_of(p)
+        unvisited += children_of(p)
     raise AssertionError(f"no fake llama-server under {pid}")
 
 

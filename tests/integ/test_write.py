@@ -17,6 +17,16 @@ def write(cwd, models_dir, *flags):
     return p.stderr
 
 
+def serve_written(cwd):
+    """goinfer serving from the files -write made in cwd, on ports the kernel picks instead of
+    :4444 and :5555."""
+    text = (cwd / "goinfer.yml").read_text()
+    (cwd / "goinfer.yml").write_text(
+        text.replace('":4444": goinfer', '"127.0.0.1:0": goinfer').replace('":5555": openai', '"127.0.0.2:0": openai'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    return Goinfer([], env, cwd).wait_ready()
+
+
 def test_write_generates_working_config(models_dir, tmp_path, client):
     out = write(tmp_path, models_dir)
     assert "wrote ./goinfer.yml" in out
@@ -30,12 +40,7 @@ def test_write_generates_working_config(models_dir, tmp_path, client):
     assert (tmp_path / "goinfer.yml.bak").read_text() == g_yml
     assert key not in (tmp_path / "goinfer.yml").read_text()
     key = re.search(r'api_key: "([0-9a-f]{64})"', (tmp_path / "goinfer.yml").read_text()).group(1)
-    # serve from the generated files (on ports the kernel picks instead of :4444/:5555)
-    text = (tmp_path / "goinfer.yml").read_text()
-    (tmp_path / "goinfer.yml").write_text(
-        text.replace('":4444": goinfer', '"127.0.0.1:0": goinfer').replace('":5555": openai', '"127.0.0.2:0": openai'))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
-    g = Goinfer([], env, tmp_path).wait_ready()
+    g = serve_written(tmp_path)
     try:
         h = {"Authorization": f"Bearer {key}"}
         ids = [m["id"] for m in client.get(g.url() + "/v1/models", headers=h).json()["data"]]
@@ -94,11 +99,7 @@ def test_written_models_keep_what_discovery_knows(tmp_path, client):
     mkmodel(models / "tiny-t.gguf", "-n", "tiny-t", "-s", "2")
     write(tmp_path, models)
     key = re.search(r'api_key: "([0-9a-f]{64})"', (tmp_path / "goinfer.yml").read_text()).group(1)
-    text = (tmp_path / "goinfer.yml").read_text()
-    (tmp_path / "goinfer.yml").write_text(
-        text.replace('":4444": goinfer', '"127.0.0.1:0": goinfer').replace('":5555": openai', '"127.0.0.2:0": openai'))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
-    g = Goinfer([], env, tmp_path).wait_ready()
+    g = serve_written(tmp_path)
     try:
         h = {"Authorization": f"Bearer {key}"}
         rows = {m["id"]: m for m in client.get(g.url() + "/models", headers=h).json()["models"]}
