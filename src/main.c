@@ -610,9 +610,10 @@ setup_listeners(struct app *a)
             fatalx("cannot listen on %s:%d: %s; pick another port in goinfer.yml 'listen'", l->host,
                    l->port, uv_strerror(rc));
         /* Tests and scripts read this line to learn ports chosen by the kernel (port 0). */
-        log_info("listening on %s:%d (%s%s%s%s)", l->host, port,
+        log_info("listening on %s:%d (%s%s%s%s%s)", l->host, port,
                  l->services & ROUTER_SVC_GOINFER ? "goinfer " : "",
                  l->services & ROUTER_SVC_OPENAI ? "openai " : "",
+                 l->services & ROUTER_SVC_SWAP ? "llama-swap " : "",
                  l->services & ROUTER_SVC_ADMIN ? "admin " : "", l->tls ? "tls" : "");
         if (l->tls && tls_listen == NULL)
             tls_listen = l, tls_port = port;

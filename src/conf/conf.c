@@ -27,7 +27,7 @@ service_bit(const char *w, size_t n)
         unsigned bit;
     } names[] = {{"goinfer", CONF_SVC_GOINFER},
                  {"openai", CONF_SVC_OPENAI},
-                 {"llama-swap", CONF_SVC_OPENAI},
+                 {"llama-swap", CONF_SVC_OPENAI | CONF_SVC_SWAP},
                  {"admin", CONF_SVC_ADMIN}};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -190,7 +190,8 @@ SWAP_HANDLER(set_hooks)
         YKEY_U64("metricsMaxInMemory", struct conf, swap.metrics_max),                             \
         YKEY_IGNORED("logToStdout"), YKEY_IGNORED("logTimeFormat"), YKEY_IGNORED("logRequests"),   \
         YKEY_IGNORED("captureBuffer"), YKEY_IGNORED("ui"), YKEY_IGNORED("performance"),            \
-        YKEY_IGNORED("sendLoadingState"), YKEY_IGNORED("includeAliasesInList"),                    \
+        YKEY_IGNORED("sendLoadingState"),                                                          \
+        YKEY_BOOL("includeAliasesInList", struct conf, swap.include_aliases_in_list),              \
         YKEY_IGNORED("globalTTL"), YKEY_IGNORED("unloadTimeout"), YKEY_IGNORED("apiKeys"),         \
         YKEY_IGNORED("upstream"), YKEY_IGNORED("profiles"), YKEY_IGNORED("selectors"),             \
         YKEY_IGNORED("routing"), YKEY_IGNORED("peers")

@@ -1,6 +1,7 @@
 #include "swapconf.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,33 @@ ignore_value(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *o
     return 0;
 }
 
+/* capabilities.in/out: only the modalities llama-swap knows. */
+static int
+set_modalities(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    char ***field = (char ***)((char *)obj + k->off);
+    int rc = ylist_key(y, n, k, obj);
+
+    for (char **m = *field; rc == 0 && m && *m; m++)
+        if (strcmp(*m, "text") && strcmp(*m, "audio") && strcmp(*m, "image"))
+            return yerr(y, n, k->name, "a modality is one of: text, audio, image");
+    return rc;
+}
+
+static int
+set_caps(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {YKEY_AT("in", set_modalities, struct conf_caps, in),
+                                       YKEY_AT("out", set_modalities, struct conf_caps, out),
+                                       YKEY_BOOL("tools", struct conf_caps, tools),
+                                       YKEY_BOOL("reranker", struct conf_caps, reranker),
+                                       YKEY_U64("context", struct conf_caps, context),
+                                       {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "capabilities", keys, &((struct conf_model *)obj)->caps);
+}
+
 static const struct ykey model_keys[] = {
     YKEY_AT("cmd", set_cmd, struct conf_model, cmd),
     YKEY_AT("cmdStop", set_cmd, struct conf_model, cmd_stop),
@@ -240,15 +268,136 @@ static const struct ykey model_keys[] = {
     YKEY_BOOL("unlisted", struct conf_model, unlisted),
     YKEY_U64("concurrencyLimit", struct conf_model, concurrency_limit),
     {"filters", set_filters, 0},
-    {"metadata", ignore_value, 0},
+    {"metadata", ignore_value, 0}, /* read whole by expand_model, once macros are known */
     {"macros", set_model_macros, 0},
     YKEY_IGNORED("unloadTimeout"),
     YKEY_IGNORED("compat"),
     YKEY_IGNORED("timeouts"),
-    YKEY_IGNORED("capabilities"),
+    {"capabilities", set_caps, 0},
     YKEY_IGNORED("sendLoadingState"),
     {NULL, NULL, 0},
 };
+
+#define METADATA_DEPTH 32
+
+/* What converting a model's metadata needs: its macros (its own first) and its name. */
+struct mdctx {
+    struct yctx *y;
+    const struct conf_macro *all;
+    size_t n_all;
+    const char *model;
+    char msg[256];
+};
+
+/* A scalar typed as YAML's core schema types a plain one (a quoted one stays a string). */
+static json_t *
+typed_scalar(const char *v, bool plain)
+{
+    char *end;
+    long long i;
+    double d;
+
+    if (!plain)
+        return json_string(v);
+    if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
+        return json_boolean(v[0] == 't');
+    if (*v == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0)
+        return json_null();
+    i = strtoll(v, &end, 10);
+    if (*end == '\0')
+        return json_integer(i);
+    d = strtod(v, &end);
+    if (*end == '\0' && strspn(v, "+-0123456789.eE") == strlen(v))
+        return json_real(d);
+    return json_string(v);
+}
+
+/* As llama-swap does it: a value that is one macro, "${temp}", takes the macro's value with its
+ * type (0.7 stays a number); a macro inside text is text; ${MODEL_ID} is the model's name and
+ * ${PORT}, not known before it starts, stays as written. */
+static json_t *
+metadata_scalar(struct mdctx *c, const yaml_node_t *n)
+{
+    const char *v = (const char *)n->data.scalar.value;
+    bool whole = v[0] == '$' && v[1] == '{' && strchr(v, '}') == v + strlen(v) - 1;
+    char *out = NULL, *named;
+    json_t *j;
+
+    if (strstr(v, "${") == NULL)
+        return typed_scalar(v, n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+    if (swapconf_expand(v, c->all, c->n_all, &out, c->msg, sizeof(c->msg)) < 0)
+        return NULL;
+    named = swapconf_subst(out, "MODEL_ID", c->model);
+    j = whole && strcmp(named, v) != 0 ? typed_scalar(named, true) : json_string(named);
+    free(named);
+    free(out);
+    return j;
+}
+
+/* metadata: as JSON, with macros expanded in its values (llama-swap leaves keys alone). */
+static json_t *
+metadata_json(struct mdctx *c, const yaml_node_t *n, int depth)
+{
+    json_t *out = NULL;
+
+    if (depth > METADATA_DEPTH) {
+        snprintf(c->msg, sizeof(c->msg), "metadata: nested over %d levels", METADATA_DEPTH);
+        return NULL;
+    }
+    if (n->type == YAML_SCALAR_NODE)
+        return metadata_scalar(c, n);
+    if (n->type == YAML_SEQUENCE_NODE) {
+        out = json_array();
+        for (yaml_node_item_t *i = n->data.sequence.items.start;
+             out != NULL && i < n->data.sequence.items.top; i++) {
+            json_t *e = metadata_json(c, ynode(c->y, *i), depth + 1);
+
+            if (e == NULL)
+                json_decref(out), out = NULL;
+            else
+                json_array_append_new(out, e);
+        }
+        return out;
+    }
+    out = json_object();
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+         out != NULL && p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(c->y, p->key);
+        json_t *e = NULL;
+
+        if (kn->type != YAML_SCALAR_NODE)
+            snprintf(c->msg, sizeof(c->msg), "metadata: keys must be strings");
+        else
+            e = metadata_json(c, ynode(c->y, p->value), depth + 1);
+        if (e == NULL)
+            json_decref(out), out = NULL;
+        else
+            json_object_set_new(out, (const char *)kn->data.scalar.value, e);
+    }
+    return out;
+}
+
+/* The model's metadata: node, if it has one, as JSON text in m->metadata. */
+static int
+expand_metadata(struct yctx *y, const yaml_node_t *n, struct conf_model *m,
+                const struct conf_macro *all, size_t n_all)
+{
+    struct mdctx c = {y, all, n_all, m->name, ""};
+
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(y, p->key);
+        json_t *j;
+
+        if (kn->type != YAML_SCALAR_NODE || strcmp((char *)kn->data.scalar.value, "metadata"))
+            continue;
+        if ((j = metadata_json(&c, ynode(y, p->value), 0)) == NULL)
+            return yerr(y, kn, m->name, c.msg);
+        free(m->metadata);
+        m->metadata = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(j);
+    }
+    return 0;
+}
 
 /* Expands the macros of one model's string fields, naming the model and key on error. */
 static int
@@ -274,6 +423,10 @@ expand_model(struct yctx *y, const yaml_node_t *n, struct swapconf *s, struct co
         }
         free(*fields[i]);
         *fields[i] = out;
+    }
+    if (expand_metadata(y, n, m, all, n_all) < 0) {
+        free(all);
+        return -EINVAL;
     }
     free(all);
     if (m->cmd == NULL)
@@ -426,6 +579,14 @@ swapconf_validate(const struct swapconf *s, char *err, size_t errlen)
 }
 
 void
+swapconf_caps_cleanup(struct conf_caps *c)
+{
+    strv_free(c->in);
+    strv_free(c->out);
+    memset(c, 0, sizeof(*c));
+}
+
+void
 swapconf_cleanup(struct swapconf *s)
 {
     for (size_t i = 0; i < s->n_macros; i++) {
@@ -437,7 +598,8 @@ swapconf_cleanup(struct swapconf *s)
 
         free(m->name), free(m->cmd), free(m->cmd_stop), free(m->proxy);
         free(m->check_endpoint), free(m->description), free(m->display_name);
-        free(m->use_model_name), free(m->strip_params), free(m->metadata_unused);
+        free(m->use_model_name), free(m->strip_params), free(m->metadata);
+        swapconf_caps_cleanup(&m->caps);
         strv_free(m->aliases);
         strv_free(m->env);
         for (size_t k = 0; k < m->n_macros; k++) {

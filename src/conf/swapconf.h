@@ -14,6 +14,13 @@ struct conf_macro {
     char *value; /* already expanded: macros may use the ones defined before them */
 };
 
+/* llama-swap's capabilities: what /v1/models tells clients a model can do. */
+struct conf_caps {
+    char **in, **out; /* modalities: text, audio, image */
+    bool tools, reranker;
+    uint64_t context; /* tokens; 0 = not said */
+};
+
 struct conf_model {
     char *name;
     char *cmd; /* macros expanded; ${PORT} is filled in at each start */
@@ -27,7 +34,8 @@ struct conf_model {
     bool unlisted;
     char *strip_params; /* filters.strip_params: comma-separated request keys to drop */
     uint64_t concurrency_limit;
-    char *metadata_unused;     /* accepted and ignored */
+    char *metadata; /* JSON text of its metadata: (macros expanded), or NULL */
+    struct conf_caps caps;
     struct conf_macro *macros; /* its own macros (llama-swap's model-level macros): they win */
     size_t n_macros;
 };
@@ -51,6 +59,7 @@ struct swapconf {
     char *log_level;
     uint64_t metrics_max;
     bool log_to_stdout_unused;
+    bool include_aliases_in_list; /* /v1/models lists each alias as a model too */
 };
 
 /* Handlers for the top-level llama-swap keys; obj is a struct swapconf. */
@@ -66,6 +75,7 @@ int swapconf_expand(const char *in, const struct conf_macro *m, size_t n, char *
 /* A cmd as llama-swap reads it: lines whose first word starts with '#' dropped, a trailing
  * backslash joining a line to the next, lines joined by spaces. Returns a new string. */
 char *swapconf_clean_cmd(const char *in);
+void swapconf_caps_cleanup(struct conf_caps *c);
 /* Replaces every ${key} by value (for ${PORT} in a proxy URL). */
 char *swapconf_subst(const char *in, const char *key, const char *value);
 

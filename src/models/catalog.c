@@ -121,6 +121,11 @@ add_configured(struct catalog *cat, const struct conf_model *m)
     d->strip_params = strv_split(m->strip_params);
     d->use_model_name = m->use_model_name ? xstrdup(m->use_model_name) : NULL;
     d->description = m->description ? xstrdup(m->description) : NULL;
+    d->display_name = m->display_name ? xstrdup(m->display_name) : NULL;
+    d->metadata = m->metadata ? xstrdup(m->metadata) : NULL;
+    d->caps = m->caps;
+    d->caps.in = m->caps.in ? list_dup(m->caps.in) : NULL;
+    d->caps.out = m->caps.out ? list_dup(m->caps.out) : NULL;
     d->ttl_ms = m->ttl * 1000;
     d->concurrency_limit = (unsigned)m->concurrency_limit;
     d->unlisted = m->unlisted;
@@ -243,6 +248,7 @@ catalog_build(struct catalog *cat, const struct conf *conf, const struct model_l
     cat->preload = list_dup(s->preload);
     cat->ready_timeout_ms = s->health_check_timeout ? s->health_check_timeout * 1000 : 120000;
     cat->start_port = s->start_port;
+    cat->include_aliases_in_list = s->include_aliases_in_list;
     warn_unknown(cat, s);
     return 0;
 }
@@ -255,6 +261,8 @@ catalog_cleanup(struct catalog *cat)
 
         free(d->name), free(d->cmd), free(d->cmd_stop), free(d->proxy);
         free(d->check_endpoint), free(d->use_model_name), free(d->description);
+        free(d->display_name), free(d->metadata);
+        swapconf_caps_cleanup(&d->caps);
         free(d->path), free(d->mmproj), free(d->exe);
         strv_free(d->aliases), strv_free(d->env), strv_free(d->strip_params);
         strv_free(d->args), strv_free(d->flags);

@@ -30,7 +30,9 @@ struct model_def {
     char **env;
     char **strip_params;
     char *use_model_name;
-    char *description;
+    char *description, *display_name; /* llama-swap's description and name */
+    char *metadata;                   /* JSON text of llama-swap's metadata:, or NULL */
+    struct conf_caps caps;            /* llama-swap's capabilities: */
     uint64_t ttl_ms;
     unsigned concurrency_limit; /* 0: no limit */
     bool unlisted;
@@ -55,6 +57,7 @@ struct catalog {
     char **preload;
     uint64_t ready_timeout_ms;
     uint64_t start_port;
+    bool include_aliases_in_list; /* llama-swap's includeAliasesInList */
 };
 
 /* Builds from conf (YAML models win over discovered ones of the same name) and found. */

@@ -19,6 +19,7 @@
 #include "core/xmalloc.h"
 #include "http/cors.h"
 #include "http/errors.h"
+#include "router/listing.h"
 #include "router/proxy.h"
 #include "router/select.h"
 #include "tunnel/tunnel_server.h"
@@ -61,41 +62,6 @@ handle_health(struct router *r, struct http_request *req)
 }
 
 static json_t *model_status(struct router *r, const struct model_def *m);
-
-/* Goinfer's own list: every model with what its GGUF header says. */
-static void
-handle_gguf_models(struct router *r, struct http_request *req)
-{
-    json_t *list = json_array();
-
-    for (size_t i = 0; i < r->d.cat->n; i++) {
-        const struct model_def *m = &r->d.cat->v[i];
-        json_t *o;
-
-        if (m->unlisted)
-            continue;
-        o = json_pack("{s:s, s:b, s:o}", "id", m->name, "vision", m->mmproj != NULL, "status",
-                      model_status(r, m));
-        if (m->path != NULL) {
-            json_object_set_new(o, "path", json_string(m->path));
-            json_object_set_new(o, "size", json_integer((json_int_t)m->size));
-            json_object_set_new(o, "shards", json_integer(m->shards));
-        }
-        if (m->mmproj != NULL)
-            json_object_set_new(o, "mmproj", json_string(m->mmproj));
-        if (m->meta.ok) {
-            json_object_set_new(o, "architecture", json_string(m->meta.arch));
-            json_object_set_new(o, "context_length",
-                                json_integer((json_int_t)m->meta.context_length));
-            json_object_set_new(o, "quantization", json_string(m->meta.quant));
-            json_object_set_new(o, "chat_template", json_boolean(m->meta.has_chat_template));
-        } else if (m->path != NULL) {
-            json_object_set_new(o, "error", json_string(m->meta.error));
-        }
-        json_array_append_new(list, o);
-    }
-    http_respond_json(req, 200, json_pack("{s:o}", "models", list));
-}
 
 #define NAMES_SHOWN 32 /* model names in an error message; then "and N more" */
 
@@ -202,27 +168,48 @@ model_status(struct router *r, const struct model_def *m)
     return o;
 }
 
+static void
+list_append(struct buf *out, size_t start, json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT);
+
+    list_sep(out, start);
+    buf_append(out, text, strlen(text));
+    free(text);
+    json_decref(o);
+}
+
+/* Every listed model, then (with includeAliasesInList) each of its aliases as a model. */
 static size_t
-local_list(struct router *r, struct buf *out)
+local_entries(struct router *r, struct buf *out, bool gguf)
 {
     size_t start = out->len;
 
     for (size_t i = 0; i < r->d.cat->n; i++) {
         const struct model_def *m = &r->d.cat->v[i];
-        json_t *o;
-        char *text;
 
         if (m->unlisted)
             continue;
-        o = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", m->name, "object", "model", "created",
-                      (json_int_t)r->started, "owned_by", "goinfer", "status", model_status(r, m));
-        text = json_dumps(o, JSON_COMPACT);
-        list_sep(out, start);
-        buf_append(out, text, strlen(text));
-        free(text);
-        json_decref(o);
+        list_append(out, start,
+                    listing_model(m, m->name, model_status(r, m), (json_int_t)r->started, gguf));
+        for (char **a = m->aliases; r->d.cat->include_aliases_in_list && a && *a; a++)
+            list_append(out, start,
+                        listing_model(m, *a, model_status(r, m), (json_int_t)r->started, gguf));
     }
     return out->len - start;
+}
+
+static size_t
+local_list(struct router *r, struct buf *out)
+{
+    return local_entries(r, out, false);
+}
+
+/* GET /models: the same entries with the files' fields (path, size, GGUF header...). */
+static size_t
+local_list_gguf(struct router *r, struct buf *out)
+{
+    return local_entries(r, out, true);
 }
 
 /* As the tunnel server keeps them serialized: a fleet of tens of thousands costs a copy here,
@@ -274,9 +261,10 @@ static const struct backend backends[] = {
     {"tunnel", tunnel_serves, tunnel_forward, tunnel_list},
 };
 
-/* GET /v1/models: every backend's models, once each. */
+/* Every backend's models, once each, in one list: OpenAI's shape, which llama.cpp's router
+ * also gives GET /models. That one adds the local files' fields. */
 static void
-handle_models(struct router *r, struct http_request *req)
+respond_listing(struct router *r, struct http_request *req, bool gguf)
 {
     struct buf body;
 
@@ -284,15 +272,30 @@ handle_models(struct router *r, struct http_request *req)
     buf_printf(&body, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0, start = body.len; i < sizeof(backends) / sizeof(backends[0]); i++) {
         size_t mark = body.len;
+        size_t (*list)(struct router *, struct buf *) = backends[i].list;
 
+        if (gguf && list == local_list)
+            list = local_list_gguf;
         if (mark > start) /* a separator, taken back if this backend lists nothing */
             buf_append(&body, ",", 1);
-        if (backends[i].list(r, &body) == 0)
+        if (list(r, &body) == 0)
             body.len = mark;
     }
     buf_append(&body, "]}", 2);
     http_respond(req, 200, "application/json", body.data, body.len);
     buf_cleanup(&body);
+}
+
+static void
+handle_models(struct router *r, struct http_request *req)
+{
+    respond_listing(r, req, false);
+}
+
+static void
+handle_gguf_models(struct router *r, struct http_request *req)
+{
+    respond_listing(r, req, true);
 }
 
 /* Resolves the model a request names and hands it to the first backend that serves it, or
@@ -431,14 +434,47 @@ handle_model_one(struct router *r, struct http_request *req)
     const char *id = req->path + strlen("/v1/models/");
     const struct model_def *m = catalog_find(r->d.cat, id, strlen(id));
 
-    if ((m == NULL || m->unlisted) && !tunnel_serves(r, id)) {
+    if (m != NULL && !m->unlisted) {
+        http_respond_json(req, 200,
+                          listing_model(m, id, model_status(r, m), (json_int_t)r->started, false));
+    } else if (tunnel_serves(r, id)) {
+        http_respond_json(req, 200, tunnel_server_model(r->d.tunnels, id, (json_int_t)r->started));
+    } else {
         http_respond_error(req, 404, "model_not_found", "model '%s' not found", id);
+    }
+}
+
+/* GET /props: llama.cpp's router answer when no model is named (its web UI then offers every
+ * model); with ?model=<id>, that model's own /props, loading it unless ?autoload=false. */
+static void
+handle_props(struct router *r, struct http_request *req)
+{
+    char *name = NULL, *autoload = NULL;
+    const struct model_def *m;
+    int code;
+
+    if (req->query != NULL) {
+        select_model_from_query(req->query, &name);
+        select_query_value(req->query, "autoload", &autoload);
+    }
+    if (name == NULL && (req->services & ROUTER_SVC_INFER) == 0) { /* a GPU machine proxies */
+        http_respond_json(req, 200, listing_router_props());
         return;
     }
-    http_respond_json(req, 200,
-                      json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "model", "created",
-                                (json_int_t)r->started, "owned_by",
-                                m != NULL ? "goinfer" : "goinfer-tunnel"));
+    m = name ? catalog_find(r->d.cat, name, strlen(name)) : NULL;
+    if (m != NULL && autoload != NULL && (!strcmp(autoload, "false") || !strcmp(autoload, "0")) &&
+        swap_model_state(r->d.swap, m, &code) != SWAP_MODEL_LOADED) {
+        req->log_model = name; /* the request owns it from here */
+        http_respond_error(req, 400, "invalid_request_error",
+                           "model '%s' is not loaded (load it with POST /models/load, or ask "
+                           "without autoload=false)",
+                           name);
+        name = NULL;
+    } else {
+        handle_proxy(r, req);
+    }
+    free(autoload);
+    free(name);
 }
 
 static void
@@ -481,27 +517,28 @@ handle_ui(struct router *r, struct http_request *req)
 
 #define GI    ROUTER_SVC_GOINFER
 #define INFER ROUTER_SVC_INFER
+#define LSWAP ROUTER_SVC_SWAP /* llama-swap's API beside /v1 */
 
 /* Exact paths; a path ending in '/' matches as a prefix. */
 static const struct route routes[] = {
     {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, PUBLIC, handle_health},
     {"GET", TUNNEL_PATH, SVC_ANY, PUBLIC, handle_tunnel}, /* pins and a token proof instead */
     {"GET", "/v1/models", SVC_ANY | INFER, USER, handle_models},
-    {"GET", "/models", GI, USER, handle_gguf_models},
-    {"GET", "/ui", GI | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
-    {"GET", "/running", GI | ROUTER_SVC_ADMIN, USER, handle_running},
-    {"POST", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
-    {"GET", "/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_unload}, /* the seed's verb */
+    {"GET", "/models", GI | LSWAP, USER, handle_gguf_models},
+    {"GET", "/ui", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
+    {"GET", "/running", GI | LSWAP | ROUTER_SVC_ADMIN, USER, handle_running},
+    {"POST", "/unload", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
+    {"GET", "/unload", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_unload}, /* the seed's verb */
     /* one model: llama.cpp's router API and llama-swap's */
     {"POST", "/models/unload", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload_model},
     {"POST", "/models/load", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_load_model},
     {"POST", "/api/models/unload", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
     {"POST", "/api/models/unload/", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload_model},
     {"GET", "/v1/models/", SVC_ANY | INFER, USER, handle_model_one},
-    {"GET", "/logs", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
+    {"GET", "/logs", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
     {"POST", "/reload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_reload},
     {"GET", "/metrics", GI | ROUTER_SVC_ADMIN, ADMIN, handle_metrics},
-    {"GET", "/logs/stream", GI | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
+    {"GET", "/logs/stream", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
     /* llama.cpp's native API, on Goinfer's listener */
     {"POST", "/completions", GI | INFER, USER, handle_proxy},
     {"POST", "/completion", GI | INFER, USER, handle_proxy},
@@ -513,7 +550,7 @@ static const struct route routes[] = {
     {"POST", "/embedding", GI | INFER, USER, handle_proxy},
     {"POST", "/embeddings", GI | INFER, USER, handle_proxy},
     {"POST", "/apply-template", GI | INFER, USER, handle_proxy},
-    {"GET", "/props", GI | INFER, USER, handle_proxy},
+    {"GET", "/props", GI | INFER, USER, handle_props},
     {"GET", "/slots", GI | INFER, USER, handle_proxy},
     {"GET", "/tools", GI | INFER, USER, handle_proxy},
     {"POST", "/tools", GI | INFER, USER, handle_proxy},

@@ -13,6 +13,7 @@
 #define ROUTER_SVC_GOINFER CONF_SVC_GOINFER
 #define ROUTER_SVC_OPENAI  CONF_SVC_OPENAI
 #define ROUTER_SVC_ADMIN   CONF_SVC_ADMIN
+#define ROUTER_SVC_SWAP    CONF_SVC_SWAP
 /* Not a listener's: the inference routes a tunnel's server may ask a GPU machine for (never
  * admin or static routes), the services of the requests a tunnel client runs. */
 #define ROUTER_SVC_INFER 8u

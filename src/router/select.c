@@ -126,16 +126,17 @@ url_decode(const char *s, size_t n)
 }
 
 int
-select_model_from_query(const char *query, char **name)
+select_query_value(const char *query, const char *key, char **value)
 {
     const char *p = query;
+    size_t klen = strlen(key);
 
-    *name = NULL;
+    *value = NULL;
     while (p != NULL && *p) {
         size_t n = strcspn(p, "&");
 
-        if (n > 6 && strncmp(p, "model=", 6) == 0) {
-            *name = url_decode(p + 6, n - 6);
+        if (n > klen + 1 && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            *value = url_decode(p + klen + 1, n - klen - 1);
             return 0;
         }
         p += n;
@@ -143,6 +144,12 @@ select_model_from_query(const char *query, char **name)
             p++;
     }
     return 0;
+}
+
+int
+select_model_from_query(const char *query, char **name)
+{
+    return select_query_value(query, "model", name);
 }
 
 int

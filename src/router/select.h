@@ -22,6 +22,8 @@ int select_model_from_multipart(const char *body, size_t len, const char *conten
                                 size_t ct_len, char **name);
 /* Reads model=... from a URL query string (percent-decoded). Returns 0 with *name or NULL. */
 int select_model_from_query(const char *query, char **name);
+/* The percent-decoded value of key=... in a URL query string, or NULL. Returns 0. */
+int select_query_value(const char *query, const char *key, char **value);
 /*
  * For /upstream/<model>/<rest>: finds the longest known name that prefixes path (names may hold
  * '/'). names is a NULL-terminated list. Returns the index, or -1; *rest points into path.

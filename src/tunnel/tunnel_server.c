@@ -268,8 +268,25 @@ log_left_out(struct tlink *l, const struct tunnel_msg *m)
     l->bad_id = m->bad_id;
 }
 
-/* Takes the models of m. The new names are counted before the old ones are let go, so a
- * re-registration that only changes which are hot leaves the cached listing as it is. */
+static const struct tunnel_model *find_model(const struct tlink *l, const char *model);
+
+/* Whether the models' state the listing shows (loaded, vision) differs from what l had. */
+static bool
+state_changed(const struct tlink *l, const struct tunnel_msg *m)
+{
+    if (!l->registered || m->n_models != l->n_models)
+        return true;
+    for (size_t i = 0; i < m->n_models; i++) {
+        const struct tunnel_model *was = find_model(l, m->models[i].id);
+
+        if (was == NULL || was->hot != m->models[i].hot || was->vision != m->models[i].vision)
+            return true;
+    }
+    return false;
+}
+
+/* Takes the models of m. The new names are counted before the old ones are let go; the cached
+ * listing is rebuilt when a name comes or goes, or a model loads or unloads. */
 static void
 on_register(struct tlink *l, struct tunnel_msg *m)
 {
@@ -279,6 +296,8 @@ on_register(struct tlink *l, struct tunnel_msg *m)
     struct buf names;
 
     log_left_out(l, m);
+    if (state_changed(l, m))
+        l->ts->listing_stale = true;
     fleet_count(l->ts, m->models, m->n_models, 1);
     if (l->registered)
         fleet_count(l->ts, old, n_old, -1);
@@ -1018,6 +1037,32 @@ listing_key(struct buf *key, const char *const *hidden, size_t n_hidden, json_in
         buf_append(key, hidden[i], strlen(hidden[i]) + 1); /* the NUL separates them */
 }
 
+/* A tunnelled model as the listings show it: loaded when a GPU machine has it loaded, and the
+ * modalities it can take there. */
+static json_t *
+tunnel_model_entry(struct tunnel_server *ts, const char *id, json_int_t created)
+{
+    bool hot = false, vision = false;
+
+    for (struct tlink *l = ts->links; l != NULL; l = l->next) {
+        const struct tunnel_model *m = l->registered ? find_model(l, id) : NULL;
+
+        hot |= m != NULL && m->hot;
+        vision |= m != NULL && m->vision;
+    }
+    return json_pack("{s:s, s:s, s:I, s:s, s:{s:s}, s:{s:o, s:[s]}}", "id", id, "object", "model",
+                     "created", created, "owned_by", "goinfer-tunnel", "status", "value",
+                     hot ? "loaded" : "unloaded", "architecture", "input_modalities",
+                     vision ? json_pack("[s,s]", "text", "image") : json_pack("[s]", "text"),
+                     "output_modalities", "text");
+}
+
+json_t *
+tunnel_server_model(struct tunnel_server *ts, const char *id, json_int_t created)
+{
+    return ts != NULL && tunnel_server_serves(ts, id) ? tunnel_model_entry(ts, id, created) : NULL;
+}
+
 static void
 listing_build(struct tunnel_server *ts, const char *const *hidden, size_t n_hidden,
               json_int_t created)
@@ -1034,8 +1079,7 @@ listing_build(struct tunnel_server *ts, const char *const *hidden, size_t n_hidd
 
         if (json_object_get(skip, id) != NULL)
             continue;
-        o = json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "model", "created", created,
-                      "owned_by", "goinfer-tunnel");
+        o = tunnel_model_entry(ts, id, created);
         s = json_dumps(o, JSON_COMPACT);
         buf_printf(&ts->listing, "%s%s", ts->listing.len ? "," : "", s);
         free(s);

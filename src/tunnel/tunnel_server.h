@@ -41,11 +41,14 @@ bool tunnel_server_serves(const struct tunnel_server *ts, const char *model);
 /* How many distinct models the registered clients serve; names gets the first max of them,
  * borrowed until the next registration changes. */
 size_t tunnel_server_some_models(const struct tunnel_server *ts, const char **names, size_t max);
+/* One tunnelled model as /v1/models/<id> shows it (state, modalities), or NULL. */
+json_t *tunnel_server_model(struct tunnel_server *ts, const char *id, json_int_t created);
 /*
  * The models the clients serve, once each and leaving out the hidden names (the local models
  * of the same name), as OpenAI model objects joined by commas, without brackets. Made again
  * only when the fleet's set of names, hidden or created changed: with tens of thousands of
- * models a request costs a copy, not a merge on the only loop. Borrowed until the next call.
+ * models a request costs a copy, not a merge on the only loop; a model loading or unloading on
+ * a GPU machine also makes it again (each entry has its status). Borrowed until the next call.
  */
 const char *tunnel_server_models_json(struct tunnel_server *ts, const char *const *hidden,
                                       size_t n_hidden, json_int_t created, size_t *len);

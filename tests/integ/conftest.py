@@ -91,11 +91,9 @@ class Goinfer:
 
     def wait_ready(self):
         self.wait_log(r"goinfer ready")
-        for m in re.finditer(r"listening on ([^ ]+):(\d+) \((goinfer )?(openai )?", self.log()):
-            if m.group(3):
-                self.ports["goinfer"] = (m.group(1), int(m.group(2)))
-            if m.group(4):
-                self.ports["openai"] = (m.group(1), int(m.group(2)))
+        for m in re.finditer(r"listening on ([^ ]+):(\d+) \(([^)]*)\)", self.log()):
+            for service in m.group(3).split():  # the last listener of each service
+                self.ports[service] = (m.group(1), int(m.group(2)))
         return self
 
     def url(self, service="goinfer"):

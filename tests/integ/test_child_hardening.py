@@ -199,7 +199,7 @@ def test_a_text_model_beside_a_vision_model_gets_no_projector(tmp_path, start_go
     mkmodel(d / "tiny-t.gguf", "-n", "tiny-t", "-s", "22")
     assert (d / "mmproj-tiny-v.gguf").exists()
     g = start_goinfer(d)
-    models = {m["id"]: m for m in client.get(g.url() + "/models", headers=auth()).json()["models"]}
+    models = {m["id"]: m for m in client.get(g.url() + "/models", headers=auth()).json()["data"]}
     assert set(models) == {"tiny-t", "tiny-v"}
     assert models["tiny-v"]["vision"] is True and models["tiny-t"]["vision"] is False
     r = chat(client, g, "tiny-t")

@@ -130,12 +130,14 @@ def test_models_lists_gguf_metadata(models_dir, start_goinfer, client):
     g = start_goinfer(models_dir)
     r = client.get(g.url() + "/models", headers=auth())
     assert r.status_code == 200
-    models = {m["id"]: m for m in r.json()["models"]}
+    models = {m["id"]: m for m in r.json()["data"]}
     a = models["tiny-a"]
-    assert a["architecture"] == "llama" and a["context_length"] == 512
-    assert a["quantization"] == "F32" and a["chat_template"] is True and a["vision"] is False
+    assert a["gguf"]["architecture"] == "llama" and a["context_length"] == 512
+    assert a["gguf"]["quantization"] == "F32" and a["gguf"]["chat_template"] is True
+    assert a["vision"] is False and a["architecture"]["input_modalities"] == ["text"]
+    assert a["status"] == {"value": "unloaded"} and a["path"].endswith("tiny-a.gguf")
     assert models["split"]["shards"] == 3
-    assert "error" in models["broken"] and "architecture" not in models["broken"]
+    assert "error" in models["broken"]["gguf"] and "architecture" not in models["broken"]["gguf"]
     assert "GI_tiny-a" not in models
     assert client.get(g.url("openai") + "/models", headers=auth()).status_code == 404
 
@@ -146,7 +148,7 @@ def test_mmproj_is_attached_not_listed(tmp_path, start_goinfer, client):
     d.mkdir()
     mkmodel(d / "seer.gguf", "-n", "seer", "--mmproj")
     g = start_goinfer(d)
-    models = client.get(g.url() + "/models", headers=auth()).json()["models"]
+    models = client.get(g.url() + "/models", headers=auth()).json()["data"]
     assert [m["id"] for m in models] == ["seer"]
     assert models[0]["vision"] is True and models[0]["mmproj"].endswith("mmproj-seer.gguf")
     g.wait_log(r"model GI_seer: .*seer.gguf")

@@ -28,7 +28,7 @@ models:
       exe: ${{exe}}
     ttl: -1
     unloadTimeout: 5
-    capabilities: [chat]
+    capabilities: {{in: [text], tools: true}}
     filters:
       stripParams: "temperature"
       setParams: {{top_k: 1}}
@@ -46,9 +46,8 @@ hooks:
     preload: [ghost]
 """
     g = start(start_goinfer, models_dir, config(tmp_path, swap, models_dir))
-    for key in ("logToStdout", "logTimeFormat", "sendLoadingState", "includeAliasesInList",
-                "globalTTL", "apiKeys", "routing", "peers", "unloadTimeout", "capabilities",
-                "setParams"):
+    for key in ("logToStdout", "logTimeFormat", "sendLoadingState", "globalTTL", "apiKeys",
+                "routing", "peers", "unloadTimeout", "setParams"):
         g.wait_log(rf"{key} is llama-swap's and Goinfer does not implement it yet; ignored")
     g.wait_log(r"unknown key 'someFutureKey' in llama-swap\.yml|unknown key 'someFutureKey'")
     g.wait_log(r"group g1: member not-a-model is no model here; ignored")

@@ -53,7 +53,7 @@ def test_models_retrieve(models_dir, start_goinfer, client):
 
 def status_of(client, g, path, model):
     data = client.get(g.url() + path, headers=auth()).json()
-    rows = data["data"] if "data" in data else data["models"]
+    rows = data["data"]
     return next(m["status"] for m in rows if m["id"] == model)
 
 

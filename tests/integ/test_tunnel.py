@@ -110,10 +110,19 @@ def test_a_chat_streams_from_the_end_user_to_a_gpu_client_and_back(net, nodes, g
     assert "127.0.0.1" in cli.url()
     r = net.curl(u, *AUTH, f"{srv.api}/v1/models")
     assert [m["id"] for m in json.loads(r.stdout)["data"]] == ["tiny-a"], r.stdout
+    assert json.loads(r.stdout)["data"][0]["status"] == {"value": "unloaded"}, r.stdout
     r = net.curl(u, *AUTH, "-i", f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
     assert r.returncode == 0, r.stderr
     assert "text/event-stream" in r.stdout and "data: [DONE]" in r.stdout, r.stdout
     assert r.stdout.count("data: ") >= 3
+    # the listing shows the state the GPU machine reports (it says so within a tick)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        one = json.loads(net.curl(u, *AUTH, f"{srv.api}/v1/models/tiny-a").stdout)
+        if one["status"]["value"] == "loaded":
+            break
+        time.sleep(0.1)
+    assert one["status"] == {"value": "loaded"} and one["owned_by"] == "goinfer-tunnel", one
     srv.wait_log(r"POST /v1/chat/completions model=tiny-a backend=tunnel status=200")
     cli.wait_log(r"POST /v1/chat/completions model=tiny-a backend=local status=200")
     # an unknown model is still a clear 404, naming what there is

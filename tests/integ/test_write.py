@@ -102,10 +102,10 @@ def test_written_models_keep_what_discovery_knows(tmp_path, client):
     g = serve_written(tmp_path)
     try:
         h = {"Authorization": f"Bearer {key}"}
-        rows = {m["id"]: m for m in client.get(g.url() + "/models", headers=h).json()["models"]}
+        rows = {m["id"]: m for m in client.get(g.url() + "/models", headers=h).json()["data"]}
         for name in ("tiny-v", "tiny-t"):
             assert rows[name]["path"] == str(models / f"{name}.gguf"), rows[name]
-            assert rows[name]["architecture"] == "llama" and rows[name]["size"] > 0, rows[name]
+            assert rows[name]["gguf"]["architecture"] == "llama" and rows[name]["size"] > 0, rows[name]
         assert rows["tiny-v"]["vision"] is True and rows["tiny-t"]["vision"] is False
         r = client.post(g.url() + "/completions", headers=h,  # its own cmd still runs it
                         json={"model": "tiny-t", "prompt": "Hello", "n_predict": 2})

@@ -30,7 +30,7 @@ listen_addresses(void **state)
     free(l.host);
     assert_int_equal(conf_parse_listen("[::1]:5555", "llama-swap, admin", "x", &l, err, 256), 0);
     assert_string_equal(l.host, "::1");
-    assert_int_equal(l.services, ROUTER_SVC_OPENAI | ROUTER_SVC_ADMIN);
+    assert_int_equal(l.services, ROUTER_SVC_OPENAI | ROUTER_SVC_SWAP | ROUTER_SVC_ADMIN);
     free(l.host);
     assert_int_equal(conf_parse_listen(":http", "goinfer", "x", &l, err, 256), -EINVAL);
     assert_non_null(strstr(err, "port"));
