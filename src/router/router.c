@@ -444,6 +444,50 @@ handle_model_one(struct router *r, struct http_request *req)
     }
 }
 
+/* /tools: llama.cpp's router answers it itself (403 unless it was started with tools), and its
+ * web UI asks at every page load; a model starts for it only when the request names one. */
+static void
+handle_tools(struct router *r, struct http_request *req)
+{
+    char *name = NULL;
+
+    if (req->query != NULL)
+        select_model_from_query(req->query, &name);
+    if (name != NULL || (req->services & ROUTER_SVC_INFER) != 0)
+        handle_proxy(r, req);
+    else
+        http_respond_error(req, 403, "feature_disabled",
+                           "server tools run in each model's llama-server: ask "
+                           "/tools?model=<id> (it answers 403 unless started with --tools)");
+    free(name);
+}
+
+/* POST /v1/streams/lookup (llama.cpp's web UI asks which of its conversations still stream,
+ * at every page load): asked of the model the body names, else of the model running now; with
+ * none running there is nothing to resume, and no model is started to say so. */
+static void
+handle_streams_lookup(struct router *r, struct http_request *req)
+{
+    char err[64], *name = NULL;
+
+    if (select_model_from_json(req->body.data, req->body.len, &name, err, sizeof(err)) == 0 &&
+        name != NULL) {
+        free(name);
+        handle_proxy(r, req);
+        return;
+    }
+    for (size_t i = 0; i < r->d.cat->n; i++) {
+        int code;
+
+        if (swap_model_state(r->d.swap, &r->d.cat->v[i], &code) == SWAP_MODEL_LOADED) {
+            req->log_model = xstrdup(r->d.cat->v[i].name);
+            local_forward(r, req, r->d.cat->v[i].name);
+            return;
+        }
+    }
+    http_respond(req, 200, "application/json", "[]", 2);
+}
+
 /* GET /props: llama.cpp's router answer when no model is named (its web UI then offers every
  * model); with ?model=<id>, that model's own /props, loading it unless ?autoload=false. */
 static void
@@ -552,10 +596,11 @@ static const struct route routes[] = {
     {"POST", "/apply-template", GI | INFER, USER, handle_proxy},
     {"GET", "/props", GI | INFER, USER, handle_props},
     {"GET", "/slots", GI | INFER, USER, handle_proxy},
-    {"GET", "/tools", GI | INFER, USER, handle_proxy},
-    {"POST", "/tools", GI | INFER, USER, handle_proxy},
+    {"GET", "/tools", GI | INFER, USER, handle_tools},
+    {"POST", "/tools", GI | INFER, USER, handle_tools},
     /* every OpenAI-style route llama-server has: chat, completions, embeddings, responses,
      * messages, rerank, audio transcriptions (multipart) */
+    {"POST", "/v1/streams/lookup", SVC_ANY | INFER, USER, handle_streams_lookup},
     {"POST", "/v1/", SVC_ANY | INFER, USER, handle_proxy},
     {"*", "/upstream/", SVC_ANY, USER, handle_upstream},
 };
