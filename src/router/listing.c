@@ -67,8 +67,8 @@ architecture(const struct model_def *m)
             json_object_set_new(a, "modality", modality(c->in, c->out));
         return a;
     }
-    json_object_set_new(a, "input_modalities", m->mmproj ? json_pack("[s,s]", "text", "image")
-                                                         : json_pack("[s]", "text"));
+    json_object_set_new(a, "input_modalities",
+                        m->mmproj ? json_pack("[s,s]", "text", "image") : json_pack("[s]", "text"));
     json_object_set_new(a, "output_modalities", json_pack("[s]", "text"));
     return a;
 }

@@ -12,8 +12,8 @@
 #include "models/catalog.h"
 
 /* id is m's name or, with includeAliasesInList, one of its aliases. Takes status. */
-json_t *listing_model(const struct model_def *m, const char *id, json_t *status,
-                      json_int_t created, bool gguf);
+json_t *listing_model(const struct model_def *m, const char *id, json_t *status, json_int_t created,
+                      bool gguf);
 /* GET /props with no model named: llama.cpp's router answer, so its web UI shows a picker. */
 json_t *listing_router_props(void);
 
