@@ -172,6 +172,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->cat = &g->cat;
     d->default_model = default_model_of(g);
     d->ui_dir = g->ui_dir;
+    d->ui_proxy = g->ui_proxy;
     d->origins = g->conf.origins;
     d->upstream_idle_s = (long)g->conf.limits.upstream_timeout;
     d->auth = a->keys.user;
@@ -299,6 +300,8 @@ reload(struct app *a, const char *why)
         return;
     }
     reload_warn_restart(&a->gens.current->conf, &next->conf);
+    if (strcmp(a->gens.current->ui_source, next->ui_source) != 0)
+        log_info("web UI: %s", next->ui_source);
     generations_replace(&a->gens, next); /* requests in flight keep the old one until they end */
     a->tunnel_conf = next->conf.tunnel_server;
     a->tunnel_conf.stream_timeout = next->conf.limits.upstream_timeout;
@@ -724,6 +727,7 @@ main(int argc, char **argv)
         setup_listeners(&a);
         setup_signals(&a);
         swap_preload(a.swap);
+        log_info("web UI: %s", a.gens.current->ui_source);
         log_info("goinfer ready: %zu models", a.gens.current->cat.n);
         uv_run(a.loop, UV_RUN_DEFAULT);
         log_info("goinfer stopped");

@@ -1,6 +1,7 @@
 """What a new user meets first (issue 11, item 5, in part): the version, a -help that lists
 every variable, answers that say what to do (Allow on 405, WWW-Authenticate on 401), and
 GI_DEFAULT_MODEL in the seed's own form, a file name."""
+import os
 import re
 import subprocess
 
@@ -79,3 +80,93 @@ def test_make_run_takes_the_key_goinfer_yml_holds(models_dir, tmp_path):
         out = p.communicate(timeout=20)[0]
     assert "The API key is goinfer.yml's" in out and 'Authorization: Bearer $KEY' in out, out
     assert "http://localhost:4444/ui" in out
+
+
+def own_llama_server(where):
+    """A copy of the real llama-server in where/bin, with no UI folder anywhere near it (as an
+    installed or hand-copied llama-server has none: its UI is built into the program)."""
+    import shutil
+    from conftest import llama_exe
+    (where / "bin").mkdir(parents=True)
+    exe = where / "bin" / "llama-server"
+    shutil.copy2(llama_exe(), exe)
+    return str(exe)
+
+
+def test_root_with_a_users_own_llama_server_is_its_own_page(models_dir, start_goinfer, client,
+                                                            tmp_path):
+    """GI_LLAMA_EXE outside Goinfer's cache: / answered a JSON 404 and the log said nothing.
+    Now / (and the assets the page asks for) come from a llama-server's own page, and the log
+    says where the page comes from."""
+    exe = own_llama_server(tmp_path / "own")
+    g = start_goinfer(models_dir, env={"GI_LLAMA_EXE": exe})
+    g.wait_log(r"web UI: llama-server's own page, proxied \(%s has no UI folder" % re.escape(exe))
+    r = client.get(g.url() + "/")  # no key: the page is public, as the files are
+    assert r.status_code == 200, (r.status_code, r.text[:300], g.log())
+    assert r.headers["content-type"].startswith("text/html") and "<html" in r.text.lower()
+    # the first model that can start (broken.gguf, first by name, cannot)
+    g.wait_log(r"GET / model=split backend=local status=200")
+    for asset in ("/favicon.ico", "/manifest.webmanifest"):
+        assert client.get(g.url() + asset).status_code == 200, asset
+    # an unknown path that names no file is not the page's: 404, and no model is asked
+    r = client.get(g.url() + "/no-such-route")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    g.wait_log(r"GET /no-such-route model=- backend=- status=404")
+    # a model already running serves the page: a page view never swaps it out
+    r = client.post(g.url() + "/completions", headers=auth(),
+                    json={"model": "tiny-b", "prompt": "Hi", "n_predict": 1})
+    assert r.status_code == 200, r.text
+    mark = len(g.lines)
+    assert client.get(g.url() + "/").status_code == 200
+    g.wait_log(r"GET / model=tiny-b backend=local status=200", start=mark)
+
+
+def test_root_files_are_found_where_llama_cpp_puts_them(models_dir, start_goinfer, client,
+                                                        tmp_path):
+    """The UI folder is looked for where a llama.cpp build or its source tree keeps it; a
+    symbolic link is followed to the llama-server it names."""
+    from conftest import llama_exe
+
+    def ui(d, text):
+        d.mkdir(parents=True)
+        (d / "index.html").write_text(f"<html>{text}</html>")
+
+    layouts = {}
+    # a build folder: build/bin/llama-server beside build/tools/ui/dist
+    b = tmp_path / "llama.cpp" / "build"
+    (b / "bin").mkdir(parents=True)
+    os.symlink(llama_exe(), b / "bin" / "llama-server")
+    ui(b / "tools" / "ui" / "dist", "build tree")
+    layouts["build tree"] = (b / "bin" / "llama-server", b / "bin" / ".." / "tools" / "ui" / "dist")
+    # an out-of-tree build whose CMakeCache.txt names the source tree holding a built UI
+    src, out = tmp_path / "src-tree", tmp_path / "out"
+    (out / "bin").mkdir(parents=True)
+    os.symlink(llama_exe(), out / "bin" / "llama-server")
+    (out / "CMakeCache.txt").write_text(f"FOO:BOOL=ON\nCMAKE_HOME_DIRECTORY:INTERNAL={src}\n")
+    ui(src / "tools" / "ui" / "dist", "source tree")
+    layouts["source tree"] = (out / "bin" / "llama-server", src / "tools" / "ui" / "dist")
+    # a link in ~/bin to the cached llama-server: the files beside the real one
+    (tmp_path / "home-bin").mkdir()
+    os.symlink(llama_exe(), tmp_path / "home-bin" / "llama-server")
+    real = os.path.realpath(llama_exe())
+    layouts["cache"] = (tmp_path / "home-bin" / "llama-server",
+                        os.path.join(os.path.dirname(real), "..", "ui"))
+    for text, (exe, folder) in layouts.items():
+        g = start_goinfer(models_dir, env={"GI_LLAMA_EXE": str(exe)})
+        g.wait_log(r"web UI: files from %s$" % re.escape(str(folder)))
+        r = client.get(g.url() + "/")
+        assert r.status_code == 200 and "<html" in r.text, (text, r.status_code)
+        if text != "cache":
+            assert text in r.text
+        assert g.stop() == 0
+
+
+def test_root_of_the_cached_llama_server_is_still_its_files(models_dir, start_goinfer, client):
+    from conftest import llama_exe
+    g = start_goinfer(models_dir)
+    folder = os.path.join(os.path.dirname(llama_exe()), "..", "ui")
+    g.wait_log(r"web UI: files from %s$" % re.escape(folder))
+    r = client.get(g.url() + "/")
+    assert r.status_code == 200 and "<html" in r.text.lower()
+    g.wait_log(r"GET / model=- backend=- status=200")  # from disk: no model started
+    assert "starting:" not in g.log()
