@@ -132,13 +132,14 @@ ui_at(char *d)
     return NULL;
 }
 
-/* The llama.cpp source tree a CMake build folder was configured from (CMakeCache.txt's
- * CMAKE_HOME_DIRECTORY), or NULL: an out-of-tree build keeps a UI built by hand in there. */
+/* The llama.cpp source tree that the build folder around bin/ was configured from
+ * (CMakeCache.txt's CMAKE_HOME_DIRECTORY), or NULL: an out-of-tree build keeps a UI built by
+ * hand in there. */
 static char *
-cmake_source_of(const char *build)
+cmake_source_of(const char *bin)
 {
     static const char key[] = "CMAKE_HOME_DIRECTORY:INTERNAL=";
-    char *cache = xasprintf("%s/CMakeCache.txt", build), line[4096], *src = NULL;
+    char *cache = xasprintf("%s/../CMakeCache.txt", bin), line[4096], *src = NULL;
     FILE *f = fopen(cache, "re");
 
     free(cache);
@@ -155,17 +156,16 @@ static char *
 ui_beside(const char *bin)
 {
     static const char *const tries[] = {
-        "/../ui",                 /* Goinfer's build cache (make setup) */
-        "/../tools/ui/dist",      /* a llama.cpp build folder: build/bin/llama-server */
-        "/tools/ui/dist",         /* a build whose programs sit at its top */
-        "/../../tools/ui/dist",   /* the source tree around build/: a UI built there by hand */
-        "/../tools/server/public" /* older llama.cpp build folders and source trees */
+        "/../ui",               /* Goinfer's build cache (make setup) */
+        "/../tools/ui/dist",    /* a llama.cpp build folder: build/bin/llama-server */
+        "/tools/ui/dist",       /* a build whose programs sit at its top */
+        "/../../tools/ui/dist", /* the source tree around build/: a UI built there by hand */
     };
     char *d = NULL, *src;
 
     for (size_t i = 0; d == NULL && i < sizeof(tries) / sizeof(tries[0]); i++)
         d = ui_at(xasprintf("%s%s", bin, tries[i]));
-    if (d == NULL && (src = cmake_source_of(xasprintf("%s/..", bin))) != NULL) {
+    if (d == NULL && (src = cmake_source_of(bin)) != NULL) {
         d = ui_at(xasprintf("%s/tools/ui/dist", src));
         free(src);
     }

@@ -16,7 +16,7 @@ bool static_serve(const char *dir, struct http_request *req);
 /* The UI folder for a llama-server, looked for beside the folder bin/ that holds it (and, for a
  * symbolic link, beside the file it names): ../ui (Goinfer's build cache), a llama.cpp build
  * folder's tools/ui/dist, the source tree's tools/ui/dist (around the build folder, or named by
- * its CMakeCache.txt), an older tools/server/public. Returns a malloc'd path, or NULL. */
+ * its CMakeCache.txt). Returns a malloc'd path, or NULL. */
 char *static_ui_dir_for(const char *llama_exe);
 /* Whether a GET of path may be for llama-server's own page: / or a file name (an asset the page
  * asks for). Other unknown paths stay 404 rather than start a model. */
