@@ -58,38 +58,92 @@ def test_llama_servers_own_page_through_upstream(models_dir, start_goinfer, clie
     assert r.headers.get("content-encoding") == "gzip" and b"<html" in r.content.lower()
 
 
+def run_sh(cwd):
+    """scripts/run.sh (what make run starts) in cwd: (process, goinfer's port, stdout reader).
+    The caller ends it with end_run_sh."""
+    import os
+    from conftest import ROOT, BUILD, llama_exe
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env.update(BUILD=str(BUILD), GI_LLAMA_EXE=llama_exe())
+    p = subprocess.Popen(["bash", str(ROOT / "scripts" / "run.sh")], cwd=cwd, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = None
+    for line in p.stderr:
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        port = port or (m and m.group(1))
+        if "goinfer ready" in line or " fatal " in line:
+            break
+    if not port:
+        p.kill()
+        raise AssertionError("goinfer did not start: " + line + p.communicate()[0])
+    return p, port
+
+
+def end_run_sh(p):
+    import signal
+    p.send_signal(signal.SIGTERM)
+    return p.communicate(timeout=20)[0]
+
+
 def test_make_run_takes_the_key_goinfer_yml_holds(models_dir, tmp_path):
     """make run used to start -no-api-key unless GI_API_KEY was exported, so the key -write
     put in goinfer.yml was ignored (a request without it got 200)."""
-    import os
-    import signal
-    from conftest import ROOT, BUILD, llama_exe
     import httpx
 
     (tmp_path / "goinfer.yml").write_text(
         f"models_dir: {models_dir}\napi_key: run-key-0123456789abcdef\n"
         "listen:\n  \"127.0.0.1:0\": goinfer\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
-    env.update(BUILD=str(BUILD), GI_LLAMA_EXE=llama_exe())
-    p = subprocess.Popen(["bash", str(ROOT / "scripts" / "run.sh")], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, port = run_sh(tmp_path)
     try:
-        port = None
-        for line in p.stderr:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            port = port or (m and m.group(1))
-            if "goinfer ready" in line:
-                break
-        assert port, "goinfer did not start"
         url = f"http://127.0.0.1:{port}/v1/models"
         assert httpx.get(url).status_code == 401
         ok = httpx.get(url, headers={"Authorization": "Bearer run-key-0123456789abcdef"})
         assert ok.status_code == 200
     finally:
-        p.send_signal(signal.SIGTERM)
-        out = p.communicate(timeout=20)[0]
+        out = end_run_sh(p)
     assert "The API key is goinfer.yml's" in out and 'Authorization: Bearer $KEY' in out, out
-    assert "http://localhost:4444/ui" in out
+    assert "http://localhost:4444/ui  Goinfer's admin page" in out
+    assert "http://localhost:4444/    llama.cpp's web UI" in out
+
+
+def test_make_run_prints_commands_that_work_with_a_written_key(models_dir, tmp_path):
+    """The KEY=... command make run printed kept the quotes -write puts around the key, so
+    every printed curl got 401; a -write -no-api-key placeholder made goinfer refuse to start."""
+    import httpx
+    from test_write import write
+
+    def listen_anywhere():
+        text = (tmp_path / "goinfer.yml").read_text()
+        (tmp_path / "goinfer.yml").write_text(
+            text.replace('":4444": goinfer', '"127.0.0.1:0": goinfer').replace(
+                '  ":5555": openai\n', ""))
+
+    write(tmp_path, models_dir)
+    listen_anywhere()
+    p, port = run_sh(tmp_path)
+    out = end_run_sh(p)
+    line = re.search(r"^   (KEY=.*)$", out, re.M).group(1)
+    key = subprocess.run(["bash", "-c", line + '; printf %s "$KEY"'], cwd=tmp_path,
+                         capture_output=True, text=True).stdout
+    assert re.fullmatch(r"[0-9a-f]{64}", key), (line, key)
+    assert f'"{key}"' in (tmp_path / "goinfer.yml").read_text()
+    curl = re.search(r"^   (curl -s -H .* localhost:4444/v1/models)$", out, re.M).group(1)
+    p, port = run_sh(tmp_path)
+    try:
+        r = subprocess.run(["bash", "-c", line + "; " + curl.replace("localhost:4444",
+                                                                      f"127.0.0.1:{port}")],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert '"object":"list"' in r.stdout, (curl, r.stdout, r.stderr)
+    finally:
+        end_run_sh(p)
+    write(tmp_path, models_dir, "-no-api-key")
+    listen_anywhere()
+    p, port = run_sh(tmp_path)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 200
+    finally:
+        out = end_run_sh(p)
+    assert "placeholder key of goinfer -write -no-api-key" in out and "No API key" in out
 
 
 def own_llama_server(where):
