@@ -234,3 +234,28 @@ def test_root_of_the_cached_llama_server_is_still_its_files(models_dir, start_go
     assert r.status_code == 200 and "<html" in r.text.lower()
     g.wait_log(r"GET / model=- backend=- status=200")  # from disk: no model started
     assert "starting:" not in g.log()
+
+
+def test_root_says_why_there_is_no_page(models_dir, start_goinfer, client, tmp_path):
+    """'web UI: none, because ...': llama-server's own page turned off in llama.args.common, or
+    no listener with the goinfer service."""
+    from conftest import API_KEY
+    exe = tmp_path / "bin" / "llama-server"  # never started here: only its place matters
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\nexit 1\n")
+    exe.chmod(0o755)
+    cfg = tmp_path / "no-ui.yml"
+    cfg.write_text(f"models_dir: {models_dir}\napi_key: {API_KEY}\n"
+                   "listen:\n  \"127.0.0.1:0\": goinfer\n"
+                   "llama:\n  args:\n    common: -c 512 --no-ui\n")
+    g = start_goinfer(models_dir, ["-config", str(cfg)], env={"GI_LLAMA_EXE": str(exe)},
+                      config=False)
+    g.wait_log(r"web UI: none, because %s has no UI folder beside it and llama.args.common "
+               r"turns its own page off \(--no-ui\)" % re.escape(str(exe)))
+    assert client.get(g.url() + "/").status_code == 404
+    assert "starting:" not in g.log()
+    cfg = tmp_path / "openai-only.yml"
+    cfg.write_text(f"models_dir: {models_dir}\napi_key: {API_KEY}\n"
+                   "listen:\n  \"127.0.0.1:0\": openai\n")
+    g = start_goinfer(models_dir, ["-config", str(cfg)], config=False)
+    g.wait_log(r"web UI: none, because no listen address offers the goinfer service")
