@@ -169,3 +169,26 @@ def test_written_models_keep_what_discovery_knows(tmp_path, client):
         assert r.status_code == 200, r.text
     finally:
         assert g.stop() == 0, g.log()
+
+
+def test_written_macros_keep_quoted_llama_args(models_dir, tmp_path, client):
+    """llama.args from goinfer.yml go into the macros as YAML strings: a quote in them (a JSON
+    argument) broke the cmd-goinfer line."""
+    (tmp_path / "goinfer.yml").write_text(
+        "llama:\n  args:\n"
+        "    common: -c 512 --no-warmup\n"
+        "    goinfer: \"--jinja --chat-template-kwargs '{\\\"enable_thinking\\\": false}'\"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    env.update(GI_MODELS_DIR=str(models_dir), GI_LLAMA_EXE=llama_exe())
+    p = subprocess.run([str(GOINFER), "-write", "-config", "goinfer.yml"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "common: \"-c 512 --no-warmup\"" in (tmp_path / "goinfer.yml").read_text()
+    key = re.search(r'api_key: "([0-9a-f]{64})"', (tmp_path / "goinfer.yml").read_text()).group(1)
+    g = serve_written(tmp_path)
+    try:
+        chat(client, g, key, "GI_tiny-a")
+        g.wait_log(r"""model GI_tiny-a: starting: .* -c 512 --no-warmup --jinja """
+                   r"""--chat-template-kwargs '\{"enable_thinking": false\}' -m """)
+    finally:
+        assert g.stop() == 0, g.log()
