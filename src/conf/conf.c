@@ -335,30 +335,28 @@ struct flags {
 static void
 usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: goinfer [-config goinfer.yml] [-write] [-no-api-key] [-debug] [-q] [-version]"
-        " [-help]\n"
-        "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
-        "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
-        "                 models found, keeping the old files as .bak, then exit\n"
-        "  -no-api-key    serve without an API key (only on a private machine);\n"
-        "                 with -write, a placeholder key\n"
-        "  -debug         debug logs, including llama-server's output, and llama.args.debug;\n"
-        "                 with -write, the debug API key (development only) and logLevel debug\n"
-        "  -q             quiet: warnings and errors only\n"
-        "  -version       print the version and exit (also --version)\n"
-        "  -help          print this help and exit (also -h, --help)\n"
-        "  (every flag may start with - or --; -config=FILE works too)\n"
-        "environment (over goinfer.yml; flags over both):\n"
-        "  GI_MODELS_DIR     folders searched for *.gguf, ':'-separated\n"
-        "  GI_LLAMA_EXE      the llama-server to run\n"
-        "  GI_API_KEY        the users' key       GI_ADMIN_API_KEY  the admin routes' key\n"
-        "  GI_TUNNEL_TOKEN   a server's secret its GPU machines prove\n"
-        "  GI_HOST           the host of ':port' listen addresses (default 127.0.0.1)\n"
-        "  GI_ORIGINS        CORS origins allowed, comma-separated\n"
-        "  GI_DEFAULT_MODEL  the model of a request that names none (a name or a file name)\n"
-        "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
+    fprintf(stderr,
+            "usage: goinfer [-config FILE] [-write] [-no-api-key] [-debug] [-q] [-version] [-h]\n"
+            "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
+            "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
+            "                 models found, keeping the old files as .bak, then exit\n"
+            "  -no-api-key    serve without an API key (only on a private machine);\n"
+            "                 with -write, a placeholder key\n"
+            "  -debug         debug logs, llama-server's output, and llama.args.debug; with\n"
+            "                 -write, the debug API key (development only), logLevel debug\n"
+            "  -q             quiet: warnings and errors only\n"
+            "  -version       print the version and exit (also --version)\n"
+            "  -help          print this help and exit (also -h, --help)\n"
+            "  (every flag may start with - or --; -config=FILE works too)\n"
+            "environment (over goinfer.yml; flags over both):\n"
+            "  GI_MODELS_DIR     folders searched for *.gguf, ':'-separated\n"
+            "  GI_LLAMA_EXE      the llama-server to run\n"
+            "  GI_API_KEY        the users' key       GI_ADMIN_API_KEY  the admin routes' key\n"
+            "  GI_TUNNEL_TOKEN   a server's secret its GPU machines prove\n"
+            "  GI_HOST           the host of ':port' listen addresses (default 127.0.0.1)\n"
+            "  GI_ORIGINS        CORS origins allowed, comma-separated\n"
+            "  GI_DEFAULT_MODEL  the model of a request that names none (a name or a file name)\n"
+            "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
 }
 
 static int
