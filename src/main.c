@@ -172,6 +172,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->cat = &g->cat;
     d->default_model = default_model_of(g);
     d->ui_dir = g->ui_dir;
+    d->ui_proxy = g->ui_proxy;
     d->origins = g->conf.origins;
     d->upstream_idle_s = (long)g->conf.limits.upstream_timeout;
     d->auth = a->keys.user;
@@ -192,8 +193,14 @@ warn_keyless_public(const struct app *a)
 {
     const struct conf *c = &a->gens.current->conf;
 
-    if (!c->no_api_key)
+    if (!c->no_api_key) {
+        if ((c->api_key && strcmp(c->api_key, WRITE_DEBUG_API_KEY) == 0) ||
+            (c->admin_api_key && strcmp(c->admin_api_key, WRITE_DEBUG_API_KEY) == 0))
+            log_warnx("the API key is the debug key of goinfer -write -debug, which anyone can "
+                      "read in Goinfer's source: for development only; run goinfer -write "
+                      "for a secret one");
         return;
+    }
     for (size_t i = 0; i < a->n_bound; i++)
         if (!conf_host_loopback(a->bound[i].host))
             log_warnx("-no-api-key on %s:%d, an address other machines may reach: anyone who "
@@ -293,6 +300,8 @@ reload(struct app *a, const char *why)
         return;
     }
     reload_warn_restart(&a->gens.current->conf, &next->conf);
+    if (strcmp(a->gens.current->ui_source, next->ui_source) != 0)
+        log_info("web UI: %s", next->ui_source);
     generations_replace(&a->gens, next); /* requests in flight keep the old one until they end */
     a->tunnel_conf = next->conf.tunnel_server;
     a->tunnel_conf.stream_timeout = next->conf.limits.upstream_timeout;
@@ -464,9 +473,16 @@ write_config(struct app *a)
     dir = slash ? xstrndup(file, (size_t)(slash - file)) : xstrdup(".");
     if (conf_write_files(&g->conf, &g->models, g->llama_exe, dir, err, sizeof(err)) < 0)
         fatalx("-write: %s", err);
-    log_info("wrote %s/goinfer.yml (mode 0600, new API key) and %s/llama-swap.yml with %zu "
-             "models; previous files kept as .bak",
-             dir, dir, g->models.n);
+    log_info("wrote %s/goinfer.yml (mode 0600, %s) and %s/llama-swap.yml with %zu models; "
+             "previous files kept as .bak",
+             dir,
+             g->conf.no_api_key ? "API key to set"
+             : g->conf.debug    ? "the DEBUG API key"
+                                : "new API key",
+             dir, g->models.n);
+    if (g->conf.debug && !g->conf.no_api_key)
+        log_warnx("-write -debug: goinfer.yml holds the debug API key, the same for everyone: "
+                  "for development only");
     free(dir);
 }
 
@@ -712,6 +728,7 @@ main(int argc, char **argv)
         setup_listeners(&a);
         setup_signals(&a);
         swap_preload(a.swap);
+        log_info("web UI: %s", a.gens.current->ui_source);
         log_info("goinfer ready: %zu models", a.gens.current->cat.n);
         uv_run(a.loop, UV_RUN_DEFAULT);
         log_info("goinfer stopped");

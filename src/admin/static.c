@@ -117,22 +117,110 @@ static_serve(const char *dir, struct http_request *req)
     return true;
 }
 
+/* d/index.html exists: d is a built web UI. Takes ownership of d; returns it or NULL. */
+static char *
+ui_at(char *d)
+{
+    char *index = xasprintf("%s/index.html", d);
+    struct stat st;
+    bool ok = stat(index, &st) == 0 && S_ISREG(st.st_mode);
+
+    free(index);
+    if (ok)
+        return d;
+    free(d);
+    return NULL;
+}
+
+/* The llama.cpp source tree that the build folder around bin/ was configured from
+ * (CMakeCache.txt's CMAKE_HOME_DIRECTORY), or NULL: an out-of-tree build keeps a UI built by
+ * hand in there. */
+static char *
+cmake_source_of(const char *bin)
+{
+    static const char key[] = "CMAKE_HOME_DIRECTORY:INTERNAL=";
+    char *cache = xasprintf("%s/../CMakeCache.txt", bin), line[4096], *src = NULL;
+    FILE *f = fopen(cache, "re");
+
+    free(cache);
+    while (f != NULL && src == NULL && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, key, sizeof(key) - 1) == 0)
+            src = xstrndup(line + sizeof(key) - 1, strcspn(line + sizeof(key) - 1, "\r\n"));
+    if (f != NULL)
+        fclose(f);
+    return src;
+}
+
+/* The places a UI sits relative to the folder bin holding llama-server. */
+static char *
+ui_beside(const char *bin)
+{
+    static const char *const tries[] = {
+        "/../ui",               /* Goinfer's build cache (make setup) */
+        "/../tools/ui/dist",    /* a llama.cpp build folder: build/bin/llama-server */
+        "/tools/ui/dist",       /* a build whose programs sit at its top */
+        "/../../tools/ui/dist", /* the source tree around build/: a UI built there by hand */
+    };
+    char *d = NULL, *src;
+
+    for (size_t i = 0; d == NULL && i < sizeof(tries) / sizeof(tries[0]); i++)
+        d = ui_at(xasprintf("%s%s", bin, tries[i]));
+    if (d == NULL && (src = cmake_source_of(bin)) != NULL) {
+        d = ui_at(xasprintf("%s/tools/ui/dist", src));
+        free(src);
+    }
+    return d;
+}
+
 char *
 static_ui_dir_for(const char *llama_exe)
 {
-    static const char *const tries[] = {"/../ui", "/../tools/ui/dist"};
     const char *slash = llama_exe ? strrchr(llama_exe, '/') : NULL;
-    struct stat st;
+    char *bin, *real = NULL, *d = NULL;
 
-    for (size_t i = 0; slash && i < sizeof(tries) / sizeof(tries[0]); i++) {
-        char *d = xasprintf("%.*s%s", (int)(slash - llama_exe), llama_exe, tries[i]);
-        char *index = xasprintf("%s/index.html", d);
-        bool ok = stat(index, &st) == 0;
-
-        free(index);
-        if (ok)
-            return d;
-        free(d);
+    if (slash == NULL)
+        return NULL;
+    bin = xstrndup(llama_exe, (size_t)(slash - llama_exe));
+    d = ui_beside(bin);
+    free(bin);
+    if (d == NULL && (real = realpath(llama_exe, NULL)) != NULL &&
+        strcmp(real, llama_exe) != 0) { /* a link to a llama-server in its build folder */
+        slash = strrchr(real, '/');
+        bin = xstrndup(real, (size_t)(slash - real));
+        d = ui_beside(bin);
+        free(bin);
     }
-    return NULL;
+    free(real);
+    return d;
+}
+
+bool
+static_page_path(const char *path)
+{
+    const char *last = strrchr(path, '/');
+
+    return strcmp(path, "/") == 0 || (last != NULL && strchr(last, '.') != NULL);
+}
+
+const struct model_def *
+static_page_model(const struct catalog *cat, const struct swap *swap, const char *default_model)
+{
+    static const enum swap_model_state prefer[] = {SWAP_MODEL_LOADED, SWAP_MODEL_LOADING};
+    const struct model_def *m = NULL;
+    int code;
+
+    for (size_t p = 0; p < sizeof(prefer) / sizeof(prefer[0]); p++)
+        for (size_t i = 0; i < cat->n; i++)
+            if (swap_model_state(swap, &cat->v[i], &code) == prefer[p])
+                return &cat->v[i];
+    if (default_model != NULL)
+        m = catalog_find(cat, default_model, strlen(default_model));
+    for (size_t i = 0; m == NULL && i < cat->n; i++) /* one that can start, when there is one */
+        if (!cat->v[i].unlisted && (cat->v[i].path == NULL || cat->v[i].meta.ok) &&
+            swap_model_state(swap, &cat->v[i], &code) != SWAP_MODEL_FAILED)
+            m = &cat->v[i];
+    for (size_t i = 0; m == NULL && i < cat->n; i++)
+        if (!cat->v[i].unlisted)
+            m = &cat->v[i];
+    return m;
 }

@@ -11,6 +11,7 @@
 #include "admin/static.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "proc/argv.h"
 
 char *
 generation_llama_exe(const struct conf *c, char *err, size_t errlen)
@@ -63,6 +64,48 @@ discover(struct generation *g, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether llama.args.common turns llama-server's own page off. */
+static bool
+args_no_ui(const struct conf *c)
+{
+    char **words = NULL;
+    bool off = false;
+
+    if (c->args_common != NULL && proc_argv_split(c->args_common, &words) >= 0)
+        for (char **w = words; *w; w++)
+            off |= strcmp(*w, "--no-ui") == 0 || strcmp(*w, "--no-webui") == 0;
+    proc_argv_free(words);
+    return off;
+}
+
+/* Where llama.cpp's web UI at / comes from: the files beside the llama-server, else (its UI
+ * built into the program, as an installed or copied llama-server has it) its own page,
+ * proxied; said at start, since a 404 at / told nobody why. */
+static void
+ui_source(struct generation *g)
+{
+    bool listened = false;
+
+    for (size_t i = 0; i < g->conf.n_listen; i++)
+        listened |= (g->conf.listen[i].services & CONF_SVC_GOINFER) != 0;
+    g->ui_dir = static_ui_dir_for(g->llama_exe);
+    g->ui_proxy = listened && g->ui_dir == NULL && !args_no_ui(&g->conf);
+    if (!listened)
+        g->ui_source = xstrdup("none, because no listen address offers the goinfer service");
+    else if (g->ui_dir != NULL)
+        g->ui_source = xasprintf("files from %s", g->ui_dir);
+    else if (!g->ui_proxy)
+        g->ui_source = xasprintf("none, because %s has no UI folder beside it and "
+                                 "llama.args.common turns its own page off (--no-ui)",
+                                 g->llama_exe);
+    else
+        g->ui_source = xasprintf(
+            "llama-server's own page, proxied (%s has no UI folder beside it): from a running "
+            "model's llama-server, else %s is started%s",
+            g->llama_exe, g->conf.default_model ? "the default model" : "the first model",
+            g->cat.n == 0 ? "; none for now, as there is no model" : "");
+}
+
 int
 generation_load(struct generation *g, int argc, char **argv, char *err, size_t errlen)
 {
@@ -81,10 +124,11 @@ generation_load(struct generation *g, int argc, char **argv, char *err, size_t e
         return -ENOENT;
     if (g->conf.write)
         return 0;
-    g->ui_dir = static_ui_dir_for(g->llama_exe);
     rc = catalog_build(&g->cat, &g->conf, &g->models, g->llama_exe, msg, sizeof(msg));
     if (rc < 0)
         snprintf(err, errlen, "%s: %s", g->conf.file ? g->conf.file : "config", msg);
+    else
+        ui_source(g);
     return rc;
 }
 
@@ -96,6 +140,7 @@ generation_cleanup(struct generation *g)
     conf_cleanup(&g->conf);
     free(g->llama_exe);
     free(g->ui_dir);
+    free(g->ui_source);
     memset(g, 0, sizeof(*g));
 }
 

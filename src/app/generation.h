@@ -23,6 +23,8 @@ struct generation {
     struct catalog cat;
     char *llama_exe;
     char *ui_dir;            /* llama.cpp's web UI beside that llama-server, or NULL */
+    bool ui_proxy;           /* no ui_dir: / is proxied to a llama-server's own page */
+    char *ui_source;         /* where / comes from, in words, for the log */
     size_t users;            /* requests begun while it was in force and not ended yet */
     struct generation *next; /* in the retired list */
 };

@@ -337,14 +337,18 @@ static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: goinfer [-config goinfer.yml] [-write] [-no-api-key] [-debug] [-q] [-version]\n"
+            "usage: goinfer [-config FILE] [-write] [-no-api-key] [-debug] [-q] [-version] [-h]\n"
             "  -config FILE   configuration file (default ./goinfer.yml when present)\n"
             "  -write         write goinfer.yml (new API key) and llama-swap.yml from the\n"
             "                 models found, keeping the old files as .bak, then exit\n"
-            "  -no-api-key    serve without an API key (only on a private machine)\n"
-            "  -debug         debug logs, including llama-server's output\n"
+            "  -no-api-key    serve without an API key (only on a private machine);\n"
+            "                 with -write, a placeholder key\n"
+            "  -debug         debug logs, llama-server's output, and llama.args.debug; with\n"
+            "                 -write, the debug API key (development only), logLevel debug\n"
             "  -q             quiet: warnings and errors only\n"
             "  -version       print the version and exit (also --version)\n"
+            "  -help          print this help and exit (also -h, --help)\n"
+            "  (every flag may start with - or --; -config=FILE works too)\n"
             "environment (over goinfer.yml; flags over both):\n"
             "  GI_MODELS_DIR     folders searched for *.gguf, ':'-separated\n"
             "  GI_LLAMA_EXE      the llama-server to run\n"

@@ -700,13 +700,27 @@ handle_preflight(struct router *r, struct http_request *req)
     cors_preflight(req);
 }
 
-/* llama.cpp's web UI: static files, public, never starting a model. */
+/* llama.cpp's web UI: static files, public, never starting a model; or, with no files,
+ * llama-server's own page from a running model (the default one started if none runs). */
 static void
 handle_static(struct router *r, struct http_request *req)
 {
-    if (!static_serve(r->d.ui_dir, req))
+    const struct model_def *m;
+
+    if (r->d.ui_dir == NULL) {
+        m = static_page_model(r->d.cat, r->d.swap, r->d.default_model);
+        if (m == NULL) {
+            http_respond_error(req, 503, "no_model",
+                               "llama.cpp's web UI is llama-server's own page here, and there is "
+                               "no model to run llama-server for (put *.gguf under GI_MODELS_DIR)");
+            return;
+        }
+        req->log_model = xstrdup(m->name);
+        proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s);
+    } else if (!static_serve(r->d.ui_dir, req)) {
         http_respond_error(req, 404, "not_found", "no endpoint %s %s on this listener",
                            req->method_name, req->path);
+    }
 }
 
 static const struct route preflight_route = {"OPTIONS", "", SVC_ANY | ROUTER_SVC_ADMIN, PUBLIC,
@@ -732,8 +746,9 @@ find_route(struct router *r, struct http_request *req)
         snprintf(allow + n, sizeof(allow) - n, "%s%s%s", n ? ", " : "", rt->method,
                  strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
     }
-    if (!path_known && r->d.ui_dir && (req->services & ROUTER_SVC_GOINFER) &&
-        method_matches("GET", req->method_name))
+    if (!path_known && (req->services & ROUTER_SVC_GOINFER) &&
+        method_matches("GET", req->method_name) &&
+        (r->d.ui_dir || (r->d.ui_proxy && static_page_path(req->path))))
         return &static_route;
     if (path_known) { /* RFC 9110: a 405 says which methods the target takes */
         http_add_header(req, "Allow", allow, strlen(allow));

@@ -22,6 +22,7 @@ struct router_deps {
     const struct catalog *cat;
     const char *default_model; /* NULL: the first listed model */
     const char *ui_dir;        /* llama.cpp's web UI, served at /; NULL when absent */
+    bool ui_proxy;             /* no ui_dir: / is llama-server's own page, proxied */
     char *const *origins;      /* CORS whitelist, NULL-terminated */
     long upstream_idle_s;      /* no byte from llama-server that long: 504, or cut */
     struct auth *auth;         /* user and admin keys */

@@ -62,12 +62,12 @@ void swap_release(struct swap_lease *l);
 const char *swap_lease_url(const struct swap_lease *l);
 /* The connection pool to use for a granted lease (one per running model). */
 struct http_client *swap_lease_client(const struct swap_lease *l);
-/* Stops every model: idle ones now, busy ones when their last request ends. Returns how many. */
 /* Stops model m's process (once its requests end when it is serving); how many were running. */
 int swap_unload(struct swap *s, const struct model_def *m);
+/* Stops every model: idle ones now, busy ones when their last request ends. Returns how many. */
 int swap_unload_all(struct swap *s);
 
-/* The models running or starting, as a JSON array. */
+/* Where a model's process is: the states swap_model_state reports. */
 enum swap_model_state {
     SWAP_MODEL_UNLOADED,
     SWAP_MODEL_LOADING,
@@ -83,6 +83,7 @@ enum swap_model_state swap_model_state(const struct swap *s, const struct model_
 bool swap_is_ready(const struct swap *s, const char *model);
 /* Processes not stopped: starting, ready or stopping. */
 size_t swap_count_running(const struct swap *s);
+/* The models running or starting, as a JSON array. */
 json_t *swap_running(const struct swap *s);
 /* Refuses new leases, stops every child; done runs once all have exited. */
 void swap_shutdown(struct swap *s, void (*done)(void *arg), void *arg);

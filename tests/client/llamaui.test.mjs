@@ -1,4 +1,5 @@
-// llama.cpp's own web UI, served by goinfer at / (static files, no model started), in
+// llama.cpp's own web UI, served by goinfer at / (static files with no model started, or a
+// user's own llama-server's page, proxied), in
 // Debian's Chromium: it asks for the API key, then chats through goinfer with a real
 // llama-server. Environment: GOINFER_ORIGIN, GOINFER_KEY, SCREENSHOT (optional).
 import { test } from 'node:test';

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import API_KEY, ROOT, alive, auth, children_of
 
@@ -254,15 +255,24 @@ def test_ui_page_in_chromium(models_dir, start_goinfer, client, tmp_path):
     g.wait_log(r"model tiny-a: stopping \(unloaded\)")
 
 
-def test_llama_cpp_web_ui_at_root(start_goinfer, client, tmp_path):
+@pytest.mark.parametrize("exe", ["cached", "own"])
+def test_llama_cpp_web_ui_at_root(start_goinfer, client, tmp_path, exe):
+    """The cached llama-server's UI files, served from disk; and a user's own llama-server
+    (no UI folder near it), whose own page is proxied from the model it runs."""
     from conftest import mkmodel
+    from test_first_run import own_llama_server
     d = tmp_path / "one"  # a single good model: the UI may ask any listed model for /props
     d.mkdir()
     mkmodel(d / "tiny-a.gguf", "-n", "tiny-a")
-    g = start_goinfer(d)
+    g = start_goinfer(d, env={"GI_LLAMA_EXE": own_llama_server(tmp_path / "own")}
+                      if exe == "own" else None)
     r = client.get(g.url() + "/", headers={"Accept-Encoding": "gzip"})
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
-    assert client.get(g.url() + "/running", headers=auth()).json() == {"running": []}  # no model started
+    running = client.get(g.url() + "/running", headers=auth()).json()["running"]
+    if exe == "cached":
+        assert running == []  # no model started
+    else:
+        assert [m["model"] for m in running] == ["tiny-a"]
     assert client.get(g.url("openai") + "/").status_code == 404  # only on Goinfer's listener
     shot = Path(os.environ.get("GOINFER_LLAMAUI_SHOT", tmp_path / "llamaui.png"))
     env = dict(os.environ, GOINFER_ORIGIN=g.url(), GOINFER_KEY=API_KEY, SCREENSHOT=str(shot))
