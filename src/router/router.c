@@ -49,7 +49,8 @@ static void
 handle_health(struct router *r, struct http_request *req)
 {
     size_t len = 0;
-    const char *key = auth_request_key(req, &len);
+    char scratch[AUTH_BASIC_MAX];
+    const char *key = auth_request_key(req, scratch, &len);
 
     if (key == NULL || auth_open(r->d.auth) || !auth_check(r->d.auth, key, len)) {
         http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
@@ -593,7 +594,8 @@ static bool
 authorized(struct router *r, struct http_request *req, enum access need)
 {
     size_t len = 0;
-    const char *key = auth_request_key(req, &len);
+    char scratch[AUTH_BASIC_MAX];
+    const char *key = auth_request_key(req, scratch, &len);
 
     if (need == PUBLIC || auth_check(need == ADMIN ? r->d.admin_auth : r->d.auth, key, len))
         return true;
@@ -607,7 +609,7 @@ authorized(struct router *r, struct http_request *req, enum access need)
     http_respond_error(req, 401, "authentication_error",
                        key ? "invalid API key"
                            : "missing API key: send 'Authorization: Bearer "
-                             "<key>' (or 'x-api-key: <key>')");
+                             "<key>' (or 'x-api-key: <key>', or Basic with the key as password)");
     return false;
 }
 
