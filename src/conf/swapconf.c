@@ -1,6 +1,8 @@
 #include "swapconf.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,15 @@
 #include "core/buf.h"
 #include "core/xmalloc.h"
 #include "proc/argv.h"
+
+static bool
+strv_has(char *const *v, const char *s)
+{
+    for (; v != NULL && *v != NULL; v++)
+        if (strcmp(*v, s) == 0)
+            return true;
+    return false;
+}
 
 /* ---- macros ---- */
 
@@ -142,20 +153,136 @@ set_model_macros(struct yctx *y, const yaml_node_t *n, const struct ykey *k, voi
     return read_macros(y, n, k->name, s->macros, s->n_macros, &m->macros, &m->n_macros);
 }
 
-/* ---- models ---- */
+/* ---- filters: setParams values as JSON ---- */
 
+#define JSON_DEPTH_MAX 32
+
+/* A scalar as YAML 1.2's core schema types it (what llama-swap's Go YAML reader gives):
+ * quoted is a string; plain null, booleans, integers and finite numbers are typed. */
+static json_t *
+scalar_json(const yaml_node_t *n)
+{
+    const char *v = (const char *)n->data.scalar.value;
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    static const char *const trues[] = {"true", "True", "TRUE"};
+    static const char *const falses[] = {"false", "False", "FALSE"};
+    char *end = NULL;
+
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return json_stringn(v, n->data.scalar.length);
+    for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
+        if (strcmp(v, nulls[i]) == 0)
+            return json_null();
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(v, trues[i]) == 0 || strcmp(v, falses[i]) == 0)
+            return json_boolean(strcmp(v, trues[i]) == 0);
+    if (strchr("+-.0123456789", v[0]) != NULL) {
+        long long i;
+        double d;
+
+        errno = 0;
+        i = strtoll(v, &end, 10);
+        if (*end == '\0' && errno == 0)
+            return json_integer(i);
+        d = strtod(v, &end);
+        if (*end == '\0' && isfinite(d))
+            return json_real(d);
+    }
+    return json_stringn(v, n->data.scalar.length);
+}
+
+/* Any YAML value as JSON; NULL (with y's error set) past JSON_DEPTH_MAX or for a key that is
+ * not a string. */
+static json_t *
+yaml_json(struct yctx *y, const yaml_node_t *n, const char *where, int depth)
+{
+    json_t *j;
+
+    if (depth > JSON_DEPTH_MAX) {
+        yerr(y, n, where, "nested too deep");
+        return NULL;
+    }
+    if (n->type == YAML_SCALAR_NODE)
+        return scalar_json(n);
+    if (n->type == YAML_SEQUENCE_NODE) {
+        j = json_array();
+        for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+             i++) {
+            json_t *e = yaml_json(y, ynode(y, *i), where, depth + 1);
+
+            if (e == NULL) {
+                json_decref(j);
+                return NULL;
+            }
+            json_array_append_new(j, e);
+        }
+        return j;
+    }
+    j = json_object();
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(y, p->key);
+        json_t *e = kn->type == YAML_SCALAR_NODE
+                        ? yaml_json(y, ynode(y, p->value), where, depth + 1)
+                        : NULL;
+
+        if (e == NULL) {
+            if (kn->type != YAML_SCALAR_NODE)
+                yerr(y, kn, where, "keys must be strings");
+            json_decref(j);
+            return NULL;
+        }
+        json_object_set_new(j, (const char *)kn->data.scalar.value, e);
+    }
+    return j;
+}
+
+/* setParams (depth 1: key: value) and setParamsByID (depth 2: id: {key: value}) as JSON text. */
+static int
+set_json_params(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    char **field = (char **)((char *)obj + k->off);
+    bool by_id = strcmp(k->name, "setParamsByID") == 0;
+    json_t *j;
+
+    if (n->type != YAML_MAPPING_NODE)
+        return yerr(y, n, k->name,
+                    by_id ? "expected a mapping of model id to parameters"
+                          : "expected a mapping of request key to value");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; by_id && p < n->data.mapping.pairs.top;
+         p++)
+        if (ynode(y, p->value)->type != YAML_MAPPING_NODE)
+            return yerr(y, ynode(y, p->value), k->name,
+                        "expected a mapping of request key to value for each id");
+    j = yaml_json(y, n, k->name, 0);
+    if (j == NULL)
+        return -EINVAL;
+    free(*field);
+    *field = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return 0;
+}
+
+static const struct ykey filter_keys[] = {
+    YKEY_STRING("strip_params", struct conf_filters, strip_params),
+    YKEY_STRING("stripParams", struct conf_filters, strip_params),
+    YKEY_AT("setParams", set_json_params, struct conf_filters, set_params),
+    YKEY_AT("setParamsByID", set_json_params, struct conf_filters, set_params_by_id),
+    {NULL, NULL, 0}};
+
+/* A model's or a peer's filters: obj + k->off is its struct conf_filters. */
 static int
 set_filters(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
 {
-    static const struct ykey keys[] = {YKEY_STRING("strip_params", struct conf_model, strip_params),
-                                       YKEY_STRING("stripParams", struct conf_model, strip_params),
-                                       YKEY_IGNORED("setParams"),
-                                       YKEY_IGNORED("setParamsByID"),
-                                       {NULL, NULL, 0}};
-
-    (void)k;
-    return ymap(y, n, "filters", keys, obj);
+    return ymap(y, n, "filters", filter_keys, (char *)obj + k->off);
 }
+
+static void
+filters_cleanup(struct conf_filters *f)
+{
+    free(f->strip_params), free(f->set_params), free(f->set_params_by_id);
+}
+
+/* ---- models ---- */
 
 char *
 swapconf_clean_cmd(const char *in)
@@ -199,8 +326,8 @@ set_cmd(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
     return 0;
 }
 
-/* Seconds idle before the model stops; 0 never; -1 is llama-swap's "the global default", which
- * is never here until globalTTL is implemented. */
+/* Seconds idle before the model stops; 0 never; -1 (as no ttl at all) is llama-swap's "the
+ * global default": globalTTL. */
 static int
 set_ttl(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
 {
@@ -216,6 +343,7 @@ set_ttl(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
     if (end == v || *end != '\0' || ttl < -1)
         return yerr(y, n, "ttl", "expected seconds (a number; -1 for the default)");
     m->ttl = ttl < 0 ? 0 : (uint64_t)ttl;
+    m->ttl_default = ttl < 0;
     return 0;
 }
 
@@ -239,7 +367,7 @@ static const struct ykey model_keys[] = {
     {"ttl", set_ttl, 0},
     YKEY_BOOL("unlisted", struct conf_model, unlisted),
     YKEY_U64("concurrencyLimit", struct conf_model, concurrency_limit),
-    {"filters", set_filters, 0},
+    YKEY_AT("filters", set_filters, struct conf_model, filters),
     {"metadata", ignore_value, 0},
     {"macros", set_model_macros, 0},
     YKEY_IGNORED("unloadTimeout"),
@@ -249,6 +377,87 @@ static const struct ykey model_keys[] = {
     YKEY_IGNORED("sendLoadingState"),
     {NULL, NULL, 0},
 };
+
+/* A string of a filter: macros (the model's, then the global ones) and ${MODEL_ID} filled in.
+ * Returns a new string, or NULL with msg. */
+static char *
+expand_value(const char *in, const struct conf_macro *all, size_t n_all, const char *model,
+             char *msg, size_t msglen)
+{
+    char *out = NULL, *sub;
+
+    if (swapconf_expand(in, all, n_all, &out, msg, msglen) < 0)
+        return NULL;
+    sub = swapconf_subst(out, "MODEL_ID", model);
+    free(out);
+    return sub;
+}
+
+/* Every string in j, in place, as expand_value. */
+static int
+expand_json(json_t *j, const struct conf_macro *all, size_t n_all, const char *model, char *msg,
+            size_t msglen)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    if (json_is_string(j)) {
+        char *out = expand_value(json_string_value(j), all, n_all, model, msg, msglen);
+
+        if (out == NULL)
+            return -EINVAL;
+        json_string_set(j, out);
+        free(out);
+    }
+    json_array_foreach (j, i, v) {
+        if (expand_json(v, all, n_all, model, msg, msglen) < 0)
+            return -EINVAL;
+    }
+    json_object_foreach (j, key, v) {
+        if (expand_json(v, all, n_all, model, msg, msglen) < 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+/* setParams values and setParamsByID ids and values get the model's macros; each id becomes
+ * an alias of the model, as llama-swap registers them (the model's own name excepted). */
+static int
+expand_filters(struct conf_model *m, const struct conf_macro *all, size_t n_all, char *msg,
+               size_t msglen)
+{
+    json_t *set = m->filters.set_params ? json_loads(m->filters.set_params, 0, NULL) : NULL;
+    json_t *by_id =
+        m->filters.set_params_by_id ? json_loads(m->filters.set_params_by_id, 0, NULL) : NULL;
+    json_t *ids = json_object(), *v;
+    const char *key;
+    int rc = expand_json(set, all, n_all, m->name, msg, msglen);
+
+    json_object_foreach (by_id, key, v) {
+        char *id = rc == 0 ? expand_value(key, all, n_all, m->name, msg, msglen) : NULL;
+
+        if (id == NULL || expand_json(v, all, n_all, m->name, msg, msglen) < 0) {
+            free(id);
+            rc = -EINVAL;
+            break;
+        }
+        json_object_set(ids, id, v);
+        if (strcmp(id, m->name) != 0 && !strv_has(m->aliases, id))
+            strv_add(&m->aliases, id, strlen(id));
+        free(id);
+    }
+    if (rc == 0 && set != NULL) {
+        free(m->filters.set_params);
+        m->filters.set_params = json_dumps(set, JSON_COMPACT);
+    }
+    if (rc == 0 && by_id != NULL) {
+        free(m->filters.set_params_by_id);
+        m->filters.set_params_by_id = json_dumps(ids, JSON_COMPACT);
+    }
+    json_decref(set), json_decref(by_id), json_decref(ids);
+    return rc;
+}
 
 /* Expands the macros of one model's string fields, naming the model and key on error. */
 static int
@@ -274,6 +483,10 @@ expand_model(struct yctx *y, const yaml_node_t *n, struct swapconf *s, struct co
         }
         free(*fields[i]);
         *fields[i] = out;
+    }
+    if (expand_filters(m, all, n_all, msg, sizeof(msg)) < 0) {
+        free(all);
+        return yerr(y, n, m->name, msg);
     }
     free(all);
     if (m->cmd == NULL)
@@ -303,6 +516,7 @@ swapconf_set_models(struct yctx *y, const yaml_node_t *n, const struct ykey *k, 
         m = &s->models[s->n_models++];
         memset(m, 0, sizeof(*m));
         m->name = xstrdup((char *)kn->data.scalar.value);
+        m->ttl_default = true;
         rc = ymap(y, vn, m->name, model_keys, m);
         if (rc == 0)
             rc = expand_model(y, vn, s, m);
@@ -363,6 +577,145 @@ swapconf_set_hooks(struct yctx *y, const yaml_node_t *n, const struct ykey *k, v
 
     (void)k;
     return ymap(y, n, "hooks", keys, obj);
+}
+
+/* ---- routing: llama-swap's canonical place for groups ---- */
+
+static int
+set_router_use(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    (void)obj;
+    if (n->type != YAML_SCALAR_NODE)
+        return yerr(y, n, k->name, "expected group or matrix");
+    if (strcmp((const char *)n->data.scalar.value, "group") != 0)
+        ywarn(y, n,
+              "routing.router.use: %s is llama-swap's and Goinfer does not implement it yet; "
+              "groups decide",
+              (const char *)n->data.scalar.value);
+    return 0;
+}
+
+static int
+set_router_settings(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        {"groups", swapconf_set_groups, 0}, YKEY_IGNORED("matrix"), {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "routing.router.settings", keys, obj);
+}
+
+static int
+set_router(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        {"use", set_router_use, 0}, {"settings", set_router_settings, 0}, {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "routing.router", keys, obj);
+}
+
+int
+swapconf_set_routing(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        {"router", set_router, 0}, YKEY_IGNORED("scheduler"), {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "routing", keys, obj);
+}
+
+/* ---- apiKeys and peers ---- */
+
+/* A secret as llama-swap reads it: ${env.NAME} and the global macros filled in. The error
+ * names the macro, never the value. */
+static int
+expand_secret(struct yctx *y, const yaml_node_t *n, const char *key, const struct swapconf *s,
+              char **field)
+{
+    char msg[256], *out = NULL;
+
+    if (*field == NULL)
+        return 0;
+    if (swapconf_expand(*field, s->macros, s->n_macros, &out, msg, sizeof(msg)) < 0)
+        return yerr(y, n, key, msg);
+    explicit_bzero(*field, strlen(*field));
+    free(*field);
+    *field = out;
+    return 0;
+}
+
+int
+swapconf_set_api_keys(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey list = YKEY_LIST("apiKeys", struct swapconf, api_keys);
+    struct swapconf *s = obj;
+    int rc = ylist_key(y, n, &list, s);
+
+    for (size_t i = 0; rc == 0 && s->api_keys && s->api_keys[i]; i++) {
+        rc = expand_secret(y, n, k->name, s, &s->api_keys[i]);
+        if (rc == 0 && s->api_keys[i][0] == '\0')
+            rc = yerr(y, n, k->name, "an API key is empty");
+        else if (rc == 0 && strchr(s->api_keys[i], ' ') != NULL)
+            rc = yerr(y, n, k->name, "an API key cannot contain spaces");
+    }
+    return rc;
+}
+
+static const struct ykey peer_keys[] = {
+    YKEY_STRING("proxy", struct conf_peer, proxy),
+    YKEY_STRING("apiKey", struct conf_peer, api_key),
+    YKEY_LIST("models", struct conf_peer, models),
+    YKEY_AT("filters", set_filters, struct conf_peer, filters),
+    YKEY_IGNORED("timeouts"),
+    {NULL, NULL, 0},
+};
+
+/* A peer's proxy is required and http(s)://; models is not empty (llama-swap refuses both). */
+static int
+check_peer(struct yctx *y, const yaml_node_t *n, const struct swapconf *s, struct conf_peer *p)
+{
+    if (expand_secret(y, n, "apiKey", s, &p->api_key) < 0 ||
+        expand_secret(y, n, "proxy", s, &p->proxy) < 0)
+        return -EINVAL;
+    if (p->api_key != NULL && p->api_key[0] == '\0') {
+        free(p->api_key);
+        p->api_key = NULL; /* llama-swap: blank adds no key */
+    }
+    if (p->proxy == NULL ||
+        (strncmp(p->proxy, "http://", 7) != 0 && strncmp(p->proxy, "https://", 8) != 0))
+        return yerr(y, n, p->name, "proxy is required: the peer's base URL, http://host:port");
+    if (strncmp(p->proxy, "https://", 8) == 0)
+        ywarn(y, n,
+              "peers.%s: an https:// proxy is not supported yet (Goinfer's upstream client "
+              "speaks plain HTTP): its models answer 502",
+              p->name);
+    if (strv_len(p->models) == 0)
+        return yerr(y, n, p->name, "models can not be empty (the models the peer serves)");
+    return 0;
+}
+
+int
+swapconf_set_peers(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    struct swapconf *s = obj;
+
+    if (n->type != YAML_MAPPING_NODE)
+        return yerr(y, n, k->name, "expected a mapping of peer id to its settings");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        struct conf_peer *peer;
+
+        if (kn->type != YAML_SCALAR_NODE)
+            return yerr(y, kn, "peers", "peer ids must be strings");
+        s->peers = xrealloc(s->peers, (s->n_peers + 1) * sizeof(*s->peers));
+        peer = &s->peers[s->n_peers++];
+        memset(peer, 0, sizeof(*peer));
+        peer->name = xstrdup((char *)kn->data.scalar.value);
+        if (ymap(y, vn, peer->name, peer_keys, peer) < 0 || check_peer(y, vn, s, peer) < 0)
+            return -EINVAL;
+    }
+    return 0;
 }
 
 /* ---- whole-file checks ---- */
@@ -437,7 +790,8 @@ swapconf_cleanup(struct swapconf *s)
 
         free(m->name), free(m->cmd), free(m->cmd_stop), free(m->proxy);
         free(m->check_endpoint), free(m->description), free(m->display_name);
-        free(m->use_model_name), free(m->strip_params), free(m->metadata_unused);
+        free(m->use_model_name), free(m->metadata_unused);
+        filters_cleanup(&m->filters);
         strv_free(m->aliases);
         strv_free(m->env);
         for (size_t k = 0; k < m->n_macros; k++) {
@@ -450,7 +804,19 @@ swapconf_cleanup(struct swapconf *s)
         free(s->groups[i].name);
         strv_free(s->groups[i].members);
     }
-    free(s->macros), free(s->models), free(s->groups);
+    for (size_t i = 0; i < s->n_peers; i++) {
+        struct conf_peer *p = &s->peers[i];
+
+        if (p->api_key != NULL)
+            explicit_bzero(p->api_key, strlen(p->api_key));
+        free(p->name), free(p->proxy), free(p->api_key);
+        strv_free(p->models);
+        filters_cleanup(&p->filters);
+    }
+    for (size_t i = 0; s->api_keys && s->api_keys[i]; i++)
+        explicit_bzero(s->api_keys[i], strlen(s->api_keys[i]));
+    strv_free(s->api_keys);
+    free(s->macros), free(s->models), free(s->groups), free(s->peers);
     strv_free(s->preload);
     free(s->log_level);
     memset(s, 0, sizeof(*s));

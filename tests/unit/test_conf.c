@@ -279,7 +279,7 @@ llama_swap_section(void **state)
     assert_string_equal(m->proxy, "http://localhost:${PORT}");
     assert_string_equal(m->aliases[1], "qwen-b");
     assert_int_equal(m->ttl, 3600);
-    assert_string_equal(m->strip_params, "temperature,top_p,top_k");
+    assert_string_equal(m->filters.strip_params, "temperature,top_p,top_k");
     m = &c.swap.models[1];
     assert_true(m->unlisted);
     assert_string_equal(m->proxy, "http://127.0.0.1:${PORT}"); /* the default */
@@ -320,7 +320,7 @@ llama_swap_errors(void **state)
     assert_non_null(strstr(err, "ttl: expected seconds"));
     conf_cleanup(&c);
     assert_int_equal(load("models:\n  a:\n    cmd: x\n    ttl: -1\n", &c, err), 0);
-    assert_int_equal(c.swap.models[0].ttl, 0); /* llama-swap's "the default": none here */
+    assert_true(c.swap.models[0].ttl_default); /* llama-swap's "the default": globalTTL */
     conf_cleanup(&c);
     setenv("GOINFER_TEST_EXE", "/opt/llama", 1);
     assert_int_equal(load("models:\n  a:\n    cmd: ${env.GOINFER_TEST_EXE} -m x\n", &c, err), 0);
