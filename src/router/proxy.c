@@ -123,6 +123,7 @@ start_upstream(struct proxy *p)
     const char *v;
     char *url, *rewritten = NULL;
     struct http_fetch_opts o = {0};
+    struct select_rewrite rw;
 
     v = http_header_get(req, "content-type", &n);
     h[nh++] = v ? (struct http_header){"Content-Type", 12, v, n}
@@ -144,9 +145,10 @@ start_upstream(struct proxy *p)
         o.body = req->body.len ? req->body.data : "";
         o.body_len = req->body.len;
     }
+    rw = (struct select_rewrite){p->model->strip_params, p->model->use_model_name,
+                                 p->model->set_params, p->model->set_params_by_id, req->log_model};
     if (req->body.len > 0 &&
-        select_rewrite_body(req->body.data, req->body.len, p->model->strip_params,
-                            p->model->use_model_name, &rewritten, &o.body_len) == 1)
+        select_rewrite_body(req->body.data, req->body.len, &rw, &rewritten, &o.body_len) == 1)
         o.body = rewritten;
     p->body = rewritten;
     p->fetch = http_fetch_start(swap_lease_client(&p->lease), &o, &cb, p);

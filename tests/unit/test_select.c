@@ -132,6 +132,43 @@ model_not_a_string(void **state)
     assert_non_null(strstr(err, "JSON object"));
 }
 
+static char *
+rewrite(const char *body, const struct select_rewrite *rw)
+{
+    char *out = NULL;
+    size_t len = 0;
+
+    return select_rewrite_body(body, strlen(body), rw, &out, &len) == 1 ? out : NULL;
+}
+
+/* llama-swap's order: useModelName, stripParams, setParams (sorted, dotted paths nest), then
+ * setParamsByID for the name asked for; "model" is protected from the filters. */
+static void
+rewrite_filters(void **state)
+{
+    static char *const strip[] = {"temperature", "model", NULL};
+    struct select_rewrite rw = {strip, NULL, "{\"max_tokens\":3,\"model\":\"x\",\"a.b\":true}",
+                                "{\"m:hi\":{\"max_tokens\":9,\"p\":{\"q\":1}}}", "m"};
+    char *out;
+
+    (void)state;
+    out = rewrite("{\"model\":\"m\",\"temperature\":1,\"max_tokens\":100}", &rw);
+    assert_string_equal(out, "{\"model\":\"m\",\"max_tokens\":3,\"a\":{\"b\":true}}");
+    free(out);
+    rw.requested = "m:hi";
+    out = rewrite("{\"model\":\"m:hi\",\"a\":5}", &rw);
+    assert_string_equal(out, "{\"model\":\"m:hi\",\"a\":{\"b\":true},\"max_tokens\":9,"
+                             "\"p\":{\"q\":1}}");
+    free(out);
+    rw = (struct select_rewrite){NULL, "real", NULL, NULL, NULL};
+    out = rewrite("{\"model\":\"alias\"}", &rw);
+    assert_string_equal(out, "{\"model\":\"real\"}");
+    free(out);
+    assert_null(rewrite("[1]", &rw)); /* not an object: sent as is */
+    rw = (struct select_rewrite){NULL, NULL, NULL, NULL, NULL};
+    assert_null(rewrite("{\"model\":\"m\"}", &rw));
+}
+
 int
 main(void)
 {
@@ -143,6 +180,7 @@ main(void)
         cmocka_unit_test(no_model_or_empty_body),
         cmocka_unit_test(invalid_json_names_position),
         cmocka_unit_test(model_not_a_string),
+        cmocka_unit_test(rewrite_filters),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
