@@ -372,7 +372,7 @@ handle_tunnel(struct router *r, struct http_request *req)
 static void
 handle_running(struct router *r, struct http_request *req)
 {
-    admin_running(req, r->d.swap, r->d.tunnels);
+    admin_running(req, r->d.swap, r->d.tunnels, r->d.cat->warnings);
 }
 
 static void
