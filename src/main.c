@@ -16,6 +16,7 @@
 #include "core/strv.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
+#include "http/client.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "models/discovery.h"
@@ -49,6 +50,7 @@ struct app {
     struct http_server *server;
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
+    struct http_client *peer_client;     /* to llama-swap's peers */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
     char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
@@ -189,6 +191,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->swap = a->swap;
     d->server = a->server;
     d->tunnels = a->tunnels;
+    d->peer_client = a->peer_client;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
@@ -399,6 +402,8 @@ on_children_stopped(void *arg)
     a->tunnel_client = NULL;
     tunnel_server_free(a->tunnels);
     a->tunnels = NULL;
+    http_client_release(a->peer_client); /* it goes once its fetches are done */
+    a->peer_client = NULL;
     router_deps_from(a, &d);
     router_set_deps(a->router, &d);
     uv_close((uv_handle_t *)&a->sigint, NULL);
@@ -492,6 +497,7 @@ setup_backends(struct app *a)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
+    a->peer_client = http_client_new(a->loop);
     router_deps_from(a, &d);
     a->router = router_new(&d);
 }

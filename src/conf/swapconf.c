@@ -770,10 +770,42 @@ check_aliases(const struct swapconf *s, char *err, size_t errlen)
     return 0;
 }
 
+/* "<peer>/<model>" names are the peers' (llama-swap refuses a model or alias that takes one). */
+static int
+check_peer_names(const struct swapconf *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->n_peers; i++) {
+        for (char **m = s->peers[i].models; m && *m; m++) {
+            size_t np = strlen(s->peers[i].name);
+
+            for (size_t k = 0; k < s->n_models; k++) {
+                const char *clash = NULL, *name = s->models[k].name;
+
+                for (char **a = s->models[k].aliases; clash == NULL && a && *a; a++)
+                    if (strncmp(*a, s->peers[i].name, np) == 0 && (*a)[np] == '/' &&
+                        strcmp(*a + np + 1, *m) == 0)
+                        clash = *a;
+                if (strncmp(name, s->peers[i].name, np) == 0 && name[np] == '/' &&
+                    strcmp(name + np + 1, *m) == 0)
+                    clash = name;
+                if (clash != NULL) {
+                    snprintf(err, errlen,
+                             "model %s: the name %s is peer %s's model %s (peers' names are "
+                             "reserved)",
+                             name, clash, s->peers[i].name, *m);
+                    return -EINVAL;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 int
 swapconf_validate(const struct swapconf *s, char *err, size_t errlen)
 {
-    if (check_groups(s, err, errlen) < 0 || check_aliases(s, err, errlen) < 0)
+    if (check_groups(s, err, errlen) < 0 || check_aliases(s, err, errlen) < 0 ||
+        check_peer_names(s, err, errlen) < 0)
         return -EINVAL;
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "core/xmalloc.h"
 #include "http/cors.h"
 #include "http/errors.h"
+#include "router/peers.h"
 #include "router/proxy.h"
 #include "router/select.h"
 #include "tunnel/tunnel_server.h"
@@ -168,7 +169,7 @@ requested_model(struct router *r, struct http_request *req, char **name, char *e
 /* ---- backends: whatever can answer a request for a model ---- */
 
 /* Asked in order; the first that serves the model takes the request and answers it, one way
- * or another. A cloud upstream will be the third. */
+ * or another: local models, GPU machines behind tunnels, then llama-swap's peers. */
 struct backend {
     const char *name;
     bool (*serves)(struct router *r, const char *model);
@@ -270,9 +271,33 @@ tunnel_forward(struct router *r, struct http_request *req, const char *model)
         http_respond_error(req, 503, "server_busy", "no GPU machine serves %s any more", model);
 }
 
+static bool
+peer_serves(struct router *r, const char *model)
+{
+    const char *id;
+
+    return peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &id) != NULL;
+}
+
+static void
+peer_forward(struct router *r, struct http_request *req, const char *model)
+{
+    struct proxy_peer p = {r->d.peer_client, NULL, NULL};
+
+    p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &p.model);
+    proxy_forward_peer(req, &p, r->d.upstream_idle_s);
+}
+
+static size_t
+peer_list(struct router *r, struct buf *out)
+{
+    return peers_list(r->d.cat->peers, r->d.cat->n_peers, (long long)r->started, out);
+}
+
 static const struct backend backends[] = {
     {"local", local_serves, local_forward, local_list},
     {"tunnel", tunnel_serves, tunnel_forward, tunnel_list},
+    {"peer", peer_serves, peer_forward, peer_list},
 };
 
 /* GET /v1/models: every backend's models, once each. */

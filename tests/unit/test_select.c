@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "router/peers.h"
 #include "router/select.h"
 
 static int
@@ -169,6 +170,33 @@ rewrite_filters(void **state)
     assert_null(rewrite("{\"model\":\"m\"}", &rw));
 }
 
+/* llama-swap's ResolvePeerModel: the full name exactly, else a bare id one peer alone lists;
+ * a bare name that is some peer's full name is that peer's. */
+static void
+peers_resolve(void **state)
+{
+    static char *m1[] = {"a", "x/y", "shared", NULL}, *m2[] = {"b", "shared", "y", NULL};
+    static const struct conf_peer v[] = {{.name = "p", .models = m1},
+                                         {.name = "p/x", .models = m2}};
+    const char *model = NULL;
+    struct buf out;
+
+    (void)state;
+    assert_ptr_equal(peers_find(v, 2, "p/a", &model), &v[0]);
+    assert_string_equal(model, "a");
+    assert_ptr_equal(peers_find(v, 2, "a", &model), &v[0]);
+    assert_ptr_equal(peers_find(v, 2, "b", &model), &v[1]);
+    assert_null(peers_find(v, 2, "shared", &model));           /* two peers list it */
+    assert_ptr_equal(peers_find(v, 2, "p/x/y", &model), NULL); /* p's x/y and p/x's y */
+    assert_ptr_equal(peers_find(v, 2, "p/shared", &model), &v[0]);
+    assert_null(peers_find(v, 2, "nope", &model));
+    buf_init(&out, 4096);
+    assert_true(peers_list(v, 2, 7, &out) > 0);
+    assert_non_null(strstr(buf_cstr(&out), "\"id\":\"p/x/b\""));
+    assert_non_null(strstr(buf_cstr(&out), "\"peerID\":\"p/x\""));
+    buf_cleanup(&out);
+}
+
 int
 main(void)
 {
@@ -181,6 +209,7 @@ main(void)
         cmocka_unit_test(invalid_json_names_position),
         cmocka_unit_test(model_not_a_string),
         cmocka_unit_test(rewrite_filters),
+        cmocka_unit_test(peers_resolve),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
