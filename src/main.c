@@ -72,33 +72,30 @@ real_key(const char *k)
     return k && *k && strncmp(k, "PLEASE SET", 10) != 0 ? k : NULL; /* -write's placeholder */
 }
 
-/* The keys clients must present: Goinfer's own, and llama-swap's apiKeys beside them (user
- * keys; they open the admin routes too when no Goinfer key is set, as the user key does when
- * no admin key is). apiKeys still guard under -no-api-key: the file asks for them. Returns
- * -EACCES when there is no key at all and -no-api-key was not given. */
+/* The keys clients must present: Goinfer's own, and llama-swap's apiKeys beside them, user
+ * keys that open the admin routes too when no admin key is set (as the user key does).
+ * apiKeys still guard under -no-api-key: the file asks for them. Returns -EACCES when there
+ * is no key at all and -no-api-key was not given. */
 static int
 make_keys(const struct conf *c, struct keys *k)
 {
     const char *user = real_key(c->api_key), *admin = real_key(c->admin_api_key);
-    char *const *swap_keys = c->swap.api_keys;
-    size_t n_swap = strv_len(swap_keys), n = 0;
+    size_t n_swap = strv_len(c->swap.api_keys), n = 0;
     const char **users = xcalloc(n_swap + 3, sizeof(*users));
-    const char *admins[2] = {admin ? admin : user, NULL};
+    const char *admins[2] = {admin, NULL};
 
     if (!c->no_api_key && user != NULL)
         users[n++] = user;
     if (!c->no_api_key && admin != NULL)
         users[n++] = admin;
     for (size_t i = 0; i < n_swap; i++)
-        users[n++] = swap_keys[i];
-    if (c->no_api_key)
-        admins[0] = admin; /* an admin key still guards the admin routes */
+        users[n++] = c->swap.api_keys[i];
     if (n == 0 && !c->no_api_key) {
         free(users);
         return -EACCES;
     }
     k->user = auth_new(users);
-    k->admin = admins[0] != NULL || n_swap == 0 ? auth_new(admins) : auth_new(users);
+    k->admin = auth_new(admin != NULL ? admins : users);
     free(users);
     return 0;
 }

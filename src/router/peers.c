@@ -58,10 +58,10 @@ peers_list(const struct conf_peer *v, size_t n, long long created, struct buf *o
     for (size_t i = 0; i < n; i++) {
         for (char **m = v[i].models; m && *m; m++) {
             char *id = xasprintf("%s/%s", v[i].name, *m), *text;
-            json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:{s:s}, s:{s:{s:s, s:s}}}", "id", id, "object",
-                          "model", "created", (json_int_t)created, "owned_by", "goinfer-peer",
-                          "status", "value", "unloaded", "meta", "llamaswap", "type", "peer",
-                          "peerID", v[i].name);
+            json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:{s:s}, s:{s:{s:s, s:s}}}", "id", id,
+                                  "object", "model", "created", (json_int_t)created, "owned_by",
+                                  "goinfer-peer", "status", "value", "unloaded", "meta",
+                                  "llamaswap", "type", "peer", "peerID", v[i].name);
             free(id);
             text = o ? json_dumps(o, JSON_COMPACT) : NULL;
             json_decref(o);
