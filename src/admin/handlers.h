@@ -15,7 +15,7 @@ struct admin_logstreams {
 };
 
 /* GET /running: the model processes, on a server the GPU machines behind it, and what the
- * configuration in force warned about (warnings: NULL-terminated, may be NULL). */
+ * configuration in force warned about, when it did (warnings: NULL-terminated, may be NULL). */
 void admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels,
                    char *const *warnings);
 /* POST /unload: every idle model stops, busy ones once their requests end. */
