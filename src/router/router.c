@@ -285,7 +285,10 @@ peer_forward(struct router *r, struct http_request *req, const char *model)
     struct proxy_peer p = {r->d.peer_client, NULL, NULL};
 
     p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &p.model);
-    proxy_forward_peer(req, &p, r->d.upstream_idle_s);
+    if (p.client == NULL) /* shutting down: its client is released */
+        http_respond_error(req, 503, "upstream_error", "goinfer is shutting down");
+    else
+        proxy_forward_peer(req, &p, r->d.upstream_idle_s);
 }
 
 static size_t
