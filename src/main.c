@@ -16,6 +16,7 @@
 #include "core/strv.h"
 #include "core/xmalloc.h"
 #include "http/auth.h"
+#include "http/client.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "models/discovery.h"
@@ -49,6 +50,7 @@ struct app {
     struct http_server *server;
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
+    struct http_client *peer_client;     /* to llama-swap's peers */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
     char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
@@ -70,26 +72,31 @@ real_key(const char *k)
     return k && *k && strncmp(k, "PLEASE SET", 10) != 0 ? k : NULL; /* -write's placeholder */
 }
 
-/* The keys clients must present. Returns -EACCES when there is none and -no-api-key was not
- * given. */
+/* The keys clients must present: Goinfer's own, and llama-swap's apiKeys beside them, user
+ * keys that open the admin routes too when no admin key is set (as the user key does).
+ * apiKeys still guard under -no-api-key: the file asks for them. Returns -EACCES when there
+ * is no key at all and -no-api-key was not given. */
 static int
 make_keys(const struct conf *c, struct keys *k)
 {
     const char *user = real_key(c->api_key), *admin = real_key(c->admin_api_key);
-    const char *users[3] = {user, admin, NULL}, *admins[2] = {admin ? admin : user, NULL};
+    size_t n_swap = strv_len(c->swap.api_keys), n = 0;
+    const char **users = xcalloc(n_swap + 3, sizeof(*users));
+    const char *admins[2] = {admin, NULL};
 
-    if (users[0] == NULL) {
-        users[0] = users[1];
-        users[1] = NULL;
-    }
-    if (c->no_api_key) {
-        users[0] = NULL;
-        admins[0] = admin; /* an admin key still guards the admin routes */
-    } else if (users[0] == NULL) {
+    if (!c->no_api_key && user != NULL)
+        users[n++] = user;
+    if (!c->no_api_key && admin != NULL)
+        users[n++] = admin;
+    for (size_t i = 0; i < n_swap; i++)
+        users[n++] = c->swap.api_keys[i];
+    if (n == 0 && !c->no_api_key) {
+        free(users);
         return -EACCES;
     }
     k->user = auth_new(users);
-    k->admin = auth_new(admins);
+    k->admin = auth_new(admin != NULL ? admins : users);
+    free(users);
     return 0;
 }
 
@@ -182,6 +189,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->swap = a->swap;
     d->server = a->server;
     d->tunnels = a->tunnels;
+    d->peer_client = a->peer_client;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
@@ -400,6 +408,8 @@ on_children_stopped(void *arg)
     a->tunnel_client = NULL;
     tunnel_server_free(a->tunnels);
     a->tunnels = NULL;
+    http_client_release(a->peer_client); /* it goes once its fetches are done */
+    a->peer_client = NULL;
     router_deps_from(a, &d);
     router_set_deps(a->router, &d);
     uv_close((uv_handle_t *)&a->sigint, NULL);
@@ -500,6 +510,7 @@ setup_backends(struct app *a)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
+    a->peer_client = http_client_new(a->loop);
     router_deps_from(a, &d);
     a->router = router_new(&d);
 }

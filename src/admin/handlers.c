@@ -21,9 +21,18 @@ struct logstream {
 };
 
 void
-admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels)
+admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels,
+              char *const *warnings)
 {
     json_t *o = json_pack("{s:o}", "running", swap_running(swap));
+
+    if (warnings != NULL && warnings[0] != NULL) { /* said only when there are some */
+        json_t *w = json_array();
+
+        for (size_t i = 0; warnings[i] != NULL; i++)
+            json_array_append_new(w, json_string(warnings[i]));
+        json_object_set_new(o, "warnings", w);
+    }
 
     if (tunnels != NULL) /* a server: the GPU machines behind it too */
         json_object_set_new(o, "tunnels", tunnel_server_clients(tunnels));

@@ -14,8 +14,10 @@ struct admin_logstreams {
     struct logstream *first;
 };
 
-/* GET /running: the model processes, and on a server the GPU machines behind it. */
-void admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels);
+/* GET /running: the model processes, on a server the GPU machines behind it, and what the
+ * configuration in force warned about, when it did (warnings: NULL-terminated, may be NULL). */
+void admin_running(struct http_request *req, struct swap *swap, struct tunnel_server *tunnels,
+                   char *const *warnings);
 /* POST /unload: every idle model stops, busy ones once their requests end. */
 void admin_unload(struct http_request *req, struct swap *swap);
 /* One model: llama.cpp's POST /models/unload, llama-swap's /api/models/unload/<model>. */

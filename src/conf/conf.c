@@ -180,6 +180,9 @@ SWAP_HANDLER(set_macros)
 SWAP_HANDLER(set_models)
 SWAP_HANDLER(set_groups)
 SWAP_HANDLER(set_hooks)
+SWAP_HANDLER(set_routing)
+SWAP_HANDLER(set_api_keys)
+SWAP_HANDLER(set_peers)
 
 #define LLAMA_SWAP_KEYS                                                                            \
     {"macros", set_macros_wrap, 0}, {"models", set_models_wrap, 0},                                \
@@ -190,11 +193,13 @@ SWAP_HANDLER(set_hooks)
         YKEY_U64("metricsMaxInMemory", struct conf, swap.metrics_max),                             \
         YKEY_IGNORED("logToStdout"), YKEY_IGNORED("logTimeFormat"), YKEY_IGNORED("logRequests"),   \
         YKEY_IGNORED("captureBuffer"), YKEY_IGNORED("ui"), YKEY_IGNORED("performance"),            \
-        YKEY_IGNORED("sendLoadingState"),                                                          \
-        YKEY_BOOL("includeAliasesInList", struct conf, swap.include_aliases_in_list),              \
-        YKEY_IGNORED("globalTTL"), YKEY_IGNORED("unloadTimeout"), YKEY_IGNORED("apiKeys"),         \
-        YKEY_IGNORED("upstream"), YKEY_IGNORED("profiles"), YKEY_IGNORED("selectors"),             \
-        YKEY_IGNORED("routing"), YKEY_IGNORED("peers")
+        YKEY_IGNORED("sendLoadingState"), YKEY_BOOL("includeAliasesInList", struct conf, swap.include_aliases_in_list),                    \
+        YKEY_U64("globalTTL", struct conf, swap.global_ttl), YKEY_IGNORED("unloadTimeout"),        \
+        {"apiKeys", set_api_keys_wrap, 0}, YKEY_IGNORED("upstream"), YKEY_IGNORED("profiles"),     \
+        YKEY_IGNORED("selectors"), {"routing", set_routing_wrap, 0},                               \
+    {                                                                                              \
+        "peers", set_peers_wrap, 0                                                                 \
+    }
 
 static int
 set_tls(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
@@ -284,7 +289,7 @@ load_files(struct conf *c, const char *file, char *err, size_t errlen)
     c->file = xstrdup(file);
     rc = yload(&y, file, goinfer_keys, c);
     if (rc < 0)
-        return rc;
+        goto out;
     swap_file = conf_swap_file_for(file);
     if (access(swap_file, F_OK) == 0) {
         c->swap_file = swap_file;
@@ -295,6 +300,8 @@ load_files(struct conf *c, const char *file, char *err, size_t errlen)
     }
     if (rc == 0)
         rc = swapconf_validate(&c->swap, err, errlen);
+out:
+    c->warnings = y.warnings; /* for /ui */
     return rc;
 }
 
@@ -497,6 +504,7 @@ conf_cleanup(struct conf *c)
     free(c->admin_api_key_file);
     strv_free(c->origins);
     free(c->swap_file);
+    strv_free(c->warnings);
     swapconf_cleanup(&c->swap);
     for (size_t i = 0; i < c->n_listen; i++)
         free(c->listen[i].host);

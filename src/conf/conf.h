@@ -45,6 +45,7 @@ struct conf {
     char *host;               /* for ":port" addresses; GI_HOST */
     bool no_api_key, debug, quiet, write;
     struct swapconf swap; /* the model section, in llama-swap's syntax */
+    char **warnings;      /* what loading warned about (keys not honoured...), for /ui */
 
     struct conf_limits {
         uint64_t header_bytes, body_bytes;

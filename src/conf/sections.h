@@ -12,6 +12,9 @@
 int swapconf_set_macros(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 int swapconf_set_models(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 int swapconf_set_groups(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
+int swapconf_set_routing(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
+int swapconf_set_api_keys(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
+int swapconf_set_peers(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 int swapconf_set_hooks(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 int tunnelconf_set_server(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);
 int tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,15 @@
 #include "core/buf.h"
 #include "core/xmalloc.h"
 #include "proc/argv.h"
+
+static bool
+strv_has(char *const *v, const char *s)
+{
+    for (; v != NULL && *v != NULL; v++)
+        if (strcmp(*v, s) == 0)
+            return true;
+    return false;
+}
 
 /* ---- macros ---- */
 
@@ -143,20 +153,157 @@ set_model_macros(struct yctx *y, const yaml_node_t *n, const struct ykey *k, voi
     return read_macros(y, n, k->name, s->macros, s->n_macros, &m->macros, &m->n_macros);
 }
 
-/* ---- models ---- */
+/* ---- filters: setParams values as JSON ---- */
 
+#define JSON_DEPTH_MAX 32
+
+/* A scalar as YAML 1.2's core schema types it (what llama-swap's Go YAML reader gives):
+ * quoted is a string; plain null, booleans, integers and finite numbers are typed. */
+static json_t *
+typed_json(const char *v, size_t len, bool plain)
+{
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    static const char *const trues[] = {"true", "True", "TRUE"};
+    static const char *const falses[] = {"false", "False", "FALSE"};
+    char *end = NULL;
+
+    if (!plain)
+        return json_stringn(v, len);
+    for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
+        if (strcmp(v, nulls[i]) == 0)
+            return json_null();
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(v, trues[i]) == 0 || strcmp(v, falses[i]) == 0)
+            return json_boolean(strcmp(v, trues[i]) == 0);
+    if (strchr("+-.0123456789", v[0]) != NULL) {
+        long long i;
+        double d;
+
+        errno = 0;
+        i = strtoll(v, &end, 10);
+        if (*end == '\0' && errno == 0)
+            return json_integer(i);
+        d = strtod(v, &end);
+        if (*end == '\0' && isfinite(d))
+            return json_real(d);
+    }
+    return json_stringn(v, len);
+}
+
+static json_t *
+scalar_json(const yaml_node_t *n)
+{
+    return typed_json((const char *)n->data.scalar.value, n->data.scalar.length,
+                      n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+}
+
+/* Any YAML value as JSON; NULL (with y's error set) past JSON_DEPTH_MAX or for a key that is
+ * not a string. */
+static json_t *
+yaml_json(struct yctx *y, const yaml_node_t *n, const char *where, int depth)
+{
+    json_t *j;
+
+    if (depth > JSON_DEPTH_MAX) {
+        yerr(y, n, where, "nested too deep");
+        return NULL;
+    }
+    if (n->type == YAML_SCALAR_NODE)
+        return scalar_json(n);
+    if (n->type == YAML_SEQUENCE_NODE) {
+        j = json_array();
+        for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+             i++) {
+            json_t *e = yaml_json(y, ynode(y, *i), where, depth + 1);
+
+            if (e == NULL) {
+                json_decref(j);
+                return NULL;
+            }
+            json_array_append_new(j, e);
+        }
+        return j;
+    }
+    j = json_object();
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(y, p->key);
+        json_t *e = kn->type == YAML_SCALAR_NODE
+                        ? yaml_json(y, ynode(y, p->value), where, depth + 1)
+                        : NULL;
+
+        if (e == NULL) {
+            if (kn->type != YAML_SCALAR_NODE)
+                yerr(y, kn, where, "keys must be strings");
+            json_decref(j);
+            return NULL;
+        }
+        json_object_set_new(j, (const char *)kn->data.scalar.value, e);
+    }
+    return j;
+}
+
+/* setParams (depth 1: key: value) and setParamsByID (depth 2: id: {key: value}) as JSON text. */
+static int
+set_json_params(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    char **field = (char **)((char *)obj + k->off);
+    bool by_id = strcmp(k->name, "setParamsByID") == 0;
+    json_t *j;
+
+    if (n->type != YAML_MAPPING_NODE)
+        return yerr(y, n, k->name,
+                    by_id ? "expected a mapping of model id to parameters"
+                          : "expected a mapping of request key to value");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; by_id && p < n->data.mapping.pairs.top;
+         p++)
+        if (ynode(y, p->value)->type != YAML_MAPPING_NODE)
+            return yerr(y, ynode(y, p->value), k->name,
+                        "expected a mapping of request key to value for each id");
+    j = yaml_json(y, n, k->name, 0);
+    if (j == NULL)
+        return -EINVAL;
+    free(*field);
+    *field = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return 0;
+}
+
+/* metadata: any YAML value, kept as JSON text for /v1/models (macros filled in later). */
+static int
+set_metadata(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    char **field = (char **)((char *)obj + k->off);
+    json_t *j = yaml_json(y, n, k->name, 0);
+
+    if (j == NULL)
+        return -EINVAL;
+    free(*field);
+    *field = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    return 0;
+}
+
+static const struct ykey filter_keys[] = {
+    YKEY_STRING("strip_params", struct conf_filters, strip_params),
+    YKEY_STRING("stripParams", struct conf_filters, strip_params),
+    YKEY_AT("setParams", set_json_params, struct conf_filters, set_params),
+    YKEY_AT("setParamsByID", set_json_params, struct conf_filters, set_params_by_id),
+    {NULL, NULL, 0}};
+
+/* A model's or a peer's filters: obj + k->off is its struct conf_filters. */
 static int
 set_filters(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
 {
-    static const struct ykey keys[] = {YKEY_STRING("strip_params", struct conf_model, strip_params),
-                                       YKEY_STRING("stripParams", struct conf_model, strip_params),
-                                       YKEY_IGNORED("setParams"),
-                                       YKEY_IGNORED("setParamsByID"),
-                                       {NULL, NULL, 0}};
-
-    (void)k;
-    return ymap(y, n, "filters", keys, obj);
+    return ymap(y, n, "filters", filter_keys, (char *)obj + k->off);
 }
+
+static void
+filters_cleanup(struct conf_filters *f)
+{
+    free(f->strip_params), free(f->set_params), free(f->set_params_by_id);
+}
+
+/* ---- models ---- */
 
 char *
 swapconf_clean_cmd(const char *in)
@@ -200,8 +347,8 @@ set_cmd(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
     return 0;
 }
 
-/* Seconds idle before the model stops; 0 never; -1 is llama-swap's "the global default", which
- * is never here until globalTTL is implemented. */
+/* Seconds idle before the model stops; 0 never; -1 (as no ttl at all) is llama-swap's "the
+ * global default": globalTTL. */
 static int
 set_ttl(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
 {
@@ -217,13 +364,7 @@ set_ttl(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
     if (end == v || *end != '\0' || ttl < -1)
         return yerr(y, n, "ttl", "expected seconds (a number; -1 for the default)");
     m->ttl = ttl < 0 ? 0 : (uint64_t)ttl;
-    return 0;
-}
-
-static int
-ignore_value(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
-{
-    (void)y, (void)n, (void)k, (void)obj;
+    m->ttl_default = ttl < 0;
     return 0;
 }
 
@@ -267,8 +408,8 @@ static const struct ykey model_keys[] = {
     {"ttl", set_ttl, 0},
     YKEY_BOOL("unlisted", struct conf_model, unlisted),
     YKEY_U64("concurrencyLimit", struct conf_model, concurrency_limit),
-    {"filters", set_filters, 0},
-    {"metadata", ignore_value, 0}, /* read whole by expand_model, once macros are known */
+    YKEY_AT("filters", set_filters, struct conf_model, filters),
+    YKEY_AT("metadata", set_metadata, struct conf_model, metadata),
     {"macros", set_model_macros, 0},
     YKEY_IGNORED("unloadTimeout"),
     YKEY_IGNORED("compat"),
@@ -278,125 +419,114 @@ static const struct ykey model_keys[] = {
     {NULL, NULL, 0},
 };
 
-#define METADATA_DEPTH 32
-
-/* What converting a model's metadata needs: its macros (its own first) and its name. */
-struct mdctx {
-    struct yctx *y;
-    const struct conf_macro *all;
-    size_t n_all;
-    const char *model;
-    char msg[256];
-};
-
-/* A scalar typed as YAML's core schema types a plain one (a quoted one stays a string). */
-static json_t *
-typed_scalar(const char *v, bool plain)
+/* A string of a filter: macros (the model's, then the global ones) and ${MODEL_ID} filled in.
+ * Returns a new string, or NULL with msg. */
+static char *
+expand_value(const char *in, const struct conf_macro *all, size_t n_all, const char *model,
+             char *msg, size_t msglen)
 {
-    char *end;
-    long long i;
-    double d;
+    char *out = NULL, *sub;
 
-    if (!plain)
-        return json_string(v);
-    if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
-        return json_boolean(v[0] == 't');
-    if (*v == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0)
-        return json_null();
-    i = strtoll(v, &end, 10);
-    if (*end == '\0')
-        return json_integer(i);
-    d = strtod(v, &end);
-    if (*end == '\0' && strspn(v, "+-0123456789.eE") == strlen(v))
-        return json_real(d);
-    return json_string(v);
-}
-
-/* As llama-swap does it: a value that is one macro, "${temp}", takes the macro's value with its
- * type (0.7 stays a number); a macro inside text is text; ${MODEL_ID} is the model's name and
- * ${PORT}, not known before it starts, stays as written. */
-static json_t *
-metadata_scalar(struct mdctx *c, const yaml_node_t *n)
-{
-    const char *v = (const char *)n->data.scalar.value;
-    bool whole = v[0] == '$' && v[1] == '{' && strchr(v, '}') == v + strlen(v) - 1;
-    char *out = NULL, *named;
-    json_t *j;
-
-    if (strstr(v, "${") == NULL)
-        return typed_scalar(v, n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
-    if (swapconf_expand(v, c->all, c->n_all, &out, c->msg, sizeof(c->msg)) < 0)
+    if (swapconf_expand(in, all, n_all, &out, msg, msglen) < 0)
         return NULL;
-    named = swapconf_subst(out, "MODEL_ID", c->model);
-    j = whole && strcmp(named, v) != 0 ? typed_scalar(named, true) : json_string(named);
-    free(named);
+    sub = swapconf_subst(out, "MODEL_ID", model);
     free(out);
-    return j;
+    return sub;
 }
 
-/* metadata: as JSON, with macros expanded in its values (llama-swap leaves keys alone). */
+/* j with every string value expanded as expand_value (keys stay as written, as llama-swap
+ * leaves them); a string that is one macro, "${temp}", takes the macro's type (0.7 stays a
+ * number), as llama-swap substitutes values. A new reference, or NULL with msg. */
 static json_t *
-metadata_json(struct mdctx *c, const yaml_node_t *n, int depth)
+expand_json(json_t *j, const struct conf_macro *all, size_t n_all, const char *model, char *msg,
+            size_t msglen)
 {
-    json_t *out = NULL;
+    const char *key;
+    json_t *v, *out;
+    size_t i;
 
-    if (depth > METADATA_DEPTH) {
-        snprintf(c->msg, sizeof(c->msg), "metadata: nested over %d levels", METADATA_DEPTH);
-        return NULL;
-    }
-    if (n->type == YAML_SCALAR_NODE)
-        return metadata_scalar(c, n);
-    if (n->type == YAML_SEQUENCE_NODE) {
-        out = json_array();
-        for (yaml_node_item_t *i = n->data.sequence.items.start;
-             out != NULL && i < n->data.sequence.items.top; i++) {
-            json_t *e = metadata_json(c, ynode(c->y, *i), depth + 1);
+    if (json_is_string(j)) {
+        const char *in = json_string_value(j);
+        bool whole = in[0] == '$' && in[1] == '{' && strchr(in, '}') == in + strlen(in) - 1;
+        char *s = expand_value(in, all, n_all, model, msg, msglen);
 
-            if (e == NULL)
-                json_decref(out), out = NULL;
-            else
-                json_array_append_new(out, e);
-        }
+        if (s == NULL)
+            return NULL;
+        out = whole && strcmp(s, in) != 0 ? typed_json(s, strlen(s), true) : json_string(s);
+        free(s);
         return out;
     }
-    out = json_object();
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-         out != NULL && p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *kn = ynode(c->y, p->key);
-        json_t *e = NULL;
+    if (!json_is_array(j) && !json_is_object(j))
+        return json_incref(j);
+    out = json_is_array(j) ? json_array() : json_object();
+    json_array_foreach (j, i, v) {
+        json_t *e = expand_json(v, all, n_all, model, msg, msglen);
 
-        if (kn->type != YAML_SCALAR_NODE)
-            snprintf(c->msg, sizeof(c->msg), "metadata: keys must be strings");
-        else
-            e = metadata_json(c, ynode(c->y, p->value), depth + 1);
         if (e == NULL)
-            json_decref(out), out = NULL;
-        else
-            json_object_set_new(out, (const char *)kn->data.scalar.value, e);
+            return json_decref(out), NULL;
+        json_array_append_new(out, e);
+    }
+    json_object_foreach (j, key, v) {
+        json_t *e = expand_json(v, all, n_all, model, msg, msglen);
+
+        if (e == NULL)
+            return json_decref(out), NULL;
+        json_object_set_new(out, key, e);
     }
     return out;
 }
 
-/* The model's metadata: node, if it has one, as JSON text in m->metadata. */
+/* A JSON text field (setParams, metadata) with expand_json applied. Returns 0 or -EINVAL. */
 static int
-expand_metadata(struct yctx *y, const yaml_node_t *n, struct conf_model *m,
-                const struct conf_macro *all, size_t n_all)
+expand_json_text(char **text, const struct conf_macro *all, size_t n_all, const char *model,
+                 char *msg, size_t msglen)
 {
-    struct mdctx c = {y, all, n_all, m->name, ""};
+    json_t *in = *text ? json_loads(*text, JSON_DECODE_ANY, NULL) : NULL, *out;
 
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *kn = ynode(y, p->key);
-        json_t *j;
-
-        if (kn->type != YAML_SCALAR_NODE || strcmp((char *)kn->data.scalar.value, "metadata"))
-            continue;
-        if ((j = metadata_json(&c, ynode(y, p->value), 0)) == NULL)
-            return yerr(y, kn, m->name, c.msg);
-        free(m->metadata);
-        m->metadata = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-        json_decref(j);
-    }
+    if (in == NULL)
+        return 0;
+    out = expand_json(in, all, n_all, model, msg, msglen);
+    json_decref(in);
+    if (out == NULL)
+        return -EINVAL;
+    free(*text);
+    *text = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(out);
     return 0;
+}
+
+/* setParams values and setParamsByID ids and values get the model's macros; each id becomes
+ * an alias of the model, as llama-swap registers them (the model's own name excepted). */
+static int
+expand_filters(struct conf_model *m, const struct conf_macro *all, size_t n_all, char *msg,
+               size_t msglen)
+{
+    json_t *by_id =
+        m->filters.set_params_by_id ? json_loads(m->filters.set_params_by_id, 0, NULL) : NULL;
+    json_t *ids = json_object(), *v;
+    const char *key;
+    int rc = expand_json_text(&m->filters.set_params, all, n_all, m->name, msg, msglen);
+
+    json_object_foreach (by_id, key, v) {
+        char *id = rc == 0 ? expand_value(key, all, n_all, m->name, msg, msglen) : NULL;
+        json_t *e = id != NULL ? expand_json(v, all, n_all, m->name, msg, msglen) : NULL;
+
+        if (e == NULL) {
+            free(id);
+            rc = -EINVAL;
+            break;
+        }
+        json_object_set_new(ids, id, e);
+        if (strcmp(id, m->name) != 0 && !strv_has(m->aliases, id))
+            strv_add(&m->aliases, id, strlen(id));
+        free(id);
+    }
+    if (rc == 0 && by_id != NULL) {
+        free(m->filters.set_params_by_id);
+        m->filters.set_params_by_id = json_dumps(ids, JSON_COMPACT);
+    }
+    json_decref(by_id), json_decref(ids);
+    return rc;
 }
 
 /* Expands the macros of one model's string fields, naming the model and key on error. */
@@ -424,9 +554,10 @@ expand_model(struct yctx *y, const yaml_node_t *n, struct swapconf *s, struct co
         free(*fields[i]);
         *fields[i] = out;
     }
-    if (expand_metadata(y, n, m, all, n_all) < 0) {
+    if (expand_filters(m, all, n_all, msg, sizeof(msg)) < 0 ||
+        expand_json_text(&m->metadata, all, n_all, m->name, msg, sizeof(msg)) < 0) {
         free(all);
-        return -EINVAL;
+        return yerr(y, n, m->name, msg);
     }
     free(all);
     if (m->cmd == NULL)
@@ -456,6 +587,7 @@ swapconf_set_models(struct yctx *y, const yaml_node_t *n, const struct ykey *k, 
         m = &s->models[s->n_models++];
         memset(m, 0, sizeof(*m));
         m->name = xstrdup((char *)kn->data.scalar.value);
+        m->ttl_default = true;
         rc = ymap(y, vn, m->name, model_keys, m);
         if (rc == 0)
             rc = expand_model(y, vn, s, m);
@@ -518,6 +650,145 @@ swapconf_set_hooks(struct yctx *y, const yaml_node_t *n, const struct ykey *k, v
     return ymap(y, n, "hooks", keys, obj);
 }
 
+/* ---- routing: llama-swap's canonical place for groups ---- */
+
+static int
+set_router_use(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    (void)obj;
+    if (n->type != YAML_SCALAR_NODE)
+        return yerr(y, n, k->name, "expected group or matrix");
+    if (strcmp((const char *)n->data.scalar.value, "group") != 0)
+        ywarn(y, n,
+              "routing.router.use: %s is llama-swap's and Goinfer does not implement it yet; "
+              "groups decide",
+              (const char *)n->data.scalar.value);
+    return 0;
+}
+
+static int
+set_router_settings(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        {"groups", swapconf_set_groups, 0}, YKEY_IGNORED("matrix"), {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "routing.router.settings", keys, obj);
+}
+
+static int
+set_router(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        {"use", set_router_use, 0}, {"settings", set_router_settings, 0}, {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "routing.router", keys, obj);
+}
+
+int
+swapconf_set_routing(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey keys[] = {
+        {"router", set_router, 0}, YKEY_IGNORED("scheduler"), {NULL, NULL, 0}};
+
+    (void)k;
+    return ymap(y, n, "routing", keys, obj);
+}
+
+/* ---- apiKeys and peers ---- */
+
+/* A secret as llama-swap reads it: ${env.NAME} and the global macros filled in. The error
+ * names the macro, never the value. */
+static int
+expand_secret(struct yctx *y, const yaml_node_t *n, const char *key, const struct swapconf *s,
+              char **field)
+{
+    char msg[256], *out = NULL;
+
+    if (*field == NULL)
+        return 0;
+    if (swapconf_expand(*field, s->macros, s->n_macros, &out, msg, sizeof(msg)) < 0)
+        return yerr(y, n, key, msg);
+    explicit_bzero(*field, strlen(*field));
+    free(*field);
+    *field = out;
+    return 0;
+}
+
+int
+swapconf_set_api_keys(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    static const struct ykey list = YKEY_LIST("apiKeys", struct swapconf, api_keys);
+    struct swapconf *s = obj;
+    int rc = ylist_key(y, n, &list, s);
+
+    for (size_t i = 0; rc == 0 && s->api_keys && s->api_keys[i]; i++) {
+        rc = expand_secret(y, n, k->name, s, &s->api_keys[i]);
+        if (rc == 0 && s->api_keys[i][0] == '\0')
+            rc = yerr(y, n, k->name, "an API key is empty");
+        else if (rc == 0 && strchr(s->api_keys[i], ' ') != NULL)
+            rc = yerr(y, n, k->name, "an API key cannot contain spaces");
+    }
+    return rc;
+}
+
+static const struct ykey peer_keys[] = {
+    YKEY_STRING("proxy", struct conf_peer, proxy),
+    YKEY_STRING("apiKey", struct conf_peer, api_key),
+    YKEY_LIST("models", struct conf_peer, models),
+    YKEY_AT("filters", set_filters, struct conf_peer, filters),
+    YKEY_IGNORED("timeouts"),
+    {NULL, NULL, 0},
+};
+
+/* A peer's proxy is required and http(s)://; models is not empty (llama-swap refuses both). */
+static int
+check_peer(struct yctx *y, const yaml_node_t *n, const struct swapconf *s, struct conf_peer *p)
+{
+    if (expand_secret(y, n, "apiKey", s, &p->api_key) < 0 ||
+        expand_secret(y, n, "proxy", s, &p->proxy) < 0)
+        return -EINVAL;
+    if (p->api_key != NULL && p->api_key[0] == '\0') {
+        free(p->api_key);
+        p->api_key = NULL; /* llama-swap: blank adds no key */
+    }
+    if (p->proxy == NULL ||
+        (strncmp(p->proxy, "http://", 7) != 0 && strncmp(p->proxy, "https://", 8) != 0))
+        return yerr(y, n, p->name, "proxy is required: the peer's base URL, http://host:port");
+    if (strncmp(p->proxy, "https://", 8) == 0)
+        ywarn(y, n,
+              "peers.%s: an https:// proxy is not supported yet (Goinfer's upstream client "
+              "speaks plain HTTP): its models answer 502",
+              p->name);
+    if (strv_len(p->models) == 0)
+        return yerr(y, n, p->name, "models can not be empty (the models the peer serves)");
+    return 0;
+}
+
+int
+swapconf_set_peers(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    struct swapconf *s = obj;
+
+    if (n->type != YAML_MAPPING_NODE)
+        return yerr(y, n, k->name, "expected a mapping of peer id to its settings");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        struct conf_peer *peer;
+
+        if (kn->type != YAML_SCALAR_NODE)
+            return yerr(y, kn, "peers", "peer ids must be strings");
+        s->peers = xrealloc(s->peers, (s->n_peers + 1) * sizeof(*s->peers));
+        peer = &s->peers[s->n_peers++];
+        memset(peer, 0, sizeof(*peer));
+        peer->name = xstrdup((char *)kn->data.scalar.value);
+        if (ymap(y, vn, peer->name, peer_keys, peer) < 0 || check_peer(y, vn, s, peer) < 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
 /* ---- whole-file checks ---- */
 
 static const struct conf_model *
@@ -570,10 +841,42 @@ check_aliases(const struct swapconf *s, char *err, size_t errlen)
     return 0;
 }
 
+/* "<peer>/<model>" names are the peers' (llama-swap refuses a model or alias that takes one). */
+static int
+check_peer_names(const struct swapconf *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->n_peers; i++) {
+        for (char **m = s->peers[i].models; m && *m; m++) {
+            size_t np = strlen(s->peers[i].name);
+
+            for (size_t k = 0; k < s->n_models; k++) {
+                const char *clash = NULL, *name = s->models[k].name;
+
+                for (char **a = s->models[k].aliases; clash == NULL && a && *a; a++)
+                    if (strncmp(*a, s->peers[i].name, np) == 0 && (*a)[np] == '/' &&
+                        strcmp(*a + np + 1, *m) == 0)
+                        clash = *a;
+                if (strncmp(name, s->peers[i].name, np) == 0 && name[np] == '/' &&
+                    strcmp(name + np + 1, *m) == 0)
+                    clash = name;
+                if (clash != NULL) {
+                    snprintf(err, errlen,
+                             "model %s: the name %s is peer %s's model %s (peers' names are "
+                             "reserved)",
+                             name, clash, s->peers[i].name, *m);
+                    return -EINVAL;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 int
 swapconf_validate(const struct swapconf *s, char *err, size_t errlen)
 {
-    if (check_groups(s, err, errlen) < 0 || check_aliases(s, err, errlen) < 0)
+    if (check_groups(s, err, errlen) < 0 || check_aliases(s, err, errlen) < 0 ||
+        check_peer_names(s, err, errlen) < 0)
         return -EINVAL;
     return 0;
 }
@@ -598,8 +901,9 @@ swapconf_cleanup(struct swapconf *s)
 
         free(m->name), free(m->cmd), free(m->cmd_stop), free(m->proxy);
         free(m->check_endpoint), free(m->description), free(m->display_name);
-        free(m->use_model_name), free(m->strip_params), free(m->metadata);
+        free(m->use_model_name), free(m->metadata);
         swapconf_caps_cleanup(&m->caps);
+        filters_cleanup(&m->filters);
         strv_free(m->aliases);
         strv_free(m->env);
         for (size_t k = 0; k < m->n_macros; k++) {
@@ -612,7 +916,19 @@ swapconf_cleanup(struct swapconf *s)
         free(s->groups[i].name);
         strv_free(s->groups[i].members);
     }
-    free(s->macros), free(s->models), free(s->groups);
+    for (size_t i = 0; i < s->n_peers; i++) {
+        struct conf_peer *p = &s->peers[i];
+
+        if (p->api_key != NULL)
+            explicit_bzero(p->api_key, strlen(p->api_key));
+        free(p->name), free(p->proxy), free(p->api_key);
+        strv_free(p->models);
+        filters_cleanup(&p->filters);
+    }
+    for (size_t i = 0; s->api_keys && s->api_keys[i]; i++)
+        explicit_bzero(s->api_keys[i], strlen(s->api_keys[i]));
+    strv_free(s->api_keys);
+    free(s->macros), free(s->models), free(s->groups), free(s->peers);
     strv_free(s->preload);
     free(s->log_level);
     memset(s, 0, sizeof(*s));

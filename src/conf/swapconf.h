@@ -21,6 +21,14 @@ struct conf_caps {
     uint64_t context; /* tokens; 0 = not said */
 };
 
+/* filters: how a request body is rewritten before it goes upstream (llama-swap's order:
+ * useModelName, stripParams, setParams, setParamsByID). "model" is never stripped or set. */
+struct conf_filters {
+    char *strip_params;     /* comma-separated request keys to drop */
+    char *set_params;       /* a JSON object of keys set in each body, or NULL */
+    char *set_params_by_id; /* JSON {requested id: {key: value}}, after set_params, or NULL */
+};
+
 struct conf_model {
     char *name;
     char *cmd; /* macros expanded; ${PORT} is filled in at each start */
@@ -29,15 +37,25 @@ struct conf_model {
     char *check_endpoint; /* default /health; "none" skips the check */
     char *description, *display_name, *use_model_name;
     char **aliases;
-    char **env;   /* "NAME=value" */
-    uint64_t ttl; /* seconds idle before it is stopped; 0 = never */
+    char **env;       /* "NAME=value" */
+    uint64_t ttl;     /* seconds idle before it is stopped; 0 = never */
+    bool ttl_default; /* no ttl, or ttl: -1: llama-swap's globalTTL applies */
     bool unlisted;
-    char *strip_params; /* filters.strip_params: comma-separated request keys to drop */
+    struct conf_filters filters;
     uint64_t concurrency_limit;
     char *metadata; /* JSON text of its metadata: (macros expanded), or NULL */
     struct conf_caps caps;
     struct conf_macro *macros; /* its own macros (llama-swap's model-level macros): they win */
     size_t n_macros;
+};
+
+/* llama-swap's peers: remote OpenAI-compatible servers whose models are forwarded to. */
+struct conf_peer {
+    char *name;
+    char *proxy;   /* base URL; the request's path is appended */
+    char *api_key; /* injected as Bearer and x-api-key; NULL: none (the caller's never passes) */
+    char **models;
+    struct conf_filters filters; /* as a model's */
 };
 
 struct conf_group {
@@ -54,6 +72,10 @@ struct swapconf {
     struct conf_group *groups;
     size_t n_groups;
     char **preload;
+    char **api_keys;     /* apiKeys: more user keys, beside Goinfer's own */
+    uint64_t global_ttl; /* globalTTL: the ttl of a model that sets none (or -1); 0 never */
+    struct conf_peer *peers;
+    size_t n_peers;
     uint64_t health_check_timeout; /* seconds */
     uint64_t start_port;
     char *log_level;

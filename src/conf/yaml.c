@@ -1,6 +1,7 @@
 #include "yaml.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,20 @@ yerr(struct yctx *y, const yaml_node_t *n, const char *key, const char *what)
 {
     snprintf(y->err, y->errlen, "%s:%zu: %s: %s", y->file, n->start_mark.line + 1, key, what);
     return -EINVAL;
+}
+
+void
+ywarn(struct yctx *y, const yaml_node_t *n, const char *fmt, ...)
+{
+    char what[512], line[768];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap); /* a longer warning is cut, never lost */
+    va_end(ap);
+    snprintf(line, sizeof(line), "%s:%zu: %s", y->file, n->start_mark.line + 1, what);
+    log_warnx("%s", line);
+    strv_add(&y->warnings, line, strlen(line));
 }
 
 yaml_node_t *
@@ -101,8 +116,7 @@ int
 yignored_key(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
 {
     (void)obj;
-    log_warnx("%s:%zu: %s is llama-swap's and Goinfer does not implement it yet; ignored", y->file,
-              n->start_mark.line + 1, key->name);
+    ywarn(y, n, "%s is llama-swap's and Goinfer does not implement it yet; ignored", key->name);
     return 0;
 }
 
@@ -112,8 +126,7 @@ unknown_key(struct yctx *y, const yaml_node_t *k, const char *where, const struc
     struct buf known;
 
     if (y->lenient) { /* llama-swap ignores what it does not know; so does its file here */
-        log_warnx("%s:%zu: unknown key '%s' in %s; ignored", y->file, k->start_mark.line + 1,
-                  (char *)k->data.scalar.value, where);
+        ywarn(y, k, "unknown key '%s' in %s; ignored", (char *)k->data.scalar.value, where);
         return 0;
     }
     buf_init(&known, 4096);

@@ -17,8 +17,9 @@ struct yctx {
     const char *file;
     char *err;
     size_t errlen;
-    void *user;   /* the struct conf being built */
-    bool lenient; /* a llama-swap file: an unknown key is a warning, as llama-swap ignores it */
+    void *user;      /* the struct conf being built */
+    bool lenient;    /* a llama-swap file: an unknown key is a warning, as llama-swap ignores it */
+    char **warnings; /* each warning said while loading, kept for /ui (owned; strv) */
 };
 
 struct ykey;
@@ -47,6 +48,9 @@ struct ykey {
     }
 
 int yerr(struct yctx *y, const yaml_node_t *n, const char *key, const char *what);
+/* "file:line: what": logged as a warning and kept in y->warnings. */
+void ywarn(struct yctx *y, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 yaml_node_t *ynode(struct yctx *y, int index);
 /* Applies keys to every pair of mapping n; an unknown key is an error listing the known. */
 int ymap(struct yctx *y, const yaml_node_t *n, const char *where, const struct ykey *keys,

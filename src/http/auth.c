@@ -52,12 +52,42 @@ auth_open(const struct auth *a)
     return a->n == 0;
 }
 
+/* "user:password" from base64 into scratch; the password, or "" when it does not decode. */
+static const char *
+basic_password(const char *v, size_t n, char *scratch, size_t *len)
+{
+    int out;
+    const char *colon;
+
+    while (n > 0 && v[n - 1] == ' ')
+        n--;
+    *len = 0;
+    if (n == 0 || n % 4 != 0 || n / 4 * 3 >= AUTH_BASIC_MAX)
+        return "";
+    out = EVP_DecodeBlock((unsigned char *)scratch, (const unsigned char *)v, (int)n);
+    if (out < 0)
+        return "";
+    out -= (v[n - 1] == '=') + (v[n - 2] == '='); /* DecodeBlock counts the padding */
+    colon = memchr(scratch, ':', (size_t)out);
+    if (colon == NULL)
+        return "";
+    *len = (size_t)(scratch + out - colon - 1);
+    return colon + 1;
+}
+
 const char *
-auth_request_key(const struct http_request *req, size_t *len)
+auth_request_key(const struct http_request *req, char scratch[AUTH_BASIC_MAX], size_t *len)
 {
     size_t n = 0;
     const char *v = http_header_get(req, "authorization", &n);
 
+    if (v != NULL && n > 6 && strncasecmp(v, "Basic ", 6) == 0) {
+        v += 6;
+        n -= 6;
+        while (n > 0 && *v == ' ')
+            v++, n--;
+        return basic_password(v, n, scratch, len);
+    }
     if (v != NULL && n > 7 && strncasecmp(v, "Bearer ", 7) == 0) {
         v += 7;
         n -= 7;

@@ -1,6 +1,7 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,7 @@ add_discovered(struct catalog *cat, const struct model_entry *e, const char *exe
 }
 
 static void
-add_configured(struct catalog *cat, const struct conf_model *m)
+add_configured(struct catalog *cat, const struct conf_model *m, uint64_t global_ttl)
 {
     struct model_def *d = add(cat, m->name);
 
@@ -118,7 +119,9 @@ add_configured(struct catalog *cat, const struct conf_model *m)
     strv_free(d->env);
     d->env = list_dup(m->env);
     strv_free(d->strip_params);
-    d->strip_params = strv_split(m->strip_params);
+    d->strip_params = strv_split(m->filters.strip_params);
+    d->set_params = m->filters.set_params ? xstrdup(m->filters.set_params) : NULL;
+    d->set_params_by_id = m->filters.set_params_by_id ? xstrdup(m->filters.set_params_by_id) : NULL;
     d->use_model_name = m->use_model_name ? xstrdup(m->use_model_name) : NULL;
     d->description = m->description ? xstrdup(m->description) : NULL;
     d->display_name = m->display_name ? xstrdup(m->display_name) : NULL;
@@ -126,7 +129,7 @@ add_configured(struct catalog *cat, const struct conf_model *m)
     d->caps = m->caps;
     d->caps.in = m->caps.in ? list_dup(m->caps.in) : NULL;
     d->caps.out = m->caps.out ? list_dup(m->caps.out) : NULL;
-    d->ttl_ms = m->ttl * 1000;
+    d->ttl_ms = (m->ttl_default ? global_ttl : m->ttl) * 1000;
     d->concurrency_limit = (unsigned)m->concurrency_limit;
     d->unlisted = m->unlisted;
 }
@@ -208,6 +211,19 @@ add_found(struct catalog *cat, const struct conf *conf, const struct model_list 
     return 0;
 }
 
+/* Logged, and kept for /ui. */
+static void __attribute__((format(printf, 2, 3))) warn(struct catalog *cat, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    log_warnx("%s", line);
+    strv_add(&cat->warnings, line, strlen(line));
+}
+
 /* Group members and preload ids that name no model, configured or discovered: warned, as
  * llama-swap does, and left out of the preload. */
 static void
@@ -218,11 +234,11 @@ warn_unknown(struct catalog *cat, const struct swapconf *s)
     for (size_t g = 0; g < s->n_groups; g++)
         for (char **m = s->groups[g].members; m && *m; m++)
             if (catalog_find(cat, *m, strlen(*m)) == NULL)
-                log_warnx("group %s: member %s is no model here; ignored", s->groups[g].name, *m);
+                warn(cat, "group %s: member %s is no model here; ignored", s->groups[g].name, *m);
     for (size_t i = 0; cat->preload[i] != NULL; i++) {
         if (catalog_find(cat, cat->preload[i], strlen(cat->preload[i])) == NULL) {
-            log_warnx("hooks.on_startup.preload: %s is no model here; not preloaded",
-                      cat->preload[i]);
+            warn(cat, "hooks.on_startup.preload: %s is no model here; not preloaded",
+                 cat->preload[i]);
             free(cat->preload[i]);
             continue;
         }
@@ -238,17 +254,23 @@ catalog_build(struct catalog *cat, const struct conf *conf, const struct model_l
     const struct swapconf *s = &conf->swap;
 
     memset(cat, 0, sizeof(*cat));
+    for (size_t i = 0; conf->warnings && conf->warnings[i]; i++)
+        strv_add(&cat->warnings, conf->warnings[i], strlen(conf->warnings[i]));
     for (size_t i = 0; i < s->n_models; i++)
-        add_configured(cat, &s->models[i]);
+        add_configured(cat, &s->models[i], s->global_ttl);
     for (size_t i = 0; i < cat->n; i++)
         adopt_file(&cat->v[i], found);
     if (add_found(cat, conf, found, llama_exe, err, errlen) < 0)
         return -EINVAL;
+    for (size_t i = s->n_models; i < cat->n; i++) /* discovered: globalTTL is their default */
+        cat->v[i].ttl_ms = s->global_ttl * 1000;
     build_groups(cat, s);
     cat->preload = list_dup(s->preload);
     cat->ready_timeout_ms = s->health_check_timeout ? s->health_check_timeout * 1000 : 120000;
     cat->start_port = s->start_port;
     cat->include_aliases_in_list = s->include_aliases_in_list;
+    cat->peers = s->peers;
+    cat->n_peers = s->n_peers;
     warn_unknown(cat, s);
     return 0;
 }
@@ -265,6 +287,7 @@ catalog_cleanup(struct catalog *cat)
         swapconf_caps_cleanup(&d->caps);
         free(d->path), free(d->mmproj), free(d->exe);
         strv_free(d->aliases), strv_free(d->env), strv_free(d->strip_params);
+        free(d->set_params), free(d->set_params_by_id);
         strv_free(d->args), strv_free(d->flags);
     }
     for (size_t g = 0; g < cat->n_groups; g++)
@@ -272,6 +295,7 @@ catalog_cleanup(struct catalog *cat)
     free(cat->v);
     free(cat->groups);
     strv_free(cat->preload);
+    strv_free(cat->warnings);
     memset(cat, 0, sizeof(*cat));
 }
 

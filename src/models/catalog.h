@@ -29,6 +29,7 @@ struct model_def {
     char **aliases;
     char **env;
     char **strip_params;
+    char *set_params, *set_params_by_id; /* JSON text (conf_filters), or NULL */
     char *use_model_name;
     char *description, *display_name; /* llama-swap's description and name */
     char *metadata;                   /* JSON text of llama-swap's metadata:, or NULL */
@@ -58,6 +59,9 @@ struct catalog {
     uint64_t ready_timeout_ms;
     uint64_t start_port;
     bool include_aliases_in_list; /* llama-swap's includeAliasesInList */
+    const struct conf_peer *peers; /* borrowed from the conf it was built from */
+    size_t n_peers;
+    char **warnings; /* the conf's, then the catalog's own (unknown members...): for /ui */
 };
 
 /* Builds from conf (YAML models win over discovered ones of the same name) and found. */

@@ -2,6 +2,7 @@
 #ifndef GOINFER_ROUTER_PROXY_H
 #define GOINFER_ROUTER_PROXY_H
 
+#include "conf/swapconf.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "models/catalog.h"
@@ -11,5 +12,18 @@
  * path (copied). */
 void proxy_forward(struct http_request *req, struct swap *swap, const struct model_def *m,
                    const char *path, long idle_s);
+
+/* A peer (llama-swap's peers:): a remote OpenAI-compatible server. */
+struct proxy_peer {
+    struct http_client *client;   /* borrowed: outlives the request */
+    const struct conf_peer *conf; /* borrowed for the request's life (its generation) */
+    const char *model;            /* the id the peer knows the model by */
+};
+
+/* Takes over req (whose log_model is the name asked for) until its response ends: req's path
+ * and query appended to the peer's URL, its key as Bearer and x-api-key in place of the
+ * caller's (which never passes), its filters applied to the body, "model" set to the peer's
+ * id. The answer goes back as a local model's does. */
+void proxy_forward_peer(struct http_request *req, const struct proxy_peer *peer, long idle_s);
 
 #endif

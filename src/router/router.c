@@ -20,6 +20,7 @@
 #include "http/cors.h"
 #include "http/errors.h"
 #include "router/listing.h"
+#include "router/peers.h"
 #include "router/proxy.h"
 #include "router/select.h"
 #include "tunnel/tunnel_server.h"
@@ -50,7 +51,8 @@ static void
 handle_health(struct router *r, struct http_request *req)
 {
     size_t len = 0;
-    const char *key = auth_request_key(req, &len);
+    char scratch[AUTH_BASIC_MAX];
+    const char *key = auth_request_key(req, scratch, &len);
 
     if (key == NULL || auth_open(r->d.auth) || !auth_check(r->d.auth, key, len)) {
         http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
@@ -133,7 +135,7 @@ requested_model(struct router *r, struct http_request *req, char **name, char *e
 /* ---- backends: whatever can answer a request for a model ---- */
 
 /* Asked in order; the first that serves the model takes the request and answers it, one way
- * or another. A cloud upstream will be the third. */
+ * or another: local models, GPU machines behind tunnels, then llama-swap's peers. */
 struct backend {
     const char *name;
     bool (*serves)(struct router *r, const char *model);
@@ -256,9 +258,36 @@ tunnel_forward(struct router *r, struct http_request *req, const char *model)
         http_respond_error(req, 503, "server_busy", "no GPU machine serves %s any more", model);
 }
 
+static bool
+peer_serves(struct router *r, const char *model)
+{
+    const char *id;
+
+    return peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &id) != NULL;
+}
+
+static void
+peer_forward(struct router *r, struct http_request *req, const char *model)
+{
+    struct proxy_peer p = {r->d.peer_client, NULL, NULL};
+
+    p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &p.model);
+    if (p.client == NULL) /* shutting down: its client is released */
+        http_respond_error(req, 503, "upstream_error", "goinfer is shutting down");
+    else
+        proxy_forward_peer(req, &p, r->d.upstream_idle_s);
+}
+
+static size_t
+peer_list(struct router *r, struct buf *out)
+{
+    return peers_list(r->d.cat->peers, r->d.cat->n_peers, (long long)r->started, out);
+}
+
 static const struct backend backends[] = {
     {"local", local_serves, local_forward, local_list},
     {"tunnel", tunnel_serves, tunnel_forward, tunnel_list},
+    {"peer", peer_serves, peer_forward, peer_list},
 };
 
 /* Every backend's models, once each, in one list: OpenAI's shape, which llama.cpp's router
@@ -374,7 +403,7 @@ handle_tunnel(struct router *r, struct http_request *req)
 static void
 handle_running(struct router *r, struct http_request *req)
 {
-    admin_running(req, r->d.swap, r->d.tunnels);
+    admin_running(req, r->d.swap, r->d.tunnels, r->d.cat->warnings);
 }
 
 static void
@@ -675,7 +704,8 @@ static bool
 authorized(struct router *r, struct http_request *req, enum access need)
 {
     size_t len = 0;
-    const char *key = auth_request_key(req, &len);
+    char scratch[AUTH_BASIC_MAX];
+    const char *key = auth_request_key(req, scratch, &len);
 
     if (need == PUBLIC || auth_check(need == ADMIN ? r->d.admin_auth : r->d.auth, key, len))
         return true;
@@ -689,7 +719,7 @@ authorized(struct router *r, struct http_request *req, enum access need)
     http_respond_error(req, 401, "authentication_error",
                        key ? "invalid API key"
                            : "missing API key: send 'Authorization: Bearer "
-                             "<key>' (or 'x-api-key: <key>')");
+                             "<key>' (or 'x-api-key: <key>', or Basic with the key as password)");
     return false;
 }
 

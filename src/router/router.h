@@ -30,8 +30,9 @@ struct router_deps {
     void (*reload)(void *arg, const char *why);
     void *reload_arg;
     struct swap *swap;
-    struct http_server *server;    /* for the connection count in /metrics */
-    struct tunnel_server *tunnels; /* GPU machines connected to this server, or NULL */
+    struct http_server *server;      /* for the connection count in /metrics */
+    struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
+    struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
 };
 
 struct router;

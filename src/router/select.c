@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -170,26 +171,83 @@ select_upstream_prefix(const char *path, const char *const *names, const char **
     return best;
 }
 
+/* sjson's SetBytes for a path of plain keys: missing or non-object steps become objects. */
+static void
+set_path(json_t *root, const char *path, json_t *value)
+{
+    const char *dot;
+
+    while ((dot = strchr(path, '.')) != NULL && dot != path && dot[1] != '\0') {
+        char *step = xstrndup(path, (size_t)(dot - path));
+        json_t *next = json_object_get(root, step);
+
+        if (!json_is_object(next)) {
+            next = json_object();
+            json_object_set_new(root, step, next);
+        }
+        free(step);
+        root = next;
+        path = dot + 1;
+    }
+    json_object_set(root, path, value);
+}
+
+static int
+cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sets each key of params (sorted, as llama-swap iterates them) in root; "model" never. */
+static bool
+set_params(json_t *root, json_t *params)
+{
+    size_t n = json_object_size(params), k = 0;
+    const char **keys = xcalloc(n + 1, sizeof(*keys)), *key;
+    json_t *v;
+
+    json_object_foreach (params, key, v) {
+        if (strcmp(key, "model") != 0)
+            keys[k++] = key;
+    }
+    qsort(keys, k, sizeof(*keys), cmp_keys);
+    for (size_t i = 0; i < k; i++)
+        set_path(root, keys[i], json_object_get(params, keys[i]));
+    free(keys);
+    return k > 0;
+}
+
 int
-select_rewrite_body(const char *body, size_t len, char *const *strip, const char *model, char **out,
+select_rewrite_body(const char *body, size_t len, const struct select_rewrite *rw, char **out,
                     size_t *out_len)
 {
-    json_t *root;
+    json_t *root, *set = NULL, *by_id = NULL;
     bool changed = false;
 
-    if ((strip == NULL || strip[0] == NULL) && model == NULL)
+    if ((rw->strip == NULL || rw->strip[0] == NULL) && rw->model == NULL && rw->set == NULL &&
+        rw->set_by_id == NULL)
         return 0;
     root = json_loadb(body, len, 0, NULL);
     if (!json_is_object(root)) {
         json_decref(root);
         return 0;
     }
-    for (size_t i = 0; strip && strip[i]; i++)
-        changed |= json_object_del(root, strip[i]) == 0;
-    if (model != NULL) {
-        json_object_set_new(root, "model", json_string(model));
+    if (rw->model != NULL) {
+        json_object_set_new(root, "model", json_string(rw->model));
         changed = true;
     }
+    for (size_t i = 0; rw->strip && rw->strip[i]; i++)
+        if (strcmp(rw->strip[i], "model") != 0)
+            changed |= json_object_del(root, rw->strip[i]) == 0;
+    if (rw->set != NULL)
+        set = json_loads(rw->set, 0, NULL);
+    if (json_is_object(set))
+        changed |= set_params(root, set);
+    if (rw->set_by_id != NULL && rw->requested != NULL)
+        by_id = json_loads(rw->set_by_id, 0, NULL);
+    if (json_is_object(json_object_get(by_id, rw->requested)))
+        changed |= set_params(root, json_object_get(by_id, rw->requested));
+    json_decref(set), json_decref(by_id);
     *out = changed ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (*out == NULL)

@@ -30,12 +30,22 @@ int select_query_value(const char *query, const char *key, char **value);
  */
 int select_upstream_prefix(const char *path, const char *const *names, const char **rest);
 
-/*
- * Rewrites a JSON object body for the upstream: drops the keys in strip (NULL-terminated, may
- * be NULL) and sets "model" to model when not NULL. Returns 1 with *out (malloc'd) when it
- * changed something, 0 when the body is to be sent as is.
- */
-int select_rewrite_body(const char *body, size_t len, char *const *strip, const char *model,
-                        char **out, size_t *out_len);
+/* How a body is rewritten for the upstream, in llama-swap's order: "model" set to model, the
+ * keys in strip dropped, then set's keys set, then those of set_by_id's entry for requested
+ * (which may override set's). set and set_by_id are JSON object text; a key with dots sets a
+ * nested value ("a.b": {"a":{"b":...}}), as llama-swap's sjson paths do. "model" itself is
+ * never stripped or set by them. Every field may be NULL. */
+struct select_rewrite {
+    char *const *strip; /* NULL-terminated */
+    const char *model;
+    const char *set;
+    const char *set_by_id;
+    const char *requested;
+};
+
+/* Returns 1 with *out (malloc'd) when the JSON object body changed, 0 when it is to be sent as
+ * is (nothing to do, or not a JSON object). */
+int select_rewrite_body(const char *body, size_t len, const struct select_rewrite *rw, char **out,
+                        size_t *out_len);
 
 #endif

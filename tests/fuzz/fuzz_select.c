@@ -31,6 +31,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char *const strip[] = {"temperature", "top_k", NULL};
+    static const struct select_rewrite rw = {strip, "m", "{\"a.b\":1,\"top_k\":[2]}",
+                                             "{\"m\":{\"a\":null}}", "m"};
     const char *body = (const char *)data;
     char err[256], *name = NULL, *out = NULL, *q;
     size_t out_len = 0;
@@ -41,7 +43,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(name);
     select_model_from_multipart(body, size, ct, sizeof(ct) - 1, &name);
     free(name);
-    if (select_rewrite_body(body, size, strip, "m", &out, &out_len) == 1)
+    if (select_rewrite_body(body, size, &rw, &out, &out_len) == 1)
         free(out);
     q = malloc(size + 1);
     if (q != NULL) {

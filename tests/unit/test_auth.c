@@ -39,21 +39,33 @@ reads_bearer_and_x_api_key(void **state)
 {
     struct http_request r;
     size_t len = 0;
+    char scratch[AUTH_BASIC_MAX];
     const char *k;
 
     (void)state;
     memset(&r, 0, sizeof(r));
     r.headers[0] = (struct http_header){"Authorization", 13, "Bearer abc", 10};
     r.n_headers = 1;
-    k = auth_request_key(&r, &len);
+    k = auth_request_key(&r, scratch, &len);
     assert_int_equal(len, 3);
     assert_memory_equal(k, "abc", 3);
     r.headers[0] = (struct http_header){"X-Api-Key", 9, "xyz", 3};
-    k = auth_request_key(&r, &len);
+    k = auth_request_key(&r, scratch, &len);
     assert_int_equal(len, 3);
     assert_memory_equal(k, "xyz", 3);
+    r.headers[0] = (struct http_header){"Authorization", 13, "Basic dXNlcjpzay1hOmI=", 22};
+    k = auth_request_key(&r, scratch, &len); /* user:sk-a:b: the password keeps its colon */
+    assert_int_equal(len, 6);
+    assert_memory_equal(k, "sk-a:b", 6);
+    r.headers[0] = (struct http_header){"Authorization", 13, "Basic Og==", 10}; /* ":" */
+    k = auth_request_key(&r, scratch, &len);
+    assert_int_equal(len, 0);
+    r.headers[0] = (struct http_header){"Authorization", 13, "Basic !!!!", 10};
+    k = auth_request_key(&r, scratch, &len);
+    assert_non_null(k);
+    assert_int_equal(len, 0);
     r.n_headers = 0;
-    assert_null(auth_request_key(&r, &len));
+    assert_null(auth_request_key(&r, scratch, &len));
 }
 
 int

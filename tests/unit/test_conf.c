@@ -279,7 +279,7 @@ llama_swap_section(void **state)
     assert_string_equal(m->proxy, "http://localhost:${PORT}");
     assert_string_equal(m->aliases[1], "qwen-b");
     assert_int_equal(m->ttl, 3600);
-    assert_string_equal(m->strip_params, "temperature,top_p,top_k");
+    assert_string_equal(m->filters.strip_params, "temperature,top_p,top_k");
     m = &c.swap.models[1];
     assert_true(m->unlisted);
     assert_string_equal(m->proxy, "http://127.0.0.1:${PORT}"); /* the default */
@@ -320,11 +320,69 @@ llama_swap_errors(void **state)
     assert_non_null(strstr(err, "ttl: expected seconds"));
     conf_cleanup(&c);
     assert_int_equal(load("models:\n  a:\n    cmd: x\n    ttl: -1\n", &c, err), 0);
-    assert_int_equal(c.swap.models[0].ttl, 0); /* llama-swap's "the default": none here */
+    assert_true(c.swap.models[0].ttl_default); /* llama-swap's "the default": globalTTL */
     conf_cleanup(&c);
     setenv("GOINFER_TEST_EXE", "/opt/llama", 1);
     assert_int_equal(load("models:\n  a:\n    cmd: ${env.GOINFER_TEST_EXE} -m x\n", &c, err), 0);
     assert_string_equal(c.swap.models[0].cmd, "/opt/llama -m x");
+    conf_cleanup(&c);
+}
+
+/* globalTTL, apiKeys, setParams/setParamsByID, routing's groups and peers, read as llama-swap
+ * documents them. */
+static void
+llama_swap_keys_honoured(void **state)
+{
+    struct conf c;
+    char err[512];
+    const struct swapconf *s;
+
+    (void)state;
+    setenv("GOINFER_TEST_PEER_KEY", "sk-peer", 1);
+    assert_int_equal(
+        load("globalTTL: 30\napiKeys: [\"sk-a\", \"${env.GOINFER_TEST_PEER_KEY}\"]\n"
+             "models:\n  a:\n    cmd: x\n    filters:\n      setParams:\n        max_tokens: 3\n"
+             "        temperature: 0.5\n        stop: [\"\\n\", '7']\n        flag: true\n"
+             "        nothing: null\n        s: \"1\"\n"
+             "      setParamsByID:\n        \"${MODEL_ID}:hi\": {n: 2}\n        a: {n: 1}\n"
+             "  b:\n    cmd: x\n    ttl: 0\n"
+             "routing:\n  router:\n    use: group\n    settings:\n      groups:\n"
+             "        g: {swap: false, members: [a, b]}\n"
+             "peers:\n  p1:\n    proxy: http://127.0.0.1:9\n    apiKey: "
+             "${env.GOINFER_TEST_PEER_KEY}\n"
+             "    models: [m1, m2]\n    filters: {stripParams: top_k, setParams: {x: 1}}\n",
+             &c, err),
+        0);
+    s = &c.swap;
+    assert_int_equal(s->global_ttl, 30);
+    assert_true(s->models[0].ttl_default);
+    assert_false(s->models[1].ttl_default);
+    assert_string_equal(s->api_keys[0], "sk-a");
+    assert_string_equal(s->api_keys[1], "sk-peer");
+    assert_string_equal(s->models[0].filters.set_params,
+                        "{\"max_tokens\":3,\"temperature\":0.5,\"stop\":[\"\\n\",\"7\"],"
+                        "\"flag\":true,\"nothing\":null,\"s\":\"1\"}");
+    assert_string_equal(s->models[0].filters.set_params_by_id,
+                        "{\"a:hi\":{\"n\":2},\"a\":{\"n\":1}}");
+    assert_string_equal(s->models[0].aliases[0], "a:hi"); /* an id is an alias, not the name */
+    assert_null(s->models[0].aliases[1]);
+    assert_int_equal(s->n_groups, 1);
+    assert_false(s->groups[0].swap);
+    assert_string_equal(s->groups[0].members[1], "b");
+    assert_int_equal(s->n_peers, 1);
+    assert_string_equal(s->peers[0].api_key, "sk-peer");
+    assert_string_equal(s->peers[0].models[1], "m2");
+    assert_string_equal(s->peers[0].filters.strip_params, "top_k");
+    conf_cleanup(&c);
+    assert_int_equal(load("apiKeys: [\"a b\"]\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "cannot contain spaces"));
+    assert_null(strstr(err, "a b")); /* a key is never in an error */
+    conf_cleanup(&c);
+    assert_int_equal(load("peers:\n  p:\n    models: [m]\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "proxy is required"));
+    conf_cleanup(&c);
+    assert_int_equal(load("peers:\n  p:\n    proxy: http://h\n", &c, err), -EINVAL);
+    assert_non_null(strstr(err, "models can not be empty"));
     conf_cleanup(&c);
 }
 
@@ -491,6 +549,7 @@ main(void)
         cmocka_unit_test(tunnel_client_same_or_not),
         cmocka_unit_test(llama_swap_section),
         cmocka_unit_test(llama_swap_errors),
+        cmocka_unit_test(llama_swap_keys_honoured),
         cmocka_unit_test(subst_late_macros),
         cmocka_unit_test(generations_free_what_nothing_uses),
         cmocka_unit_test(stamps_tell_a_change_from_none),

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "router/peers.h"
 #include "router/select.h"
 
 static int
@@ -132,6 +133,70 @@ model_not_a_string(void **state)
     assert_non_null(strstr(err, "JSON object"));
 }
 
+static char *
+rewrite(const char *body, const struct select_rewrite *rw)
+{
+    char *out = NULL;
+    size_t len = 0;
+
+    return select_rewrite_body(body, strlen(body), rw, &out, &len) == 1 ? out : NULL;
+}
+
+/* llama-swap's order: useModelName, stripParams, setParams (sorted, dotted paths nest), then
+ * setParamsByID for the name asked for; "model" is protected from the filters. */
+static void
+rewrite_filters(void **state)
+{
+    static char *const strip[] = {"temperature", "model", NULL};
+    struct select_rewrite rw = {strip, NULL, "{\"max_tokens\":3,\"model\":\"x\",\"a.b\":true}",
+                                "{\"m:hi\":{\"max_tokens\":9,\"p\":{\"q\":1}}}", "m"};
+    char *out;
+
+    (void)state;
+    out = rewrite("{\"model\":\"m\",\"temperature\":1,\"max_tokens\":100}", &rw);
+    assert_string_equal(out, "{\"model\":\"m\",\"max_tokens\":3,\"a\":{\"b\":true}}");
+    free(out);
+    rw.requested = "m:hi";
+    out = rewrite("{\"model\":\"m:hi\",\"a\":5}", &rw);
+    assert_string_equal(out, "{\"model\":\"m:hi\",\"a\":{\"b\":true},\"max_tokens\":9,"
+                             "\"p\":{\"q\":1}}");
+    free(out);
+    rw = (struct select_rewrite){NULL, "real", NULL, NULL, NULL};
+    out = rewrite("{\"model\":\"alias\"}", &rw);
+    assert_string_equal(out, "{\"model\":\"real\"}");
+    free(out);
+    assert_null(rewrite("[1]", &rw)); /* not an object: sent as is */
+    rw = (struct select_rewrite){NULL, NULL, NULL, NULL, NULL};
+    assert_null(rewrite("{\"model\":\"m\"}", &rw));
+}
+
+/* llama-swap's ResolvePeerModel: the full name exactly, else a bare id one peer alone lists;
+ * a bare name that is some peer's full name is that peer's. */
+static void
+peers_resolve(void **state)
+{
+    static char *m1[] = {"a", "x/y", "shared", NULL}, *m2[] = {"b", "shared", "y", NULL};
+    static const struct conf_peer v[] = {{.name = "p", .models = m1},
+                                         {.name = "p/x", .models = m2}};
+    const char *model = NULL;
+    struct buf out;
+
+    (void)state;
+    assert_ptr_equal(peers_find(v, 2, "p/a", &model), &v[0]);
+    assert_string_equal(model, "a");
+    assert_ptr_equal(peers_find(v, 2, "a", &model), &v[0]);
+    assert_ptr_equal(peers_find(v, 2, "b", &model), &v[1]);
+    assert_null(peers_find(v, 2, "shared", &model));           /* two peers list it */
+    assert_ptr_equal(peers_find(v, 2, "p/x/y", &model), NULL); /* p's x/y and p/x's y */
+    assert_ptr_equal(peers_find(v, 2, "p/shared", &model), &v[0]);
+    assert_null(peers_find(v, 2, "nope", &model));
+    buf_init(&out, 4096);
+    assert_true(peers_list(v, 2, 7, &out) > 0);
+    assert_non_null(strstr(buf_cstr(&out), "\"id\":\"p/x/b\""));
+    assert_non_null(strstr(buf_cstr(&out), "\"peerID\":\"p/x\""));
+    buf_cleanup(&out);
+}
+
 int
 main(void)
 {
@@ -143,6 +208,8 @@ main(void)
         cmocka_unit_test(no_model_or_empty_body),
         cmocka_unit_test(invalid_json_names_position),
         cmocka_unit_test(model_not_a_string),
+        cmocka_unit_test(rewrite_filters),
+        cmocka_unit_test(peers_resolve),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
