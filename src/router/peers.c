@@ -50,6 +50,20 @@ peers_find(const struct conf_peer *v, size_t n, const char *name, const char **m
     return find(v, n, name, false, model);
 }
 
+json_t *
+peers_model(const struct conf_peer *p, const char *model, long long created)
+{
+    char *id = xasprintf("%s/%s", p->name, model), *name = xasprintf("%s: %s", p->name, model);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:{s:s}, s:{s:{s:s, s:s}}}", "id", id,
+                          "object", "model", "created", (json_int_t)created, "owned_by",
+                          "goinfer-peer", "name", name, "status", "value", "unloaded", "meta",
+                          "llamaswap", "type", "peer", "peerID", p->name);
+
+    free(id);
+    free(name);
+    return o;
+}
+
 size_t
 peers_list(const struct conf_peer *v, size_t n, long long created, struct buf *out)
 {
@@ -57,13 +71,9 @@ peers_list(const struct conf_peer *v, size_t n, long long created, struct buf *o
 
     for (size_t i = 0; i < n; i++) {
         for (char **m = v[i].models; m && *m; m++) {
-            char *id = xasprintf("%s/%s", v[i].name, *m), *text;
-            json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:{s:s}, s:{s:{s:s, s:s}}}", "id", id,
-                                  "object", "model", "created", (json_int_t)created, "owned_by",
-                                  "goinfer-peer", "status", "value", "unloaded", "meta",
-                                  "llamaswap", "type", "peer", "peerID", v[i].name);
-            free(id);
-            text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            json_t *o = peers_model(&v[i], *m, created);
+            char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
             json_decref(o);
             if (text == NULL)
                 continue;

@@ -6,6 +6,7 @@
 #ifndef GOINFER_ROUTER_PEERS_H
 #define GOINFER_ROUTER_PEERS_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "conf/swapconf.h"
@@ -16,6 +17,9 @@
  * no peer, or more than one, serves it. */
 const struct conf_peer *peers_find(const struct conf_peer *v, size_t n, const char *name,
                                    const char **model);
+/* One peer model as the listings show it: id "<peer id>/<model id>", llama-swap's name
+ * "<peer id>: <model id>". A new reference. */
+json_t *peers_model(const struct conf_peer *p, const char *model, long long created);
 /* Appends an OpenAI model object for each peer model, named "<peer id>/<model id>", joined by
  * commas; returns the bytes appended. */
 size_t peers_list(const struct conf_peer *v, size_t n, long long created, struct buf *out);

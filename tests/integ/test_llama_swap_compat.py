@@ -170,6 +170,8 @@ peers:
                       env={"GOINFER_TEST_PEER_KEY": "sk-peer-only"})
     ids = [m["id"] for m in client.get(g.url() + "/v1/models", headers=auth()).json()["data"]]
     assert {"far/tiny-b", "nokey/tiny-b", "far/only-here"} <= set(ids), ids
+    one = client.get(g.url() + "/v1/models/far/tiny-b", headers=auth()).json()  # models.retrieve
+    assert one["id"] == "far/tiny-b" and one["name"] == "far: tiny-b", one
     # the peer required its own key: it got it; the body's model became the peer's id, and the
     # peer's setParams reached the model (3 tokens asked for by nobody but the filter)
     assert chat_tokens(client, g, "far/tiny-b") == 3
