@@ -58,7 +58,7 @@ struct catalog {
     char **preload;
     uint64_t ready_timeout_ms;
     uint64_t start_port;
-    bool include_aliases_in_list; /* llama-swap's includeAliasesInList */
+    bool include_aliases_in_list;  /* llama-swap's includeAliasesInList */
     const struct conf_peer *peers; /* borrowed from the conf it was built from */
     size_t n_peers;
     char **warnings; /* the conf's, then the catalog's own (unknown members...): for /ui */
