@@ -10,7 +10,7 @@
 /* The key goinfer -write -debug writes (the seed's "debug API key"): fixed and public, so a
  * development set-up and its scripts share it; the original Go Goinfer's value. Never for a
  * machine others reach: goinfer warns when it is the key in force. */
-#define WRITE_DEBUG_API_KEY "7aea109636aefb984b13f9b6927cd174425a1e05ab5f2e3935ddfeb183099465"
+#define WRITE_DEBUG_API_KEY CONF_DEBUG_API_KEY
 /* What a new goinfer.yml's llama.args hold, and the first ${PORT} of llama-swap.yml. */
 #define WRITE_ARGS_COMMON  "--props --no-warmup"
 #define WRITE_ARGS_GOINFER "--jinja"

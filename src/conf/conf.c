@@ -445,6 +445,27 @@ default_listen(struct conf *c)
     c->n_listen = 2;
 }
 
+/* The debug key of goinfer -write -debug is in Goinfer's source, so anyone can read it: it
+ * guards nothing on an address other machines reach, and is refused there. */
+static int
+check_debug_key(const struct conf *c, char *err, size_t errlen)
+{
+    bool debug_key = (c->api_key && strcmp(c->api_key, CONF_DEBUG_API_KEY) == 0) ||
+                     (c->admin_api_key && strcmp(c->admin_api_key, CONF_DEBUG_API_KEY) == 0);
+
+    for (size_t i = 0; debug_key && i < c->n_listen; i++) {
+        if (!conf_host_loopback(c->listen[i].host)) {
+            snprintf(err, errlen,
+                     "the API key is the public debug key of goinfer -write -debug and %s:%d is "
+                     "an address other machines may reach: listen on 127.0.0.1 only, or run "
+                     "goinfer -write (without -debug) for a secret key",
+                     c->listen[i].host, c->listen[i].port);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int
 conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
 {
@@ -483,7 +504,8 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
         c->file = xstrdup(f.config ? f.config : "goinfer.yml");
     if (c->n_listen == 0)
         default_listen(c);
-    return read_key_files(c, err, errlen);
+    rc = read_key_files(c, err, errlen);
+    return rc < 0 || c->write ? rc : check_debug_key(c, err, errlen);
 }
 
 static void

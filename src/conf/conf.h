@@ -12,6 +12,9 @@
 #include "conf/tunnelconf.h"
 
 #define CONF_MAX_LISTEN 8
+/* The key goinfer -write -debug writes: public (the seed's "debug API key"), so it is
+ * accepted only when every listener is on a loopback address. */
+#define CONF_DEBUG_API_KEY "7aea109636aefb984b13f9b6927cd174425a1e05ab5f2e3935ddfeb183099465"
 
 /* Services a listener offers (goinfer.yml "listen"); the router's route table names them. */
 #define CONF_SVC_GOINFER 1u /* Goinfer's own endpoints: /completions, /models, ... */

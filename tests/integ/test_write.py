@@ -108,6 +108,13 @@ def test_write_debug_writes_the_debug_key(models_dir, tmp_path, client):
         g.wait_log(r"model GI_tiny-a: starting: .* --verbosity 3 .*--jinja")
     finally:
         assert g.stop() == 0, g.log()
+    # a public key guards nothing where other machines reach: refused there
+    cfg = tmp_path / "goinfer.yml"
+    cfg.write_text(cfg.read_text().replace('"127.0.0.2:0": openai', '"0.0.0.0:0": openai'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
+    p = subprocess.run([str(GOINFER)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and "public debug key" in p.stderr and "0.0.0.0" in p.stderr, p.stderr
 
 
 def test_write_with_no_api_key_placeholder(models_dir, tmp_path):
