@@ -976,6 +976,15 @@ swap_progress_json(const struct proc_progress *p)
                      p->current >= 0 ? p->stages[p->current] : "", "value", p->value);
 }
 
+void
+swap_add_progress(json_t *status, const struct swap *s, const struct model_def *m)
+{
+    struct swap_load load;
+
+    if (swap_model_load(s, m, &load) && load.has_progress)
+        json_object_set_new(status, "progress", swap_progress_json(&load.progress));
+}
+
 bool
 swap_is_ready(const struct swap *s, const char *model)
 {

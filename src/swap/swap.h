@@ -94,6 +94,8 @@ struct swap_load {
 bool swap_model_load(const struct swap *s, const struct model_def *m, struct swap_load *out);
 /* A progress in llama.cpp's shape: {"stages":[...],"current":"...","value":0.5}. */
 json_t *swap_progress_json(const struct proc_progress *p);
+/* Adds "progress" to a /models status object while m loads and has reported how far. */
+void swap_add_progress(json_t *status, const struct swap *s, const struct model_def *m);
 
 /* A change of a model's state, as llama.cpp's router tells /models/sse: a load began
  * (started), progressed (load set), ended ready, or the process ended (exit_code). */
