@@ -190,10 +190,11 @@ SWAP_HANDLER(set_hooks)
         YKEY_U64("metricsMaxInMemory", struct conf, swap.metrics_max),                             \
         YKEY_IGNORED("logToStdout"), YKEY_IGNORED("logTimeFormat"), YKEY_IGNORED("logRequests"),   \
         YKEY_IGNORED("captureBuffer"), YKEY_IGNORED("ui"), YKEY_IGNORED("performance"),            \
-        YKEY_IGNORED("sendLoadingState"), YKEY_IGNORED("includeAliasesInList"),                    \
-        YKEY_IGNORED("globalTTL"), YKEY_IGNORED("unloadTimeout"), YKEY_IGNORED("apiKeys"),         \
-        YKEY_IGNORED("upstream"), YKEY_IGNORED("profiles"), YKEY_IGNORED("selectors"),             \
-        YKEY_IGNORED("routing"), YKEY_IGNORED("peers")
+        YKEY_BOOL("sendLoadingState", struct conf, swap.send_loading_state),                       \
+        YKEY_IGNORED("includeAliasesInList"), YKEY_IGNORED("globalTTL"),                           \
+        YKEY_IGNORED("unloadTimeout"), YKEY_IGNORED("apiKeys"), YKEY_IGNORED("upstream"),          \
+        YKEY_IGNORED("profiles"), YKEY_IGNORED("selectors"), YKEY_IGNORED("routing"),              \
+        YKEY_IGNORED("peers")
 
 static int
 set_tls(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)

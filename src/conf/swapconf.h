@@ -30,6 +30,8 @@ struct conf_model {
     char *metadata_unused;     /* accepted and ignored */
     struct conf_macro *macros; /* its own macros (llama-swap's model-level macros): they win */
     size_t n_macros;
+    bool send_loading_state; /* sendLoadingState, when set (it overrides the global one) */
+    bool send_loading_state_set;
 };
 
 struct conf_group {
@@ -51,6 +53,7 @@ struct swapconf {
     char *log_level;
     uint64_t metrics_max;
     bool log_to_stdout_unused;
+    bool send_loading_state; /* a streaming chat request waiting on a load is told how it goes */
 };
 
 /* Handlers for the top-level llama-swap keys; obj is a struct swapconf. */

@@ -103,7 +103,7 @@ add_discovered(struct catalog *cat, const struct model_entry *e, const char *exe
 }
 
 static void
-add_configured(struct catalog *cat, const struct conf_model *m)
+add_configured(struct catalog *cat, const struct conf_model *m, bool send_loading_state)
 {
     struct model_def *d = add(cat, m->name);
 
@@ -124,6 +124,7 @@ add_configured(struct catalog *cat, const struct conf_model *m)
     d->ttl_ms = m->ttl * 1000;
     d->concurrency_limit = (unsigned)m->concurrency_limit;
     d->unlisted = m->unlisted;
+    d->send_loading_state = m->send_loading_state_set ? m->send_loading_state : send_loading_state;
 }
 
 /* A configured model whose cmd runs a discovered file (-m) keeps what discovery knows of it:
@@ -234,11 +235,14 @@ catalog_build(struct catalog *cat, const struct conf *conf, const struct model_l
 
     memset(cat, 0, sizeof(*cat));
     for (size_t i = 0; i < s->n_models; i++)
-        add_configured(cat, &s->models[i]);
+        add_configured(cat, &s->models[i], s->send_loading_state);
     for (size_t i = 0; i < cat->n; i++)
         adopt_file(&cat->v[i], found);
     if (add_found(cat, conf, found, llama_exe, err, errlen) < 0)
         return -EINVAL;
+    for (size_t i = 0; i < cat->n; i++) /* discovered models: the global setting */
+        if (cat->v[i].cmd == NULL)
+            cat->v[i].send_loading_state = s->send_loading_state;
     build_groups(cat, s);
     cat->preload = list_dup(s->preload);
     cat->ready_timeout_ms = s->health_check_timeout ? s->health_check_timeout * 1000 : 120000;

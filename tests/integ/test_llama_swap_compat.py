@@ -27,6 +27,7 @@ models:
       file: {models_dir}/tiny-a.gguf
       exe: ${{exe}}
     ttl: -1
+    sendLoadingState: false
     unloadTimeout: 5
     capabilities: [chat]
     filters:
@@ -46,11 +47,12 @@ hooks:
     preload: [ghost]
 """
     g = start(start_goinfer, models_dir, config(tmp_path, swap, models_dir))
-    for key in ("logToStdout", "logTimeFormat", "sendLoadingState", "includeAliasesInList",
+    for key in ("logToStdout", "logTimeFormat", "includeAliasesInList",
                 "globalTTL", "apiKeys", "routing", "peers", "unloadTimeout", "capabilities",
                 "setParams"):
         g.wait_log(rf"{key} is llama-swap's and Goinfer does not implement it yet; ignored")
     g.wait_log(r"unknown key 'someFutureKey' in llama-swap\.yml|unknown key 'someFutureKey'")
+    assert "sendLoadingState" not in g.log()  # honoured now, at both levels: no warning
     g.wait_log(r"group g1: member not-a-model is no model here; ignored")
     g.wait_log(r"hooks.on_startup.preload: ghost is no model here; not preloaded")
     r = post(client, g, "a")
