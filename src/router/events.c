@@ -25,10 +25,9 @@ events_record(const struct swap_event *ev)
         !ev->started)
         json_object_set_new(data, "progress", swap_progress_json(&ev->load->progress));
     if (ev->state == SWAP_MODEL_UNLOADED || ev->state == SWAP_MODEL_FAILED) /* llama.cpp's rule: */
-        json_object_set_new(data, "exit_code", /* failed is an exit code other than 0 */
-                            json_integer(ev->state == SWAP_MODEL_FAILED && ev->exit_code == 0
-                                             ? 1
-                                             : ev->exit_code));
+        json_object_set_new(
+            data, "exit_code", /* failed is an exit code other than 0 */
+            json_integer(ev->state == SWAP_MODEL_FAILED && ev->exit_code == 0 ? 1 : ev->exit_code));
     o = json_pack("{s:s, s:s, s:o}", "model", ev->model->name, "event",
                   ev->started ? "model_status" : "status_change", "data", data);
     text = json_dumps(o, JSON_COMPACT);
@@ -80,6 +79,12 @@ events_stream(struct events_streams *all, struct swap *swap, struct http_request
                                {"X-Accel-Buffering", 17, "no", 2}};
     struct event_stream *es = xcalloc(1, sizeof(*es));
 
+    if (strcmp(req->method_name, "HEAD") == 0) { /* the head alone: no feed to hold open */
+        free(es);
+        http_stream_start(req, 200, h, 3, -1);
+        http_stream_end(req);
+        return;
+    }
     es->req = req;
     es->all = all;
     http_attach(req, &stream_handler, es);

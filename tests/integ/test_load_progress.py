@@ -97,8 +97,10 @@ def test_models_sse_reports_a_load_in_order_with_progress_to_one(models_dir, tmp
     assert last["data"] == {"status": "unloaded", "exit_code": 0}, last
     assert [e["event"] for e in other.wait(is_state("slow", "unloaded"))
             if e["model"] == "slow"] == [e["event"] for e in feed.events if e["model"] == "slow"]
-    # behind the same key as /models
+    # behind the same key as /models; HEAD answers the head and ends
     assert httpx.get(g.url() + "/models/sse", timeout=5).status_code == 401
+    r = client.head(g.url() + "/models/sse", headers=auth(), timeout=5)
+    assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
 
 
 def test_a_failed_start_is_unloaded_with_an_exit_code(models_dir, tmp_path, start_goinfer,
