@@ -35,7 +35,7 @@ read_progress(const json_t *payload, struct proc_progress *p)
     if (isnan(p->value))
         return false;
     p->value = p->value < 0 ? 0 : p->value > 1 ? 1 : p->value;
-    json_array_foreach(stages, i, st) {
+    json_array_foreach (stages, i, st) {
         if (!json_is_string(st) || p->n_stages == PROC_STAGES_MAX ||
             !stage_name_ok(json_string_value(st), json_string_length(st)))
             return false;
@@ -62,6 +62,7 @@ proc_child_msg_parse(const char *line, size_t len, struct proc_child_msg *out)
     } states[] = {{"loading", PROC_CHILD_LOADING},
                   {"ready", PROC_CHILD_READY},
                   {"sleeping", PROC_CHILD_SLEEPING}};
+
     size_t plen = strlen(PROC_CHILD_PREFIX);
     json_t *root;
     const char *state;
