@@ -10,6 +10,7 @@ struct event_stream {
     struct http_request *req;
     struct events_streams *all;
     struct swap_watch *watch;
+    struct tunnel_watch *tunnel_watch;
     struct event_stream *prev, *next;
 };
 
@@ -37,10 +38,30 @@ events_record(const struct swap_event *ev)
     return rec;
 }
 
+char *
+events_tunnel_record(const char *model, const char *status, const json_t *progress)
+{
+    json_t *data = json_pack("{s:s}", "status", status);
+    json_t *o;
+    char *text, *rec;
+
+    if (progress != NULL)
+        json_object_set_new(data, "progress", json_deep_copy(progress));
+    if (strcmp(status, "unloaded") == 0)
+        json_object_set_new(data, "exit_code", json_integer(0));
+    o = json_pack("{s:s, s:s, s:o}", "model", model, "event", "status_change", "data", data);
+    text = json_dumps(o, JSON_COMPACT);
+    rec = xasprintf("data: %s\n\n", text);
+    free(text);
+    json_decref(o);
+    return rec;
+}
+
 static void
 stream_close(struct event_stream *es)
 {
     swap_unwatch(es->watch);
+    tunnel_server_unwatch(es->tunnel_watch);
     DLIST_UNLINK(es->all->first, es);
     free(es);
 }
@@ -71,8 +92,22 @@ on_swap_event(const struct swap_event *ev, void *arg)
     free(rec);
 }
 
+static void
+on_tunnel_model(const char *model, const char *status, const json_t *progress, void *arg)
+{
+    struct event_stream *es = arg;
+    char *rec;
+
+    if (strcmp(status, "loading") == 0 && http_over_high_water(es->req))
+        return;
+    rec = events_tunnel_record(model, status, progress);
+    http_stream_write(es->req, rec, strlen(rec));
+    free(rec);
+}
+
 void
-events_stream(struct events_streams *all, struct swap *swap, struct http_request *req)
+events_stream(struct events_streams *all, struct swap *swap, struct tunnel_server *tunnels,
+              struct http_request *req)
 {
     struct http_header h[3] = {{"Content-Type", 12, "text/event-stream", 17},
                                {"Cache-Control", 13, "no-cache", 8},
@@ -91,6 +126,7 @@ events_stream(struct events_streams *all, struct swap *swap, struct http_request
     http_stream_start(req, 200, h, 3, -1);
     http_stream_flush(req);
     es->watch = swap_watch(swap, on_swap_event, es);
+    es->tunnel_watch = tunnel_server_watch(tunnels, on_tunnel_model, es);
     DLIST_PUSH(all->first, es);
 }
 

@@ -13,17 +13,22 @@
 
 #include "http/server.h"
 #include "swap/swap.h"
+#include "tunnel/tunnel_server.h"
 
 /* The open feeds, ended together at shutdown. */
 struct events_streams {
     struct event_stream *first;
 };
 
-/* Answers req with the feed until the client leaves or events_end; swap is borrowed as long. */
-void events_stream(struct events_streams *all, struct swap *swap, struct http_request *req);
+/* Answers req with the feed until the client leaves or events_end: the local models' changes,
+ * and on a server (tunnels not NULL) those its GPU machines report; both borrowed as long. */
+void events_stream(struct events_streams *all, struct swap *swap, struct tunnel_server *tunnels,
+                   struct http_request *req);
 /* Ends every open feed (shutdown). */
 void events_end(struct events_streams *all);
 /* The record of one event, `data: {...}\n\n` (pure; the caller frees it). */
 char *events_record(const struct swap_event *ev);
+/* The same for a model a GPU machine reports (status "loading", "loaded" or "unloaded"). */
+char *events_tunnel_record(const char *model, const char *status, const json_t *progress);
 
 #endif

@@ -467,7 +467,7 @@ router_shutdown(struct router *r)
 static void
 handle_models_sse(struct router *r, struct http_request *req)
 {
-    events_stream(&r->events, r->d.swap, req);
+    events_stream(&r->events, r->d.swap, r->d.tunnels, req);
 }
 
 static void

@@ -117,6 +117,7 @@ parse_model(struct tunnel_msg *m, json_t *msg)
         return;
     m->model = xstrdup(json_string_value(idv));
     m->loading = strcmp(status, "loading") == 0;
+    m->loaded = strcmp(status, "loaded") == 0;
     if (m->loading)
         m->progress = bounded_progress(json_object_get(msg, "progress"));
 }

@@ -41,11 +41,11 @@ struct tunnel_msg {
     char version[64];
     struct tunnel_model *models; /* distinct valid names, in the order sent */
     size_t n_models;
-    json_t *index;       /* name -> its position in models */
-    size_t over, bad_id; /* left out: past TUNNEL_MAX_MODELS; empty, too long, control chars */
-    char *model;         /* model: its valid name, or NULL */
-    bool loading;        /* model: "status":"loading" (else loaded or unloaded) */
-    json_t *progress;    /* model: a bounded copy of llama.cpp's progress object, or NULL */
+    json_t *index;        /* name -> its position in models */
+    size_t over, bad_id;  /* left out: past TUNNEL_MAX_MODELS; empty, too long, control chars */
+    char *model;          /* model: its valid name, or NULL */
+    bool loading, loaded; /* model: "status":"loading", "loaded" (else unloaded) */
+    json_t *progress;     /* model: a bounded copy of llama.cpp's progress object, or NULL */
 };
 
 /* Up: {"type":"register","version":"...","slots":N,"models":[{"id","hot","vision"}]},

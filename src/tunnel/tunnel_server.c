@@ -35,6 +35,16 @@ struct tunnel_server {
     bool listing_stale;       /* a name came or went since */
     struct fleet_cand *cands; /* pick's scratch, one per link */
     size_t n_cands;
+    struct tunnel_watch *watches; /* told of the clients' model loads (/models/sse) */
+    int dispatching;              /* unwatched entries wait for the dispatch to end */
+};
+
+struct tunnel_watch {
+    struct tunnel_server *ts;
+    tunnel_model_cb cb;
+    void *arg;
+    bool dead;
+    struct tunnel_watch *prev, *next;
 };
 
 /* An end user's request waiting for a client with a free slot. */
@@ -309,6 +319,61 @@ on_register(struct tlink *l, struct tunnel_msg *m)
     l->registered = true;
 }
 
+static void
+watches_sweep(struct tunnel_server *ts)
+{
+    struct tunnel_watch *w = ts->watches, *next;
+
+    for (; w != NULL; w = next) {
+        next = w->next;
+        if (w->dead) {
+            DLIST_UNLINK(ts->watches, w);
+            free(w);
+        }
+    }
+}
+
+struct tunnel_watch *
+tunnel_server_watch(struct tunnel_server *ts, tunnel_model_cb cb, void *arg)
+{
+    struct tunnel_watch *w;
+
+    if (ts == NULL)
+        return NULL;
+    w = xcalloc(1, sizeof(*w));
+    w->ts = ts;
+    w->cb = cb;
+    w->arg = arg;
+    DLIST_PUSH(ts->watches, w);
+    return w;
+}
+
+void
+tunnel_server_unwatch(struct tunnel_watch *w)
+{
+    if (w == NULL)
+        return;
+    w->dead = true;
+    if (w->ts->dispatching == 0)
+        watches_sweep(w->ts);
+}
+
+static void
+tell_watches(struct tunnel_server *ts, const struct tunnel_model *tm, bool loading)
+{
+    ts->dispatching++;
+    for (struct tunnel_watch *w = ts->watches; w != NULL; w = w->next)
+        if (!w->dead)
+            w->cb(tm->id,
+                  loading   ? "loading"
+                  : tm->hot ? "loaded"
+                            : "unloaded",
+                  tm->progress != NULL && json_object_size(tm->progress) > 0 ? tm->progress : NULL,
+                  w->arg);
+    if (--ts->dispatching == 0)
+        watches_sweep(ts);
+}
+
 /* One of its registered models loads (progress kept for /running), or no longer does. */
 static void
 on_model(struct tlink *l, struct tunnel_msg *m)
@@ -324,6 +389,9 @@ on_model(struct tlink *l, struct tunnel_msg *m)
     if (m->loading)
         tm->progress = m->progress ? m->progress : json_object();
     m->progress = NULL;
+    if (!m->loading) /* what its next registration will say */
+        tm->hot = m->loaded;
+    tell_watches(l->ts, tm, m->loading);
 }
 
 static void
@@ -1205,6 +1273,12 @@ on_queue_timer_closed(uv_handle_t *h)
     buf_cleanup(&ts->listing);
     buf_cleanup(&ts->listing_key);
     free(ts->cands);
+    while (ts->watches != NULL) {
+        struct tunnel_watch *w = ts->watches;
+
+        DLIST_UNLINK(ts->watches, w);
+        free(w);
+    }
     free(ts);
 }
 

@@ -504,6 +504,8 @@ def test_a_gpu_clients_load_is_listed_on_the_server_with_its_progress(net, nodes
                     f"{Path(__file__).parent / 'fakes' / 'fake_slow_load.py'} {llama_exe()} \"$@\"\n")
     slow.chmod(0o755)
     t = one_client(net, nodes, gpu_models / "tiny-a", "tiny-a", env={"GI_LLAMA_EXE": str(slow)})
+    feed = net.popen_curl(t.u, *AUTH, f"{t.srv.api}/models/sse")
+    time.sleep(0.3)  # the feed is open before the load begins
     chat_req = net.popen_curl(t.u, *AUTH, f"{t.srv.api}/v1/chat/completions", "-d",
                               chat("tiny-a", stream=False))
 
@@ -525,3 +527,12 @@ def test_a_gpu_clients_load_is_listed_on_the_server_with_its_progress(net, nodes
         m = model()
         time.sleep(0.1)
     assert m["hot"] is True and "loading" not in m and "progress" not in m, m
+    # the server's /models/sse told the same, in llama.cpp's shapes
+    feed.terminate()
+    out, _ = feed.communicate(timeout=10)
+    events = [json.loads(x[6:]) for x in out.decode().split("\n") if x.startswith("data: ")]
+    assert events and all(e["model"] == "tiny-a" and e["event"] == "status_change"
+                          for e in events), events
+    assert [e["data"]["status"] for e in events][-1] == "loaded", events
+    values = [e["data"]["progress"]["value"] for e in events if "progress" in e["data"]]
+    assert values and values == sorted(values) and values[-1] == 1.0, events
