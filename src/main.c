@@ -496,6 +496,22 @@ write_config(struct app *a)
     free(dir);
 }
 
+/* A GPU machine tells the servers it dialled how its loads go, so they list them loading. */
+static void
+tell_servers(const struct swap_event *ev, void *arg)
+{
+    static const char *const status[] = {"unloaded", "loading", "loaded", "unloaded", "unloaded"};
+    struct app *a = arg;
+    json_t *progress = NULL;
+
+    if (a->tunnel_client == NULL || ev->model->unlisted)
+        return;
+    if (ev->state == SWAP_MODEL_LOADING && ev->load->has_progress)
+        progress = swap_progress_json(&ev->load->progress);
+    tunnel_client_model_status(a->tunnel_client, ev->model->name, status[ev->state], progress);
+    json_decref(progress);
+}
+
 static void
 setup_backends(struct app *a)
 {
@@ -511,6 +527,7 @@ setup_backends(struct app *a)
                "on a private machine");
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
     a->peer_client = http_client_new(a->loop);
+    swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
     a->router = router_new(&d);
 }

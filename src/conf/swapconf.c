@@ -368,6 +368,17 @@ set_ttl(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
     return 0;
 }
 
+/* The model's own sendLoadingState, remembered as set so the global one does not override it. */
+static int
+set_send_loading(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    struct conf_model *m = obj;
+    int rc = ybool_key(y, n, k, obj);
+
+    m->send_loading_state_set = rc == 0;
+    return rc;
+}
+
 /* capabilities.in/out: only the modalities llama-swap knows. */
 static int
 set_modalities(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
@@ -415,7 +426,7 @@ static const struct ykey model_keys[] = {
     YKEY_IGNORED("compat"),
     YKEY_IGNORED("timeouts"),
     {"capabilities", set_caps, 0},
-    YKEY_IGNORED("sendLoadingState"),
+    YKEY_AT("sendLoadingState", set_send_loading, struct conf_model, send_loading_state),
     {NULL, NULL, 0},
 };
 

@@ -47,6 +47,8 @@ struct conf_model {
     struct conf_caps caps;
     struct conf_macro *macros; /* its own macros (llama-swap's model-level macros): they win */
     size_t n_macros;
+    bool send_loading_state; /* sendLoadingState, when set (it overrides the global one) */
+    bool send_loading_state_set;
 };
 
 /* llama-swap's peers: remote OpenAI-compatible servers whose models are forwarded to. */
@@ -82,6 +84,7 @@ struct swapconf {
     uint64_t metrics_max;
     bool log_to_stdout_unused;
     bool include_aliases_in_list; /* /v1/models lists each alias as a model too */
+    bool send_loading_state; /* a streaming chat request waiting on a load is told how it goes */
 };
 
 /* Handlers for the top-level llama-swap keys; obj is a struct swapconf. */

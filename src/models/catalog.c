@@ -104,7 +104,7 @@ add_discovered(struct catalog *cat, const struct model_entry *e, const char *exe
 }
 
 static void
-add_configured(struct catalog *cat, const struct conf_model *m, uint64_t global_ttl)
+add_configured(struct catalog *cat, const struct conf_model *m, const struct swapconf *s)
 {
     struct model_def *d = add(cat, m->name);
 
@@ -129,9 +129,10 @@ add_configured(struct catalog *cat, const struct conf_model *m, uint64_t global_
     d->caps = m->caps;
     d->caps.in = m->caps.in ? list_dup(m->caps.in) : NULL;
     d->caps.out = m->caps.out ? list_dup(m->caps.out) : NULL;
-    d->ttl_ms = (m->ttl_default ? global_ttl : m->ttl) * 1000;
+    d->ttl_ms = (m->ttl_default ? s->global_ttl : m->ttl) * 1000;
     d->concurrency_limit = (unsigned)m->concurrency_limit;
     d->unlisted = m->unlisted;
+    d->send_loading_state = m->send_loading_state_set ? m->send_loading_state : s->send_loading_state;
 }
 
 /* A configured model whose cmd runs a discovered file (-m) keeps what discovery knows of it:
@@ -257,13 +258,17 @@ catalog_build(struct catalog *cat, const struct conf *conf, const struct model_l
     for (size_t i = 0; conf->warnings && conf->warnings[i]; i++)
         strv_add(&cat->warnings, conf->warnings[i], strlen(conf->warnings[i]));
     for (size_t i = 0; i < s->n_models; i++)
-        add_configured(cat, &s->models[i], s->global_ttl);
+        add_configured(cat, &s->models[i], s);
     for (size_t i = 0; i < cat->n; i++)
         adopt_file(&cat->v[i], found);
     if (add_found(cat, conf, found, llama_exe, err, errlen) < 0)
         return -EINVAL;
-    for (size_t i = s->n_models; i < cat->n; i++) /* discovered: globalTTL is their default */
-        cat->v[i].ttl_ms = s->global_ttl * 1000;
+    for (size_t i = 0; i < cat->n; i++) { /* discovered models: the global settings */
+        if (cat->v[i].cmd == NULL) {
+            cat->v[i].ttl_ms = s->global_ttl * 1000;
+            cat->v[i].send_loading_state = s->send_loading_state;
+        }
+    }
     build_groups(cat, s);
     cat->preload = list_dup(s->preload);
     cat->ready_timeout_ms = s->health_check_timeout ? s->health_check_timeout * 1000 : 120000;

@@ -37,6 +37,7 @@ struct model_def {
     uint64_t ttl_ms;
     unsigned concurrency_limit; /* 0: no limit */
     bool unlisted;
+    bool send_loading_state; /* llama-swap's sendLoadingState: the model's own, else the global */
     size_t group;
     /* From discovery; NULL/0 for models defined only in YAML. Their argv is built from these,
      * never from a command string (see catalog_argv). */

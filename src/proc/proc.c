@@ -18,9 +18,14 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "proc/childmsg.h"
 
 #define LINE_MAX_BYTES 4096
 #define TAIL_BYTES     2048
+/* After the exit line, SIGTERM follows this late (at most: the grace period) when the child is
+ * still there. llama-server acts on the line as on SIGTERM, at once, so this only matters to a
+ * child that stopped reading its stdin. */
+#define EXIT_LINE_MS 1000
 
 struct pipe_in {
     uv_pipe_t pipe;
@@ -35,9 +40,13 @@ struct guard {
     int fd;
 };
 
+/* Where a stop is: what the kill timer sends next. */
+enum stop_step { STOP_NONE, STOP_TERM_NEXT, STOP_KILL_NEXT };
+
 struct proc {
     int pid;
     int pidfd;           /* readable when the child exits (Linux 5.3+) */
+    int in_fd;           /* the write end of its stdin (llama.cpp's child protocol), or -1 */
     struct guard guard;  /* kills the group if we die (see guard_run) */
     uv_poll_t exit_poll; /* on pidfd */
     uv_timer_t kill_timer;
@@ -45,8 +54,13 @@ struct proc {
     char *tag;
     proc_exit_cb cb;
     proc_line_cb line_cb;
+    proc_state_cb state_cb;
     void *arg;
     bool exited, reported, freeing;
+    bool talks;      /* started by proc_spawn_engine */
+    bool said_ready; /* it said "ready" on the protocol: it reads the exit line from now on */
+    enum stop_step stop_step;
+    uint64_t grace_ms;
     int64_t status;
     int term_signal;
     int open_handles;
@@ -73,8 +87,25 @@ tail_add(struct proc *p, const char *s, size_t n)
     p->tail[p->tail_len++] = '\n';
 }
 
+/* A state line of the child protocol (stdout only): to the state callback, and to the debug
+ * log alone, as llama.cpp's router does (one every 200 ms would flood /logs). */
+static bool
+state_line(struct proc *p, const char *s, size_t n)
+{
+    struct proc_child_msg m;
+
+    if (proc_child_msg_parse(s, n, &m) < 0)
+        return false;
+    log_debug("[%s] %.*s", p->tag, (int)n, s);
+    if (m.state == PROC_CHILD_READY)
+        p->said_ready = true;
+    if (p->state_cb)
+        p->state_cb(p, &m, p->arg);
+    return true;
+}
+
 static void
-emit_line(struct proc *p, const char *s, size_t n)
+emit_line(struct proc *p, const char *s, size_t n, bool from_stdout)
 {
     while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == '\n'))
         n--;
@@ -83,6 +114,8 @@ emit_line(struct proc *p, const char *s, size_t n)
     char line[LINE_MAX_BYTES + 200];
     int k;
 
+    if (from_stdout && p->talks && state_line(p, s, n))
+        return;
     log_debug("[%s] %.*s", p->tag, (int)n, s);
     if (!log_enabled(LOG_LEVEL_DEBUG)) { /* /logs shows the children's output either way */
         k = snprintf(line, sizeof(line), "[%s] %.*s", p->tag, (int)n, s);
@@ -127,7 +160,7 @@ on_output(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         if (*q != '\n' && in->line.len + (size_t)(q - start) < LINE_MAX_BYTES)
             continue;
         buf_append(&in->line, start, (size_t)(q - start) + 1);
-        emit_line(in->p, in->line.data, in->line.len);
+        emit_line(in->p, in->line.data, in->line.len, in == &in->p->out[0]);
         buf_reset(&in->line);
         start = q + 1;
     }
@@ -136,7 +169,7 @@ on_output(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     free(b->base);
     if (nread < 0) {
         if (in->line.len > 0)
-            emit_line(in->p, in->line.data, in->line.len);
+            emit_line(in->p, in->line.data, in->line.len, in == &in->p->out[0]);
         buf_reset(&in->line);
         in->eof = true;
         uv_read_stop(s);
@@ -156,10 +189,25 @@ on_drain_timeout(uv_timer_t *t)
 }
 
 static void
+close_stdin(struct proc *p)
+{
+    if (p->in_fd >= 0)
+        close(p->in_fd);
+    p->in_fd = -1;
+}
+
+static void
 on_kill_timeout(uv_timer_t *t)
 {
     struct proc *p = t->data;
 
+    if (p->stop_step == STOP_TERM_NEXT) {
+        log_warnx("%s: pid %d still running after the exit line, sending SIGTERM", p->tag,
+                  proc_pid(p));
+        kill(-proc_pid(p), SIGTERM);
+        proc_kill_after(p, p->grace_ms);
+        return;
+    }
     log_warnx("%s: pid %d still running after SIGTERM, sending SIGKILL", p->tag, proc_pid(p));
     kill(-proc_pid(p), SIGKILL);
 }
@@ -185,6 +233,8 @@ on_exit_poll(uv_poll_t *h, int status, int events)
     p->term_signal = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
     kill(-p->pid, SIGKILL); /* anything left in its group goes with it */
     release_guard(&p->guard);
+    close_stdin(p);
+    p->stop_step = STOP_NONE;
     uv_timer_start(&p->kill_timer, on_drain_timeout, 1000, 0);
     maybe_report(p);
 }
@@ -230,10 +280,11 @@ child_env(char *const extra[])
 /*
  * In the child, between fork and exec: only async-signal-safe calls. Its own session (so the
  * whole group can be signalled), killed if we die (no orphan even after kill -9), default
- * signals (we ignore SIGPIPE), stdin from /dev/null, stdout/stderr to our pipes.
+ * signals (we ignore SIGPIPE), stdin from in (a pipe we hold) or /dev/null when in is -1,
+ * stdout/stderr to our pipes.
  */
 static noreturn void
-child_exec(const char *exe, char *const argv[], char **env, int out1, int out2, int errfd,
+child_exec(const char *exe, char *const argv[], char **env, const int io[3], int errfd,
            pid_t parent)
 {
     struct sigaction dfl;
@@ -250,8 +301,8 @@ child_exec(const char *exe, char *const argv[], char **env, int out1, int out2, 
         sigaction(sig, &dfl, NULL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || dup2(fd, 0) < 0 || dup2(out1, 1) < 0 || dup2(out2, 2) < 0)
+    fd = io[0] >= 0 ? io[0] : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || dup2(fd, 0) < 0 || dup2(io[1], 1) < 0 || dup2(io[2], 2) < 0)
         _exit(126);
     /* Libraries open fds without O_CLOEXEC (curl's wakeup pair): none may reach the child. */
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -366,7 +417,7 @@ release_guard(struct guard *g)
 /* Forks and execs behind a guard; returns the pid, or -errno when exec failed (told through
  * a CLOEXEC pipe that exec closes on success). */
 static int
-fork_exec(char *const argv[], char **env, int out[2][2], struct guard *g)
+fork_exec(char *const argv[], char **env, int fds[3][2], struct guard *g)
 {
     int errp[2], e = 0;
     pid_t pid = -1, parent = getpid();
@@ -385,7 +436,8 @@ fork_exec(char *const argv[], char **env, int out[2][2], struct guard *g)
     if (e == 0)
         pid = fork();
     if (pid == 0)
-        child_exec(exe, argv, env, out[0][1], out[1][1], errp[1], parent);
+        child_exec(exe, argv, env, (const int[3]){fds[2][0], fds[0][1], fds[1][1]}, errp[1],
+                   parent);
     if (pid < 0 && e == 0)
         e = -errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -409,32 +461,46 @@ fork_exec(char *const argv[], char **env, int out[2][2], struct guard *g)
     return pid;
 }
 
+/* fds[0] and fds[1]: its stdout and stderr, read by us; fds[2]: its stdin, written by us, when
+ * talk (else both ends -1). */
 static int
-open_pipes(int out[2][2])
+open_pipes(int fds[3][2], bool talk)
 {
-    if (pipe2(out[0], O_CLOEXEC) < 0)
-        return -errno;
-    if (pipe2(out[1], O_CLOEXEC) < 0) {
-        close(out[0][0]);
-        close(out[0][1]);
-        return -errno;
+    int n = talk ? 3 : 2, e;
+
+    fds[2][0] = fds[2][1] = -1;
+    for (int i = 0; i < n; i++) {
+        if (pipe2(fds[i], O_CLOEXEC) < 0) {
+            e = -errno;
+            while (i-- > 0)
+                close(fds[i][0]), close(fds[i][1]);
+            fds[2][0] = fds[2][1] = -1;
+            return e;
+        }
     }
+    if (talk && fcntl(fds[2][1], F_SETFL, O_NONBLOCK) < 0)
+        log_warn("stdin pipe"); /* a full pipe then blocks a write: we write one line */
     return 0;
 }
 
+/* After the fork, the child's ends (mine too when failed: true). */
 static void
-close_pipes(int out[2][2], bool read_ends)
+close_pipes(int fds[3][2], bool failed)
 {
     for (int i = 0; i < 2; i++) {
-        close(out[i][1]);
-        if (read_ends)
-            close(out[i][0]);
+        close(fds[i][1]);
+        if (failed)
+            close(fds[i][0]);
     }
+    if (fds[2][0] >= 0)
+        close(fds[2][0]);
+    if (failed && fds[2][1] >= 0)
+        close(fds[2][1]);
 }
 
 /* Wires the read ends, the pidfd and the timer into the loop. */
 static int
-watch(struct proc *p, uv_loop_t *loop, int out[2][2])
+watch(struct proc *p, uv_loop_t *loop, int out[3][2])
 {
     uv_timer_init(loop, &p->kill_timer);
     p->kill_timer.data = p;
@@ -458,43 +524,93 @@ watch(struct proc *p, uv_loop_t *loop, int out[2][2])
     return 0;
 }
 
-struct proc *
-proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag, proc_exit_cb cb,
-           void *arg, int *err)
+static struct proc *
+spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag, bool talk,
+      proc_exit_cb cb, void *arg, int *err)
 {
     struct proc *p;
     char **e = child_env(env);
-    int out[2][2], pid, rc;
+    int fds[3][2], pid, rc;
     struct guard g = {-1, -1};
 
-    rc = open_pipes(out);
-    pid = rc < 0 ? rc : fork_exec(argv, e, out, &g);
+    rc = open_pipes(fds, talk);
+    pid = rc < 0 ? rc : fork_exec(argv, e, fds, &g);
     free(e);
     if (pid < 0) {
         if (rc == 0)
-            close_pipes(out, true);
+            close_pipes(fds, true);
         *err = pid;
         return NULL;
     }
-    close_pipes(out, false);
+    close_pipes(fds, false);
     p = xcalloc(1, sizeof(*p));
     p->pid = pid;
     p->pidfd = -1;
+    p->in_fd = fds[2][1];
+    p->talks = talk;
     p->guard = g;
     p->tag = xstrdup(tag);
     p->cb = cb;
     p->arg = arg;
-    if (watch(p, loop, out) < 0)
+    if (watch(p, loop, fds) < 0)
         fatal("pidfd_open"); /* Linux 5.3+; a broken invariant here, not a peer's doing */
     log_info("%s: started pid %d", tag, pid);
     return p;
 }
 
+struct proc *
+proc_spawn(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag, proc_exit_cb cb,
+           void *arg, int *err)
+{
+    return spawn(loop, argv, env, tag, false, cb, arg, err);
+}
+
+struct proc *
+proc_spawn_engine(uv_loop_t *loop, char *const argv[], char *const env[], const char *tag,
+                  proc_exit_cb cb, void *arg, int *err)
+{
+    size_t n = 0;
+    const char **all;
+    struct proc *p;
+
+    while (env && env[n])
+        n++;
+    all = xcalloc(n + 2, sizeof(*all));
+    if (n > 0)
+        memcpy(all, env, n * sizeof(*all));
+    /* today's llama-server only looks whether it is set; no port of ours is for it to reach */
+    all[n] = "LLAMA_SERVER_ROUTER_PORT=0";
+    p = spawn(loop, argv, (char *const *)all, tag, true, cb, arg, err);
+    free(all);
+    return p;
+}
+
+/* The exit line, when the child reads it; false when it cannot be sent. */
+static bool
+send_exit_line(struct proc *p)
+{
+    size_t n = strlen(PROC_CHILD_EXIT);
+
+    if (p->in_fd < 0 || !p->said_ready)
+        return false;
+    return write(p->in_fd, PROC_CHILD_EXIT, n) == (ssize_t)n;
+}
+
 void
 proc_stop(struct proc *p, uint64_t grace_ms)
 {
+    uint64_t wait = grace_ms < EXIT_LINE_MS ? grace_ms : EXIT_LINE_MS;
+
     if (p->exited)
         return;
+    p->grace_ms = grace_ms;
+    if (send_exit_line(p)) {
+        log_info("%s: stopping pid %d (exit line, SIGTERM after %llu ms, SIGKILL %llu ms later)",
+                 p->tag, proc_pid(p), (unsigned long long)wait, (unsigned long long)grace_ms);
+        p->stop_step = STOP_TERM_NEXT;
+        uv_timer_start(&p->kill_timer, on_kill_timeout, wait, 0);
+        return;
+    }
     log_info("%s: stopping pid %d (SIGTERM, SIGKILL after %llu ms)", p->tag, proc_pid(p),
              (unsigned long long)grace_ms);
     kill(-proc_pid(p), SIGTERM);
@@ -504,8 +620,10 @@ proc_stop(struct proc *p, uint64_t grace_ms)
 void
 proc_kill_after(struct proc *p, uint64_t ms)
 {
-    if (!p->exited)
-        uv_timer_start(&p->kill_timer, on_kill_timeout, ms, 0);
+    if (p->exited)
+        return;
+    p->stop_step = STOP_KILL_NEXT;
+    uv_timer_start(&p->kill_timer, on_kill_timeout, ms, 0);
 }
 
 static void
@@ -536,6 +654,7 @@ proc_free(struct proc *p)
         release_guard(&p->guard);
     }
     p->cb = NULL;
+    close_stdin(p);
     for (int i = 0; i < 2; i++)
         uv_close((uv_handle_t *)&p->out[i].pipe, on_closed);
     uv_close((uv_handle_t *)&p->kill_timer, on_closed);
@@ -546,6 +665,12 @@ void
 proc_on_line(struct proc *p, proc_line_cb cb)
 {
     p->line_cb = cb;
+}
+
+void
+proc_on_state(struct proc *p, proc_state_cb cb)
+{
+    p->state_cb = cb;
 }
 
 int

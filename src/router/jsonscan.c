@@ -164,3 +164,28 @@ select_model_scan(const char *p, size_t n, char **name, char *err, size_t errlen
     snprintf(err, errlen, "request body is not valid JSON (near byte %zu)", i < n ? i : n);
     return -EINVAL;
 }
+
+bool
+select_wants_stream(const char *p, size_t n)
+{
+    size_t i = skip_ws(p, 0, n);
+
+    if (i >= n || p[i] != '{')
+        return false;
+    for (i = skip_ws(p, i + 1, n); i < n && p[i] != '}';) {
+        size_t key = i, key_end = p[i] == '"' ? skip_string(p, i, n) : BAD, val, val_end;
+
+        if (key_end == BAD || (i = skip_ws(p, key_end, n)) >= n || p[i] != ':')
+            return false;
+        val = skip_ws(p, i + 1, n);
+        val_end = skip_value(p, val, n);
+        if (val_end == BAD)
+            return false;
+        if (key_end - key == 8 && memcmp(p + key, "\"stream\"", 8) == 0)
+            return val_end - val == 4 && memcmp(p + val, "true", 4) == 0;
+        i = skip_ws(p, val_end, n);
+        if (i < n && p[i] == ',')
+            i = skip_ws(p, i + 1, n);
+    }
+    return false;
+}

@@ -1,7 +1,9 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,6 +20,7 @@
 struct proxy {
     struct http_request *req;
     const char *name;           /* the model, for metrics */
+    const struct model_def *m;  /* a local model's; NULL for a peer */
     char *label;                /* "llama-server for model m", "peer p for model m": for messages */
     struct swap_lease lease;    /* a local model's; idle for a peer */
     struct http_client *client; /* a peer's; a local model's comes with its lease */
@@ -31,11 +34,15 @@ struct proxy {
     char *body; /* the rewritten body the fetch borrows, or NULL */
     long idle_s;
     bool paused;
+    struct swap *swap;
+    struct swap_watch *watch; /* while a stream is told how its model's load goes */
+    uint64_t waited_from;     /* uv_hrtime() when that began */
 };
 
 static void
 proxy_free(struct proxy *p)
 {
+    swap_unwatch(p->watch);
     swap_release(&p->lease);
     if (p->auth != NULL)
         explicit_bzero(p->auth, strlen(p->auth));
@@ -79,6 +86,8 @@ on_upstream_response(void *arg, long status, const struct http_header *h, size_t
     struct proxy *p = arg;
     int64_t length = -1;
 
+    if (p->req->started) /* the loading state began the stream: the answer goes on in it */
+        return;
     for (size_t i = 0; i < n; i++)
         if (h[i].name_len == 14 && strncasecmp(h[i].name, "content-length", 14) == 0)
             length = strtoll(h[i].value, NULL, 10);
@@ -170,17 +179,149 @@ start_upstream(struct proxy *p)
     free(url);
 }
 
+/* ---- llama-swap's sendLoadingState: a streaming chat request that waits for its model to load
+ * is answered at once with an event stream whose chunks tell, in the reasoning field (which chat
+ * UIs show as thinking), how the load goes; the model's answer follows in the same stream ---- */
+
+/* One chunk, {"choices":[{"delta":{"reasoning_content":text}}]}, as llama-swap sends them. */
+static void
+loading_say(struct proxy *p, const char *text)
+{
+    json_t *o = json_pack("{s:[{s:{s:s}}]}", "choices", "delta", "reasoning_content", text);
+    char *j = json_dumps(o, JSON_COMPACT);
+
+    http_stream_write(p->req, "data: ", 6);
+    http_stream_write(p->req, j, strlen(j));
+    http_stream_write(p->req, "\n\n", 2);
+    free(j);
+    json_decref(o);
+}
+
+/* ", about 12 s left" from the model's past loads, or "". */
+static void
+loading_eta(const struct swap_load *load, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (load != NULL && load->remaining_ms > 0)
+        snprintf(out, n, ", about %lld s left", (long long)((load->remaining_ms + 999) / 1000));
+}
+
+/* A stage as llama.cpp's web UI names it. */
+static const char *
+stage_label(const struct proc_progress *pr)
+{
+    static const char *const labels[][2] = {{"text_model", "Loading weights"},
+                                            {"mmproj_model", "Loading projector"},
+                                            {"spec_model", "Loading draft"}};
+    const char *stage = pr->current >= 0 ? pr->stages[pr->current] : "";
+
+    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++)
+        if (strcmp(stage, labels[i][0]) == 0)
+            return labels[i][1];
+    return "Loading";
+}
+
+static void
+on_load_event(const struct swap_event *ev, void *arg)
+{
+    struct proxy *p = arg;
+    char line[160], eta[48];
+
+    if (strcmp(ev->model->name, p->m->name) != 0 || ev->state != SWAP_MODEL_LOADING ||
+        http_over_high_water(p->req))
+        return;
+    loading_eta(ev->load, eta, sizeof(eta));
+    if (ev->started || !ev->load->has_progress)
+        snprintf(line, sizeof(line), "\nStarting llama-server%s", eta);
+    else
+        snprintf(line, sizeof(line), "\n%s %.0f%%%s", stage_label(&ev->load->progress),
+                 ev->load->progress.value * 100, eta);
+    loading_say(p, line);
+}
+
+/* Whether req waits on a load it should be told about: a streaming chat request for a model
+ * with sendLoadingState that is not ready (llama-swap's rule). */
+static bool
+loading_wanted(struct http_request *req, struct swap *swap, const struct model_def *m,
+               const char *path)
+{
+    return m->send_loading_state && strcmp(path, "/v1/chat/completions") == 0 &&
+           select_wants_stream(req->body.data, req->body.len) && !swap_is_ready(swap, m->name);
+}
+
+static void
+loading_begin(struct proxy *p)
+{
+    static const struct http_header h[3] = {{"Content-Type", 12, "text/event-stream", 17},
+                                            {"Cache-Control", 13, "no-cache", 8},
+                                            {"X-Accel-Buffering", 17, "no", 2}};
+    struct swap_load load;
+    char *line;
+
+    http_stream_start(p->req, 200, h, 3, -1);
+    http_stream_flush(p->req);
+    p->waited_from = uv_hrtime();
+    loading_say(p, "━━━━━\n");
+    line = xasprintf("goinfer loading model: %s\n", p->m->name);
+    loading_say(p, line);
+    free(line);
+    if (swap_model_load(p->swap, p->m, &load)) { /* under way already: where it is */
+        struct swap_event ev = {p->m, SWAP_MODEL_LOADING, false, &load, 0};
+
+        on_load_event(&ev, p);
+    }
+    p->watch = swap_watch(p->swap, on_load_event, p);
+}
+
+/* The wait is over: "Done!" (llama-swap's words), or why not, as an error event. */
+static void
+loading_end(struct proxy *p, int err, const char *msg)
+{
+    char line[64];
+    json_t *o;
+    char *j;
+
+    swap_unwatch(p->watch);
+    p->watch = NULL;
+    if (err == 0) {
+        snprintf(line, sizeof(line), "\nDone! (%.2fs)\n",
+                 (double)(uv_hrtime() - p->waited_from) / 1e9);
+        loading_say(p, line);
+        loading_say(p, "━━━━━\n");
+        loading_say(p, " \n");
+        return;
+    }
+    o = json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg, "type", "upstream_error", "code",
+                  err == -EBUSY       ? 429
+                  : err == -ESHUTDOWN ? 503
+                                      : 502);
+    j = json_dumps(o, JSON_COMPACT);
+    http_stream_write(p->req, "data: ", 6);
+    http_stream_write(p->req, j, strlen(j));
+    http_stream_write(p->req, "\n\n", 2);
+    free(j);
+    json_decref(o);
+}
+
 static void
 on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
 {
     struct proxy *p = arg;
 
     (void)lease;
+    if (p->watch != NULL)
+        loading_end(p, err, msg);
     if (err == 0) {
         start_upstream(p);
         return;
     }
     http_detach(p->req);
+    if (p->req->started) { /* told in the stream the loading state began */
+        http_stream_end(p->req);
+        free(p->path);
+        free(p);
+        return;
+    }
     if (err == -EBUSY)
         http_respond_error(p->req, 429, "rate_limit_error", "%s", msg);
     else
@@ -201,8 +342,12 @@ proxy_forward(struct http_request *req, struct swap *swap, const struct model_de
     p->label = xasprintf("llama-server for model %s", m->name);
     p->rw = (struct select_rewrite){m->strip_params, m->use_model_name, m->set_params,
                                     m->set_params_by_id, req->log_model};
+    p->m = m;
+    p->swap = swap;
     http_attach(req, &client_handler, p);
     req->log_backend = "local";
+    if (loading_wanted(req, swap, m, path))
+        loading_begin(p);
     swap_acquire(swap, &p->lease, m, on_model_ready, p);
 }
 

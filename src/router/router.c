@@ -19,6 +19,7 @@
 #include "core/xmalloc.h"
 #include "http/cors.h"
 #include "http/errors.h"
+#include "router/events.h"
 #include "router/listing.h"
 #include "router/peers.h"
 #include "router/proxy.h"
@@ -31,6 +32,7 @@ struct router {
     struct router_deps d;
     time_t started;
     struct admin_logstreams streams; /* open /logs/stream responses, ended at shutdown */
+    struct events_streams events;    /* open /models/sse feeds, the same */
 };
 
 typedef void (*route_cb)(struct router *r, struct http_request *req);
@@ -167,6 +169,7 @@ model_status(struct router *r, const struct model_def *m)
         json_object_set_new(o, "failed", json_true());
         json_object_set_new(o, "exit_code", json_integer(code));
     }
+    swap_add_progress(o, r->d.swap, m); /* while loading: "progress", llama.cpp's shape */
     return o;
 }
 
@@ -570,6 +573,13 @@ void
 router_shutdown(struct router *r)
 {
     admin_logs_end(&r->streams);
+    events_end(&r->events);
+}
+
+static void
+handle_models_sse(struct router *r, struct http_request *req)
+{
+    events_stream(&r->events, r->d.swap, r->d.tunnels, req);
 }
 
 static void
@@ -601,6 +611,7 @@ static const struct route routes[] = {
     {"GET", TUNNEL_PATH, SVC_ANY, PUBLIC, handle_tunnel}, /* pins and a token proof instead */
     {"GET", "/v1/models", SVC_ANY | INFER, USER, handle_models},
     {"GET", "/models", GI | LSWAP, USER, handle_gguf_models},
+    {"GET", "/models/sse", SVC_ANY | LSWAP, USER, handle_models_sse}, /* llama.cpp's state feed */
     {"GET", "/ui", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
     {"GET", "/running", GI | LSWAP | ROUTER_SVC_ADMIN, USER, handle_running},
     {"POST", "/unload", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_unload},

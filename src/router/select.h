@@ -2,6 +2,7 @@
 #ifndef GOINFER_ROUTER_SELECT_H
 #define GOINFER_ROUTER_SELECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -13,6 +14,10 @@ int select_model_from_json(const char *body, size_t len, char **name, char *err,
 /* The same for large bodies, without parsing all of them: only the top level is walked, and
  * only "model"'s value decoded (the rest of a malformed body is left to llama-server). */
 int select_model_scan(const char *body, size_t len, char **name, char *err, size_t errlen);
+
+/* Whether a JSON request body asks for a stream ("stream": true at its top level); false for
+ * anything unreadable. Walks the top level only, as select_model_scan does. */
+bool select_wants_stream(const char *body, size_t len);
 
 /*
  * Reads the "model" field of a multipart/form-data body (audio transcription uploads).

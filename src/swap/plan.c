@@ -55,3 +55,25 @@ plan_next(const struct plan_inst *inst, size_t n_inst, const size_t *queue, size
     }
     return n;
 }
+
+int64_t
+plan_load_remaining_ms(const uint64_t *past, size_t n, uint64_t elapsed_ms, bool has_value,
+                       double value)
+{
+    uint64_t v[PLAN_LOADS_KEPT], median;
+    size_t k = n < PLAN_LOADS_KEPT ? n : PLAN_LOADS_KEPT;
+
+    for (size_t i = 0; i < k; i++) { /* insertion sort: five at most */
+        size_t j = i;
+
+        for (; j > 0 && v[j - 1] > past[i]; j--)
+            v[j] = v[j - 1];
+        v[j] = past[i];
+    }
+    median = k == 0 ? 0 : k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+    if (k > 0 && median > elapsed_ms)
+        return (int64_t)(median - elapsed_ms);
+    if (has_value && value >= 0.05 && value <= 1)
+        return (int64_t)((double)elapsed_ms * (1 - value) / value + 0.5);
+    return k > 0 ? 0 : -1;
+}

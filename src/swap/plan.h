@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum plan_state { PLAN_STOPPED, PLAN_STARTING, PLAN_READY, PLAN_STOPPING };
 
@@ -50,5 +51,16 @@ struct plan_work {
 size_t plan_next(const struct plan_inst *inst, size_t n_inst, const size_t *queue, size_t n_queue,
                  plan_conflict_cb conflicts, void *arg, struct plan_work *work,
                  struct plan_action *out);
+
+#define PLAN_LOADS_KEPT 5 /* past load times of a model kept for the estimate */
+
+/*
+ * How long a load under way still needs, in ms, or -1 when there is nothing to go on: the
+ * median of the model's past loads (past, n of them, any order) less the time elapsed; once
+ * that is spent, or with no past load, what the reported fraction done says (value, when
+ * has_value and at least 5% done) at the pace so far.
+ */
+int64_t plan_load_remaining_ms(const uint64_t *past, size_t n, uint64_t elapsed_ms, bool has_value,
+                               double value);
 
 #endif

@@ -13,6 +13,7 @@
 #include "conf/conf.h"
 #include "conf/swapconf.h"
 #include "core/buf.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/strv.h"
 #include "core/xmalloc.h"
@@ -35,7 +36,7 @@ struct swap_instance {
     int inflight;
     bool unload_when_idle;
     bool failed;   /* its last start failed (cleared when one succeeds) */
-    int exit_code; /* of that failed start, when it exited */
+    int exit_code; /* of its last exit (a failed start: of that start, when it exited) */
     struct http_fetch *probe;
     long probe_status;
     uv_timer_t probe_timer;
@@ -45,7 +46,20 @@ struct swap_instance {
     size_t index;         /* position in the catalog, for startPort */
     size_t index_in_plan; /* during schedule(): its place in the planner's arrays */
     int closing;          /* timers being closed before the free */
+    bool talks;           /* its child spoke llama.cpp's protocol: ready when it says so */
+    bool has_progress;
+    struct proc_progress progress;
+    uint64_t loads_ms[PLAN_LOADS_KEPT]; /* its last loads, for the estimate */
+    size_t n_loads;
     struct swap_instance *next;
+};
+
+struct swap_watch {
+    struct swap *swap;
+    swap_watch_cb cb;
+    void *arg;
+    bool dead; /* unwatched during a dispatch: unlinked after it */
+    struct swap_watch *prev, *next;
 };
 
 /* What the pure scheduler (plan.c) sees of the instances and the queue, by index. */
@@ -73,12 +87,79 @@ struct swap {
     void (*shutdown_done)(void *);
     void *shutdown_arg;
     int closing_timers;
+    struct swap_watch *watches;
+    int dispatching; /* depth of notify(): unwatched entries wait for it to end */
 };
 
 static void schedule(struct swap *s);
 static void instance_free(struct swap_instance *in);
 
 #define FOR_EACH_INSTANCE(s, in) for (struct swap_instance *in = (s)->all; in; in = in->next)
+
+/* ---- watchers: /models/sse and requests waiting on a load ---- */
+
+static void
+watch_free_dead(struct swap *s)
+{
+    struct swap_watch *w = s->watches, *next;
+
+    for (; w != NULL; w = next) {
+        next = w->next;
+        if (w->dead) {
+            DLIST_UNLINK(s->watches, w);
+            free(w);
+        }
+    }
+}
+
+static void load_of(const struct swap_instance *in, struct swap_load *out);
+
+/* Tells every watcher that in changed; a callback may unwatch anyone, itself included. */
+static void
+notify(struct swap_instance *in, enum swap_model_state st, bool started)
+{
+    struct swap *s = in->swap;
+    struct swap_load load;
+    struct swap_event ev = {in->model, st, started, NULL, in->exit_code};
+
+    if (s->watches == NULL || in->retired)
+        return;
+    if (st == SWAP_MODEL_LOADING) {
+        load_of(in, &load);
+        ev.load = &load;
+    }
+    s->dispatching++;
+    for (struct swap_watch *w = s->watches; w != NULL; w = w->next)
+        if (!w->dead)
+            w->cb(&ev, w->arg);
+    if (--s->dispatching == 0)
+        watch_free_dead(s);
+}
+
+struct swap_watch *
+swap_watch(struct swap *s, swap_watch_cb cb, void *arg)
+{
+    struct swap_watch *w = xcalloc(1, sizeof(*w));
+
+    w->swap = s;
+    w->cb = cb;
+    w->arg = arg;
+    DLIST_PUSH(s->watches, w);
+    return w;
+}
+
+void
+swap_unwatch(struct swap_watch *w)
+{
+    struct swap *s;
+
+    if (w == NULL)
+        return;
+    s = w->swap;
+    w->dead = true;
+    if (s->dispatching == 0)
+        watch_free_dead(s);
+}
 
 /* ---- the wait queue ---- */
 
@@ -241,10 +322,19 @@ static void probe_now(uv_timer_t *t);
 static void
 mark_ready(struct swap_instance *in)
 {
+    uint64_t ms = (uv_hrtime() - in->started_at) / 1000000;
+
+    http_fetch_cancel(in->probe);
+    in->probe = NULL;
+    uv_timer_stop(&in->probe_timer);
     in->state = ST_READY;
     in->failed = false;
-    log_info("model %s: ready on %s in %.0f ms", in->model->name, in->url,
-             (double)(uv_hrtime() - in->started_at) / 1e6);
+    in->has_progress = false;
+    if (in->n_loads == PLAN_LOADS_KEPT) /* the oldest goes */
+        memmove(in->loads_ms, in->loads_ms + 1, (PLAN_LOADS_KEPT - 1) * sizeof(in->loads_ms[0]));
+    in->loads_ms[in->n_loads < PLAN_LOADS_KEPT ? in->n_loads++ : PLAN_LOADS_KEPT - 1] = ms;
+    log_info("model %s: ready on %s in %llu ms", in->model->name, in->url, (unsigned long long)ms);
+    notify(in, SWAP_MODEL_LOADED, false);
     schedule(in->swap);
     if (in->state == ST_READY && in->inflight == 0 && waiting_for(in->swap, in) == 0)
         became_idle(in);
@@ -322,8 +412,52 @@ on_child_line(struct proc *p, const char *line, size_t len, void *arg)
     struct swap_instance *in = arg;
 
     (void)p;
-    if (in->state == ST_STARTING && in->probe == NULL && memmem(line, len, "listening on", 12))
+    if (in->state == ST_STARTING && !in->talks && in->probe == NULL &&
+        memmem(line, len, "listening on", 12))
         uv_timer_start(&in->probe_timer, probe_now, 0, 0);
+}
+
+static void
+on_ready_deadline(uv_timer_t *t)
+{
+    struct swap_instance *in = t->data;
+
+    if (in->state == ST_STARTING)
+        give_up_start(in);
+}
+
+/* A child that speaks llama.cpp's protocol says when it is ready, as it says how far its load
+ * is: the health poll stops (its "ready" comes once /health would answer 200), and only the
+ * healthCheckTimeout deadline stays. */
+static void
+start_talking(struct swap_instance *in)
+{
+    uint64_t spent = (uv_hrtime() - in->started_at) / 1000000;
+    uint64_t limit = in->swap->cat->ready_timeout_ms;
+
+    in->talks = true;
+    http_fetch_cancel(in->probe);
+    in->probe = NULL;
+    uv_timer_start(&in->probe_timer, on_ready_deadline, limit > spent ? limit - spent : 0, 0);
+}
+
+static void
+on_child_state(struct proc *p, const struct proc_child_msg *m, void *arg)
+{
+    struct swap_instance *in = arg;
+
+    (void)p;
+    if (in->state != ST_STARTING)
+        return;
+    if (!in->talks)
+        start_talking(in);
+    if (m->state == PROC_CHILD_READY) {
+        mark_ready(in);
+    } else if (m->state == PROC_CHILD_LOADING && m->has_progress) {
+        in->progress = m->progress;
+        in->has_progress = true;
+        notify(in, SWAP_MODEL_LOADING, false);
+    }
 }
 
 /* ---- children ---- */
@@ -380,8 +514,11 @@ on_child_exit(struct proc *p, int64_t status, int term_signal, void *arg)
     in->proc = NULL;
     in->state = ST_STOPPED;
     in->unload_when_idle = false;
+    in->has_progress = false;
+    in->exit_code = term_signal ? term_signal : (int)status; /* as report_exit tells it */
     report_exit(in, was, p, status, term_signal);
     proc_free(p);
+    notify(in, in->failed ? SWAP_MODEL_FAILED : SWAP_MODEL_UNLOADED, false);
     if (in->retired && in->inflight == 0 && !s->shutting_down)
         instance_free(in); /* with requests still holding it, swap_release frees it */
     if (s->shutting_down)
@@ -437,8 +574,10 @@ start_failed(struct swap_instance *in, const char *what)
 
     log_warnx("%s", why);
     in->failed = true;
+    in->exit_code = 0;
     fail_waiting(in->swap, in, -ECHILD, why);
     free(why);
+    notify(in, SWAP_MODEL_FAILED, false);
 }
 
 static void
@@ -460,7 +599,7 @@ start_instance(struct swap_instance *in)
     }
     snprintf(tag, sizeof(tag), "model %s", in->model->name);
     in->started_at = uv_hrtime();
-    in->proc = proc_spawn(s->loop, argv, in->model->env, tag, on_child_exit, in, &err);
+    in->proc = proc_spawn_engine(s->loop, argv, in->model->env, tag, on_child_exit, in, &err);
     if (in->proc == NULL) {
         char *what = xasprintf("%s: %s", argv[0], uv_strerror(err));
 
@@ -475,9 +614,12 @@ start_instance(struct swap_instance *in)
     in->url = url;
     in->port = port;
     proc_on_line(in->proc, on_child_line);
+    proc_on_state(in->proc, on_child_state);
     in->client = http_client_new(s->loop);
     in->state = ST_STARTING;
+    in->talks = in->has_progress = false;
     uv_timer_start(&in->probe_timer, probe_now, 0, 0);
+    notify(in, SWAP_MODEL_LOADING, true);
 }
 
 /* ---- scheduling ---- */
@@ -797,6 +939,52 @@ swap_model_state(const struct swap *s, const struct model_def *m, int *exit_code
     return SWAP_MODEL_UNLOADED;
 }
 
+static void
+load_of(const struct swap_instance *in, struct swap_load *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->has_progress = in->has_progress;
+    if (in->has_progress)
+        out->progress = in->progress;
+    out->elapsed_ms = (uv_hrtime() - in->started_at) / 1000000;
+    out->remaining_ms =
+        plan_load_remaining_ms(in->loads_ms, in->n_loads, out->elapsed_ms, in->has_progress,
+                               in->has_progress ? in->progress.value : 0);
+}
+
+bool
+swap_model_load(const struct swap *s, const struct model_def *m, struct swap_load *out)
+{
+    FOR_EACH_INSTANCE (s, in) {
+        if (in->model == m && !in->retired && in->state == ST_STARTING) {
+            load_of(in, out);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* {"stages":[...],"current":"...","value":0.5}, llama.cpp's shape. */
+json_t *
+swap_progress_json(const struct proc_progress *p)
+{
+    json_t *stages = json_array();
+
+    for (size_t i = 0; i < p->n_stages; i++)
+        json_array_append_new(stages, json_string(p->stages[i]));
+    return json_pack("{s:o, s:s, s:f}", "stages", stages, "current",
+                     p->current >= 0 ? p->stages[p->current] : "", "value", p->value);
+}
+
+void
+swap_add_progress(json_t *status, const struct swap *s, const struct model_def *m)
+{
+    struct swap_load load;
+
+    if (swap_model_load(s, m, &load) && load.has_progress)
+        json_object_set_new(status, "progress", swap_progress_json(&load.progress));
+}
+
 bool
 swap_is_ready(const struct swap *s, const char *model)
 {
@@ -822,12 +1010,23 @@ swap_running(const struct swap *s)
     json_t *a = json_array();
 
     FOR_EACH_INSTANCE (s, in) {
+        json_t *o;
+        struct swap_load load;
+
         if (in->state == ST_STOPPED)
             continue;
-        json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:s}", "model", in->model->name,
-                                           "state", state_names[in->state], "pid",
-                                           in->proc ? proc_pid(in->proc) : 0, "inflight",
-                                           in->inflight, "proxy", in->url ? in->url : ""));
+        o = json_pack("{s:s, s:s, s:i, s:i, s:s}", "model", in->model->name, "state",
+                      state_names[in->state], "pid", in->proc ? proc_pid(in->proc) : 0, "inflight",
+                      in->inflight, "proxy", in->url ? in->url : "");
+        if (in->state == ST_STARTING) { /* how far, and how long still */
+            load_of(in, &load);
+            if (load.has_progress)
+                json_object_set_new(o, "progress", swap_progress_json(&load.progress));
+            json_object_set_new(o, "elapsed_s", json_real((double)load.elapsed_ms / 1000));
+            if (load.remaining_ms >= 0)
+                json_object_set_new(o, "remaining_s", json_real((double)load.remaining_ms / 1000));
+        }
+        json_array_append_new(a, o);
     }
     return a;
 }
@@ -852,6 +1051,12 @@ swap_free(struct swap *s)
         return;
     while (s->all)
         instance_free(s->all);
+    while (s->watches) {
+        struct swap_watch *w = s->watches;
+
+        DLIST_UNLINK(s->watches, w);
+        free(w);
+    }
     free(s->preload);
     snapshot_free(&s->plan);
     free(s);

@@ -15,6 +15,7 @@
 
 #include "http/client.h"
 #include "models/catalog.h"
+#include "proc/childmsg.h"
 
 struct swap_conf {
     uint64_t stop_grace_ms; /* SIGTERM to SIGKILL */
@@ -79,6 +80,41 @@ enum swap_model_state {
 /* Where model m's process is, for the listings (llama.cpp's router shows the same). */
 enum swap_model_state swap_model_state(const struct swap *s, const struct model_def *m,
                                        int *exit_code);
+
+/* What a loading model has reported: its progress (when its llama-server speaks llama.cpp's
+ * child protocol) and an estimate of the time left from its past loads. */
+struct swap_load {
+    bool has_progress;
+    struct proc_progress progress;
+    uint64_t elapsed_ms;
+    int64_t remaining_ms; /* -1: no estimate yet */
+};
+
+/* True, with *out filled, while model m is loading. */
+bool swap_model_load(const struct swap *s, const struct model_def *m, struct swap_load *out);
+/* A progress in llama.cpp's shape: {"stages":[...],"current":"...","value":0.5}. */
+json_t *swap_progress_json(const struct proc_progress *p);
+/* Adds "progress" to a /models status object while m loads and has reported how far. */
+void swap_add_progress(json_t *status, const struct swap *s, const struct model_def *m);
+
+/* A change of a model's state, as llama.cpp's router tells /models/sse: a load began
+ * (started), progressed (load set), ended ready, or the process ended (exit_code). */
+struct swap_event {
+    const struct model_def *model;
+    enum swap_model_state state;
+    bool started;
+    const struct swap_load *load; /* while loading; NULL otherwise */
+    int exit_code;
+};
+
+typedef void (*swap_watch_cb)(const struct swap_event *ev, void *arg);
+struct swap_watch;
+
+/* cb runs on each model state change until swap_unwatch (which a callback may call, for any
+ * watch). The model of an event is borrowed for the callback only. */
+struct swap_watch *swap_watch(struct swap *s, swap_watch_cb cb, void *arg);
+void swap_unwatch(struct swap_watch *w);
+
 /* Whether a process of model is up and ready (a tunnel client says so to its servers). */
 bool swap_is_ready(const struct swap *s, const char *model);
 /* Processes not stopped: starting, ready or stopping. */

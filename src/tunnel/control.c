@@ -56,11 +56,70 @@ parse_register(struct tunnel_msg *m, json_t *msg)
             m->over++;
         else {
             json_object_set_new(m->index, id, json_integer((json_int_t)m->n_models));
-            m->models[m->n_models++] =
-                (struct tunnel_model){xstrdup(id), json_is_true(json_object_get(o, "hot")),
-                                      json_is_true(json_object_get(o, "vision"))};
+            m->models[m->n_models++] = (struct tunnel_model){
+                .id = xstrdup(id),
+                .hot = json_is_true(json_object_get(o, "hot")),
+                .vision = json_is_true(json_object_get(o, "vision")),
+            };
         }
     }
+}
+
+#define STAGES_MAX     4
+#define STAGE_NAME_MAX 24
+
+static bool
+stage_ok(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+
+    if (s == NULL || n == 0 || n >= STAGE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* llama.cpp's progress object, rebuilt from the parts that pass: at most STAGES_MAX stage
+ * names, a current one, a value clamped to 0..1; NULL when it is not that shape. */
+static json_t *
+bounded_progress(const json_t *p)
+{
+    const json_t *stages = json_object_get(p, "stages"), *cur = json_object_get(p, "current");
+    double v = json_number_value(json_object_get(p, "value"));
+    json_t *out, *st;
+    size_t i;
+
+    if (!json_is_number(json_object_get(p, "value")) || v != v || !json_is_array(stages) ||
+        json_array_size(stages) > STAGES_MAX || !stage_ok(cur))
+        return NULL;
+    json_array_foreach (stages, i, st)
+        if (!stage_ok(st))
+            return NULL;
+    out = json_pack("{s:O, s:O, s:f}", "stages", stages, "current", cur, "value",
+                    v < 0   ? 0
+                    : v > 1 ? 1
+                            : v);
+    return out;
+}
+
+static void
+parse_model(struct tunnel_msg *m, json_t *msg)
+{
+    json_t *idv = json_object_get(msg, "model");
+    const char *status = json_string_value(json_object_get(msg, "status"));
+
+    if (json_string_value(idv) == NULL ||
+        !model_id_ok(json_string_value(idv), json_string_length(idv)) || status == NULL)
+        return;
+    m->model = xstrdup(json_string_value(idv));
+    m->loading = strcmp(status, "loading") == 0;
+    m->loaded = strcmp(status, "loaded") == 0;
+    if (m->loading)
+        m->progress = bounded_progress(json_object_get(msg, "progress"));
 }
 
 void
@@ -82,6 +141,9 @@ tunnel_msg_parse(struct tunnel_msg *m, const char *line, size_t len)
         m->busy = busy < 0 ? 0 : busy > 100000 ? 100000 : (unsigned)busy;
     } else if (strcmp(type, "draining") == 0) {
         m->type = TUNNEL_MSG_DRAINING;
+    } else if (strcmp(type, "model") == 0) {
+        m->type = TUNNEL_MSG_MODEL;
+        parse_model(m, msg);
     } else if (strcmp(type, "drain") == 0) {
         m->type = TUNNEL_MSG_DRAIN;
     } else if (strcmp(type, "reconnect-after") == 0) {
@@ -102,7 +164,22 @@ tunnel_msg_cleanup(struct tunnel_msg *m)
         free(m->models[i].id);
     free(m->models);
     json_decref(m->index);
+    free(m->model);
+    json_decref(m->progress);
     memset(m, 0, sizeof(*m));
+}
+
+char *
+tunnel_line_model(const char *model, const char *status, json_t *progress)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "type", "model", "model", model, "status", status);
+    char *line;
+
+    if (progress != NULL)
+        json_object_set(o, "progress", progress);
+    line = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return line;
 }
 
 int

@@ -264,6 +264,24 @@ send_load(struct tconn *c)
     c->load_at = now;
 }
 
+void
+tunnel_client_model_status(struct tunnel_client *tc, const char *model, const char *status,
+                           json_t *progress)
+{
+    char *line = NULL;
+
+    for (size_t i = 0; tc != NULL && i < tc->n_dials; i++) {
+        struct tconn *c = tc->dials[i].conn;
+
+        if (c == NULL || c->state != C_H2 || c->ctl == NULL)
+            continue;
+        if (line == NULL)
+            line = tunnel_line_model(model, status, progress);
+        control_send(c, line);
+    }
+    free(line);
+}
+
 static void
 on_control_line(void *arg, const char *line, size_t len)
 {

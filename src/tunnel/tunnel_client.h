@@ -30,6 +30,11 @@ struct tunnel_client *tunnel_client_new(uv_loop_t *loop, const struct conf_tunne
 /* Shutdown: tells each server we are draining, takes no new streams, finishes the running
  * ones, then closes; no reconnects. */
 void tunnel_client_drain(struct tunnel_client *tc);
+/* Tells every server now that model loads (status "loading", with llama.cpp's progress object
+ * when there is one; borrowed) or no longer does ("loaded", "unloaded"), so they list it
+ * loading with its progress. */
+void tunnel_client_model_status(struct tunnel_client *tc, const char *model, const char *status,
+                                json_t *progress);
 void tunnel_client_free(struct tunnel_client *tc);
 
 #endif

@@ -35,6 +35,16 @@ struct tunnel_server {
     bool listing_stale;       /* a name came or went since */
     struct fleet_cand *cands; /* pick's scratch, one per link */
     size_t n_cands;
+    struct tunnel_watch *watches; /* told of the clients' model loads (/models/sse) */
+    int dispatching;              /* unwatched entries wait for the dispatch to end */
+};
+
+struct tunnel_watch {
+    struct tunnel_server *ts;
+    tunnel_model_cb cb;
+    void *arg;
+    bool dead;
+    struct tunnel_watch *prev, *next;
 };
 
 /* An end user's request waiting for a client with a free slot. */
@@ -225,8 +235,10 @@ fleet_count(struct tunnel_server *ts, const struct tunnel_model *models, size_t 
 static void
 models_free(struct tunnel_model *models, size_t n, json_t *index)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(models[i].id);
+        json_decref(models[i].progress);
+    }
     free(models);
     json_decref(index);
 }
@@ -301,6 +313,14 @@ on_register(struct tlink *l, struct tunnel_msg *m)
     fleet_count(l->ts, m->models, m->n_models, 1);
     if (l->registered)
         fleet_count(l->ts, old, n_old, -1);
+    for (size_t i = 0; old_index != NULL && i < m->n_models; i++) { /* loads go on */
+        json_t *at = json_object_get(old_index, m->models[i].id);
+
+        if (at != NULL && !m->models[i].hot) {
+            m->models[i].progress = old[json_integer_value(at)].progress;
+            old[json_integer_value(at)].progress = NULL;
+        }
+    }
     models_free(old, n_old, old_index);
     l->models = m->models;
     l->n_models = m->n_models;
@@ -319,6 +339,81 @@ on_register(struct tlink *l, struct tunnel_msg *m)
 }
 
 static void
+watches_sweep(struct tunnel_server *ts)
+{
+    struct tunnel_watch *w = ts->watches, *next;
+
+    for (; w != NULL; w = next) {
+        next = w->next;
+        if (w->dead) {
+            DLIST_UNLINK(ts->watches, w);
+            free(w);
+        }
+    }
+}
+
+struct tunnel_watch *
+tunnel_server_watch(struct tunnel_server *ts, tunnel_model_cb cb, void *arg)
+{
+    struct tunnel_watch *w;
+
+    if (ts == NULL)
+        return NULL;
+    w = xcalloc(1, sizeof(*w));
+    w->ts = ts;
+    w->cb = cb;
+    w->arg = arg;
+    DLIST_PUSH(ts->watches, w);
+    return w;
+}
+
+void
+tunnel_server_unwatch(struct tunnel_watch *w)
+{
+    if (w == NULL)
+        return;
+    w->dead = true;
+    if (w->ts->dispatching == 0)
+        watches_sweep(w->ts);
+}
+
+static void
+tell_watches(struct tunnel_server *ts, const struct tunnel_model *tm, bool loading)
+{
+    ts->dispatching++;
+    for (struct tunnel_watch *w = ts->watches; w != NULL; w = w->next)
+        if (!w->dead)
+            w->cb(tm->id,
+                  loading   ? "loading"
+                  : tm->hot ? "loaded"
+                            : "unloaded",
+                  tm->progress != NULL && json_object_size(tm->progress) > 0 ? tm->progress : NULL,
+                  w->arg);
+    if (--ts->dispatching == 0)
+        watches_sweep(ts);
+}
+
+/* One of its registered models loads (progress kept for /running), or no longer does. */
+static void
+on_model(struct tlink *l, struct tunnel_msg *m)
+{
+    json_t *at = m->model ? json_object_get(l->index, m->model) : NULL;
+    struct tunnel_model *tm;
+
+    if (at == NULL) /* not a model it registered: nothing to keep */
+        return;
+    tm = &l->models[json_integer_value(at)];
+    json_decref(tm->progress);
+    tm->progress = NULL;
+    if (m->loading)
+        tm->progress = m->progress ? m->progress : json_object();
+    m->progress = NULL;
+    if (!m->loading) /* what its next registration will say */
+        tm->hot = m->loaded;
+    tell_watches(l->ts, tm, m->loading);
+}
+
+static void
 on_control_line(void *arg, const char *line, size_t len)
 {
     struct tlink *l = arg;
@@ -332,6 +427,8 @@ on_control_line(void *arg, const char *line, size_t len)
         on_register(l, &m);
     } else if (m.type == TUNNEL_MSG_LOAD) {
         l->busy = m.busy;
+    } else if (m.type == TUNNEL_MSG_MODEL && l->registered) {
+        on_model(l, &m);
     } else if (m.type == TUNNEL_MSG_DRAINING) {
         log_info("tunnel: client %s is draining: no new requests go to it", l->peer);
         l->draining = true;
@@ -1139,10 +1236,17 @@ tunnel_server_clients(struct tunnel_server *ts)
     for (struct tlink *l = ts ? ts->links : NULL; l != NULL; l = l->next) {
         json_t *models = json_array();
 
-        for (size_t i = 0; i < l->n_models; i++)
-            json_array_append_new(models,
-                                  json_pack("{s:s, s:b, s:b}", "id", l->models[i].id, "hot",
-                                            l->models[i].hot, "vision", l->models[i].vision));
+        for (size_t i = 0; i < l->n_models; i++) {
+            json_t *o = json_pack("{s:s, s:b, s:b}", "id", l->models[i].id, "hot", l->models[i].hot,
+                                  "vision", l->models[i].vision);
+
+            if (l->models[i].progress != NULL) { /* loading there, and how far */
+                json_object_set_new(o, "loading", json_true());
+                if (json_object_size(l->models[i].progress) > 0)
+                    json_object_set(o, "progress", l->models[i].progress);
+            }
+            json_array_append_new(models, o);
+        }
         json_array_append_new(
             list, json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:i, s:b, s:b}", "peer", l->peer, "pin",
                             l->pin, "version", l->version, "models", models, "slots", (int)l->slots,
@@ -1213,6 +1317,12 @@ on_queue_timer_closed(uv_handle_t *h)
     buf_cleanup(&ts->listing);
     buf_cleanup(&ts->listing_key);
     free(ts->cands);
+    while (ts->watches != NULL) {
+        struct tunnel_watch *w = ts->watches;
+
+        DLIST_UNLINK(ts->watches, w);
+        free(w);
+    }
     free(ts);
 }
 

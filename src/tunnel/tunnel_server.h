@@ -54,6 +54,15 @@ const char *tunnel_server_models_json(struct tunnel_server *ts, const char *cons
                                       size_t n_hidden, json_int_t created, size_t *len);
 /* Prometheus lines: clients connected, and each one's streams and reported load. */
 void tunnel_server_metrics(struct tunnel_server *ts, struct buf *out);
+/* A GPU machine says one of its models loads ("loading", progress llama.cpp's object or NULL,
+ * borrowed for the call) or no longer does ("loaded", "unloaded"). */
+typedef void (*tunnel_model_cb)(const char *model, const char *status, const json_t *progress,
+                                void *arg);
+struct tunnel_watch;
+/* cb runs on each such line until tunnel_server_unwatch (which a callback may call). A NULL ts
+ * watches nothing and returns NULL. */
+struct tunnel_watch *tunnel_server_watch(struct tunnel_server *ts, tunnel_model_cb cb, void *arg);
+void tunnel_server_unwatch(struct tunnel_watch *w);
 /* [{"peer", "pin", "models", "in_flight"}] for /running and the admin view. */
 json_t *tunnel_server_clients(struct tunnel_server *ts);
 

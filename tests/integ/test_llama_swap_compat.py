@@ -35,6 +35,7 @@ models:
       file: {models_dir}/tiny-a.gguf
       exe: ${{exe}}
     ttl: -1
+    sendLoadingState: false
     unloadTimeout: 5
     capabilities: {{in: [text], tools: true}}
     filters:
@@ -54,16 +55,17 @@ hooks:
     preload: [ghost]
 """
     g = start(start_goinfer, models_dir, config(tmp_path, swap, models_dir))
-    not_yet = ("logToStdout", "logTimeFormat", "sendLoadingState", "unloadTimeout", "matrix",
+    not_yet = ("logToStdout", "logTimeFormat", "unloadTimeout", "matrix",
                "scheduler")
     for key in not_yet:
         g.wait_log(rf"{key} is llama-swap's and Goinfer does not implement it yet; ignored")
     g.wait_log(r"routing\.router\.use: matrix is llama-swap's and Goinfer does not implement it "
                r"yet; groups decide")
     for key in ("globalTTL", "apiKeys", "routing", "peers", "setParams", "capabilities",
-                "includeAliasesInList"):
+                "includeAliasesInList", "sendLoadingState"):
         assert f"{key} is llama-swap's" not in g.log()  # honoured now
     g.wait_log(r"unknown key 'someFutureKey' in llama-swap\.yml|unknown key 'someFutureKey'")
+    assert "sendLoadingState" not in g.log()  # honoured now, at both levels: no warning
     g.wait_log(r"group g1: member not-a-model is no model here; ignored")
     g.wait_log(r"hooks.on_startup.preload: ghost is no model here; not preloaded")
     r = post(client, g, "a")

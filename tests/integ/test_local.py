@@ -302,10 +302,14 @@ def test_children_inherit_no_descriptor_of_ours(models_dir, start_goinfer, clien
     kid = servers_of(g.proc.pid)[0]
     ours = socket_inodes(g.proc.pid)
     assert ours and not (socket_inodes(kid) & ours), "llama-server holds goinfer's sockets"
+    # stdin: a pipe whose other end goinfer holds (llama.cpp's child protocol: the exit line,
+    # and end of file when goinfer dies), nothing else of ours
     stdin = os.readlink(f"/proc/{kid}/fd/0")
-    assert stdin == "/dev/null"
+    assert stdin.startswith("pipe:"), stdin
+    theirs = [os.readlink(fd) for fd in Path(f"/proc/{g.proc.pid}/fd").iterdir()]
+    assert theirs.count(stdin) == 1
     assert sum(1 for fd in Path(f"/proc/{kid}/fd").iterdir()
-               if os.path.exists(fd) and os.readlink(fd) == "/dev/null") == 1
+               if os.path.exists(fd) and os.readlink(fd) == "/dev/null") == 0
 
 
 def test_ignored_sigchld_from_our_parent_does_not_break_stops(models_dir, tmp_path):

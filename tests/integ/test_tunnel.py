@@ -499,3 +499,49 @@ def test_a_key_removed_on_reload_closes_its_tunnel(net, nodes, gpu_models, tmp_p
     t.cli.wait_log(r"refused the tunnel with 403")
     r = net.curl(t.u, *AUTH, f"{t.srv.api}/v1/chat/completions", "-d", chat("tiny-a"))
     assert "model_not_found" in r.stdout, r.stdout
+
+
+def test_a_gpu_clients_load_is_listed_on_the_server_with_its_progress(net, nodes, gpu_models,
+                                                                      tmp_path):
+    """The client tells the server how its loads go on the control stream (issue 11, item 4):
+    the server's /running lists the model loading with llama.cpp's progress, then hot. The load
+    is the real llama-server's, slowed by fakes/fake_slow_load.py (it holds back its lines)."""
+    import sys
+    from conftest import llama_exe
+    slow = tmp_path / "slow-llama-server"
+    slow.write_text(f"#!/bin/sh\nexec {sys.executable} "
+                    f"{Path(__file__).parent / 'fakes' / 'fake_slow_load.py'} {llama_exe()} \"$@\"\n")
+    slow.chmod(0o755)
+    t = one_client(net, nodes, gpu_models / "tiny-a", "tiny-a", env={"GI_LLAMA_EXE": str(slow)})
+    feed = net.popen_curl(t.u, *AUTH, f"{t.srv.api}/models/sse")
+    time.sleep(0.3)  # the feed is open before the load begins
+    chat_req = net.popen_curl(t.u, *AUTH, f"{t.srv.api}/v1/chat/completions", "-d",
+                              chat("tiny-a", stream=False))
+
+    def model():
+        r = net.curl(t.u, *AUTH, f"{t.srv.api}/running")
+        return json.loads(r.stdout)["tunnels"][0]["models"][0]
+
+    deadline, m = time.monotonic() + 20, {}
+    while time.monotonic() < deadline and "progress" not in m:
+        m = model()
+        time.sleep(0.05)
+    assert m.get("loading") is True and m["hot"] is False, m
+    assert m["progress"]["stages"] == ["text_model"] and m["progress"]["current"] == "text_model"
+    assert 0 <= m["progress"]["value"] <= 1
+    out, _ = chat_req.communicate(timeout=60)
+    assert b"choices" in out, out
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not m["hot"]:
+        m = model()
+        time.sleep(0.1)
+    assert m["hot"] is True and "loading" not in m and "progress" not in m, m
+    # the server's /models/sse told the same, in llama.cpp's shapes
+    feed.terminate()
+    out, _ = feed.communicate(timeout=10)
+    events = [json.loads(x[6:]) for x in out.decode().split("\n") if x.startswith("data: ")]
+    assert events and all(e["model"] == "tiny-a" and e["event"] == "status_change"
+                          for e in events), events
+    assert [e["data"]["status"] for e in events][-1] == "loaded", events
+    values = [e["data"]["progress"]["value"] for e in events if "progress" in e["data"]]
+    assert values and values == sorted(values) and values[-1] == 1.0, events

@@ -100,6 +100,44 @@ odd_lines_are_told_apart(void **state)
     assert_int_equal(m.ms, 0);
 }
 
+/* A model's load goes up as llama.cpp's progress object, rebuilt bounded; a bad one is
+ * dropped, the status kept. */
+static void
+a_model_line_carries_bounded_progress(void **state)
+{
+    json_t *prog = json_pack("{s:[s], s:s, s:f}", "stages", "text_model", "current", "text_model",
+                             "value", 0.5);
+    char *line = tunnel_line_model("tiny-a", "loading", prog);
+    struct tunnel_msg m;
+
+    (void)state;
+    parse(&m, line);
+    assert_int_equal(m.type, TUNNEL_MSG_MODEL);
+    assert_string_equal(m.model, "tiny-a");
+    assert_true(m.loading);
+    assert_true(json_equal(m.progress, prog));
+    tunnel_msg_cleanup(&m);
+    free(line);
+    json_decref(prog);
+    parse(&m, "{\"type\":\"model\",\"model\":\"a\",\"status\":\"loading\",\"progress\":{"
+              "\"stages\":[\"x y\"],\"current\":\"x y\",\"value\":0.5,\"junk\":1}}");
+    assert_true(m.loading);
+    assert_null(m.progress);
+    tunnel_msg_cleanup(&m);
+    parse(&m, "{\"type\":\"model\",\"model\":\"a\",\"status\":\"loading\",\"progress\":{"
+              "\"stages\":[\"t\"],\"current\":\"t\",\"value\":9,\"junk\":1}}");
+    assert_int_equal(json_object_size(m.progress), 3); /* junk left behind */
+    assert_true(json_real_value(json_object_get(m.progress, "value")) == 1.0);
+    tunnel_msg_cleanup(&m);
+    parse(&m, "{\"type\":\"model\",\"model\":\"a\",\"status\":\"loaded\"}");
+    assert_false(m.loading);
+    assert_string_equal(m.model, "a");
+    tunnel_msg_cleanup(&m);
+    parse(&m, "{\"type\":\"model\",\"model\":\"\",\"status\":\"loading\"}");
+    assert_null(m.model);
+    tunnel_msg_cleanup(&m);
+}
+
 int
 main(void)
 {
@@ -108,6 +146,7 @@ main(void)
         cmocka_unit_test(a_registration_keeps_valid_names_once),
         cmocka_unit_test(a_registration_is_bounded),
         cmocka_unit_test(odd_lines_are_told_apart),
+        cmocka_unit_test(a_model_line_carries_bounded_progress),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,6 +141,22 @@ stopping_and_starting_models_serve_nobody(void **state)
     assert_int_equal(out[0].index, 2);
 }
 
+/* The estimate: the median of past loads less what elapsed, then the pace of the report. */
+static void
+a_load_estimate_follows_past_loads_then_the_report(void **state)
+{
+    const uint64_t past[] = {4000, 1000, 3000, 2000, 9000};
+
+    (void)state;
+    assert_int_equal(plan_load_remaining_ms(NULL, 0, 500, false, 0), -1);
+    assert_int_equal(plan_load_remaining_ms(NULL, 0, 500, true, 0.01), -1); /* too early */
+    assert_int_equal(plan_load_remaining_ms(NULL, 0, 1000, true, 0.25), 3000);
+    assert_int_equal(plan_load_remaining_ms(past, 5, 1000, false, 0), 2000);  /* median 3000 */
+    assert_int_equal(plan_load_remaining_ms(past, 4, 1000, false, 0), 1500);  /* 2500 */
+    assert_int_equal(plan_load_remaining_ms(past, 5, 4000, true, 0.8), 1000); /* past spent */
+    assert_int_equal(plan_load_remaining_ms(past, 5, 4000, false, 0), 0);
+}
+
 int
 main(void)
 {
@@ -151,6 +167,7 @@ main(void)
         cmocka_unit_test(a_clear_way_starts_and_others_go_on),
         cmocka_unit_test(a_retired_model_is_stopped_once),
         cmocka_unit_test(stopping_and_starting_models_serve_nobody),
+        cmocka_unit_test(a_load_estimate_follows_past_loads_then_the_report),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -197,6 +197,30 @@ peers_resolve(void **state)
     buf_cleanup(&out);
 }
 
+/* "stream": true at the top level only; a nested or quoted one, or a false, is no stream. */
+static void
+wants_stream_top_level_only(void **state)
+{
+    static const struct {
+        const char *body;
+        bool yes;
+    } cases[] = {
+        {"{\"model\":\"a\",\"stream\":true}", true},
+        {" { \"stream\" : true , \"x\": 1 }", true},
+        {"{\"stream\":false}", false},
+        {"{\"stream\":\"true\"}", false},
+        {"{\"opts\":{\"stream\":true}}", false},
+        {"{\"messages\":[{\"content\":\"\\\"stream\\\":true\"}]}", false},
+        {"{\"stream\":truex}", false},
+        {"[true]", false},
+        {"", false},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(select_wants_stream(cases[i].body, strlen(cases[i].body)), cases[i].yes);
+}
+
 int
 main(void)
 {
@@ -210,6 +234,7 @@ main(void)
         cmocka_unit_test(model_not_a_string),
         cmocka_unit_test(rewrite_filters),
         cmocka_unit_test(peers_resolve),
+        cmocka_unit_test(wants_stream_top_level_only),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
