@@ -193,7 +193,7 @@ SWAP_HANDLER(set_peers)
         YKEY_U64("metricsMaxInMemory", struct conf, swap.metrics_max),                             \
         YKEY_IGNORED("logToStdout"), YKEY_IGNORED("logTimeFormat"), YKEY_IGNORED("logRequests"),   \
         YKEY_IGNORED("captureBuffer"), YKEY_IGNORED("ui"), YKEY_IGNORED("performance"),            \
-        YKEY_BOOL("sendLoadingState", struct conf, swap.send_loading_state),                                                          \
+        YKEY_BOOL("sendLoadingState", struct conf, swap.send_loading_state),                       \
         YKEY_BOOL("includeAliasesInList", struct conf, swap.include_aliases_in_list),              \
         YKEY_U64("globalTTL", struct conf, swap.global_ttl), YKEY_IGNORED("unloadTimeout"),        \
         {"apiKeys", set_api_keys_wrap, 0}, YKEY_IGNORED("upstream"), YKEY_IGNORED("profiles"),     \

@@ -132,7 +132,8 @@ add_configured(struct catalog *cat, const struct conf_model *m, const struct swa
     d->ttl_ms = (m->ttl_default ? s->global_ttl : m->ttl) * 1000;
     d->concurrency_limit = (unsigned)m->concurrency_limit;
     d->unlisted = m->unlisted;
-    d->send_loading_state = m->send_loading_state_set ? m->send_loading_state : s->send_loading_state;
+    d->send_loading_state =
+        m->send_loading_state_set ? m->send_loading_state : s->send_loading_state;
 }
 
 /* A configured model whose cmd runs a discovered file (-m) keeps what discovery knows of it:
