@@ -1,6 +1,7 @@
 // llama.cpp's own web UI at / in its multi-model (router) mode, in Debian's Chromium: goinfer's
 // GET /props says "role":"router", so the UI offers a model picker fed by /v1/models; picking
-// the second model loads it (POST /models/load) and the chat that follows goes to it.
+// the second model loads it (POST /models/load) with its load bar, and the chat that follows
+// goes to it.
 // Environment: GOINFER_ORIGIN, GOINFER_KEY, FIRST, SECOND (model ids), SCREENSHOT (optional).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,9 +24,22 @@ test('the model picker lists every model and a picked model answers', async () =
     assert.ok(consoleLines.some((l) => l.includes('ROUTER mode')), consoleLines.join('\n'));
     const load = page.waitForResponse((r) => r.url().endsWith('/models/load'));
     await menu.getByText(SECOND, { exact: true }).click();
-    const loaded = await load;
-    assert.equal(loaded.status(), 200);
-    assert.equal(JSON.parse(loaded.request().postData()).model, SECOND);
+    // the load bar (llama.cpp's ModelLoadHighlight, fed by /models/sse) while the model loads
+    const bar = page.locator('div.animate-pulse.bg-primary');
+    await bar.first().waitFor({ state: 'attached', timeout: 15000 });
+    let done = false;
+    const widths = [];
+    const loaded = load.finally(() => { done = true; });
+    while (!done) { // what the bar shows as the load goes (0% is there, but zero wide)
+      const w = await bar.first().evaluate((e) => e.style.width).catch(() => null);
+      if (w) widths.push(w);
+      await page.waitForTimeout(100);
+    }
+    const resp = await loaded;
+    assert.equal(resp.status(), 200);
+    assert.ok(widths.length > 0 && widths.every((w) => /^\d+%$/.test(w)), widths.join(' '));
+    console.log('# load bar widths: ' + [...new Set(widths)].join(' '));
+    assert.equal(JSON.parse(resp.request().postData()).model, SECOND);
     await page.locator('textarea').first().fill('Hello');
     const reply = page.waitForResponse((r) => r.url().endsWith('/v1/chat/completions'));
     await page.keyboard.press('Enter');
