@@ -233,6 +233,35 @@ set_limits(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *o
     return ymap(y, n, "limits", keys, obj);
 }
 
+static int
+set_admin(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
+{
+    static const struct ykey keys[] = {
+        YKEY_STRING("state_dir", struct conf, admin.state_dir),
+        YKEY_U64("activity_keep", struct conf, admin.activity_keep),
+        YKEY_U64("upload_max_bytes", struct conf, admin.upload_max_bytes),
+        YKEY_LIST("download_hosts", struct conf, admin.download_hosts),
+        {NULL, NULL, 0}};
+
+    (void)key;
+    return ymap(y, n, "admin", keys, obj);
+}
+
+/* The admin section's defaults: the state under $XDG_STATE_HOME/goinfer (~/.local/state), the
+ * last 100000 requests, files up to 256 GiB, downloads from Hugging Face only. */
+static void
+default_admin(struct conf_admin *a)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+    a->state_dir = xdg && *xdg ? xasprintf("%s/goinfer", xdg)
+                               : xasprintf("%s/.local/state/goinfer", home && *home ? home : ".");
+    a->activity_keep = 100000;
+    a->upload_max_bytes = 256ull << 30;
+    strv_add(&a->download_hosts, "huggingface.co", strlen("huggingface.co"));
+    strv_add(&a->download_hosts, "*.hf.co", strlen("*.hf.co"));
+}
+
 /* Defaults: generous for real use, bounded against abuse. */
 static void
 default_limits(struct conf_limits *l)
@@ -261,6 +290,7 @@ static const struct ykey goinfer_keys[] = {
     {"listen", set_listen, 0},
     {"llama", set_llama, 0},
     {"limits", set_limits, 0},
+    {"admin", set_admin, 0},
     {"tls", set_tls, 0},
     {"server", tunnelconf_set_server, 0},
     {"client", tunnelconf_set_client, 0},
@@ -330,6 +360,7 @@ apply_env(struct conf *c)
     env_string("GI_ADMIN_API_KEY", &c->admin_api_key);
     env_string("GI_DEFAULT_MODEL", &c->default_model);
     env_string("GI_TUNNEL_TOKEN", &c->tunnel_server.token);
+    env_string("GI_STATE_DIR", &c->admin.state_dir);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
         strv_free(c->origins);
         c->origins = strv_split(origins);
@@ -365,6 +396,7 @@ usage(void)
             "  GI_HOST           the host of ':port' listen addresses (default 127.0.0.1)\n"
             "  GI_ORIGINS        CORS origins allowed, comma-separated\n"
             "  GI_DEFAULT_MODEL  the model of a request that names none (a name or a file name)\n"
+            "  GI_STATE_DIR      the admin store's folder (default ~/.local/state/goinfer)\n"
             "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
 }
 
@@ -487,6 +519,7 @@ conf_load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
     }
     c->host = xstrdup(host && *host ? host : "127.0.0.1");
     default_limits(&c->limits);
+    default_admin(&c->admin);
     tunnelconf_defaults(&c->tunnel_server, &c->tunnel_client);
     if (f.config == NULL && access("goinfer.yml", F_OK) == 0 && !f.write)
         f.config = "goinfer.yml";
@@ -539,6 +572,8 @@ conf_cleanup(struct conf *c)
     free(c->default_model);
     free(c->tls_cert);
     free(c->tls_key);
+    free(c->admin.state_dir);
+    strv_free(c->admin.download_hosts);
     free(c->host);
     tunnelconf_cleanup(&c->tunnel_server, &c->tunnel_client);
     memset(c, 0, sizeof(*c));

@@ -58,6 +58,14 @@ struct conf {
         uint64_t upstream_timeout; /* seconds without a byte from llama-server */
     } limits;
 
+    /* admin: what the admin app keeps and may do (issue 12) */
+    struct conf_admin {
+        char *state_dir;           /* the admin store (SQLite) and state; see conf_state_dir */
+        uint64_t activity_keep;    /* requests kept in the activity store */
+        uint64_t upload_max_bytes; /* one model file, uploaded or downloaded */
+        char **download_hosts;     /* hosts downloads may come from (and redirect to) */
+    } admin;
+
     bool tunnel_accept; /* a server: section: this process accepts tunnels */
     struct conf_tunnel_server tunnel_server;
     struct conf_tunnel_client tunnel_client;
