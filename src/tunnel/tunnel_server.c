@@ -403,6 +403,8 @@ on_model(struct tlink *l, struct tunnel_msg *m)
     if (at == NULL) /* not a model it registered: nothing to keep */
         return;
     tm = &l->models[json_integer_value(at)];
+    if ((tm->progress != NULL) != m->loading) /* a load began or ended: the listing says so */
+        l->ts->listing_stale = true;
     json_decref(tm->progress);
     tm->progress = NULL;
     if (m->loading)
@@ -1137,19 +1139,25 @@ listing_key(struct buf *key, const char *const *hidden, size_t n_hidden, json_in
 /* A tunnelled model as the listings show it: loaded when a GPU machine has it loaded, and the
  * modalities it can take there. */
 static json_t *
-tunnel_model_entry(struct tunnel_server *ts, const char *id, json_int_t created)
+tunnel_model_entry(struct tunnel_server *ts, const char *id, json_int_t created, bool progress)
 {
     bool hot = false, vision = false;
+    json_t *loading = NULL, *status;
 
     for (struct tlink *l = ts->links; l != NULL; l = l->next) {
         const struct tunnel_model *m = l->registered ? find_model(l, id) : NULL;
 
         hot |= m != NULL && m->hot;
         vision |= m != NULL && m->vision;
+        if (m != NULL && m->progress != NULL && loading == NULL)
+            loading = m->progress;
     }
-    return json_pack("{s:s, s:s, s:I, s:s, s:{s:s}, s:{s:o, s:[s]}}", "id", id, "object", "model",
-                     "created", created, "owned_by", "goinfer-tunnel", "status", "value",
-                     hot ? "loaded" : "unloaded", "architecture", "input_modalities",
+    status = json_pack("{s:s}", "value", hot ? "loaded" : loading ? "loading" : "unloaded");
+    if (!hot && loading != NULL && progress && json_object_size(loading) > 0)
+        json_object_set(status, "progress", loading);
+    return json_pack("{s:s, s:s, s:I, s:s, s:o, s:{s:o, s:[s]}}", "id", id, "object", "model",
+                     "created", created, "owned_by", "goinfer-tunnel", "status", status,
+                     "architecture", "input_modalities",
                      vision ? json_pack("[s,s]", "text", "image") : json_pack("[s]", "text"),
                      "output_modalities", "text");
 }
@@ -1157,7 +1165,8 @@ tunnel_model_entry(struct tunnel_server *ts, const char *id, json_int_t created)
 json_t *
 tunnel_server_model(struct tunnel_server *ts, const char *id, json_int_t created)
 {
-    return ts != NULL && tunnel_server_serves(ts, id) ? tunnel_model_entry(ts, id, created) : NULL;
+    return ts != NULL && tunnel_server_serves(ts, id) ? tunnel_model_entry(ts, id, created, true)
+                                                     : NULL;
 }
 
 static void
@@ -1176,7 +1185,7 @@ listing_build(struct tunnel_server *ts, const char *const *hidden, size_t n_hidd
 
         if (json_object_get(skip, id) != NULL)
             continue;
-        o = tunnel_model_entry(ts, id, created);
+        o = tunnel_model_entry(ts, id, created, false); /* live progress: /models/sse */
         s = json_dumps(o, JSON_COMPACT);
         buf_printf(&ts->listing, "%s%s", ts->listing.len ? "," : "", s);
         free(s);

@@ -529,6 +529,11 @@ def test_a_gpu_clients_load_is_listed_on_the_server_with_its_progress(net, nodes
     assert m.get("loading") is True and m["hot"] is False, m
     assert m["progress"]["stages"] == ["text_model"] and m["progress"]["current"] == "text_model"
     assert 0 <= m["progress"]["value"] <= 1
+    # the listings too: loading (with the progress in the one-model answer)
+    one = json.loads(net.curl(t.u, *AUTH, f"{t.srv.api}/v1/models/tiny-a").stdout)
+    assert one["status"]["value"] == "loading", one
+    listed = json.loads(net.curl(t.u, *AUTH, f"{t.srv.api}/v1/models").stdout)["data"]
+    assert [x["status"]["value"] for x in listed] == ["loading"], listed
     out, _ = chat_req.communicate(timeout=60)
     assert b"choices" in out, out
     deadline = time.monotonic() + 5
@@ -536,6 +541,8 @@ def test_a_gpu_clients_load_is_listed_on_the_server_with_its_progress(net, nodes
         m = model()
         time.sleep(0.1)
     assert m["hot"] is True and "loading" not in m and "progress" not in m, m
+    listed = json.loads(net.curl(t.u, *AUTH, f"{t.srv.api}/v1/models").stdout)["data"]
+    assert [x["status"] for x in listed] == [{"value": "loaded"}], listed
     # the server's /models/sse told the same, in llama.cpp's shapes
     feed.terminate()
     out, _ = feed.communicate(timeout=10)
