@@ -1166,7 +1166,7 @@ json_t *
 tunnel_server_model(struct tunnel_server *ts, const char *id, json_int_t created)
 {
     return ts != NULL && tunnel_server_serves(ts, id) ? tunnel_model_entry(ts, id, created, true)
-                                                     : NULL;
+                                                      : NULL;
 }
 
 static void
