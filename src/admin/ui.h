@@ -4,8 +4,8 @@
 
 #include "http/server.h"
 
-/* GET /ui: a page with the models, the running children and the live logs. The page holds no
- * secret; its API calls carry the key the user types in. */
+/* GET /ui and /ui/<file>: the admin app (models, activity, logs, files, settings, fleet). Its
+ * files hold no secret; its API calls carry the key the user types in. */
 void admin_ui_page(struct http_request *req);
 
 #endif

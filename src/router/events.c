@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/list.h"
+#include "core/log.h"
 #include "core/xmalloc.h"
 
 struct event_stream {
@@ -11,6 +12,8 @@ struct event_stream {
     struct events_streams *all;
     struct swap_watch *watch;
     struct tunnel_watch *tunnel_watch;
+    struct log_sub *log; /* the admin feed's: Goinfer's and its models' log lines */
+    uint64_t dropped;    /* log lines a slow reader missed since the last it got */
     struct event_stream *prev, *next;
 };
 
@@ -60,6 +63,8 @@ events_tunnel_record(const char *model, const char *status, const json_t *progre
 static void
 stream_close(struct event_stream *es)
 {
+    if (es->log != NULL)
+        log_unsubscribe(es->log);
     swap_unwatch(es->watch);
     tunnel_server_unwatch(es->tunnel_watch);
     DLIST_UNLINK(es->all->first, es);
@@ -105,9 +110,64 @@ on_tunnel_model(const char *model, const char *status, const json_t *progress, v
     free(rec);
 }
 
+char *
+events_log_record(const char *line, size_t len)
+{
+    json_t *o = json_pack("{s:s, s:{s:s%}}", "event", "log", "data", "line", line, len);
+    char *text = json_dumps(o, JSON_COMPACT), *rec = xasprintf("data: %s\n\n", text);
+
+    free(text);
+    json_decref(o);
+    return rec;
+}
+
+static void
+write_log_line(struct event_stream *es, const char *line, size_t len)
+{
+    char *rec = events_log_record(line, len);
+
+    http_stream_write(es->req, rec, strlen(rec));
+    free(rec);
+}
+
+/* The history comes as one text: a record per line. */
+static void
+on_log_history(void *arg, const char *text, size_t len)
+{
+    while (len > 0) {
+        const char *nl = memchr(text, '\n', len);
+        size_t n = nl ? (size_t)(nl - text) : len;
+
+        if (n > 0)
+            write_log_line(arg, text, n);
+        text += n + (nl != NULL), len -= n + (nl != NULL);
+    }
+}
+
+/* A slow reader loses log lines, and is told how many, rather than growing our memory. */
+static void
+on_log_line(void *arg, const char *line, size_t len)
+{
+    struct event_stream *es = arg;
+    char note[64];
+
+    if (http_over_high_water(es->req)) {
+        es->dropped++;
+        return;
+    }
+    if (es->dropped > 0) {
+        int n = snprintf(note, sizeof(note), "[%llu lines dropped: reader too slow]",
+                         (unsigned long long)es->dropped);
+
+        write_log_line(es, note, (size_t)n);
+        es->dropped = 0;
+    }
+    write_log_line(es, line, len);
+}
+
 void
 events_stream(struct events_streams *all, struct swap *swap, struct tunnel_server *tunnels,
-              struct http_request *req)
+              struct http_request *req, bool logs)
 {
     struct http_header h[3] = {{"Content-Type", 12, "text/event-stream", 17},
                                {"Cache-Control", 13, "no-cache", 8},
@@ -127,6 +187,10 @@ events_stream(struct events_streams *all, struct swap *swap, struct tunnel_serve
     http_stream_flush(req);
     es->watch = swap_watch(swap, on_swap_event, es);
     es->tunnel_watch = tunnel_server_watch(tunnels, on_tunnel_model, es);
+    if (logs) {
+        log_history(on_log_history, es);
+        es->log = log_subscribe(on_log_line, es);
+    }
     DLIST_PUSH(all->first, es);
 }
 

@@ -576,10 +576,17 @@ router_shutdown(struct router *r)
     events_end(&r->events);
 }
 
+/* GET /api/events: the admin app's one feed (model states and the log), instead of polling. */
+static void
+handle_admin_events(struct router *r, struct http_request *req)
+{
+    events_stream(&r->events, r->d.swap, r->d.tunnels, req, true);
+}
+
 static void
 handle_models_sse(struct router *r, struct http_request *req)
 {
-    events_stream(&r->events, r->d.swap, r->d.tunnels, req);
+    events_stream(&r->events, r->d.swap, r->d.tunnels, req, false);
 }
 
 static void
@@ -612,7 +619,9 @@ static const struct route routes[] = {
     {"GET", "/v1/models", SVC_ANY | INFER, USER, handle_models},
     {"GET", "/models", GI | LSWAP, USER, handle_gguf_models},
     {"GET", "/models/sse", SVC_ANY | LSWAP, USER, handle_models_sse}, /* llama.cpp's state feed */
+    {"GET", "/api/events", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_admin_events},
     {"GET", "/ui", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
+    {"GET", "/ui/", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui}, /* the app's files */
     {"GET", "/running", GI | LSWAP | ROUTER_SVC_ADMIN, USER, handle_running},
     {"POST", "/unload", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
     {"GET", "/unload", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_unload}, /* the seed's verb */

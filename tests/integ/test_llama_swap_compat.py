@@ -77,7 +77,7 @@ hooks:
     assert any("unknown key 'someFutureKey'" in w for w in warnings), warnings
     assert any("group g1: member not-a-model is no model here" in w for w in warnings), warnings
     assert any("preload: ghost is no model here" in w for w in warnings), warnings
-    page = client.get(g.url() + "/ui").text
+    page = client.get(g.url() + "/ui").text + client.get(g.url() + "/ui/app.js").text
     assert "run.warnings" in page and "Configuration warnings" in page
 
 
