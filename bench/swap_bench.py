@@ -3,7 +3,7 @@
 through llama.cpp's own router mode (llama-server --models-dir --models-max 1), same
 llama-server build, same tiny models. Prints medians and the ratio (goal: <= 1.0).
 
-Usage: bench/swap_bench.py [rounds]   (run `make build` first)
+Usage: bench/swap_bench.py [rounds]   (run `make build` first; GOINFER_BUILD=dir for another)
 """
 import http.client
 import json
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("GOINFER_CACHE", Path.home() / ".cache" / "goinfer"))
 LLAMA = os.environ.get("GI_LLAMA_EXE") or str(CACHE / "llama-current" / "bin" / "llama-server")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+BUILD = ROOT / os.environ.get("GOINFER_BUILD", "build")  # as the tests name it
 BODY = {"prompt": "Hello", "n_predict": 1}
 
 
@@ -64,7 +65,7 @@ def run_goinfer(models, tmp):
     cfg = tmp / "goinfer.yml"
     cfg.write_text(f"models_dir: {models}\nlisten:\n  \"127.0.0.1:0\": goinfer\n"
                    "llama:\n  args:\n    common: -c 512 --no-warmup\n")
-    p = subprocess.Popen([str(ROOT / "build" / "goinfer"), "-config", str(cfg), "-no-api-key"],
+    p = subprocess.Popen([str(BUILD / "goinfer"), "-config", str(cfg), "-no-api-key"],
                          stderr=log.open("w"), env=dict(os.environ, GI_LLAMA_EXE=LLAMA))
     try:
         return measure(wait_port(p, r"listening on 127.0.0.1:(\d+)", log))
@@ -94,7 +95,7 @@ def main():
         models = tmp / "models"
         models.mkdir()
         for name, seed in (("a", "1"), ("b", "2")):
-            subprocess.run([str(ROOT / "build" / "mkmodel"), "-n", name, "-s", seed, "-o",
+            subprocess.run([str(BUILD / "mkmodel"), "-n", name, "-s", seed, "-o",
                             str(models / f"{name}.gguf")], check=True, capture_output=True)
         g_swap, g_warm = run_goinfer(models, tmp)
         r_swap, r_warm = run_router(models, tmp)
