@@ -16,11 +16,13 @@
 #include "core/buf.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/version.h"
 #include "core/xmalloc.h"
 #include "http/cors.h"
 #include "http/errors.h"
 #include "router/events.h"
 #include "router/listing.h"
+#include "router/openapi.h"
 #include "router/peers.h"
 #include "router/proxy.h"
 #include "router/select.h"
@@ -38,6 +40,10 @@ struct router {
 typedef void (*route_cb)(struct router *r, struct http_request *req);
 
 enum access { PUBLIC, USER, ADMIN };
+
+_Static_assert(PUBLIC == (int)OPENAPI_PUBLIC && USER == (int)OPENAPI_USER &&
+                   ADMIN == (int)OPENAPI_ADMIN,
+               "the OpenAPI description reads the route table's access as its own");
 
 struct route {
     const char *method;
@@ -613,6 +619,8 @@ handle_ui(struct router *r, struct http_request *req)
 #define LSWAP ROUTER_SVC_SWAP /* llama-swap's API beside /v1 */
 
 /* Exact paths; a path ending in '/' matches as a prefix. */
+static void handle_openapi(struct router *r, struct http_request *req);
+
 static const struct route routes[] = {
     {"GET", "/health", SVC_ANY | ROUTER_SVC_ADMIN, PUBLIC, handle_health},
     {"GET", TUNNEL_PATH, SVC_ANY, PUBLIC, handle_tunnel}, /* pins and a token proof instead */
@@ -620,6 +628,7 @@ static const struct route routes[] = {
     {"GET", "/models", GI | LSWAP, USER, handle_gguf_models},
     {"GET", "/models/sse", SVC_ANY | LSWAP, USER, handle_models_sse}, /* llama.cpp's state feed */
     {"GET", "/api/events", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_admin_events},
+    {"GET", "/api/openapi.json", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_openapi},
     {"GET", "/ui", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
     {"GET", "/ui/", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui}, /* the app's files */
     {"GET", "/running", GI | LSWAP | ROUTER_SVC_ADMIN, USER, handle_running},
@@ -656,6 +665,21 @@ static const struct route routes[] = {
     {"POST", "/v1/", SVC_ANY | INFER, USER, handle_proxy},
     {"*", "/upstream/", SVC_ANY, USER, handle_upstream},
 };
+
+/* GET /api/openapi.json: the table above, described (public: it holds no secret). */
+static void
+handle_openapi(struct router *r, struct http_request *req)
+{
+    size_t n = sizeof(routes) / sizeof(routes[0]);
+    struct openapi_route *v = xcalloc(n, sizeof(*v));
+
+    (void)r;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (struct openapi_route){routes[i].method, routes[i].path,
+                                      (enum openapi_access)routes[i].access};
+    http_respond_json(req, 200, openapi_document(v, n, goinfer_version));
+    free(v);
+}
 
 /* HEAD is answered wherever GET is, as HTTP wants. */
 static bool

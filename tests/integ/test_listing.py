@@ -123,3 +123,18 @@ models:
     g.wait_log(r"model a: stopping \(unloaded\)")
     for path in ("/running", "/logs", "/ui", "/unload"):  # the plain OpenAI listener has none
         assert client.get(g.url("openai") + path, headers=auth()).status_code == 404, path
+
+
+def test_openapi_describes_every_route(models_dir, start_goinfer, client):
+    """GET /api/openapi.json is made from the route table: every route has a summary, and
+    the key each needs."""
+    g = start_goinfer(models_dir)
+    doc = client.get(g.url() + "/api/openapi.json").json()  # public: it holds no secret
+    assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "Goinfer"
+    ops = [(p, m, op) for p, item in doc["paths"].items() for m, op in item.items()]
+    assert len(ops) > 40
+    undocumented = [f"{m.upper()} {p}" for p, m, op in ops if op["summary"] == "undocumented"]
+    assert not undocumented, undocumented
+    assert doc["paths"]["/unload"]["post"]["security"] == [{"admin": []}]
+    assert doc["paths"]["/v1/models"]["get"]["security"] == [{"user": []}]
+    assert "security" not in doc["paths"]["/health"]["get"]
