@@ -605,10 +605,11 @@ setup_tunnel_client(struct app *a)
     if (tls_cert_pin(t->cert, pin) < 0)
         fatalx("client: cannot read the key pin of %s", t->cert);
     log_info("tunnel: this machine's pin is %s: add it to server.clients on each server", pin);
-    /* a server reaches the inference routes only (the client refuses any other path) */
-    a->tunnel_client =
-        tunnel_client_new(a->loop, t, a->server, ROUTER_SVC_INFER, /* inference routes only */
-                          real_key(c->api_key), describe_models, a, err, sizeof(err));
+    /* a server reaches the inference routes only (the client refuses any other path), and
+     * with client.allow_admin the loading and unloading of models */
+    a->tunnel_client = tunnel_client_new(
+        a->loop, t, a->server, ROUTER_SVC_INFER | (t->allow_admin ? ROUTER_SVC_TUNNEL_ADMIN : 0),
+        real_key(c->api_key), describe_models, a, err, sizeof(err));
     if (a->tunnel_client == NULL)
         fatalx("client: %s", err);
 }

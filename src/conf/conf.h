@@ -20,9 +20,10 @@
 #define CONF_SVC_GOINFER 1u /* Goinfer's own endpoints: /completions, /models, ... */
 #define CONF_SVC_OPENAI  2u /* the OpenAI-compatible /v1 API (llama-swap's role in the seed) */
 #define CONF_SVC_ADMIN   4u
-#define CONF_SVC_SWAP                                                                              \
-    16u /* llama-swap's own endpoints beside /v1: /running, /unload, /logs, /ui                    \
-         */
+/* llama-swap's own endpoints beside /v1: /running, /unload, /logs, /ui */
+#define CONF_SVC_SWAP 16u
+/* A server's model control on a GPU machine whose client.allow_admin is on: load, unload. */
+#define CONF_SVC_TUNNEL_ADMIN 32u
 
 struct conf_listen {
     char *host;

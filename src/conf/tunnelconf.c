@@ -68,6 +68,7 @@ tunnelconf_set_client(struct yctx *y, const yaml_node_t *n, const struct ykey *k
         YKEY_U64("ping_interval", struct conf, tunnel_client.ping_interval),
         YKEY_U64("ping_timeout", struct conf, tunnel_client.ping_timeout),
         YKEY_U64("slots", struct conf, tunnel_client.slots),
+        YKEY_BOOL("allow_admin", struct conf, tunnel_client.allow_admin),
         {"servers", set_servers, 0},
         {NULL, NULL, 0}};
 
@@ -118,6 +119,7 @@ tunnelconf_client_same(const struct conf_tunnel_client *running,
                        const struct conf_tunnel_client *next)
 {
     if (running->n_servers != next->n_servers || running->slots != next->slots ||
+        running->allow_admin != next->allow_admin ||
         running->ping_interval != next->ping_interval ||
         running->ping_timeout != next->ping_timeout ||
         !same_text(running->cert, next->cert, TUNNEL_CLIENT_CERT) ||

@@ -40,6 +40,7 @@ struct conf_tunnel_client {
                             (limits.write_stall_timeout) */
     /* request bodies held at once from all servers (limits.body_bytes_in_flight) */
     uint64_t body_in_flight;
+    bool allow_admin; /* its servers may load and unload this machine's models; off by default */
 };
 
 void tunnelconf_defaults(struct conf_tunnel_server *s, struct conf_tunnel_client *c);

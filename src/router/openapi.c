@@ -11,7 +11,8 @@ static const struct {
 } summaries[] = {
     {"GET", "/health", "Liveness; with a valid key also the model count and what runs"},
     {"GET", "/.well-known/goinfer-tunnel", "A GPU machine's tunnel upgrade (server mode)"},
-    {"GET", "/v1/models", "The models, OpenAI's list with llama.cpp's status and llama-swap's fields"},
+    {"GET", "/v1/models",
+     "The models, OpenAI's list with llama.cpp's status and llama-swap's fields"},
     {"GET", "/models", "The same list with each file's path, size and GGUF fields"},
     {"GET", "/models/sse", "llama.cpp's feed of model state changes and load progress"},
     {"GET", "/api/events", "The admin app's feed: model state changes and the log"},
@@ -24,6 +25,10 @@ static const struct {
     {"POST", "/models/unload", "Stop one model: {\"model\": id} (llama.cpp's router API)"},
     {"POST", "/models/load", "Start one model and answer once it is ready: {\"model\": id}"},
     {"POST", "/api/models/unload", "Stop every model (llama-swap's API)"},
+    {"POST", "/api/fleet/load",
+     "Load a model on one GPU machine: {\"machine\": pin, \"model\": id}"},
+    {"POST", "/api/fleet/unload",
+     "Unload a model on one GPU machine: {\"machine\": pin, \"model\": id}"},
     {"POST", "/api/models/unload/", "Stop the model named in the path (llama-swap's API)"},
     {"GET", "/v1/models/", "One model (the openai SDK's models.retrieve)"},
     {"GET", "/logs", "The log history"},
@@ -99,6 +104,6 @@ openapi_document(const struct openapi_route *routes, size_t n, const char *versi
         "info", "title", "Goinfer", "version", version, "description",
         "Keys: Authorization: Bearer <key> (or x-api-key, or Basic with the key as password). "
         "Admin routes need admin_api_key when one is set.",
-        "paths", paths, "components", "securitySchemes", "user", "type", "http", "scheme",
-        "bearer", "admin", "type", "http", "scheme", "bearer");
+        "paths", paths, "components", "securitySchemes", "user", "type", "http", "scheme", "bearer",
+        "admin", "type", "http", "scheme", "bearer");
 }

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin/audit.h"
 #include "admin/handlers.h"
 #include "admin/metrics.h"
 #include "admin/static.h"
@@ -582,6 +583,43 @@ router_shutdown(struct router *r)
     events_end(&r->events);
 }
 
+/* POST /api/fleet/load|unload {"machine": pin, "model": id}: through that machine's tunnel. */
+static void
+fleet_control(struct router *r, struct http_request *req, const char *path)
+{
+    json_t *body = json_loadb(req->body.data, req->body.len, 0, NULL);
+    const char *machine = json_string_value(json_object_get(body, "machine"));
+    const char *model = json_string_value(json_object_get(body, "model"));
+
+    if (machine == NULL || model == NULL)
+        http_respond_error(req, 400, "invalid_request_error",
+                           "send {\"machine\": \"<its pin, see GET /running>\", \"model\": "
+                           "\"<id>\"}");
+    else if (r->d.tunnels == NULL)
+        http_respond_error(req, 404, "not_found",
+                           "this Goinfer accepts no tunnels: add a server: section to its "
+                           "goinfer.yml");
+    else {
+        req->log_model = xstrdup(model);
+        tunnel_server_admin(r->d.tunnels, req, machine, model, path);
+    }
+    audit_record(req, strcmp(path, "/models/load") == 0 ? "fleet.load" : "fleet.unload",
+                 model ? model : machine, req->status ? req->status : 202);
+    json_decref(body);
+}
+
+static void
+handle_fleet_load(struct router *r, struct http_request *req)
+{
+    fleet_control(r, req, "/models/load");
+}
+
+static void
+handle_fleet_unload(struct router *r, struct http_request *req)
+{
+    fleet_control(r, req, "/models/unload");
+}
+
 /* GET /api/events: the admin app's one feed (model states and the log), instead of polling. */
 static void
 handle_admin_events(struct router *r, struct http_request *req)
@@ -614,9 +652,10 @@ handle_ui(struct router *r, struct http_request *req)
     admin_ui_page(req);
 }
 
-#define GI    ROUTER_SVC_GOINFER
-#define INFER ROUTER_SVC_INFER
-#define LSWAP ROUTER_SVC_SWAP /* llama-swap's API beside /v1 */
+#define GI     ROUTER_SVC_GOINFER
+#define INFER  ROUTER_SVC_INFER
+#define LSWAP  ROUTER_SVC_SWAP         /* llama-swap's API beside /v1 */
+#define TADMIN ROUTER_SVC_TUNNEL_ADMIN /* a server, on a GPU machine with client.allow_admin */
 
 /* Exact paths; a path ending in '/' matches as a prefix. */
 static void handle_openapi(struct router *r, struct http_request *req);
@@ -635,8 +674,11 @@ static const struct route routes[] = {
     {"POST", "/unload", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
     {"GET", "/unload", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_unload}, /* the seed's verb */
     /* one model: llama.cpp's router API and llama-swap's */
-    {"POST", "/models/unload", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload_model},
-    {"POST", "/models/load", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_load_model},
+    {"POST", "/models/unload", SVC_ANY | ROUTER_SVC_ADMIN | TADMIN, ADMIN, handle_unload_model},
+    {"POST", "/models/load", SVC_ANY | ROUTER_SVC_ADMIN | TADMIN, ADMIN, handle_load_model},
+    /* the same on one GPU machine behind a tunnel, when its owner allows it */
+    {"POST", "/api/fleet/load", GI | ROUTER_SVC_ADMIN, ADMIN, handle_fleet_load},
+    {"POST", "/api/fleet/unload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_fleet_unload},
     {"POST", "/api/models/unload", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload},
     {"POST", "/api/models/unload/", SVC_ANY | ROUTER_SVC_ADMIN, ADMIN, handle_unload_model},
     {"GET", "/v1/models/", SVC_ANY | INFER, USER, handle_model_one},
@@ -755,6 +797,10 @@ authorized(struct router *r, struct http_request *req, enum access need)
     const char *key = auth_request_key(req, scratch, &len);
 
     if (need == PUBLIC || auth_check(need == ADMIN ? r->d.admin_auth : r->d.auth, key, len))
+        return true;
+    /* A server's request through its tunnel (pinned both ways, token-proven) to a route this
+     * machine's owner opened with client.allow_admin: only TADMIN routes match it at all. */
+    if (need == ADMIN && (req->services & ROUTER_SVC_TUNNEL_ADMIN) != 0)
         return true;
     if (need == ADMIN && key != NULL && auth_check(r->d.auth, key, len)) {
         http_respond_error(req, 403, "permission_error",

@@ -10,10 +10,11 @@
 #include "swap/swap.h"
 
 /* Services a listener offers: the config names them (conf/conf.h). */
-#define ROUTER_SVC_GOINFER CONF_SVC_GOINFER
-#define ROUTER_SVC_OPENAI  CONF_SVC_OPENAI
-#define ROUTER_SVC_ADMIN   CONF_SVC_ADMIN
-#define ROUTER_SVC_SWAP    CONF_SVC_SWAP
+#define ROUTER_SVC_GOINFER      CONF_SVC_GOINFER
+#define ROUTER_SVC_OPENAI       CONF_SVC_OPENAI
+#define ROUTER_SVC_ADMIN        CONF_SVC_ADMIN
+#define ROUTER_SVC_SWAP         CONF_SVC_SWAP
+#define ROUTER_SVC_TUNNEL_ADMIN CONF_SVC_TUNNEL_ADMIN
 /* Not a listener's: the inference routes a tunnel's server may ask a GPU machine for (never
  * admin or static routes), the services of the requests a tunnel client runs. */
 #define ROUTER_SVC_INFER 8u

@@ -37,6 +37,7 @@ parse_register(struct tunnel_msg *m, json_t *msg)
     size_t i, room = json_array_size(list);
 
     m->slots = slots > 0 && slots < 100000 ? (unsigned)slots : 1;
+    m->admin = json_is_true(json_object_get(msg, "admin"));
     copy_printable(m->version, sizeof(m->version),
                    json_string_value(json_object_get(msg, "version")));
     if (m->version[0] == '\0')

@@ -38,6 +38,7 @@ struct tunnel_msg {
     unsigned busy;  /* load */
     uint64_t ms;    /* reconnect-after */
     unsigned slots; /* register, from here on */
+    bool admin;     /* its owner lets servers load and unload its models (client.allow_admin) */
     char version[64];
     struct tunnel_model *models; /* distinct valid names, in the order sent */
     size_t n_models;

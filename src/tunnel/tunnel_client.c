@@ -237,6 +237,8 @@ send_register(struct tconn *c)
     json_object_set_new(msg, "type", json_string("register"));
     json_object_set_new(msg, "version", json_string(goinfer_version));
     json_object_set_new(msg, "slots", json_integer((json_int_t)tc->conf->slots));
+    if (tc->conf->allow_admin) /* said only when on: other machines' lines stay as they were */
+        json_object_set_new(msg, "admin", json_true());
     line = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(msg);
     if (c->registered != NULL && strcmp(c->registered, line) == 0) {

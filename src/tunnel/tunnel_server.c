@@ -70,6 +70,7 @@ struct tlink {
     unsigned slots, busy; /* its admission limit and its load, as it reports them */
     char version[64];
     bool registered, closed, draining;
+    bool admin;          /* it lets us load and unload its models (its client.allow_admin) */
     unsigned in_flight;  /* our streams on it now */
     struct tstream *ctl; /* the control stream (NDJSON both ways) */
     struct buf ctl_in, ctl_out;
@@ -327,6 +328,7 @@ on_register(struct tlink *l, struct tunnel_msg *m)
     l->index = m->index;
     m->models = NULL, m->n_models = 0, m->index = NULL;
     l->slots = m->slots;
+    l->admin = m->admin;
     memcpy(l->version, m->version, sizeof(l->version));
     if (!l->registered) {
         buf_init(&names, 4096);
@@ -903,11 +905,15 @@ wants_vision(const struct http_request *req)
     return false;
 }
 
+/* Sends req down l, to its own path (with its query) or, for admin actions, to path. */
 static bool
-send_down(struct tlink *l, struct http_request *req, const char *model, unsigned tries, bool vision)
+send_down_to(struct tlink *l, struct http_request *req, const char *model, unsigned tries,
+             bool vision, const char *to)
 {
     struct tstream *s = stream_new(l, req);
-    char *path = req->query ? xasprintf("%s?%s", req->path, req->query) : xstrdup(req->path);
+    char *path = to           ? xstrdup(to)
+                 : req->query ? xasprintf("%s?%s", req->path, req->query)
+                              : xstrdup(req->path);
 
     s->tries = tries;
     s->vision = vision;
@@ -923,6 +929,12 @@ send_down(struct tlink *l, struct http_request *req, const char *model, unsigned
     s->heard = uv_now(l->ts->loop);
     h2link_flush(&l->h2);
     return true;
+}
+
+static bool
+send_down(struct tlink *l, struct http_request *req, const char *model, unsigned tries, bool vision)
+{
+    return send_down_to(l, req, model, tries, vision, NULL);
 }
 
 /* Sends req to a client; false when no client serves its model. */
@@ -1055,6 +1067,30 @@ served_without_vision(const struct tunnel_server *ts, const char *model)
             return true;
     }
     return false;
+}
+
+void
+tunnel_server_admin(struct tunnel_server *ts, struct http_request *req, const char *machine,
+                    const char *model, const char *path)
+{
+    struct tlink *l = ts ? ts->links : NULL;
+
+    while (l != NULL && !(l->registered && strcmp(l->pin, machine) == 0))
+        l = l->next;
+    if (l == NULL) {
+        http_respond_error(req, 404, "not_found",
+                           "no GPU machine with pin %s is connected (see GET /running)", machine);
+    } else if (!l->admin) {
+        http_respond_error(req, 403, "permission_error",
+                           "the GPU machine %s does not let servers load or unload its models: "
+                           "its owner sets client.allow_admin: true in its goinfer.yml",
+                           l->peer);
+    } else if (find_model(l, model) == NULL) {
+        http_respond_error(req, 404, "model_not_found", "the GPU machine %s has no model '%s'",
+                           l->peer, model);
+    } else if (!send_down_to(l, req, model, 2, false, path)) { /* 2: never retried elsewhere */
+        busy_error(req, model, "refusing new streams");
+    }
 }
 
 bool
@@ -1256,11 +1292,12 @@ tunnel_server_clients(struct tunnel_server *ts)
             }
             json_array_append_new(models, o);
         }
-        json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:i, s:b, s:b}", "peer", l->peer, "pin",
-                            l->pin, "version", l->version, "models", models, "slots", (int)l->slots,
-                            "busy", (int)l->busy, "in_flight", (int)l->in_flight, "registered",
-                            l->registered, "draining", l->draining));
+        json_array_append_new(list,
+                              json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:i, s:b, s:b, s:b}",
+                                        "peer", l->peer, "pin", l->pin, "version", l->version,
+                                        "models", models, "slots", (int)l->slots, "busy",
+                                        (int)l->busy, "in_flight", (int)l->in_flight, "registered",
+                                        l->registered, "draining", l->draining, "admin", l->admin));
     }
     return list;
 }

@@ -41,6 +41,11 @@ bool tunnel_server_serves(const struct tunnel_server *ts, const char *model);
 /* How many distinct models the registered clients serve; names gets the first max of them,
  * borrowed until the next registration changes. */
 size_t tunnel_server_some_models(const struct tunnel_server *ts, const char **names, size_t max);
+/* A server's model control on one GPU machine (pin): sends req (its JSON body names model) to
+ * that machine's path, "/models/load" or "/models/unload"; answers 404 (no such machine or
+ * model there) or 403 (the machine's owner did not set client.allow_admin) itself. */
+void tunnel_server_admin(struct tunnel_server *ts, struct http_request *req, const char *machine,
+                         const char *model, const char *path);
 /* One tunnelled model as /v1/models/<id> shows it (state, modalities), or NULL. */
 json_t *tunnel_server_model(struct tunnel_server *ts, const char *id, json_int_t created);
 /*

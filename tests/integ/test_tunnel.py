@@ -552,3 +552,45 @@ def test_a_gpu_clients_load_is_listed_on_the_server_with_its_progress(net, nodes
     assert [e["data"]["status"] for e in events][-1] == "loaded", events
     values = [e["data"]["progress"]["value"] for e in events if "progress" in e["data"]]
     assert values and values == sorted(values) and values[-1] == 1.0, events
+
+
+def test_a_server_loads_and_unloads_a_model_on_one_gpu_machine_when_allowed(net, nodes,
+                                                                           gpu_models):
+    """The admin app's Fleet page (issue 12): POST /api/fleet/load|unload goes to one machine
+    through its tunnel, only when that machine's owner set client.allow_admin."""
+    s, u, s_user, [(c1, ip1), (c2, ip2)] = star(net, 2)
+    i1, i2 = nodes.identity("gpu1"), nodes.identity("gpu2")
+    srv = nodes.server(s, s_user, [i1[2], i2[2]])
+    open_ = nodes.client(c1, "gpu1", gpu_models / "tiny-a", [(ip1, srv.pin)], i1,
+                         extra="  allow_admin: true\n")
+    shut = nodes.client(c2, "gpu2", gpu_models / "tiny-a", [(ip2, srv.pin)], i2)
+    wait_count(srv, r"registered: tiny-a", 2)
+
+    def tunnels():
+        time.sleep(0.3)
+        return json.loads(net.curl(u, *AUTH, f"{srv.api}/running").stdout)["tunnels"]
+
+    pins = {t["admin"]: t["pin"] for t in tunnels()}
+    assert set(pins) == {True, False}, pins
+
+    def fleet(verb, pin, model="tiny-a"):
+        r = net.curl(u, *AUTH, "-w", "\n%{http_code}", f"{srv.api}/api/fleet/{verb}", "-d",
+                     json.dumps({"machine": pin, "model": model}))
+        body, code = r.stdout.rsplit("\n", 1)
+        return int(code), body
+
+    code, body = fleet("load", pins[True])
+    assert code == 200, body
+    open_.wait_log(r"model tiny-a: starting")
+    assert "model tiny-a: starting" not in shut.log()
+    code, body = fleet("unload", pins[True])
+    assert code == 200, body
+    open_.wait_log(r"model tiny-a: stopping \(unloaded\)")
+    code, body = fleet("load", pins[False])
+    assert code == 403 and "client.allow_admin" in body, body
+    assert fleet("load", "sha256/nope")[0] == 404
+    assert fleet("load", pins[True], "no-such-model")[0] == 404
+    srv.wait_log(r"audit: fleet.load tiny-a by ")
+    # a user request still reaches only the inference routes of the machine that did not allow
+    r = net.curl(u, *AUTH, f"{srv.api}/v1/chat/completions", "-d", chat("tiny-a", stream=False))
+    assert "choices" in r.stdout, r.stdout

@@ -449,12 +449,18 @@ async function restart() {
 // ---- Fleet ----
 
 function renderFleet(tunnels) {
+  const control = (t, m) => {
+    if (!t.admin) return null;
+    const verb = m.hot || m.loading ? "unload" : "load";
+    return el("button", { text: verb === "load" ? "Load" : "Unload", on: { click: () =>
+      api("/api/fleet/" + verb, { method: "POST", json: { machine: t.pin, model: m.id } }).then(loadModels, (e) => say(e.message)) } });
+  };
   $("fleet").tBodies[0].replaceChildren(...tunnels.map((t) => el("tr", {},
     el("td", { text: t.peer }), el("td", { text: t.pin.slice(0, 19) + "..." }), el("td", { text: t.version }),
-    el("td", { text: t.models.map((m) => m.id + (m.loading ? " (loading" + (m.progress ? " " + Math.round(m.progress.value * 100) + "%" : "") + ")" : m.hot ? " (loaded)" : "")).join(", ") }),
+    el("td", {}, ...t.models.map((m) => el("div", {}, m.id + (m.loading ? " (loading" + (m.progress ? " " + Math.round(m.progress.value * 100) + "%" : "") + ")" : m.hot ? " (loaded)" : "") + " ", control(t, m)))),
     el("td", { text: Math.max(t.busy, t.in_flight) + " / " + t.slots }),
-    el("td", { text: t.draining ? "draining" : t.registered ? "serving" : "registering" }))));
-  $("fleet-note").textContent = tunnels.length ? "" : "No GPU machine is connected (server mode: see the README's server/client set-up).";
+    el("td", { text: (t.draining ? "draining" : t.registered ? "serving" : "registering") + (t.admin ? "" : " · no remote control") }))));
+  $("fleet-note").textContent = tunnels.length ? "Load and unload need client.allow_admin: true on that machine." : "No GPU machine is connected (server mode: see the README's server/client set-up).";
 }
 
 // ---- pages ----
