@@ -82,22 +82,31 @@ make_keys(const struct conf *c, struct keys *k)
     const char *user = real_key(c->api_key), *admin = real_key(c->admin_api_key);
     size_t n_swap = strv_len(c->swap.api_keys), n = 0;
     const char **users = xcalloc(n_swap + 3, sizeof(*users));
-    const char *admins[2] = {admin, NULL};
+    char **names = xcalloc(n_swap + 3, sizeof(*names));
+    const char *admins[2] = {admin, NULL}, *admin_names[2] = {"admin_api_key", NULL};
 
-    if (!c->no_api_key && user != NULL)
+    if (!c->no_api_key && user != NULL) {
+        names[n] = xstrdup("api_key");
         users[n++] = user;
-    if (!c->no_api_key && admin != NULL)
-        users[n++] = admin;
-    for (size_t i = 0; i < n_swap; i++)
-        users[n++] = c->swap.api_keys[i];
-    if (n == 0 && !c->no_api_key) {
-        free(users);
-        return -EACCES;
     }
-    k->user = auth_new(users);
-    k->admin = auth_new(admin != NULL ? admins : users);
+    if (!c->no_api_key && admin != NULL) {
+        names[n] = xstrdup("admin_api_key");
+        users[n++] = admin;
+    }
+    for (size_t i = 0; i < n_swap; i++) {
+        names[n] = xasprintf("apiKeys[%zu]", i); /* which key, never the key */
+        users[n++] = c->swap.api_keys[i];
+    }
+    if (n > 0 || c->no_api_key) {
+        k->user = auth_new_named(users, (const char *const *)names);
+        k->admin = admin != NULL ? auth_new_named(admins, admin_names)
+                                 : auth_new_named(users, (const char *const *)names);
+    }
     free(users);
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return n > 0 || c->no_api_key ? 0 : -EACCES;
 }
 
 static void
