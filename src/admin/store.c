@@ -269,18 +269,33 @@ store_audit_add(struct store *st, const struct store_audit *u)
 
 /* ---- opening ---- */
 
+/* dir and its missing parents, each mode 0700 (the default, ~/.local/state/goinfer, may be the
+ * first thing under ~/.local). */
 static int
 make_dir(const char *dir, char *err, size_t errlen)
 {
+    char *p = xstrdup(dir);
     struct stat sb;
+    int rc = 0;
 
-    if (mkdir(dir, 0700) == 0 || (errno == EEXIST && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)))
-        return 0;
-    snprintf(err, errlen,
-             "admin store: cannot create the state folder %s: %s; set admin.state_dir in "
-             "goinfer.yml or GI_STATE_DIR to a folder this user may write",
-             dir, errno == EEXIST ? "it is not a folder" : strerror(errno));
-    return errno == EEXIST ? -ENOTDIR : -errno;
+    for (char *slash = strchr(p + 1, '/'); rc == 0; slash = strchr(slash + 1, '/')) {
+        if (slash != NULL)
+            *slash = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            rc = -errno;
+        else if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            rc = -ENOTDIR;
+        if (slash == NULL)
+            break;
+        *slash = '/';
+    }
+    if (rc < 0)
+        snprintf(err, errlen,
+                 "admin store: cannot create the state folder %s (at %s: %s); set "
+                 "admin.state_dir in goinfer.yml or GI_STATE_DIR to a folder this user may write",
+                 dir, p, strerror(-rc));
+    free(p);
+    return rc;
 }
 
 /* The schema, created or migrated in one transaction: user_version says which it is. */
