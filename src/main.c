@@ -9,7 +9,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/api_models.h"
+#include "admin/audit.h"
 #include "admin/metrics.h"
+#include "admin/store.h"
 #include "app/generation.h"
 #include "app/write.h"
 #include "core/log.h"
@@ -51,6 +54,7 @@ struct app {
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
+    struct store *store;                 /* the admin store (admin.state_dir) */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
     char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
@@ -199,6 +203,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->server = a->server;
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
+    d->store = a->store;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
@@ -274,6 +279,8 @@ static void
 on_request_done(struct http_request *req)
 {
     metrics_request_done(req);
+    if (router_is_activity(req))
+        api_activity_record(the_app->store, req);
     if (generations_end(&the_app->gens, req->id))
         collect_soon(the_app);
 }
@@ -317,6 +324,10 @@ reload(struct app *a, const char *why)
         return;
     }
     reload_warn_restart(&a->gens.current->conf, &next->conf);
+    if (strcmp(a->gens.current->conf.admin.state_dir, next->conf.admin.state_dir) != 0)
+        log_warnx("reload: admin.state_dir changes only at restart; the store stays in %s",
+                  a->gens.current->conf.admin.state_dir);
+    store_set_keep(a->store, next->conf.admin.activity_keep);
     if (strcmp(a->gens.current->ui_source, next->ui_source) != 0)
         log_info("web UI: %s", next->ui_source);
     generations_replace(&a->gens, next); /* requests in flight keep the old one until they end */
@@ -432,6 +443,11 @@ on_children_stopped(void *arg)
     a->server = NULL;
     swap_free(a->swap);
     a->swap = NULL;
+    audit_set_store(NULL);
+    store_close(a->store); /* what is queued is written first */
+    a->store = NULL;
+    router_deps_from(a, &d);
+    router_set_deps(a->router, &d);
 }
 
 /* In-flight streams get a grace period to end before children are stopped. */
@@ -521,6 +537,28 @@ tell_servers(const struct swap_event *ev, void *arg)
     json_decref(progress);
 }
 
+/* The swap's gate: a model disabled on the admin page is not started, preload included. */
+static bool
+model_enabled(const struct model_def *m, void *arg)
+{
+    struct app *a = arg;
+
+    return store_model_enabled(a->store, m->name);
+}
+
+/* The admin store, before anything that records or asks what is enabled. */
+static void
+setup_store(struct app *a)
+{
+    const struct conf_admin *c = &a->gens.current->conf.admin;
+    char err[1024];
+
+    if (store_open(a->loop, c->state_dir, c->activity_keep, &a->store, err, sizeof(err)) < 0)
+        fatalx("%s", err);
+    audit_set_store(a->store);
+    log_info("admin store: %s/%s", c->state_dir, STORE_FILE);
+}
+
 static void
 setup_backends(struct app *a)
 {
@@ -534,7 +572,9 @@ setup_backends(struct app *a)
     if (make_keys(&a->gens.current->conf, &a->keys) < 0)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
+    setup_store(a);
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
+    swap_set_gate(a->swap, model_enabled, a);
     a->peer_client = http_client_new(a->loop);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
@@ -570,7 +610,7 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
             c->tunnel_server.token);
 }
 
-/* What the servers route by: our listed models, which are loaded (hot), which see images. */
+/* What the servers route by: our listed (and enabled) models, which are loaded (hot), which see images. */
 static json_t *
 describe_models(void *arg)
 {
@@ -580,7 +620,7 @@ describe_models(void *arg)
     for (size_t i = 0; i < a->gens.current->cat.n; i++) {
         const struct model_def *m = &a->gens.current->cat.v[i];
 
-        if (m->unlisted)
+        if (m->unlisted || !store_model_enabled(a->store, m->name)) /* disabled: not offered */
             continue;
         json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", m->name, "hot",
                                                 swap_is_ready(a->swap, m->name), "vision",
