@@ -610,7 +610,8 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
             c->tunnel_server.token);
 }
 
-/* What the servers route by: our listed (and enabled) models, which are loaded (hot), which see images. */
+/* What the servers route by: our listed (and enabled) models, which are loaded (hot), which see
+ * images. */
 static json_t *
 describe_models(void *arg)
 {

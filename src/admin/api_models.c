@@ -141,9 +141,9 @@ api_model_action(struct http_request *req, const struct api_ctx *c, const char *
     if (!enable) /* a disabled model does not keep running: busy, it stops once idle */
         stopping = swap_unload(c->swap, m);
     audit_record(req, enable ? "model.enable" : "model.disable", m->name, 200);
-    http_respond_json(req, 200,
-                      json_pack("{s:s, s:b, s:i}", "model", m->name, "enabled", enable,
-                                "stopping", stopping));
+    http_respond_json(
+        req, 200,
+        json_pack("{s:s, s:b, s:i}", "model", m->name, "enabled", enable, "stopping", stopping));
 }
 
 void

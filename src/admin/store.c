@@ -319,8 +319,7 @@ migrate(sqlite3 *db, char **msg)
     }
     if (version == SCHEMA_VERSION)
         return SQLITE_OK;
-    sql = sqlite3_mprintf("BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_v1,
-                          SCHEMA_VERSION);
+    sql = sqlite3_mprintf("BEGIN; %s PRAGMA user_version = %d; COMMIT;", schema_v1, SCHEMA_VERSION);
     rc = sqlite3_exec(db, sql, NULL, NULL, msg);
     sqlite3_free(sql);
     return rc;
@@ -349,9 +348,8 @@ static int
 open_db(struct store *st, const char *path, char *err, size_t errlen)
 {
     char *msg = NULL;
-    int rc = sqlite3_open_v2(path, &st->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(st->db,
@@ -367,7 +365,10 @@ open_db(struct store *st, const char *path, char *err, size_t errlen)
         snprintf(err, errlen,
                  "admin store: cannot open %s: %s; move the file away or set admin.state_dir "
                  "(GI_STATE_DIR) to another folder",
-                 path, msg ? msg : st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+                 path,
+                 msg      ? msg
+                 : st->db ? sqlite3_errmsg(st->db)
+                          : sqlite3_errstr(rc));
     sqlite3_free(msg);
     return rc == SQLITE_OK ? 0 : -EIO;
 }
@@ -579,8 +580,7 @@ series_of(json_t *models, const char *model, size_t n)
     json_t *m, *req, *tok, *tps;
     size_t i;
 
-    json_array_foreach(models, i, m)
-    {
+    json_array_foreach (models, i, m) {
         json_t *name = json_object_get(m, "model");
 
         if ((model == NULL && json_is_null(name)) ||
@@ -633,8 +633,7 @@ store_series_json(struct store *st, int64_t now_ms, int64_t minutes, int64_t ste
     }
     sqlite3_finalize(s);
     return json_pack("{s:I, s:I, s:I, s:o, s:o}", "from", (json_int_t)from, "step",
-                     (json_int_t)step_s, "minutes", (json_int_t)minutes, "t", t, "models",
-                     models);
+                     (json_int_t)step_s, "minutes", (json_int_t)minutes, "t", t, "models", models);
 }
 
 json_t *

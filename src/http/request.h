@@ -95,8 +95,8 @@ struct http_request {
     bool want_drain;
     char *log_model; /* for the access line; owned */
     const char *log_backend;
-    char key_name[HTTP_KEY_NAME_MAX]; /* which key the router accepted ("api_key"), or "" */
-    struct http_usage usage;          /* the upstream's token counts, when it said them */
+    char key_name[HTTP_KEY_NAME_MAX];         /* which key the router accepted ("api_key"), or "" */
+    struct http_usage usage;                  /* the upstream's token counts, when it said them */
     struct http_header extra[HTTP_MAX_EXTRA]; /* added to whatever response starts; borrowed */
     size_t n_extra;
 

@@ -89,7 +89,8 @@ on_upstream_response(void *arg, long status, const struct http_header *h, size_t
 
     for (size_t i = 0; i < n; i++)
         if (h[i].name_len == 12 && strncasecmp(h[i].name, "content-type", 12) == 0)
-            p->streaming = h[i].value_len >= 17 && strncasecmp(h[i].value, "text/event-stream", 17) == 0;
+            p->streaming =
+                h[i].value_len >= 17 && strncasecmp(h[i].value, "text/event-stream", 17) == 0;
     if (p->req->started) /* the loading state began the stream: the answer goes on in it */
         return;
     for (size_t i = 0; i < n; i++)
