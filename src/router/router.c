@@ -884,7 +884,7 @@ handle_static(struct router *r, struct http_request *req)
     const struct model_def *m;
 
     if (r->d.ui_dir == NULL) {
-        m = static_page_model(r->d.cat, r->d.swap, r->d.default_model);
+        m = static_page_model(r->d.cat, r->d.swap, r->d.default_model, r->d.store);
         if (m == NULL) {
             http_respond_error(req, 503, "no_model",
                                "llama.cpp's web UI is llama-server's own page here, and there is "

@@ -94,6 +94,11 @@ def test_disable_hides_refuses_and_survives_a_restart(models_dir, start_goinfer,
     assert r.status_code == 404 and "disabled" in r.text, r.text
     models = {m["id"]: m for m in client.get(g.url() + "/api/models", headers=admin()).json()["data"]}
     assert models["tiny-b"]["enabled"] is False and models["tiny-a"]["enabled"] is True
+    n = len(g.lines)  # a reload keeps it
+    assert client.post(g.url() + "/reload", headers=admin()).status_code == 200
+    g.wait_log(r"reloaded \(POST /reload\)", start=n)
+    assert "tiny-b" not in listed(client, g, "/v1/models")
+    assert chat(client, g, "tiny-b").status_code == 404
     assert g.stop() == 0
 
     # the same state folder: still disabled, and not preloaded
