@@ -83,10 +83,11 @@ warn_db(struct store *st, const char *what)
     st->warned = true;
 }
 
+/* A client names the model (and the path): what is kept of either is bounded. */
 static char *
 dup_or_null(const char *s)
 {
-    return s ? xstrdup(s) : NULL;
+    return s ? xstrndup(s, STORE_TEXT_MAX) : NULL;
 }
 
 static void
@@ -612,11 +613,15 @@ store_series_json(struct store *st, int64_t now_ms, int64_t minutes, int64_t ste
     store_flush(st);
     for (int64_t i = 0; i < n; i++)
         json_array_append_new(t, json_integer(from + i * step_ms));
+    /* models that reached a backend (no made-up names), the busiest STORE_SERIES_MODELS */
     s = prepare(st, "SELECT model, (t_ms - ?1) / ?2 AS b, count(*), sum(completion_tokens),"
-                    " avg(tokens_per_s) FROM activity WHERE t_ms >= ?1"
+                    " avg(tokens_per_s) FROM activity WHERE t_ms >= ?1 AND model IN"
+                    " (SELECT model FROM activity WHERE t_ms >= ?1 AND backend IS NOT NULL"
+                    "  GROUP BY model ORDER BY count(*) DESC LIMIT ?3)"
                     " GROUP BY model, b ORDER BY model, b");
     sqlite3_bind_int64(s, 1, from);
     sqlite3_bind_int64(s, 2, step_ms);
+    sqlite3_bind_int64(s, 3, STORE_SERIES_MODELS);
     while (s != NULL && sqlite3_step(s) == SQLITE_ROW) {
         const char *model = (const char *)sqlite3_column_text(s, 0);
         int64_t b = sqlite3_column_int64(s, 1);
@@ -644,7 +649,7 @@ store_recent_json(struct store *st, int64_t since_ms)
 
     store_flush(st);
     s = prepare(st, "SELECT model, count(*), avg(tokens_per_s) FROM activity"
-                    " WHERE t_ms >= ? AND model IS NOT NULL GROUP BY model");
+                    " WHERE t_ms >= ? AND backend IS NOT NULL GROUP BY model");
     sqlite3_bind_int64(s, 1, since_ms);
     while (s != NULL && sqlite3_step(s) == SQLITE_ROW)
         json_object_set_new(o, (const char *)sqlite3_column_text(s, 0),

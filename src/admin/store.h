@@ -18,11 +18,13 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define STORE_FILE        "goinfer.db"
-#define STORE_AUDIT_KEEP  100000 /* audit rows kept */
-#define STORE_QUEUE_MAX   10000  /* rows waiting for the next tick; past it, rows are dropped */
-#define STORE_LIMIT_MAX   1000   /* rows one read may return */
-#define STORE_BUCKETS_MAX 1440   /* steps one series may have */
+#define STORE_FILE          "goinfer.db"
+#define STORE_AUDIT_KEEP    100000 /* audit rows kept */
+#define STORE_QUEUE_MAX     10000  /* rows waiting for the next tick; past it, rows are dropped */
+#define STORE_LIMIT_MAX     1000   /* rows one read may return */
+#define STORE_BUCKETS_MAX   1440   /* steps one series may have */
+#define STORE_SERIES_MODELS 100    /* models one series shows: the busiest */
+#define STORE_TEXT_MAX      512    /* bytes kept of a model name or a path */
 
 struct store;
 
@@ -69,11 +71,13 @@ int store_model_set_enabled(struct store *st, const char *model, bool enabled);
 json_t *store_activity_json(struct store *st, size_t limit, int64_t before, const char *model);
 json_t *store_audit_json(struct store *st, size_t limit);
 /* Per model and per step of step_s seconds over the minutes before now_ms: requests,
- * completion tokens and average tokens/s (null where none was reported).
+ * completion tokens and average tokens/s (null where none was reported), for the
+ * STORE_SERIES_MODELS busiest models that reached a backend.
  * {"from":ms, "step":s, "t":[ms...], "models":[{"model":..,"requests":[..],
  * "completion_tokens":[..],"tokens_per_s":[..]}]} */
 json_t *store_series_json(struct store *st, int64_t now_ms, int64_t minutes, int64_t step_s);
-/* {"<model>": {"requests": n, "tokens_per_s": x or null}} over the requests since since_ms. */
+/* {"<model>": {"requests": n, "tokens_per_s": x or null}} over the requests since since_ms
+ * that reached a backend. */
 json_t *store_recent_json(struct store *st, int64_t since_ms);
 /* The activity rows kept (tests). */
 int64_t store_activity_count(struct store *st);

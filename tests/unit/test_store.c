@@ -129,6 +129,11 @@ series_and_recent(void **state)
     add(st, now - 20 * 1000, "a", 20, 6);
     add(st, now + 1000, "b", -1, 1);
     add(st, now - 7200 * 1000, "a", 99, 99); /* outside */
+    {
+        struct store_activity made_up = {.t_ms = now, .model = "no-such-model", .status = 404};
+
+        store_activity_add(st, &made_up); /* reached no backend: in no series */
+    }
     o = store_series_json(st, now + 1000, 60, 60);
     assert_int_equal(json_array_size(json_object_get(o, "t")), 60);
     assert_int_equal(json_array_size(json_object_get(o, "models")), 2);
@@ -143,6 +148,26 @@ series_and_recent(void **state)
     o = store_recent_json(st, now - 3600 * 1000);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "a"), "requests")), 2);
     assert_true(json_is_null(json_object_get(json_object_get(o, "b"), "tokens_per_s")));
+    assert_null(json_object_get(o, "no-such-model"));
+    json_decref(o);
+    store_close(st);
+}
+
+static void
+text_is_bounded(void **state)
+{
+    struct store *st = open_store(100);
+    char big[4 * STORE_TEXT_MAX];
+    json_t *o;
+
+    (void)state;
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    add(st, 1, big, 1, 1);
+    o = store_activity_json(st, 1, 0, NULL);
+    assert_int_equal(strlen(json_string_value(
+                         json_object_get(json_array_get(json_object_get(o, "data"), 0), "model"))),
+                     STORE_TEXT_MAX);
     json_decref(o);
     store_close(st);
 }
@@ -197,6 +222,7 @@ main(void)
         cmocka_unit_test_setup_teardown(settings_survive, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(series_and_recent, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(audit_rows, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(text_is_bounded, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(bad_folder, make_dir, remove_dir),
     };
 
