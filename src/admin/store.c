@@ -87,7 +87,7 @@ warn_db(struct store *st, const char *what)
 static char *
 dup_or_null(const char *s)
 {
-    return s ? xstrndup(s, STORE_TEXT_MAX) : NULL;
+    return s ? xstrndup(s, strnlen(s, STORE_TEXT_MAX)) : NULL; /* xstrndup copies n bytes */
 }
 
 static void
