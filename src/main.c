@@ -538,12 +538,12 @@ tell_servers(const struct swap_event *ev, void *arg)
 }
 
 /* The swap's gate: a model disabled on the admin page is not started, preload included. */
-static bool
-model_enabled(const struct model_def *m, void *arg)
+static const char *
+model_disabled_by(const struct model_def *m, void *arg)
 {
     struct app *a = arg;
 
-    return store_model_enabled(a->store, m->name);
+    return api_model_disabled_by(a->store, m);
 }
 
 /* The admin store, before anything that records or asks what is enabled. */
@@ -574,7 +574,7 @@ setup_backends(struct app *a)
                "on a private machine");
     setup_store(a);
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
-    swap_set_gate(a->swap, model_enabled, a);
+    swap_set_gate(a->swap, model_disabled_by, a);
     a->peer_client = http_client_new(a->loop);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
@@ -621,7 +621,7 @@ describe_models(void *arg)
     for (size_t i = 0; i < a->gens.current->cat.n; i++) {
         const struct model_def *m = &a->gens.current->cat.v[i];
 
-        if (m->unlisted || !store_model_enabled(a->store, m->name)) /* disabled: not offered */
+        if (m->unlisted || !api_model_enabled(a->store, m)) /* disabled: not offered */
             continue;
         json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", m->name, "hot",
                                                 swap_is_ready(a->swap, m->name), "vision",

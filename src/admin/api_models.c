@@ -76,6 +76,23 @@ argv_json(const struct model_def *m)
     return a;
 }
 
+const char *
+api_model_disabled_by(const struct store *st, const struct model_def *m)
+{
+    if (!store_model_enabled(st, m->name))
+        return m->name;
+    if (strncmp(m->name, "GI_", 3) == 0 && m->use_model_name != NULL &&
+        !store_model_enabled(st, m->use_model_name))
+        return m->use_model_name;
+    return NULL;
+}
+
+bool
+api_model_enabled(const struct store *st, const struct model_def *m)
+{
+    return api_model_disabled_by(st, m) == NULL;
+}
+
 void
 api_models(struct http_request *req, const struct api_ctx *c)
 {
@@ -91,7 +108,7 @@ api_models(struct http_request *req, const struct api_ctx *c)
         json_t *o = c->describe(m, c->arg), *r = json_object_get(recent, m->name);
         int64_t load = swap_last_load_ms(c->swap, m);
 
-        json_object_set_new(o, "enabled", json_boolean(store_model_enabled(c->store, m->name)));
+        json_object_set_new(o, "enabled", json_boolean(api_model_enabled(c->store, m)));
         json_object_set_new(o, "unlisted", json_boolean(m->unlisted));
         json_object_set_new(o, "argv", argv_json(m));
         json_object_set_new(o, "last_load_ms", load >= 0 ? json_integer(load) : json_null());

@@ -29,6 +29,11 @@ struct api_query {
     char *limit, *before, *model, *minutes, *step;
 };
 
+/* Whether m may be listed and started: neither it nor, for a GI_<name> variant, <name> is
+ * disabled in st (the variant runs the same file). st NULL: every model. */
+bool api_model_enabled(const struct store *st, const struct model_def *m);
+/* The name whose setting disables m (its own, or its variant's base), or NULL when enabled. */
+const char *api_model_disabled_by(const struct store *st, const struct model_def *m);
 /* GET /api/models: every model, disabled and unlisted ones too. */
 void api_models(struct http_request *req, const struct api_ctx *c);
 /* POST /api/models/<id>/enable and /disable: rest is the path past "/api/models/". */

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin/store.h"
+#include "admin/api_models.h"
 #include "core/xmalloc.h"
 
 #define MAX_FILE (32 << 20)
@@ -217,15 +217,15 @@ static_page_model(const struct catalog *cat, const struct swap *swap, const char
                 return &cat->v[i];
     if (default_model != NULL)
         m = catalog_find(cat, default_model, strlen(default_model));
-    if (m != NULL && !store_model_enabled(store, m->name))
+    if (m != NULL && !api_model_enabled(store, m))
         m = NULL;
     for (size_t i = 0; m == NULL && i < cat->n; i++) /* one that can start, when there is one */
         if (!cat->v[i].unlisted && (cat->v[i].path == NULL || cat->v[i].meta.ok) &&
             swap_model_state(swap, &cat->v[i], &code) != SWAP_MODEL_FAILED &&
-            store_model_enabled(store, cat->v[i].name))
+            api_model_enabled(store, &cat->v[i]))
             m = &cat->v[i];
     for (size_t i = 0; m == NULL && i < cat->n; i++)
-        if (!cat->v[i].unlisted && store_model_enabled(store, cat->v[i].name))
+        if (!cat->v[i].unlisted && api_model_enabled(store, &cat->v[i]))
             m = &cat->v[i];
     return m;
 }

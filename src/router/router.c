@@ -73,16 +73,18 @@ static json_t *model_status(struct router *r, const struct model_def *m);
 static bool
 enabled(const struct router *r, const struct model_def *m)
 {
-    return store_model_enabled(r->d.store, m->name);
+    return api_model_enabled(r->d.store, m);
 }
 
 /* 404 for a model disabled on the admin page, saying how to enable it. */
 static void
-respond_disabled(struct http_request *req, const struct model_def *m)
+respond_disabled(struct router *r, struct http_request *req, const struct model_def *m)
 {
+    const char *by = api_model_disabled_by(r->d.store, m);
+
     http_respond_error(req, 404, "model_disabled",
                        "model %s is disabled; enable it on /ui or POST /api/models/%s/enable",
-                       m->name, m->name);
+                       by ? by : m->name, by ? by : m->name);
 }
 
 #define NAMES_SHOWN 32 /* model names in an error message; then "and N more" */
@@ -373,7 +375,7 @@ handle_proxy(struct router *r, struct http_request *req)
     }
     m = name ? catalog_find(r->d.cat, name, strlen(name)) : NULL;
     if (m != NULL) { /* here, but disabled */
-        respond_disabled(req, m);
+        respond_disabled(r, req, m);
         return;
     }
     names = model_names(r, r->d.cat, r->d.tunnels);
@@ -418,7 +420,7 @@ handle_upstream(struct router *r, struct http_request *req)
     }
     req->log_model = xstrdup(r->d.cat->v[i].name);
     if (!enabled(r, &r->d.cat->v[i]))
-        respond_disabled(req, &r->d.cat->v[i]);
+        respond_disabled(r, req, &r->d.cat->v[i]);
     else
         proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s);
 }
@@ -499,7 +501,7 @@ handle_model_one(struct router *r, struct http_request *req)
     const struct conf_peer *peer;
 
     if (m != NULL && !m->unlisted && !enabled(r, m) && !tunnel_serves(r, id)) {
-        respond_disabled(req, m);
+        respond_disabled(r, req, m);
     } else if (m != NULL && !m->unlisted && enabled(r, m)) {
         http_respond_json(req, 200,
                           listing_model(m, id, model_status(r, m), (json_int_t)r->started, false));

@@ -801,6 +801,7 @@ swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m, sw
              void *arg)
 {
     struct swap_instance *in = instance_of(s, m);
+    const char *off;
     char msg[256];
 
     memset(l, 0, sizeof(*l));
@@ -812,10 +813,9 @@ swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m, sw
         cb(l, in ? -ESHUTDOWN : -ENOENT, in ? "goinfer is shutting down" : "unknown model", arg);
         return;
     }
-    if (s->gate != NULL && !s->gate(m, s->gate_arg)) {
+    if (s->gate != NULL && (off = s->gate(m, s->gate_arg)) != NULL) {
         snprintf(msg, sizeof(msg),
-                 "model %s is disabled; enable it on /ui or POST /api/models/%s/enable", m->name,
-                 m->name);
+                 "model %s is disabled; enable it on /ui or POST /api/models/%s/enable", off, off);
         cb(l, -EPERM, msg, arg);
         return;
     }
@@ -897,7 +897,7 @@ swap_preload(struct swap *s)
         const char *name = s->cat->preload[i];
         const struct model_def *m = catalog_find(s->cat, name, strlen(name));
 
-        if (m != NULL && s->gate != NULL && !s->gate(m, s->gate_arg)) {
+        if (m != NULL && s->gate != NULL && s->gate(m, s->gate_arg) != NULL) {
             log_info("preload: %s is disabled, not started", name);
             continue;
         }

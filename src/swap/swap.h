@@ -55,9 +55,10 @@ void swap_reconfigure(struct swap *s, const struct catalog *cat);
 /* True while an instance still points into cat: a model a reload retired, still running,
  * stopping or serving its last requests. cat must outlive that. */
 bool swap_uses_catalog(const struct swap *s, const struct catalog *cat);
-/* Says whether model m may start (the admin store's enable/disable); a refused model's
- * acquire fails with -EPERM, and preload skips it. */
-typedef bool (*swap_gate_cb)(const struct model_def *m, void *arg);
+/* Says whether model m may start (the admin store's enable/disable): NULL when it may, else
+ * the name whose setting stops it. A refused model's acquire fails with -EPERM (the message
+ * says how to enable it), and preload skips it. */
+typedef const char *(*swap_gate_cb)(const struct model_def *m, void *arg);
 void swap_set_gate(struct swap *s, swap_gate_cb gate, void *arg);
 /* Starts the catalog's preload models (hooks.on_startup.preload) that the gate allows. */
 void swap_preload(struct swap *s);

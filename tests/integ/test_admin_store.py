@@ -90,6 +90,8 @@ def test_disable_hides_refuses_and_survives_a_restart(models_dir, start_goinfer,
     msg = r.json()["error"]["message"]
     assert "model tiny-b is disabled" in msg and "POST /api/models/tiny-b/enable" in msg, msg
     assert client.get(g.url() + "/v1/models/tiny-b", headers=auth()).status_code == 404
+    r = chat(client, g, "GI_tiny-b")  # its GI_ variant runs the same file: off with it
+    assert r.status_code == 404 and "POST /api/models/tiny-b/enable" in r.text, r.text
     r = client.post(g.url() + "/models/load", json={"model": "tiny-b"}, headers=admin())
     assert r.status_code == 404 and "disabled" in r.text, r.text
     models = {m["id"]: m for m in client.get(g.url() + "/api/models", headers=admin()).json()["data"]}
