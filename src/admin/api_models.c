@@ -155,8 +155,9 @@ api_model_action(struct http_request *req, const struct api_ctx *c, const char *
                            m->name);
         return;
     }
-    if (!enable) /* a disabled model does not keep running: busy, it stops once idle */
-        stopping = swap_unload(c->swap, m);
+    for (size_t i = 0; !enable && i < c->cat->n; i++) /* it and its GI_ variant stop (once idle) */
+        if (!api_model_enabled(c->store, &c->cat->v[i]))
+            stopping += swap_unload(c->swap, &c->cat->v[i]);
     audit_record(req, enable ? "model.enable" : "model.disable", m->name, 200);
     http_respond_json(
         req, 200,

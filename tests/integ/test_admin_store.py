@@ -160,6 +160,9 @@ def test_api_models_and_its_errors(models_dir, start_goinfer, client):
     assert r.status_code == 404 and "/api/models/<id>/enable" in r.text
     r = client.post(g.url() + "/api/models/tiny-a/disable", headers=auth())
     assert r.status_code == 403
+    r = client.post(g.url() + "/api/models/tiny-a/disable", headers=admin())  # it runs: it stops
+    assert r.status_code == 200 and r.json()["stopping"] == 1, r.text
+    g.wait_log(r"audit: model.disable tiny-a by admin_api_key")
 
 
 def test_series_shape(models_dir, start_goinfer, client):
