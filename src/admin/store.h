@@ -3,11 +3,13 @@
  * restarts: the activity (one row per finished request), the audit trail (every admin action)
  * and per-model settings (enabled or not). WAL, synchronous=NORMAL, a versioned schema.
  *
- * It runs on the loop thread. Why that is safe: every statement is prepared once, rows are
- * queued in memory and written in one transaction per loop tick (a commit in WAL mode with
- * synchronous=NORMAL appends to the WAL without fsync: tens of microseconds), and every read is
- * bounded (a limit, or a time window over an index). The enabled set is kept in memory, so the
- * listings and the router never touch the file.
+ * It runs on the loop thread. Why that is safe: the statements of the request path are
+ * prepared once, rows are queued in memory and written in one transaction per loop tick (a
+ * commit in WAL mode with synchronous=NORMAL appends to the WAL without fsync), and every read
+ * is bounded (a limit, or a time window over an index) and comes from an admin request. The
+ * enabled set is kept in memory, so the listings and the router never touch the file. Measured
+ * on a loaded 2-core box: 60-250 us for a commit of one row, 20-25 us a row in a commit of 100;
+ * a page of 1000 activity rows as JSON 12-34 ms (the default page of 100: a tenth of that).
  */
 #ifndef GOINFER_ADMIN_STORE_H
 #define GOINFER_ADMIN_STORE_H
