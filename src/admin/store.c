@@ -352,10 +352,12 @@ open_db(struct store *st, const char *path, char *err, size_t errlen)
     int rc = sqlite3_open_v2(
         path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 
+    /* Another Goinfer on the same folder waits at most 100 ms for a write (then that tick's
+     * rows are lost, once said in the log): the loop never blocks longer. */
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(st->db,
                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                          " PRAGMA busy_timeout=1000;",
+                          " PRAGMA busy_timeout=100;",
                           NULL, NULL, &msg);
     if (rc == SQLITE_OK)
         rc = migrate(st->db, &msg);
