@@ -421,6 +421,8 @@ store_close(struct store *st)
         return;
     if (st->db != NULL)
         store_flush(st);
+    if (st->db != NULL && !sqlite3_get_autocommit(st->db)) /* a commit that found the file busy */
+        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     for (int k = 0; k < S_COUNT; k++)
         sqlite3_finalize(st->st[k]);
     if (st->db != NULL && sqlite3_close(st->db) != SQLITE_OK)
