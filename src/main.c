@@ -9,7 +9,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/api_models.h"
+#include "admin/audit.h"
 #include "admin/metrics.h"
+#include "admin/store.h"
 #include "app/generation.h"
 #include "app/write.h"
 #include "core/log.h"
@@ -51,6 +54,7 @@ struct app {
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
+    struct store *store;                 /* the admin store (admin.state_dir) */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
     char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
@@ -82,22 +86,31 @@ make_keys(const struct conf *c, struct keys *k)
     const char *user = real_key(c->api_key), *admin = real_key(c->admin_api_key);
     size_t n_swap = strv_len(c->swap.api_keys), n = 0;
     const char **users = xcalloc(n_swap + 3, sizeof(*users));
-    const char *admins[2] = {admin, NULL};
+    char **names = xcalloc(n_swap + 3, sizeof(*names));
+    const char *admins[2] = {admin, NULL}, *admin_names[2] = {"admin_api_key", NULL};
 
-    if (!c->no_api_key && user != NULL)
+    if (!c->no_api_key && user != NULL) {
+        names[n] = xstrdup("api_key");
         users[n++] = user;
-    if (!c->no_api_key && admin != NULL)
-        users[n++] = admin;
-    for (size_t i = 0; i < n_swap; i++)
-        users[n++] = c->swap.api_keys[i];
-    if (n == 0 && !c->no_api_key) {
-        free(users);
-        return -EACCES;
     }
-    k->user = auth_new(users);
-    k->admin = auth_new(admin != NULL ? admins : users);
+    if (!c->no_api_key && admin != NULL) {
+        names[n] = xstrdup("admin_api_key");
+        users[n++] = admin;
+    }
+    for (size_t i = 0; i < n_swap; i++) {
+        names[n] = xasprintf("apiKeys[%zu]", i); /* which key, never the key */
+        users[n++] = c->swap.api_keys[i];
+    }
+    if (n > 0 || c->no_api_key) {
+        k->user = auth_new_named(users, (const char *const *)names);
+        k->admin = admin != NULL ? auth_new_named(admins, admin_names)
+                                 : auth_new_named(users, (const char *const *)names);
+    }
     free(users);
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return n > 0 || c->no_api_key ? 0 : -EACCES;
 }
 
 static void
@@ -190,6 +203,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->server = a->server;
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
+    d->store = a->store;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
@@ -265,6 +279,8 @@ static void
 on_request_done(struct http_request *req)
 {
     metrics_request_done(req);
+    if (router_is_activity(req))
+        api_activity_record(the_app->store, req);
     if (generations_end(&the_app->gens, req->id))
         collect_soon(the_app);
 }
@@ -308,6 +324,10 @@ reload(struct app *a, const char *why)
         return;
     }
     reload_warn_restart(&a->gens.current->conf, &next->conf);
+    if (strcmp(a->gens.current->conf.admin.state_dir, next->conf.admin.state_dir) != 0)
+        log_warnx("reload: admin.state_dir changes only at restart; the store stays in %s",
+                  a->gens.current->conf.admin.state_dir);
+    store_set_keep(a->store, next->conf.admin.activity_keep);
     if (strcmp(a->gens.current->ui_source, next->ui_source) != 0)
         log_info("web UI: %s", next->ui_source);
     generations_replace(&a->gens, next); /* requests in flight keep the old one until they end */
@@ -423,6 +443,11 @@ on_children_stopped(void *arg)
     a->server = NULL;
     swap_free(a->swap);
     a->swap = NULL;
+    audit_set_store(NULL);
+    store_close(a->store); /* what is queued is written first */
+    a->store = NULL;
+    router_deps_from(a, &d);
+    router_set_deps(a->router, &d);
 }
 
 /* In-flight streams get a grace period to end before children are stopped. */
@@ -512,6 +537,28 @@ tell_servers(const struct swap_event *ev, void *arg)
     json_decref(progress);
 }
 
+/* The swap's gate: a model disabled on the admin page is not started, preload included. */
+static const char *
+model_disabled_by(const struct model_def *m, void *arg)
+{
+    struct app *a = arg;
+
+    return api_model_disabled_by(a->store, m);
+}
+
+/* The admin store, before anything that records or asks what is enabled. */
+static void
+setup_store(struct app *a)
+{
+    const struct conf_admin *c = &a->gens.current->conf.admin;
+    char err[1024];
+
+    if (store_open(a->loop, c->state_dir, c->activity_keep, &a->store, err, sizeof(err)) < 0)
+        fatalx("%s", err);
+    audit_set_store(a->store);
+    log_info("admin store: %s/%s", c->state_dir, STORE_FILE);
+}
+
 static void
 setup_backends(struct app *a)
 {
@@ -525,7 +572,9 @@ setup_backends(struct app *a)
     if (make_keys(&a->gens.current->conf, &a->keys) < 0)
         fatalx("no API key: set GI_API_KEY or api_key in goinfer.yml, or start with -no-api-key "
                "on a private machine");
+    setup_store(a);
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
+    swap_set_gate(a->swap, model_disabled_by, a);
     a->peer_client = http_client_new(a->loop);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
@@ -561,7 +610,8 @@ setup_tunnel_server(struct app *a, const struct conf_listen *tls_listen, int por
             c->tunnel_server.token);
 }
 
-/* What the servers route by: our listed models, which are loaded (hot), which see images. */
+/* What the servers route by: our listed (and enabled) models, which are loaded (hot), which see
+ * images. */
 static json_t *
 describe_models(void *arg)
 {
@@ -571,7 +621,7 @@ describe_models(void *arg)
     for (size_t i = 0; i < a->gens.current->cat.n; i++) {
         const struct model_def *m = &a->gens.current->cat.v[i];
 
-        if (m->unlisted)
+        if (m->unlisted || !api_model_enabled(a->store, m)) /* disabled: not offered */
             continue;
         json_array_append_new(models, json_pack("{s:s, s:b, s:b}", "id", m->name, "hot",
                                                 swap_is_ready(a->swap, m->name), "vision",

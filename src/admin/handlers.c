@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/audit.h"
 #include "admin/metrics.h"
 #include "core/list.h"
 #include "core/log.h"
@@ -44,6 +45,7 @@ admin_unload(struct http_request *req, struct swap *swap)
 {
     int n = swap_unload_all(swap);
 
+    audit_record(req, "models.unload", NULL, 200);
     http_respond_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "stopping", n));
 }
 
@@ -52,6 +54,7 @@ admin_unload_model(struct http_request *req, struct swap *swap, const struct mod
 {
     int n = swap_unload(swap, m);
 
+    audit_record(req, "model.unload", m->name, 200);
     /* llama.cpp's router answers {"success":true}; llama-swap's "OK": both read this one */
     http_respond_json(req, 200,
                       json_pack("{s:b, s:s, s:s, s:i}", "success", 1, "status", "ok", "model",
@@ -69,7 +72,7 @@ on_load_abort(struct http_request *req, void *data)
 {
     struct load *l = data;
 
-    (void)req;
+    audit_record(req, "model.load", l->m->name, 499); /* the client left before the answer */
     swap_release(&l->lease); /* a wait given up; a start already under way goes on */
     free(l);
 }
@@ -81,16 +84,20 @@ static void
 on_loaded(struct swap_lease *lease, int err, const char *msg, void *arg)
 {
     struct load *l = arg;
+    int status = err == 0 ? 200 : err == -EBUSY ? 429 : err == -EPERM ? 404 : 502;
 
     (void)lease;
     http_detach(l->req);
+    audit_record(l->req, "model.load", l->m->name, status);
     if (err == 0)
         http_respond_json(
             l->req, 200,
             json_pack("{s:b, s:s, s:s}", "success", 1, "status", "ok", "model", l->m->name));
+    else if (err == -EPERM)
+        http_respond_error(l->req, status, "model_disabled", "%s", msg);
     else
-        http_respond_error(l->req, err == -EBUSY ? 429 : 502, "upstream_error",
-                           "model %s could not be loaded: %s", l->m->name, msg);
+        http_respond_error(l->req, status, "upstream_error", "model %s could not be loaded: %s",
+                           l->m->name, msg);
     swap_release(&l->lease);
     free(l);
 }
@@ -194,10 +201,12 @@ void
 admin_reload(struct http_request *req, void (*reload)(void *arg, const char *why), void *arg)
 {
     if (reload == NULL) {
+        audit_record(req, "config.reload", NULL, 501);
         http_respond_error(req, 501, "not_implemented", "reload is not available here");
         return;
     }
     reload(arg, "POST /reload");
+    audit_record(req, "config.reload", NULL, 200);
     http_respond_json(req, 200,
                       json_pack("{s:s, s:s}", "status", "ok", "note",
                                 "see GET /logs for whether the new configuration was taken"));

@@ -115,18 +115,33 @@ number_after(const char *data, size_t len, const char *key)
 }
 
 /*
- * llama-server ends an answer (the last event of a stream) with its "timings" object, so only
- * the tail of each piece is searched: a large answer is not scanned end to end on the loop.
+ * llama-server ends an answer (the last event of a stream) with its "timings" object, and
+ * OpenAI's "usage" beside it, so only the tail of each piece is searched: a large answer is
+ * not scanned end to end on the loop.
  */
 void
-metrics_scan_timings(const char *model, const char *data, size_t len)
+metrics_scan_timings(struct http_request *req, const char *model, const char *data, size_t len)
 {
     enum { TAIL = 4096 };
 
     size_t skip = len > TAIL ? len - TAIL : 0;
-    double tps = number_after(data + skip, len - skip, "\"predicted_per_second\":");
-    double n = number_after(data + skip, len - skip, "\"predicted_n\":");
+    const char *tail = data + skip;
+    size_t n_tail = len - skip;
+    double tps = number_after(tail, n_tail, "\"predicted_per_second\":");
+    double n = number_after(tail, n_tail, "\"predicted_n\":");
+    double prompt = number_after(tail, n_tail, "\"prompt_tokens\":");
+    double completion = number_after(tail, n_tail, "\"completion_tokens\":");
+    struct http_usage *u = &req->usage;
 
+    if (tps < 0 && completion < 0)
+        return;
+    if (prompt < 0)
+        prompt = number_after(tail, n_tail, "\"prompt_n\":");
+    u->reported = true;
+    u->prompt_tokens = (int64_t)prompt;
+    u->completion_tokens = (int64_t)(completion >= 0 ? completion : n);
+    u->tokens_per_s = tps;
+    u->predicted_ms = number_after(tail, n_tail, "\"predicted_ms\":");
     if (tps >= 0)
         metrics_tokens(model, tps, n > 0 ? n : 0);
 }

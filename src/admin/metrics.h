@@ -15,7 +15,11 @@ void metrics_request_done(struct http_request *req);
 void metrics_tokens(const char *model, double per_second, double predicted);
 /* Appends the text exposition format to out. */
 void metrics_render(struct buf *out, size_t open_connections, size_t running_models);
-/* Scans a response chunk for llama-server's "predicted_per_second" and "predicted_n". */
-void metrics_scan_timings(const char *model, const char *data, size_t len);
+/* Scans a response chunk for llama-server's final "timings" (predicted_per_second, predicted_n,
+ * prompt_n, predicted_ms) and OpenAI's "usage" (prompt_tokens, completion_tokens): fills
+ * req->usage, so the activity store has them without a second scan, and counts the generation
+ * for model. */
+void metrics_scan_timings(struct http_request *req, const char *model, const char *data,
+                          size_t len);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/api_models.h"
 #include "core/xmalloc.h"
 
 #define MAX_FILE (32 << 20)
@@ -203,7 +204,8 @@ static_page_path(const char *path)
 }
 
 const struct model_def *
-static_page_model(const struct catalog *cat, const struct swap *swap, const char *default_model)
+static_page_model(const struct catalog *cat, const struct swap *swap, const char *default_model,
+                  const struct store *store)
 {
     static const enum swap_model_state prefer[] = {SWAP_MODEL_LOADED, SWAP_MODEL_LOADING};
     const struct model_def *m = NULL;
@@ -215,12 +217,15 @@ static_page_model(const struct catalog *cat, const struct swap *swap, const char
                 return &cat->v[i];
     if (default_model != NULL)
         m = catalog_find(cat, default_model, strlen(default_model));
+    if (m != NULL && !api_model_enabled(store, m))
+        m = NULL;
     for (size_t i = 0; m == NULL && i < cat->n; i++) /* one that can start, when there is one */
         if (!cat->v[i].unlisted && (cat->v[i].path == NULL || cat->v[i].meta.ok) &&
-            swap_model_state(swap, &cat->v[i], &code) != SWAP_MODEL_FAILED)
+            swap_model_state(swap, &cat->v[i], &code) != SWAP_MODEL_FAILED &&
+            api_model_enabled(store, &cat->v[i]))
             m = &cat->v[i];
     for (size_t i = 0; m == NULL && i < cat->n; i++)
-        if (!cat->v[i].unlisted)
+        if (!cat->v[i].unlisted && api_model_enabled(store, &cat->v[i]))
             m = &cat->v[i];
     return m;
 }

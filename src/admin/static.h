@@ -23,9 +23,10 @@ char *static_ui_dir_for(const char *llama_exe);
 bool static_page_path(const char *path);
 /* Whose llama-server serves its page: a model already running (ready first, then starting),
  * so a page view never swaps a model out; else default_model (may be NULL), else the first
- * listed model that can start (its GGUF header reads, its last start did not fail). NULL when
- * the catalog lists none. */
+ * listed model that can start (its GGUF header reads, its last start did not fail); never one
+ * disabled in store. NULL when the catalog lists none. */
+struct store;
 const struct model_def *static_page_model(const struct catalog *cat, const struct swap *swap,
-                                          const char *default_model);
+                                          const char *default_model, const struct store *store);
 
 #endif

@@ -12,6 +12,7 @@
 
 struct auth {
     unsigned char (*digests)[DIGEST_LEN];
+    char **names; /* one per key, "" when unnamed */
     size_t n;
 };
 
@@ -24,16 +25,25 @@ digest(const char *p, size_t n, unsigned char out[DIGEST_LEN])
 }
 
 struct auth *
-auth_new(const char *const *keys)
+auth_new_named(const char *const *keys, const char *const *names)
 {
     struct auth *a = xcalloc(1, sizeof(*a));
 
     while (keys && keys[a->n])
         a->n++;
     a->digests = xcalloc(a->n ? a->n : 1, DIGEST_LEN);
-    for (size_t i = 0; i < a->n; i++)
+    a->names = xcalloc(a->n ? a->n : 1, sizeof(*a->names));
+    for (size_t i = 0; i < a->n; i++) {
         digest(keys[i], strlen(keys[i]), a->digests[i]);
+        a->names[i] = xstrdup(names && names[i] ? names[i] : "");
+    }
     return a;
+}
+
+struct auth *
+auth_new(const char *const *keys)
+{
+    return auth_new_named(keys, NULL);
 }
 
 void
@@ -43,6 +53,9 @@ auth_free(struct auth *a)
         return;
     OPENSSL_cleanse(a->digests, a->n * DIGEST_LEN);
     free(a->digests);
+    for (size_t i = 0; i < a->n; i++)
+        free(a->names[i]);
+    free(a->names);
     free(a);
 }
 
@@ -101,19 +114,27 @@ auth_request_key(const struct http_request *req, char scratch[AUTH_BASIC_MAX], s
     return v;
 }
 
-/* Hashing first makes the comparison independent of where, and whether, lengths differ. */
+/* Hashing first makes the comparison independent of where, and whether, lengths differ; every
+ * digest is compared, whichever matches. */
+const char *
+auth_which(const struct auth *a, const char *key, size_t len)
+{
+    unsigned char d[DIGEST_LEN];
+    size_t found = a->n;
+
+    if (a->n == 0)
+        return "";
+    if (key == NULL)
+        return NULL;
+    digest(key, len, d);
+    for (size_t i = a->n; i-- > 0;)
+        if (CRYPTO_memcmp(d, a->digests[i], DIGEST_LEN) == 0)
+            found = i;
+    return found < a->n ? a->names[found] : NULL;
+}
+
 bool
 auth_check(const struct auth *a, const char *key, size_t len)
 {
-    unsigned char d[DIGEST_LEN];
-    bool ok = false;
-
-    if (a->n == 0)
-        return true;
-    if (key == NULL)
-        return false;
-    digest(key, len, d);
-    for (size_t i = 0; i < a->n; i++)
-        ok |= CRYPTO_memcmp(d, a->digests[i], DIGEST_LEN) == 0;
-    return ok;
+    return auth_which(a, key, len) != NULL;
 }

@@ -22,6 +22,20 @@ struct http_header {
     size_t value_len;
 };
 
+/* What the upstream said of its work: llama-server's final "timings" (or OpenAI's "usage"),
+ * found by the proxy as the answer passes, for the metrics and the activity store. Zeroed as a
+ * request begins; a count < 0 was not reported. */
+struct http_usage {
+    bool reported;
+    int64_t prompt_tokens, completion_tokens;
+    double tokens_per_s;   /* < 0: not reported */
+    double predicted_ms;   /* generation time, < 0: not reported */
+    uint64_t t_first_byte; /* uv_hrtime() of the upstream's first body byte, 0: none yet */
+    double ttft_ms;        /* time to first token, < 0: unknown */
+};
+
+#define HTTP_KEY_NAME_MAX 24 /* "apiKeys[12345]" */
+
 struct http_request;
 struct http_server;
 struct tls_conn;
@@ -81,6 +95,8 @@ struct http_request {
     bool want_drain;
     char *log_model; /* for the access line; owned */
     const char *log_backend;
+    char key_name[HTTP_KEY_NAME_MAX];         /* which key the router accepted ("api_key"), or "" */
+    struct http_usage usage;                  /* the upstream's token counts, when it said them */
     struct http_header extra[HTTP_MAX_EXTRA]; /* added to whatever response starts; borrowed */
     size_t n_extra;
 

@@ -797,6 +797,8 @@ request_begin(struct http_conn *c)
     free(r->log_model);
     r->log_model = NULL;
     r->log_backend = NULL;
+    r->key_name[0] = '\0';
+    memset(&r->usage, 0, sizeof(r->usage));
 }
 
 /* Answers when the body limits cannot take rc's bytes; the request was begun. Returns -1: the
@@ -925,6 +927,8 @@ synthetic_request(struct http_conn *c)
     free(r->log_model); /* not the previous request's, in the log or the metrics */
     r->log_model = NULL;
     r->log_backend = NULL;
+    r->key_name[0] = '\0';
+    memset(&r->usage, 0, sizeof(r->usage));
     c->state = CONN_HANDLING;
     return r;
 }

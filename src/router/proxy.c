@@ -34,6 +34,7 @@ struct proxy {
     char *body; /* the rewritten body the fetch borrows, or NULL */
     long idle_s;
     bool paused;
+    bool streaming; /* the upstream answers an event stream: its first byte is the first token */
     struct swap *swap;
     struct swap_watch *watch; /* while a stream is told how its model's load goes */
     uint64_t waited_from;     /* uv_hrtime() when that began */
@@ -86,6 +87,10 @@ on_upstream_response(void *arg, long status, const struct http_header *h, size_t
     struct proxy *p = arg;
     int64_t length = -1;
 
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name_len == 12 && strncasecmp(h[i].name, "content-type", 12) == 0)
+            p->streaming =
+                h[i].value_len >= 17 && strncasecmp(h[i].value, "text/event-stream", 17) == 0;
     if (p->req->started) /* the loading state began the stream: the answer goes on in it */
         return;
     for (size_t i = 0; i < n; i++)
@@ -99,7 +104,9 @@ on_upstream_body(void *arg, const char *data, size_t len)
 {
     struct proxy *p = arg;
 
-    metrics_scan_timings(p->name, data, len);
+    if (p->req->usage.t_first_byte == 0)
+        p->req->usage.t_first_byte = uv_hrtime();
+    metrics_scan_timings(p->req, p->name, data, len);
     if (http_stream_write(p->req, data, len) < 0)
         return -1;
     if (http_over_high_water(p->req)) { /* backpressure: read no more until it drains */
@@ -110,6 +117,22 @@ on_upstream_body(void *arg, const char *data, size_t len)
     return 0;
 }
 
+/* Time to first token: a stream's first byte; a whole answer's arrival less the generation
+ * time llama-server reported. */
+static void
+usage_ttft(struct http_usage *u, uint64_t t_start, bool streaming)
+{
+    double first = u->t_first_byte ? (double)(u->t_first_byte - t_start) / 1e6 : -1;
+
+    u->ttft_ms = -1;
+    if (first < 0 || !u->reported)
+        return;
+    if (streaming)
+        u->ttft_ms = first;
+    else if (u->predicted_ms >= 0)
+        u->ttft_ms = first > u->predicted_ms ? first - u->predicted_ms : 0;
+}
+
 static void
 on_upstream_done(void *arg, int err, const char *msg)
 {
@@ -118,6 +141,8 @@ on_upstream_done(void *arg, int err, const char *msg)
 
     p->fetch = NULL;
     http_detach(req); /* p is freed below, whatever the answer does */
+    if (err == 0)
+        usage_ttft(&req->usage, req->t_start, p->streaming);
     if (err == 0) {
         http_stream_end(req);
     } else if (!req->started && err == HTTP_FETCH_ETIMEDOUT) {
@@ -293,6 +318,7 @@ loading_end(struct proxy *p, int err, const char *msg)
     }
     o = json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg, "type", "upstream_error", "code",
                   err == -EBUSY       ? 429
+                  : err == -EPERM     ? 404
                   : err == -ESHUTDOWN ? 503
                                       : 502);
     j = json_dumps(o, JSON_COMPACT);
@@ -324,6 +350,8 @@ on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
     }
     if (err == -EBUSY)
         http_respond_error(p->req, 429, "rate_limit_error", "%s", msg);
+    else if (err == -EPERM) /* disabled on the admin page */
+        http_respond_error(p->req, 404, "model_disabled", "%s", msg);
     else
         http_respond_error(p->req, err == -ESHUTDOWN ? 503 : 502, "upstream_error", "%s", msg);
     proxy_free(p); /* the lease is idle again: its release does nothing */

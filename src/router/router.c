@@ -9,10 +9,12 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin/api_models.h"
 #include "admin/audit.h"
 #include "admin/handlers.h"
 #include "admin/metrics.h"
 #include "admin/static.h"
+#include "admin/store.h"
 #include "admin/ui.h"
 #include "core/buf.h"
 #include "core/list.h"
@@ -74,12 +76,30 @@ handle_health(struct router *r, struct http_request *req)
 
 static json_t *model_status(struct router *r, const struct model_def *m);
 
+/* Not disabled on the admin page (the store keeps the set in memory: no file access). */
+static bool
+enabled(const struct router *r, const struct model_def *m)
+{
+    return api_model_enabled(r->d.store, m);
+}
+
+/* 404 for a model disabled on the admin page, saying how to enable it. */
+static void
+respond_disabled(struct router *r, struct http_request *req, const struct model_def *m)
+{
+    const char *by = api_model_disabled_by(r->d.store, m);
+
+    http_respond_error(req, 404, "model_disabled",
+                       "model %s is disabled; enable it on /ui or POST /api/models/%s/enable",
+                       by ? by : m->name, by ? by : m->name);
+}
+
 #define NAMES_SHOWN 32 /* model names in an error message; then "and N more" */
 
 /* "a, b, c and 19900 more" for error messages that tell the user what they could have asked
  * for: bounded, whatever the size of the catalog or of the fleet behind tunnels. */
 static char *
-model_names(const struct catalog *l, struct tunnel_server *ts)
+model_names(const struct router *r, const struct catalog *l, struct tunnel_server *ts)
 {
     const char *remote[2 * NAMES_SHOWN]; /* a tunnelled name may be a local one: skipped */
     size_t shown = 0, total = 0, n_remote, i;
@@ -88,7 +108,7 @@ model_names(const struct catalog *l, struct tunnel_server *ts)
 
     buf_init(&b, 64 * 1024);
     for (i = 0; i < l->n; i++) {
-        if (l->v[i].unlisted)
+        if (l->v[i].unlisted || !enabled(r, &l->v[i]))
             continue;
         total += !tunnel_server_serves(ts, l->v[i].name); /* the fleet's count has it */
         if (shown == NAMES_SHOWN)
@@ -134,7 +154,7 @@ requested_model(struct router *r, struct http_request *req, char **name, char *e
     if (rc == 0 && *name == NULL && r->d.default_model)
         *name = xstrdup(r->d.default_model);
     for (size_t k = 0; rc == 0 && *name == NULL && k < r->d.cat->n; k++)
-        if (!r->d.cat->v[k].unlisted)
+        if (!r->d.cat->v[k].unlisted && enabled(r, &r->d.cat->v[k]))
             *name = xstrdup(r->d.cat->v[k].name);
     if (rc == 0 && *name == NULL && tunnel_server_any_model(r->d.tunnels) != NULL)
         *name = xstrdup(tunnel_server_any_model(r->d.tunnels));
@@ -200,7 +220,7 @@ local_entries(struct router *r, struct buf *out, bool gguf)
     for (size_t i = 0; i < r->d.cat->n; i++) {
         const struct model_def *m = &r->d.cat->v[i];
 
-        if (m->unlisted)
+        if (m->unlisted || !enabled(r, m))
             continue;
         list_append(out, start,
                     listing_model(m, m->name, model_status(r, m), (json_int_t)r->started, gguf));
@@ -234,7 +254,8 @@ tunnel_list(struct router *r, struct buf *out)
     const char *text;
 
     for (size_t i = 0; i < r->d.cat->n; i++)
-        if (!r->d.cat->v[i].unlisted && tunnel_server_serves(r->d.tunnels, r->d.cat->v[i].name))
+        if (!r->d.cat->v[i].unlisted && enabled(r, &r->d.cat->v[i]) &&
+            tunnel_server_serves(r->d.tunnels, r->d.cat->v[i].name))
             hidden[n_hidden++] = r->d.cat->v[i].name;
     text = tunnel_server_models_json(r->d.tunnels, hidden, n_hidden, (json_int_t)r->started, &len);
     free(hidden);
@@ -242,10 +263,13 @@ tunnel_list(struct router *r, struct buf *out)
     return len;
 }
 
+/* A disabled model is served by nobody here (a GPU machine or a peer may still have it). */
 static bool
 local_serves(struct router *r, const char *model)
 {
-    return catalog_find(r->d.cat, model, strlen(model)) != NULL;
+    const struct model_def *m = catalog_find(r->d.cat, model, strlen(model));
+
+    return m != NULL && enabled(r, m);
 }
 
 static void
@@ -343,6 +367,7 @@ static void
 handle_proxy(struct router *r, struct http_request *req)
 {
     char err[512], *name = NULL, *names;
+    const struct model_def *m;
 
     if (requested_model(r, req, &name, err, sizeof(err)) < 0) {
         http_respond_error(req, 400, "invalid_request_error", "%s", err);
@@ -355,7 +380,12 @@ handle_proxy(struct router *r, struct http_request *req)
             return;
         }
     }
-    names = model_names(r->d.cat, r->d.tunnels);
+    m = name ? catalog_find(r->d.cat, name, strlen(name)) : NULL;
+    if (m != NULL) { /* here, but disabled */
+        respond_disabled(r, req, m);
+        return;
+    }
+    names = model_names(r, r->d.cat, r->d.tunnels);
     http_respond_error(req, 404, "model_not_found", "model '%s' not found; available models: %s",
                        name ? name : "", names);
     free(names);
@@ -382,7 +412,7 @@ handle_upstream(struct router *r, struct http_request *req)
     i = select_upstream_prefix(sub, names, &rest);
     free(names);
     if (i < 0) {
-        char *all = model_names(r->d.cat, NULL);
+        char *all = model_names(r, r->d.cat, NULL);
 
         http_respond_error(req, 404, "model_not_found",
                            "no model prefixes %s; use /upstream/<model>/<path> with one of: %s",
@@ -396,7 +426,10 @@ handle_upstream(struct router *r, struct http_request *req)
         return;
     }
     req->log_model = xstrdup(r->d.cat->v[i].name);
-    proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s);
+    if (!enabled(r, &r->d.cat->v[i]))
+        respond_disabled(r, req, &r->d.cat->v[i]);
+    else
+        proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s);
 }
 
 static void
@@ -474,7 +507,9 @@ handle_model_one(struct router *r, struct http_request *req)
     const struct model_def *m = catalog_find(r->d.cat, id, strlen(id));
     const struct conf_peer *peer;
 
-    if (m != NULL && !m->unlisted) {
+    if (m != NULL && !m->unlisted && !enabled(r, m) && !tunnel_serves(r, id)) {
+        respond_disabled(r, req, m);
+    } else if (m != NULL && !m->unlisted && enabled(r, m)) {
         http_respond_json(req, 200,
                           listing_model(m, id, model_status(r, m), (json_int_t)r->started, false));
     } else if (tunnel_serves(r, id)) {
@@ -590,21 +625,24 @@ fleet_control(struct router *r, struct http_request *req, const char *path)
     json_t *body = json_loadb(req->body.data, req->body.len, 0, NULL);
     const char *machine = json_string_value(json_object_get(body, "machine"));
     const char *model = json_string_value(json_object_get(body, "model"));
+    const char *action = strcmp(path, "/models/load") == 0 ? "fleet.load" : "fleet.unload";
 
-    if (machine == NULL || model == NULL)
+    /* audited before anything answers (an answered request may be gone): 202, sent on */
+    if (machine == NULL || model == NULL) {
+        audit_record(req, action, NULL, 400);
         http_respond_error(req, 400, "invalid_request_error",
                            "send {\"machine\": \"<its pin, see GET /running>\", \"model\": "
                            "\"<id>\"}");
-    else if (r->d.tunnels == NULL)
+    } else if (r->d.tunnels == NULL) {
+        audit_record(req, action, model, 404);
         http_respond_error(req, 404, "not_found",
                            "this Goinfer accepts no tunnels: add a server: section to its "
                            "goinfer.yml");
-    else {
+    } else {
         req->log_model = xstrdup(model);
+        audit_record(req, action, model, 202);
         tunnel_server_admin(r->d.tunnels, req, machine, model, path);
     }
-    audit_record(req, strcmp(path, "/models/load") == 0 ? "fleet.load" : "fleet.unload",
-                 model ? model : machine, req->status ? req->status : 202);
     json_decref(body);
 }
 
@@ -643,6 +681,94 @@ static void
 handle_metrics(struct router *r, struct http_request *req)
 {
     admin_metrics(req, r->d.server, r->d.swap, r->d.tunnels);
+}
+
+/* ---- the admin API over the store (admin/api_models.c) ---- */
+
+/* GET /models' object of m, with its status: what /api/models adds its settings to. */
+static json_t *
+api_describe(const struct model_def *m, void *arg)
+{
+    struct router *r = arg;
+
+    return listing_model(m, m->name, model_status(r, m), (json_int_t)r->started, true);
+}
+
+static void
+api_ctx_of(struct router *r, struct api_ctx *c)
+{
+    *c = (struct api_ctx){r->d.cat, r->d.swap, r->d.store, api_describe, r};
+}
+
+static void
+api_query_read(const struct http_request *req, struct api_query *q)
+{
+    memset(q, 0, sizeof(*q));
+    if (req->query == NULL)
+        return;
+    select_query_value(req->query, "limit", &q->limit);
+    select_query_value(req->query, "before", &q->before);
+    select_query_value(req->query, "model", &q->model);
+    select_query_value(req->query, "minutes", &q->minutes);
+    select_query_value(req->query, "step", &q->step);
+}
+
+static void
+api_query_free(struct api_query *q)
+{
+    free(q->limit);
+    free(q->before);
+    free(q->model);
+    free(q->minutes);
+    free(q->step);
+}
+
+static void
+handle_api_models(struct router *r, struct http_request *req)
+{
+    struct api_ctx c;
+
+    api_ctx_of(r, &c);
+    api_models(req, &c);
+}
+
+static void
+handle_api_model_action(struct router *r, struct http_request *req)
+{
+    struct api_ctx c;
+
+    api_ctx_of(r, &c);
+    api_model_action(req, &c, req->path + strlen("/api/models/"));
+}
+
+static void
+handle_api_activity(struct router *r, struct http_request *req)
+{
+    struct api_query q;
+
+    api_query_read(req, &q);
+    api_activity(req, r->d.store, &q);
+    api_query_free(&q);
+}
+
+static void
+handle_api_series(struct router *r, struct http_request *req)
+{
+    struct api_query q;
+
+    api_query_read(req, &q);
+    api_activity_series(req, r->d.store, &q);
+    api_query_free(&q);
+}
+
+static void
+handle_api_audit(struct router *r, struct http_request *req)
+{
+    struct api_query q;
+
+    api_query_read(req, &q);
+    api_audit(req, r->d.store, &q);
+    api_query_free(&q);
 }
 
 static void
@@ -685,6 +811,12 @@ static const struct route routes[] = {
     {"GET", "/logs", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
     {"POST", "/reload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_reload},
     {"GET", "/metrics", GI | ROUTER_SVC_ADMIN, ADMIN, handle_metrics},
+    /* admin API: models, activity, audit (store) */
+    {"GET", "/api/models", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_models},
+    {"POST", "/api/models/", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_model_action},
+    {"GET", "/api/activity", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_activity},
+    {"GET", "/api/activity/series", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_series},
+    {"GET", "/api/audit", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_audit},
     {"GET", "/logs/stream", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
     /* llama.cpp's native API, on Goinfer's listener */
     {"POST", "/completions", GI | INFER, USER, handle_proxy},
@@ -794,14 +926,21 @@ authorized(struct router *r, struct http_request *req, enum access need)
 {
     size_t len = 0;
     char scratch[AUTH_BASIC_MAX];
-    const char *key = auth_request_key(req, scratch, &len);
+    const char *key = auth_request_key(req, scratch, &len), *name;
 
-    if (need == PUBLIC || auth_check(need == ADMIN ? r->d.admin_auth : r->d.auth, key, len))
+    if (need == PUBLIC)
         return true;
+    name = auth_which(need == ADMIN ? r->d.admin_auth : r->d.auth, key, len);
+    if (name != NULL) { /* which key, for the activity and the audit trail; never the key */
+        snprintf(req->key_name, sizeof(req->key_name), "%s", name);
+        return true;
+    }
     /* A server's request through its tunnel (pinned both ways, token-proven) to a route this
      * machine's owner opened with client.allow_admin: only TADMIN routes match it at all. */
-    if (need == ADMIN && (req->services & ROUTER_SVC_TUNNEL_ADMIN) != 0)
+    if (need == ADMIN && (req->services & ROUTER_SVC_TUNNEL_ADMIN) != 0) {
+        snprintf(req->key_name, sizeof(req->key_name), "%s", "tunnel server");
         return true;
+    }
     if (need == ADMIN && key != NULL && auth_check(r->d.auth, key, len)) {
         http_respond_error(req, 403, "permission_error",
                            "%s %s needs the admin key (admin_api_key in goinfer.yml)",
@@ -831,7 +970,7 @@ handle_static(struct router *r, struct http_request *req)
     const struct model_def *m;
 
     if (r->d.ui_dir == NULL) {
-        m = static_page_model(r->d.cat, r->d.swap, r->d.default_model);
+        m = static_page_model(r->d.cat, r->d.swap, r->d.default_model, r->d.store);
         if (m == NULL) {
             http_respond_error(req, 503, "no_model",
                                "llama.cpp's web UI is llama-server's own page here, and there is "
@@ -911,6 +1050,15 @@ router_admit(struct http_request *req, void *arg)
     }
     req->route = rt;
     return true;
+}
+
+bool
+router_is_activity(const struct http_request *req)
+{
+    const struct route *rt = req->route;
+
+    return rt != NULL && rt != &static_route && rt != &preflight_route && rt->access == USER &&
+           req->log_model != NULL;
 }
 
 void

@@ -34,9 +34,11 @@ struct router_deps {
     struct http_server *server;      /* for the connection count in /metrics */
     struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
     struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
+    struct store *store;             /* the admin store: activity, audit, enabled models */
 };
 
 struct router;
+struct store;
 struct tunnel_server;
 
 /* Borrows deps for its life. */
@@ -49,6 +51,9 @@ void router_shutdown(struct router *r);
 /* The http_admit_cb: CORS, Host, route, method and key, decided from the head alone (no body
  * is read for a request that fails them). arg is the router. */
 bool router_admit(struct http_request *req, void *arg);
+/* Whether a finished request belongs in the activity: one that named a model on a user route
+ * (inference), not the admin app's own requests (/api/..., /ui, /health, /models/sse, /logs). */
+bool router_is_activity(const struct http_request *req);
 /* The http_handler_cb: runs the admitted route (admitting first when the request came by a
  * road that did not, such as a tunnel's stream). arg is the router. */
 void router_handle(struct http_request *req, void *arg);

@@ -83,6 +83,8 @@ struct swap {
     struct swap_instance *all; /* one per catalog model, and retired ones still running */
     struct swap_lease *queue, **queue_tail;
     struct swap_lease *preload; /* leases held by hooks.on_startup.preload */
+    swap_gate_cb gate;          /* may a model start; NULL: every one */
+    void *gate_arg;
     bool shutting_down;
     void (*shutdown_done)(void *);
     void *shutdown_arg;
@@ -799,6 +801,7 @@ swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m, sw
              void *arg)
 {
     struct swap_instance *in = instance_of(s, m);
+    const char *off;
     char msg[256];
 
     memset(l, 0, sizeof(*l));
@@ -808,6 +811,12 @@ swap_acquire(struct swap *s, struct swap_lease *l, const struct model_def *m, sw
     l->inst = in;
     if (in == NULL || s->shutting_down) {
         cb(l, in ? -ESHUTDOWN : -ENOENT, in ? "goinfer is shutting down" : "unknown model", arg);
+        return;
+    }
+    if (s->gate != NULL && (off = s->gate(m, s->gate_arg)) != NULL) {
+        snprintf(msg, sizeof(msg),
+                 "model %s is disabled; enable it on /ui or POST /api/models/%s/enable", off, off);
+        cb(l, -EPERM, msg, arg);
         return;
     }
     if (m->concurrency_limit > 0 &&
@@ -872,6 +881,13 @@ on_preloaded(struct swap_lease *l, int err, const char *msg, void *arg)
 }
 
 void
+swap_set_gate(struct swap *s, swap_gate_cb gate, void *arg)
+{
+    s->gate = gate;
+    s->gate_arg = arg;
+}
+
+void
 swap_preload(struct swap *s)
 {
     size_t n = strv_len(s->cat->preload);
@@ -879,10 +895,14 @@ swap_preload(struct swap *s)
     s->preload = xcalloc(n ? n : 1, sizeof(*s->preload));
     for (size_t i = 0; i < n; i++) {
         const char *name = s->cat->preload[i];
+        const struct model_def *m = catalog_find(s->cat, name, strlen(name));
 
+        if (m != NULL && s->gate != NULL && s->gate(m, s->gate_arg) != NULL) {
+            log_info("preload: %s is disabled, not started", name);
+            continue;
+        }
         log_info("preload: starting %s", name);
-        swap_acquire(s, &s->preload[i], catalog_find(s->cat, name, strlen(name)), on_preloaded,
-                     NULL);
+        swap_acquire(s, &s->preload[i], m, on_preloaded, NULL);
     }
 }
 
@@ -950,6 +970,15 @@ load_of(const struct swap_instance *in, struct swap_load *out)
     out->remaining_ms =
         plan_load_remaining_ms(in->loads_ms, in->n_loads, out->elapsed_ms, in->has_progress,
                                in->has_progress ? in->progress.value : 0);
+}
+
+int64_t
+swap_last_load_ms(const struct swap *s, const struct model_def *m)
+{
+    FOR_EACH_INSTANCE (s, in)
+        if (in->model == m && !in->retired && in->n_loads > 0)
+            return (int64_t)in->loads_ms[in->n_loads - 1];
+    return -1;
 }
 
 bool

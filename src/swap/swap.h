@@ -55,7 +55,12 @@ void swap_reconfigure(struct swap *s, const struct catalog *cat);
 /* True while an instance still points into cat: a model a reload retired, still running,
  * stopping or serving its last requests. cat must outlive that. */
 bool swap_uses_catalog(const struct swap *s, const struct catalog *cat);
-/* Starts the catalog's preload models (hooks.on_startup.preload). */
+/* Says whether model m may start (the admin store's enable/disable): NULL when it may, else
+ * the name whose setting stops it. A refused model's acquire fails with -EPERM (the message
+ * says how to enable it), and preload skips it. */
+typedef const char *(*swap_gate_cb)(const struct model_def *m, void *arg);
+void swap_set_gate(struct swap *s, swap_gate_cb gate, void *arg);
+/* Starts the catalog's preload models (hooks.on_startup.preload) that the gate allows. */
 void swap_preload(struct swap *s);
 /* Ends a granted lease, or withdraws a waiting one (its callback then never runs); no-op when
  * idle. */
@@ -90,6 +95,9 @@ struct swap_load {
     int64_t remaining_ms; /* -1: no estimate yet */
 };
 
+/* How long model m's last load took, in ms; -1 when it has not loaded since it was started
+ * (or since a reload changed it). */
+int64_t swap_last_load_ms(const struct swap *s, const struct model_def *m);
 /* True, with *out filled, while model m is loading. */
 bool swap_model_load(const struct swap *s, const struct model_def *m, struct swap_load *out);
 /* A progress in llama.cpp's shape: {"stages":[...],"current":"...","value":0.5}. */

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,9 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Goinfers started by hand (their GI_ variables stripped) keep their admin store here, never in
+# the real home's ~/.local/state.
+os.environ["XDG_STATE_HOME"] = (tempfile.mkdtemp(prefix="goinfer-state-"))
 BUILD = (ROOT / os.environ.get("GOINFER_BUILD", "build")).resolve()
 GOINFER = BUILD / "goinfer"
 MKMODEL = BUILD / "mkmodel"
@@ -57,6 +61,8 @@ class Goinfer:
     def __init__(self, args, env, cwd, prefix=()):
         self.lines = []
         self.cond = threading.Condition()
+        env = dict(env)
+        env.setdefault("GI_STATE_DIR", str(Path(cwd) / "state"))  # never the real home's store
         self.proc = subprocess.Popen(
             [*prefix, need(GOINFER), *args], env=env, cwd=cwd,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -138,6 +144,7 @@ def start_goinfer(tmp_path):
     def start(models, args=(), env=None, ready=True, config=True, extra="", prefix=()):
         e = {k: v for k, v in os.environ.items() if not k.startswith("GI_")}
         e["GI_LLAMA_EXE"] = llama_exe()
+        e["GI_STATE_DIR"] = str(tmp_path / "state")  # the admin store, per test
         e.update(env or {})
         argv = list(args)
         if config:

@@ -23,6 +23,27 @@ checks_keys(void **state)
     auth_free(a);
 }
 
+/* Which key matched, by its name (never the key); the first of two equal keys. */
+static void
+names_the_key(void **state)
+{
+    const char *keys[] = {"k-user", "k-admin", "k-swap", "k-user", NULL};
+    const char *names[] = {"api_key", "admin_api_key", "apiKeys[0]", "apiKeys[1]", NULL};
+    struct auth *a = auth_new_named(keys, names), *open = auth_new(NULL), *plain = auth_new(keys);
+
+    (void)state;
+    assert_string_equal(auth_which(a, "k-admin", 7), "admin_api_key");
+    assert_string_equal(auth_which(a, "k-swap", 6), "apiKeys[0]");
+    assert_string_equal(auth_which(a, "k-user", 6), "api_key");
+    assert_null(auth_which(a, "k-nope", 6));
+    assert_null(auth_which(a, NULL, 0));
+    assert_string_equal(auth_which(open, NULL, 0), "");
+    assert_string_equal(auth_which(plain, "k-swap", 6), "");
+    auth_free(a);
+    auth_free(open);
+    auth_free(plain);
+}
+
 static void
 no_keys_is_open(void **state)
 {
@@ -74,6 +95,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(checks_keys),
         cmocka_unit_test(no_keys_is_open),
+        cmocka_unit_test(names_the_key),
         cmocka_unit_test(reads_bearer_and_x_api_key),
     };
 

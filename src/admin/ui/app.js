@@ -139,7 +139,7 @@ function modelRow(m) {
   };
   const running = m.status && (m.status.value === "loaded" || m.status.value === "loading");
   const g = m.gguf || {};
-  const args = Array.isArray(m.argv) ? m.argv.join(" ") : m.args || "";
+  const args = Array.isArray(m.argv) ? m.argv.join(" ") : "";
   return el("tr", { "data-id": m.id, class: enabled ? null : "disabled" },
     el("td", {}, el("b", { text: m.id }), m.description ? el("div", { text: m.description }) : null),
     stateCell(m),
@@ -151,8 +151,8 @@ function modelRow(m) {
     el("td", {}, [g.architecture, g.quantization, m.size ? fmtBytes(m.size) : "", m.vision ? "vision" : ""].filter(Boolean).join(" · "),
       g.error ? el("div", { class: "err", text: g.error }) : null),
     el("td", { class: "num", text: m.context_length || "" }),
-    el("td", { class: "num", text: fmtS(m.last_load_s) }),
-    el("td", { class: "num", text: fmtNum(m.recent_tps) }),
+    el("td", { class: "num", text: m.last_load_ms == null ? "" : fmtS(m.last_load_ms / 1000) }),
+    el("td", { class: "num", text: fmtNum(m.tokens_per_s), title: m.requests_last_hour ? m.requests_last_hour + " requests in the last hour" : null }),
     el("td", {}, el("code", { class: "args", text: args }), " ",
       m.enabled === undefined ? null : el("button", { text: "Edit", on: { click: () => editArgs(m, args) } })));
 }
@@ -205,19 +205,18 @@ function filterModels() {
 
 const COLORS = ["#3367d6", "#e0a020", "#0a7a2f", "#b00020", "#7b3fb8", "#0097a7", "#795548", "#555"];
 
-function chart(svg, series, field) {
+// One line per model over the steps of t (arrays aligned on t; null: no request then).
+function chart(svg, t, series, field) {
   const W = 600, H = 160, P = 4;
-  const points = series.flatMap((s) => s.points);
-  const t0 = Math.min(...points.map((p) => p.t)), t1 = Math.max(...points.map((p) => p.t));
-  const max = Math.max(1e-9, ...points.map((p) => p[field] || 0));
-  const x = (t) => P + ((t - t0) / Math.max(1, t1 - t0)) * (W - 2 * P);
+  const max = Math.max(1e-9, ...series.flatMap((s) => s[field].map((v) => v || 0)));
+  const x = (i) => P + (i / Math.max(1, t.length - 1)) * (W - 2 * P);
   const y = (v) => H - P - (v / max) * (H - 2 * P);
   svg.replaceChildren();
-  series.forEach((s, i) => {
+  series.forEach((s, k) => {
     const pl = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-    pl.setAttribute("points", s.points.map((p) => x(p.t) + "," + y(p[field] || 0)).join(" "));
+    pl.setAttribute("points", s[field].map((v, i) => x(i) + "," + y(v || 0)).join(" "));
     pl.setAttribute("fill", "none");
-    pl.setAttribute("stroke", COLORS[i % COLORS.length]);
+    pl.setAttribute("stroke", COLORS[k % COLORS.length]);
     pl.setAttribute("stroke-width", "2");
     svg.append(pl);
   });
@@ -237,18 +236,18 @@ async function loadActivity() {
       api("/api/activity/series?minutes=" + minutes + "&step=" + Math.max(60, minutes))]);
     const body = $("activity").tBodies[0];
     body.replaceChildren(...rows.data.map((a) => el("tr", {},
-      el("td", { text: new Date(a.time * 1000).toLocaleTimeString() }), el("td", { text: a.model || "" }),
+      el("td", { text: new Date(a.t_ms).toLocaleTimeString() }), el("td", { text: a.model || "" }),
       el("td", { text: a.backend || "" }), el("td", { text: a.key || "" }), el("td", { text: a.status }),
       el("td", { class: "num", text: a.prompt_tokens ?? "" }), el("td", { class: "num", text: a.completion_tokens ?? "" }),
-      el("td", { class: "num", text: fmtS(a.ttft_s) }), el("td", { class: "num", text: fmtNum(a.tokens_per_s) }),
-      el("td", { class: "num", text: fmtS(a.duration_s) }))));
-    const s = series.data || [];
-    chart($("chart-tps"), s, "tokens_per_s");
-    chart($("chart-req"), s, "requests");
+      el("td", { class: "num", text: a.ttft_ms == null ? "" : fmtS(a.ttft_ms / 1000) }), el("td", { class: "num", text: fmtNum(a.tokens_per_s) }),
+      el("td", { class: "num", text: a.duration_ms == null ? "" : fmtS(a.duration_ms / 1000) }))));
+    const s = series.models || [];
+    chart($("chart-tps"), series.t, s, "tokens_per_s");
+    chart($("chart-req"), series.t, s, "requests");
     $("legend").replaceChildren(...s.map((x, i) => {
       const sw = el("i");
       sw.style.background = COLORS[i % COLORS.length];
-      return el("span", {}, sw, x.model);
+      return el("span", {}, sw, x.model || "(none)");
     }));
     say("");
   } catch (e) {
