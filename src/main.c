@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/engine.h"
 #include "admin/metrics.h"
 #include "app/generation.h"
 #include "app/write.h"
@@ -51,6 +52,7 @@ struct app {
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
+    struct engine *engine;               /* llama-server builds (admin API) */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
     char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
@@ -190,6 +192,9 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->server = a->server;
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
+    d->engine = a->engine;
+    d->conf = &g->conf;
+    d->llama_exe = g->llama_exe;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
@@ -462,6 +467,7 @@ on_signal(uv_signal_t *s, int signum)
     tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
     http_server_shutdown(a->server);
     router_shutdown(a->router);
+    engine_shutdown(a->engine); /* a build in progress is cancelled */
     uv_fs_event_stop(&a->watch);
     a->shutdown_at = uv_now(a->loop);
     uv_timer_start(&a->drain, on_drain_tick, 0, 50);
@@ -527,6 +533,7 @@ setup_backends(struct app *a)
                "on a private machine");
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
     a->peer_client = http_client_new(a->loop);
+    a->engine = engine_new(a->loop, reload_cb, a);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
     a->router = router_new(&d);
@@ -692,6 +699,7 @@ static void
 cleanup(struct app *a)
 {
     router_free(a->router);
+    engine_free(a->engine);
     keys_free(&a->keys);
     tls_ctx_free(a->tls);
     generations_cleanup(&a->gens);

@@ -33,10 +33,14 @@ struct router_deps {
     struct http_server *server;      /* for the connection count in /metrics */
     struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
     struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
+    struct engine *engine;           /* the llama-server builds (GET/POST /api/engine) */
+    const struct conf *conf;         /* the configuration in force */
+    const char *llama_exe;           /* the llama-server it runs */
 };
 
 struct router;
 struct tunnel_server;
+struct engine;
 
 /* Borrows deps for its life. */
 struct router *router_new(const struct router_deps *deps);
