@@ -407,23 +407,34 @@ child_exit(uv_process_t *p, int64_t status, int sig)
     uv_close((uv_handle_t *)p, child_closed);
 }
 
-/* Starts argv with env (NULL: ours) in its own session, so a cancel reaches its whole group
- * (make, the compilers, the smoke test's llama-server). Its stdin is /dev/null. */
+/* Starts argv with env in its own session, so a cancel reaches its whole group (make, the
+ * compilers, the smoke test's llama-server). Its stdin is /dev/null; its stdout and stderr are
+ * one pipe, so the lines come in the order written. On failure on_done runs all the same. */
 static int
 child_start(uv_loop_t *loop, struct child *c, char **argv, char **env)
 {
     uv_stdio_container_t io[3];
     uv_process_options_t o = {0};
+    uv_file fds[2] = {-1, -1};
     int rc;
 
-    c->open = 0;
     c->exit_status = -1;
+    c->term_signal = 0;
     c->line_len = 0;
     uv_pipe_init(loop, &c->out, 0);
     c->out.data = c->proc.data = c;
+    c->open = 1;
+    rc = uv_pipe(fds, 0, 0); /* both ends close-on-exec; the child's is dup'ed onto 1 and 2 */
+    if (rc == 0)
+        rc = uv_pipe_open(&c->out, fds[0]);
+    if (rc < 0) {
+        if (fds[0] >= 0)
+            close(fds[0]);
+        goto fail;
+    }
     io[0].flags = UV_IGNORE;
-    io[1].flags = io[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    io[1].data.stream = io[2].data.stream = (uv_stream_t *)&c->out;
+    io[1].flags = io[2].flags = UV_INHERIT_FD;
+    io[1].data.fd = io[2].data.fd = fds[1];
     o.file = argv[0];
     o.args = argv;
     o.env = env;
@@ -432,16 +443,22 @@ child_start(uv_loop_t *loop, struct child *c, char **argv, char **env)
     o.exit_cb = child_exit;
     o.flags = UV_PROCESS_DETACHED;
     rc = uv_spawn(loop, &c->proc, &o);
-    c->open = 2;
-    if (rc < 0) { /* the handle is initialised still, and closed like one that ran */
+    c->open = 2; /* the handle is initialised even when the spawn failed */
+    if (rc < 0) {
         uv_close((uv_handle_t *)&c->proc, child_closed);
-        uv_close((uv_handle_t *)&c->out, child_closed); /* on_done runs, exit_status -1 */
-        return rc;
+        goto fail;
     }
+    close(fds[1]);
+    fds[1] = -1;
     rc = uv_read_start((uv_stream_t *)&c->out, child_alloc, child_read);
     if (rc < 0)
-        uv_close((uv_handle_t *)&c->out, child_closed);
+        uv_close((uv_handle_t *)&c->out, child_closed); /* the exit closes the other */
     return 0;
+fail:
+    if (fds[1] >= 0)
+        close(fds[1]);
+    uv_close((uv_handle_t *)&c->out, child_closed);
+    return rc;
 }
 
 static void
@@ -584,24 +601,40 @@ job_done(struct child *c)
               j->error);
 }
 
-/* The smallest model file Goinfer knows: the smoke test's (a split model's first part loads
- * the others). */
-static const char *
-smoke_model(const struct catalog *cat)
+#define SMOKE_CANDIDATES 3
+
+/* The smallest model files Goinfer knows, one per line: the smoke test tries them in turn (a
+ * file that cannot load, such as a corrupt one, must not fail a good build). */
+static char *
+smoke_models(const struct catalog *cat)
 {
-    const char *best = NULL;
-    off_t best_size = 0;
+    const char *best[SMOKE_CANDIDATES] = {NULL};
+    off_t size[SMOKE_CANDIDATES] = {0};
+    struct buf out;
     struct stat st;
+    char *s;
 
     for (size_t i = 0; cat != NULL && i < cat->n; i++) {
         const char *p = cat->v[i].path;
+        size_t k = SMOKE_CANDIDATES;
 
-        if (p == NULL || stat(p, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 64)
+        if (p == NULL || strchr(p, '\n') || stat(p, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
-        if (best == NULL || st.st_size < best_size)
-            best = p, best_size = st.st_size;
+        while (k > 0 && (best[k - 1] == NULL || st.st_size < size[k - 1]))
+            k--;
+        if (k == SMOKE_CANDIDATES)
+            continue;
+        memmove(&best[k + 1], &best[k], (SMOKE_CANDIDATES - k - 1) * sizeof(best[0]));
+        memmove(&size[k + 1], &size[k], (SMOKE_CANDIDATES - k - 1) * sizeof(size[0]));
+        best[k] = p;
+        size[k] = st.st_size;
     }
-    return best;
+    buf_init(&out, 64 * 1024);
+    for (size_t k = 0; k < SMOKE_CANDIDATES && best[k] != NULL; k++)
+        buf_printf(&out, "%s%s", k ? "\n" : "", best[k]);
+    s = xstrdup(out.len ? buf_cstr(&out) : "");
+    buf_cleanup(&out);
+    return s;
 }
 
 /* Our environment without Goinfer's own settings (keys among them: the script needs none),
@@ -644,7 +677,7 @@ static int
 job_start(struct engine *e, struct job *j, const struct build_req *b, const struct engine_ctx *x)
 {
     char *script = script_path(), *dir = engine_dir_of(x->conf), *cache = cache_dir();
-    const char *model = smoke_model(x->cat);
+    char *models = smoke_models(x->cat);
     char *vars[10];
     char *argv[] = {script, NULL}, **env;
     int rc;
@@ -657,7 +690,7 @@ job_start(struct engine *e, struct job *j, const struct build_req *b, const stru
     vars[5] = xasprintf("GI_ENGINE_REMOTE=%s", b->remote           ? b->remote
                                                : x->conf->admin.engine_remote ? x->conf->admin.engine_remote
                                                                               : "");
-    vars[6] = xasprintf("GI_ENGINE_SMOKE_MODEL=%s", model ? model : "");
+    vars[6] = xasprintf("GI_ENGINE_SMOKE_MODELS=%s", models);
     vars[7] = xasprintf("GI_ENGINE_BUNDLE_VERSION=%s", b->version ? b->version : "");
     vars[8] = xasprintf("GOINFER_CACHE=%s", cache);
     vars[9] = NULL;
@@ -679,6 +712,7 @@ job_start(struct engine *e, struct job *j, const struct build_req *b, const stru
     free(script);
     free(dir);
     free(cache);
+    free(models);
     return rc;
 }
 
