@@ -203,10 +203,20 @@ static json_t *
 cmake_flags(const char *build_dir)
 {
     static const char *const keys[] = {
-        "CMAKE_BUILD_TYPE",         "GGML_CUDA",       "GGML_VULKAN",  "GGML_NATIVE",
-        "CMAKE_CUDA_ARCHITECTURES", "LLAMA_OPENSSL",   "LLAMA_CURL",   "BUILD_SHARED_LIBS",
-        "LLAMA_BUILD_UI",           "GGML_BLAS",       "GGML_METAL",   "CMAKE_C_COMPILER",
-        "CMAKE_CUDA_COMPILER",      "GGML_CPU_ALL_VARIANTS",
+        "CMAKE_BUILD_TYPE",
+        "GGML_CUDA",
+        "GGML_VULKAN",
+        "GGML_NATIVE",
+        "CMAKE_CUDA_ARCHITECTURES",
+        "LLAMA_OPENSSL",
+        "LLAMA_CURL",
+        "BUILD_SHARED_LIBS",
+        "LLAMA_BUILD_UI",
+        "GGML_BLAS",
+        "GGML_METAL",
+        "CMAKE_C_COMPILER",
+        "CMAKE_CUDA_COMPILER",
+        "GGML_CPU_ALL_VARIANTS",
     };
     char *file = xasprintf("%s/CMakeCache.txt", build_dir), *line = NULL;
     FILE *f = fopen(file, "r");
@@ -332,8 +342,8 @@ list_engines(const char *dir, const char *current)
 
             real = realpath(exe, NULL);
             json_object_set_new(d, "name", json_string(ents[i]->d_name));
-            json_object_set_new(d, "current", json_boolean(real && cur_real &&
-                                                           strcmp(real, cur_real) == 0));
+            json_object_set_new(d, "current",
+                                json_boolean(real && cur_real && strcmp(real, cur_real) == 0));
             json_object_del(d, "flags");
             json_array_append_new(out, d);
             free(real);
@@ -593,10 +603,10 @@ job_done(struct child *c)
     }
     j->state = JOB_FAILED;
     if (j->error == NULL)
-        j->error = c->exit_status < 0 ? xstrdup("the build script could not be started")
-                                      : xasprintf("the build script ended with status %lld%s",
-                                                  (long long)c->exit_status,
-                                                  c->term_signal ? " (killed)" : "");
+        j->error = c->exit_status < 0
+                       ? xstrdup("the build script could not be started")
+                       : xasprintf("the build script ended with status %lld%s",
+                                   (long long)c->exit_status, c->term_signal ? " (killed)" : "");
     log_warnx("engine: job %llu failed: %s; the engine in use stays", (unsigned long long)j->id,
               j->error);
 }
@@ -687,9 +697,10 @@ job_start(struct engine *e, struct job *j, const struct build_req *b, const stru
     vars[2] = xasprintf("GI_ENGINE_TLS=%d", b->tls);
     vars[3] = xasprintf("GI_ENGINE_DIR=%s", dir);
     vars[4] = xasprintf("GI_ENGINE_PATH=%s", b->path ? b->path : "");
-    vars[5] = xasprintf("GI_ENGINE_REMOTE=%s", b->remote           ? b->remote
-                                               : x->conf->admin.engine_remote ? x->conf->admin.engine_remote
-                                                                              : "");
+    vars[5] = xasprintf("GI_ENGINE_REMOTE=%s", b->remote ? b->remote
+                                               : x->conf->admin.engine_remote
+                                                   ? x->conf->admin.engine_remote
+                                                   : "");
     vars[6] = xasprintf("GI_ENGINE_SMOKE_MODELS=%s", models);
     vars[7] = xasprintf("GI_ENGINE_BUNDLE_VERSION=%s", b->version ? b->version : "");
     vars[8] = xasprintf("GOINFER_CACHE=%s", cache);
@@ -753,8 +764,7 @@ probe_done(struct child *c)
         e->waiters = w->next;
         if (w->req != NULL) {
             http_detach(w->req);
-            respond_get(w->req, w->exe,
-                        w->engine_dir, w->state_dir,
+            respond_get(w->req, w->exe, w->engine_dir, w->state_dir,
                         strcmp(w->exe, e->version_exe) == 0 ? e->version_text : NULL, e->job);
         }
         waiter_free(w);
@@ -775,7 +785,8 @@ static const struct http_handler waiter_handler = {waiter_abort, NULL};
 static void
 probe_start(struct engine *e, const char *exe)
 {
-    char *argv[] = {(char *)exe, "--version", NULL}, *none[] = {NULL}, **env = job_env((const char *const *)none);
+    char *argv[] = {(char *)exe, "--version", NULL}, *none[] = {NULL},
+         **env = job_env((const char *const *)none);
 
     free(e->version_exe);
     e->version_exe = xstrdup(exe);
@@ -814,13 +825,13 @@ engine_get(struct engine *e, struct http_request *req, const struct engine_ctx *
 
     if (x->llama_exe == NULL) {
         http_respond_error(req, 503, "no_engine", "no llama-server is configured");
-    } else if (e->version_exe != NULL && strcmp(e->version_exe, x->llama_exe) == 0 &&
-               !e->probing) {
+    } else if (e->version_exe != NULL && strcmp(e->version_exe, x->llama_exe) == 0 && !e->probing) {
         respond_get(req, x->llama_exe, dir, x->conf->admin.state_dir, e->version_text, e->job);
     } else {
         w = xcalloc(1, sizeof(*w));
-        *w = (struct waiter){e, req, xstrdup(x->llama_exe), xstrdup(dir),
-                             xstrdup(x->conf->admin.state_dir), e->waiters};
+        *w = (struct waiter){
+            e,         req, xstrdup(x->llama_exe), xstrdup(dir), xstrdup(x->conf->admin.state_dir),
+            e->waiters};
         e->waiters = w;
         http_attach(req, &waiter_handler, w);
         if (!e->probing)
@@ -876,7 +887,7 @@ engine_build(struct engine *e, struct http_request *req, const struct engine_ctx
     b.backend = b.backend ? b.backend : "cpu";
     tls = json_object_get(body, "tls");
     b.tls = json_is_true(tls);
-    bad = body == NULL ? "the body must be a JSON object"
+    bad = body == NULL                           ? "the body must be a JSON object"
           : tls != NULL && !json_is_boolean(tls) ? "tls must be true or false"
                                                  : build_check(&b);
     if (bad != NULL) {
