@@ -135,7 +135,7 @@ build() {
     [ "$BACKEND" = cpu ] || BLD="$BLD-$BACKEND"
     [ "$TLS" = 1 ] && BLD="$BLD-tls"
     if [ ! -f "$BLD/CMakeCache.txt" ]; then # a build folder keeps its options: never reconfigured
-        step "configure $TAG ($BACKEND${TLS/#1/, tls}${TLS/#0/}) in $BLD"
+        step "configure $TAG ($DESC) in $BLD"
         cmake -S "$SRC" -B "$BLD" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
             -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
             -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_UI=ON "${FLAGS[@]}" 2>&1 ||
