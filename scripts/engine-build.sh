@@ -122,9 +122,11 @@ backend_flags() {
         ;;
     *) die "unknown backend $BACKEND (cpu, cuda or vulkan)" ;;
     esac
+    DESC="$BACKEND"
     if [ "$TLS" = 1 ]; then
         pkg-config --exists openssl || die "TLS needs libssl-dev"
         FLAGS+=(-DLLAMA_OPENSSL=ON)
+        DESC="$DESC, tls"
     else
         FLAGS+=(-DLLAMA_OPENSSL=OFF)
     fi

@@ -80,7 +80,7 @@ struct engine {
     uint64_t next_id;
     bool shutting_down;
     /* --version of one program, kept: the program in use rarely changes */
-    char *version_exe, *version_text;
+    char *version_exe, *version_key, *version_text;
     struct child probe;
     bool probing;
     struct buf probe_out;
@@ -782,6 +782,17 @@ waiter_abort(struct http_request *req, void *data)
 
 static const struct http_handler waiter_handler = {waiter_abort, NULL};
 
+/* The program and its change time: a rebuilt file at the same path is asked again. */
+static char *
+version_key_of(const char *exe)
+{
+    struct stat st;
+
+    if (stat(exe, &st) != 0)
+        return xstrdup(exe);
+    return xasprintf("%s@%lld.%09ld", exe, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+
 static void
 probe_start(struct engine *e, const char *exe)
 {
@@ -789,7 +800,9 @@ probe_start(struct engine *e, const char *exe)
          **env = job_env((const char *const *)none);
 
     free(e->version_exe);
+    free(e->version_key);
     e->version_exe = xstrdup(exe);
+    e->version_key = version_key_of(exe);
     buf_init(&e->probe_out, ENGINE_VERSION_MAX);
     e->probe.on_line = probe_line;
     e->probe.on_done = probe_done;
@@ -820,12 +833,12 @@ respond_get(struct http_request *req, const char *exe, const char *engine_dir,
 void
 engine_get(struct engine *e, struct http_request *req, const struct engine_ctx *x)
 {
-    char *dir = engine_dir_of(x->conf);
+    char *dir = engine_dir_of(x->conf), *key = x->llama_exe ? version_key_of(x->llama_exe) : NULL;
     struct waiter *w;
 
     if (x->llama_exe == NULL) {
         http_respond_error(req, 503, "no_engine", "no llama-server is configured");
-    } else if (e->version_exe != NULL && strcmp(e->version_exe, x->llama_exe) == 0 && !e->probing) {
+    } else if (e->version_key != NULL && strcmp(e->version_key, key) == 0 && !e->probing) {
         respond_get(req, x->llama_exe, dir, x->conf->admin.state_dir, e->version_text, e->job);
     } else {
         w = xcalloc(1, sizeof(*w));
@@ -837,6 +850,7 @@ engine_get(struct engine *e, struct http_request *req, const struct engine_ctx *
         if (!e->probing)
             probe_start(e, x->llama_exe);
     }
+    free(key);
     free(dir);
 }
 
@@ -887,7 +901,7 @@ engine_build(struct engine *e, struct http_request *req, const struct engine_ctx
     b.backend = b.backend ? b.backend : "cpu";
     tls = json_object_get(body, "tls");
     b.tls = json_is_true(tls);
-    bad = body == NULL                           ? "the body must be a JSON object"
+    bad = !json_is_object(body)                  ? "the body must be a JSON object"
           : tls != NULL && !json_is_boolean(tls) ? "tls must be true or false"
                                                  : build_check(&b);
     if (bad != NULL) {
@@ -1014,6 +1028,7 @@ engine_free(struct engine *e)
     job_free(e->job);
     buf_cleanup(&e->probe_out);
     free(e->version_exe);
+    free(e->version_key);
     free(e->version_text);
     free(e);
 }

@@ -22,8 +22,9 @@ generation_llama_exe(const struct conf *c, char *err, size_t errlen)
     char *exe = engine_chosen_exe(c->admin.state_dir);
 
     if (exe != NULL)
-        log_debug("llama-server: %s, the engine chosen in the admin API (%s/engine.json)", exe,
-                  c->admin.state_dir);
+        log_info("llama-server: %s, the engine chosen with the admin API (%s/engine.json; "
+                 "POST /api/engine/use {\"engine\":\"default\"} goes back to llama.exe)",
+                 exe, c->admin.state_dir);
     else if (c->llama_exe != NULL)
         exe = xstrdup(c->llama_exe);
     else if (cache && *cache)
