@@ -162,3 +162,35 @@ def test_cancel_a_build(models_dir, start_goinfer, client, tmp_path):
     engines = tmp_path / "engines"
     assert not engines.exists() or list(engines.iterdir()) == []
     g.wait_log(r"audit: engine.cancel by .* 200")
+
+
+def test_switch_never_cuts_a_generation(models_dir, start_goinfer, client, tmp_path):
+    """A model busy with a stream when the engine changes finishes it on the old program, then
+    stops; the next request starts it on the new one."""
+    hand = tmp_path / "engines" / "hand-made" / "bin"
+    hand.mkdir(parents=True)
+    (hand / "llama-server").symlink_to(os.path.realpath(llama_exe()))
+    new_exe = str(hand / "llama-server")
+    g = start_goinfer(models_dir, env=engine_env(tmp_path))
+    body = dict(CHAT, model="tiny-a", stream=True, max_tokens=200)
+    chunks = []
+    with client.stream("POST", g.url() + "/v1/chat/completions", headers=auth(), json=body,
+                       timeout=60) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        for line in lines:
+            if line.startswith("data: "):
+                chunks.append(line.strip())
+                break
+        start = len(g.lines)
+        s = client.post(g.url() + "/api/engine/use", headers=auth(), json={"engine": "hand-made"})
+        assert s.status_code == 200, s.text
+        g.wait_log(r"reloaded \(engine hand-made\)", start=start)
+        chunks += [line.strip() for line in lines if line.startswith("data: ")]
+    assert chunks[-1] == "data: [DONE]", chunks[-3:]
+    assert any('"finish_reason":"' in c for c in chunks[-3:]), chunks[-3:]
+    # "unloaded": it was still streaming at the switch and stopped once the stream ended
+    g.wait_log(r"model tiny-a: stopping \((unloaded|its definition changed)", start=start)
+    start = len(g.lines)
+    assert chat(client, g).status_code == 200
+    g.wait_log(r"model tiny-a: starting: " + new_exe, start=start)
