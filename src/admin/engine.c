@@ -647,8 +647,9 @@ smoke_models(const struct catalog *cat)
     return s;
 }
 
-/* Our environment without Goinfer's own settings (keys among them: the script needs none),
- * then the job's. Returns a NULL-terminated array the caller frees with its strings. */
+/* Our environment without Goinfer's own settings (keys among them: the script needs none)
+ * but the build's (GI_CUDA_ARCH, GI_ENGINE_JOBS), then the job's. Returns a NULL-terminated array
+ * the caller frees with its strings. */
 static char **
 job_env(const char *const *add)
 {
@@ -661,7 +662,8 @@ job_env(const char *const *add)
         n++;
     env = xcalloc(n + 1, sizeof(*env));
     for (size_t i = 0; environ[i] != NULL; i++)
-        if (strncmp(environ[i], "GI_", 3) != 0)
+        if (strncmp(environ[i], "GI_", 3) != 0 || strncmp(environ[i], "GI_CUDA_ARCH=", 13) == 0 ||
+            strncmp(environ[i], "GI_ENGINE_JOBS=", 15) == 0)
             env[k++] = xstrdup(environ[i]);
     for (size_t i = 0; add[i] != NULL; i++)
         if (strchr(add[i], '=')[1] != '\0') /* "NAME=" is unset */
@@ -907,16 +909,14 @@ engine_build(struct engine *e, struct http_request *req, const struct engine_ctx
     if (bad != NULL) {
         status = 400;
         http_respond_error(req, status, "invalid_request_error", "%s", bad);
-    } else if (e->job != NULL && e->job->state == JOB_RUNNING) {
+    } else if (e->job != NULL && e->job->child_running) {
         status = 409;
         http_respond_error(req, status, "conflict",
-                           "engine job %llu is running; cancel it with DELETE /api/engine/build",
-                           (unsigned long long)e->job->id);
+                           "engine job %llu is %s; cancel it with DELETE /api/engine/build",
+                           (unsigned long long)e->job->id,
+                           e->job->state == JOB_RUNNING ? "running" : "still stopping");
     } else {
-        if (e->job != NULL && !e->job->child_running)
-            job_free(e->job);
-        else if (e->job != NULL)
-            log_warnx("engine: job %llu still closing", (unsigned long long)e->job->id);
+        job_free(e->job);
         j = xcalloc(1, sizeof(*j));
         j->e = e;
         j->id = ++e->next_id;
