@@ -619,25 +619,24 @@ static char *
 smoke_models(const struct catalog *cat)
 {
     const char *best[SMOKE_CANDIDATES] = {NULL};
-    off_t size[SMOKE_CANDIDATES] = {0};
+    uint64_t size[SMOKE_CANDIDATES] = {0};
     struct buf out;
-    struct stat st;
     char *s;
 
     for (size_t i = 0; cat != NULL && i < cat->n; i++) {
-        const char *p = cat->v[i].path;
+        const struct model_def *m = &cat->v[i];
         size_t k = SMOKE_CANDIDATES;
 
-        if (p == NULL || strchr(p, '\n') || stat(p, &st) != 0 || !S_ISREG(st.st_mode))
+        if (m->path == NULL || strchr(m->path, '\n') != NULL)
             continue;
-        while (k > 0 && (best[k - 1] == NULL || st.st_size < size[k - 1]))
+        while (k > 0 && (best[k - 1] == NULL || m->size < size[k - 1]))
             k--;
         if (k == SMOKE_CANDIDATES)
             continue;
         memmove(&best[k + 1], &best[k], (SMOKE_CANDIDATES - k - 1) * sizeof(best[0]));
         memmove(&size[k + 1], &size[k], (SMOKE_CANDIDATES - k - 1) * sizeof(size[0]));
-        best[k] = p;
-        size[k] = st.st_size;
+        best[k] = m->path;
+        size[k] = m->size;
     }
     buf_init(&out, 64 * 1024);
     for (size_t k = 0; k < SMOKE_CANDIDATES && best[k] != NULL; k++)
