@@ -149,6 +149,29 @@ engine_chosen_exe(const char *state_dir)
     return out;
 }
 
+/* mkdir -p, mode 0700 for what it creates. */
+static int
+make_dirs(const char *dir)
+{
+    char *d = xstrdup(dir);
+    int rc = 0;
+
+    for (char *p = d + 1; rc == 0; p++) {
+        bool end = *p == '\0';
+
+        if (*p != '/' && !end)
+            continue;
+        *p = '\0';
+        if (mkdir(d, 0700) != 0 && errno != EEXIST)
+            rc = -errno;
+        if (end)
+            break;
+        *p = '/';
+    }
+    free(d);
+    return rc;
+}
+
 /* Writes the choice (exe NULL: none, the configured llama-server) with a rename, so a crash
  * leaves the old choice or the new one. */
 static int
@@ -164,10 +187,9 @@ choice_write(const char *state_dir, const char *exe, const char *name)
             rc = -errno;
         goto out;
     }
-    if (mkdir(state_dir, 0700) != 0 && errno != EEXIST) {
-        rc = -errno;
+    rc = make_dirs(state_dir);
+    if (rc < 0)
         goto out;
-    }
     if (json_dump_file(j, tmp, JSON_INDENT(1)) != 0 || rename(tmp, file) != 0) {
         rc = errno ? -errno : -EIO;
         (void)unlink(tmp);

@@ -7,14 +7,14 @@ import os
 import time
 from pathlib import Path
 
-from conftest import CACHE, auth, llama_exe
+from conftest import CACHE, auth, llama_exe, stop_clean
 
 CHAT = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
 
 
 def engine_env(tmp_path):
-    return {"GI_STATE_DIR": str(tmp_path / "state"), "GI_ENGINE_DIR": str(tmp_path / "engines"),
-            "GOINFER_CACHE": str(CACHE)}
+    return {"GI_STATE_DIR": str(tmp_path / "state" / "goinfer"),  # made when first written
+            "GI_ENGINE_DIR": str(tmp_path / "engines"), "GOINFER_CACHE": str(CACHE)}
 
 
 def get(client, g):
@@ -97,7 +97,7 @@ def test_build_from_cache_smoke_tests_and_switches(models_dir, start_goinfer, cl
     assert chat(client, g).status_code == 200
     g.wait_log(r"model tiny-a: starting: " + new_exe, start=start)
     # the choice is kept in the state folder: a restart keeps it
-    g.stop()
+    stop_clean(g)
     g2 = start_goinfer(models_dir, env=env)
     assert get(client, g2)["current"]["path"] == new_exe
     # switching back to the configured llama-server, and to the build again
@@ -133,7 +133,7 @@ def test_failing_build_rolls_back(models_dir, start_goinfer, client, tmp_path):
     g.wait_log(r"engine: job \d+ failed: .* the engine in use stays")
     assert e["current"]["path"] == llama_exe() and e["current"]["chosen"] is False
     assert e["engines"] == []
-    assert not (tmp_path / "state" / "engine.json").exists()
+    assert not (tmp_path / "state" / "goinfer" / "engine.json").exists()
     assert chat(client, g).status_code == 200  # the previous engine still serves
     g.wait_log(r"model tiny-a: starting: " + llama_exe())
     # options refused before anything starts
@@ -162,6 +162,16 @@ def test_cancel_a_build(models_dir, start_goinfer, client, tmp_path):
     engines = tmp_path / "engines"
     assert not engines.exists() or list(engines.iterdir()) == []
     g.wait_log(r"audit: engine.cancel by .* 200")
+    # a build running when Goinfer stops is cancelled with it, its whole process group gone
+    start = len(g.lines)
+    assert build(client, g, source="cached", backend="cpu").status_code == 202
+    pid = int(g.wait_log(r"engine: job 2 started: .*\(pid (\d+)\)", start=start).group(1))
+    stop_clean(g)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists()
+    assert "engine: job 2 cancelled" in g.log()
 
 
 def test_switch_never_cuts_a_generation(models_dir, start_goinfer, client, tmp_path):
