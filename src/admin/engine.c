@@ -203,20 +203,22 @@ out:
 
 /* ---- describing a llama-server ---- */
 
-/* The folder two levels above exe (engine/bin/llama-server -> engine), resolved. */
+/* The folder two levels above exe (engine/bin/llama-server -> engine), resolved: a link to
+ * the folder (llama-current) is followed, a link at the file is not. */
 static char *
 engine_folder_of(const char *exe)
 {
-    char *real = realpath(exe, NULL), *slash;
+    char *up = xstrdup(exe), *slash, *real = NULL;
 
-    for (int i = 0; real != NULL && i < 2; i++) {
-        slash = strrchr(real, '/');
-        if (slash == NULL || slash == real) {
-            free(real);
-            return NULL;
-        }
+    for (int i = 0; i < 2; i++) {
+        slash = strrchr(up, '/');
+        if (slash == NULL || slash == up)
+            goto out;
         *slash = '\0';
     }
+    real = realpath(up, NULL);
+out:
+    free(up);
     return real;
 }
 
@@ -276,6 +278,17 @@ flag_on(json_t *flags, const char *key)
                          strcasecmp(v, "TRUE") == 0 || strcasecmp(v, "YES") == 0);
 }
 
+static bool
+strip_suffix(char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+
+    if (n <= k || strcmp(s + n - k, suffix) != 0)
+        return false;
+    s[n - k] = '\0';
+    return true;
+}
+
 /* Where exe was built: its engine.json says; else a folder make setup named llama-<tag>-ui,
  * built in <cache>/src/build-<tag>; else exe sits in a build tree (build/bin/llama-server). */
 static char *
@@ -304,8 +317,11 @@ build_dir_of(const char *folder, json_t *meta, char **tag)
     free(*tag);
     *tag = xstrndup(base + 6, n - 9);
     cache = cache_dir();
-    d = xasprintf("%s/src/build-%s", cache, *tag);
+    d = xasprintf("%s/src/build-%s", cache, *tag); /* make setup's build-<tag>[-cuda][-tls] */
     free(cache);
+    strip_suffix(*tag, "-tls");
+    if (!strip_suffix(*tag, "-cuda"))
+        strip_suffix(*tag, "-vulkan");
     return d;
 }
 
@@ -349,7 +365,7 @@ static json_t *
 list_engines(const char *dir, const char *current)
 {
     json_t *out = json_array();
-    char *cur_real = current ? realpath(current, NULL) : NULL;
+    char *cur = current ? engine_folder_of(current) : NULL;
     struct dirent **ents = NULL;
     int n = scandir(dir, &ents, NULL, alphasort);
 
@@ -362,10 +378,9 @@ list_engines(const char *dir, const char *current)
             executable(exe)) {
             json_t *d = describe(exe);
 
-            real = realpath(exe, NULL);
+            real = realpath(folder, NULL);
             json_object_set_new(d, "name", json_string(ents[i]->d_name));
-            json_object_set_new(d, "current",
-                                json_boolean(real && cur_real && strcmp(real, cur_real) == 0));
+            json_object_set_new(d, "current", json_boolean(real && cur && strcmp(real, cur) == 0));
             json_object_del(d, "flags");
             json_array_append_new(out, d);
             free(real);
@@ -375,7 +390,7 @@ list_engines(const char *dir, const char *current)
         free(ents[i]);
     }
     free(ents);
-    free(cur_real);
+    free(cur);
     return out;
 }
 

@@ -204,3 +204,6 @@ def test_switch_never_cuts_a_generation(models_dir, start_goinfer, client, tmp_p
     start = len(g.lines)
     assert chat(client, g).status_code == 200
     g.wait_log(r"model tiny-a: starting: " + new_exe, start=start)
+    e = get(client, g)
+    assert e["current"]["path"] == new_exe and e["current"]["chosen"] is True
+    assert [(x["name"], x["current"]) for x in e["engines"]] == [("hand-made", True)]
