@@ -15,8 +15,13 @@
 #   GI_ENGINE_DIR     where engine folders go (default $GOINFER_CACHE)
 #   GI_ENGINE_SMOKE_MODELS GGUF files, one a line: the new llama-server must answer a chat on one
 #   GI_ENGINE_JOBS    compile jobs (default nproc)    GI_CUDA_ARCH  CMAKE_CUDA_ARCHITECTURES
+#   GI_ENGINE_LOG     a file that gets the whole output too
 #   GOINFER_CACHE     the build cache (default ~/.cache/goinfer)
 set -uo pipefail
+
+if [ -n "${GI_ENGINE_LOG:-}" ] && mkdir -p "$(dirname "$GI_ENGINE_LOG")"; then
+    exec > >(tee "$GI_ENGINE_LOG") 2>&1
+fi
 
 CACHE="${GOINFER_CACHE:-$HOME/.cache/goinfer}"
 SOURCE="${GI_ENGINE_SOURCE:-cached}"

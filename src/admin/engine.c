@@ -54,7 +54,7 @@ struct job {
     struct engine *e;
     uint64_t id;
     enum job_state state;
-    char *source, *backend, *state_dir;
+    char *source, *backend, *state_dir, *log_file;
     bool tls;
     int progress; /* 0..100 from cmake's "[ NN%]" lines, -1 before the first */
     char *step, *error, *installed;
@@ -526,11 +526,11 @@ job_view(const struct job *j)
     for (int lines = 0; p > t && lines <= ENGINE_TAIL_LINES; p--) /* the last lines */
         lines += p[-1] == '\n';
     p += p > t;
-    v = json_pack("{s:I, s:s, s:s, s:s, s:b, s:i, s:s?, s:s?, s:s?, s:I, s:s}", "id",
+    v = json_pack("{s:I, s:s, s:s, s:s, s:b, s:i, s:s?, s:s?, s:s?, s:I, s:s, s:s}", "id",
                   (json_int_t)j->id, "state", job_state_names[j->state], "source", j->source,
                   "backend", j->backend, "tls", j->tls, "progress", j->progress, "step", j->step,
                   "error", j->error, "engine", j->installed, "started", (json_int_t)j->started,
-                  "log_tail", p);
+                  "log_tail", p, "log", j->log_file);
     if (j->ended)
         json_object_set_new(v, "ended", json_integer((json_int_t)j->ended));
     return v;
@@ -544,6 +544,7 @@ job_free(struct job *j)
     free(j->source);
     free(j->backend);
     free(j->state_dir);
+    free(j->log_file);
     free(j->step);
     free(j->error);
     free(j->installed);
@@ -726,7 +727,7 @@ job_start(struct engine *e, struct job *j, const struct build_req *b, const stru
 {
     char *script = script_path(), *dir = engine_dir_of(x->conf), *cache = cache_dir();
     char *models = smoke_models(x->cat);
-    char *vars[10];
+    char *vars[11];
     char *argv[] = {script, NULL}, **env;
     int rc;
 
@@ -742,7 +743,8 @@ job_start(struct engine *e, struct job *j, const struct build_req *b, const stru
     vars[6] = xasprintf("GI_ENGINE_SMOKE_MODELS=%s", models);
     vars[7] = xasprintf("GI_ENGINE_BUNDLE_VERSION=%s", b->version ? b->version : "");
     vars[8] = xasprintf("GOINFER_CACHE=%s", cache);
-    vars[9] = NULL;
+    vars[9] = xasprintf("GI_ENGINE_LOG=%s", j->log_file);
+    vars[10] = NULL;
     env = job_env((const char *const *)vars);
     j->child.on_line = job_line;
     j->child.on_done = job_done;
@@ -959,6 +961,7 @@ engine_build(struct engine *e, struct http_request *req, const struct engine_ctx
         j->source = xstrdup(b.source);
         j->backend = xstrdup(b.backend);
         j->state_dir = xstrdup(x->conf->admin.state_dir);
+        j->log_file = xasprintf("%s/engine-build.log", j->state_dir);
         j->tls = b.tls;
         j->progress = -1;
         j->started = time(NULL);

@@ -82,6 +82,8 @@ def test_build_from_cache_smoke_tests_and_switches(models_dir, start_goinfer, cl
     assert job["progress"] == 100
     assert "[100%] Built target llama-server" in job["log_tail"]
     assert "answered a chat" in job["log_tail"]
+    assert job["log"] == str(tmp_path / "state" / "goinfer" / "engine-build.log")
+    assert "[100%] Built target llama-server" in Path(job["log"]).read_text()
     g.wait_log(r"audit: engine.build cached by .* 202")
     (installed,) = e["engines"]
     new_exe = str(tmp_path / "engines" / installed["name"] / "bin" / "llama-server")
