@@ -558,6 +558,7 @@ admin_engine_keys_and_choice(void **state)
     conf_cleanup(&c);
     assert_int_not_equal(load("admin:\n  engine_dirs: /e\n", &c, err), 0);
     assert_non_null(strstr(err, "engine_dirs"));
+    conf_cleanup(&c);
 
     assert_non_null(mkdtemp(dir));
     assert_null(engine_chosen_exe(dir)); /* none chosen */
