@@ -102,7 +102,9 @@ from_local() {
     [ -f "$SRC/CMakeLists.txt" ] && [ -d "$SRC/tools/server" ] && [ -d "$SRC/ggml" ] ||
         die "$SRC is not a llama.cpp source tree (no CMakeLists.txt, tools/server and ggml)"
     SRC="$(cd "$SRC" && pwd)"
+    # the tree's path is in the name too: two trees never share a build folder
     TAG="local-$(safe "$(git -C "$SRC" describe --tags --always 2>/dev/null || basename "$SRC")")"
+    TAG="$TAG-$(printf '%s' "$SRC" | sha1sum | cut -c1-8)"
 }
 
 # The cmake options of the backend and TLS choice, checked against what the machine has.
