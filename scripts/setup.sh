@@ -7,6 +7,10 @@
 # Environment:
 #   GOINFER_CACHE  where llama-server is built and kept (default ~/.cache/goinfer)
 #   GI_LLAMA_EXE   an existing llama-server: skips the build entirely
+#   GI_LLAMA_BACKEND  cpu | cuda | vulkan (default: cuda when nvidia-smi works and the CUDA
+#                     toolkit is at /usr/local/cuda, else cpu)
+#   GI_LLAMA_TLS   1: llama-server with TLS (-DLLAMA_OPENSSL=ON), so its -hf downloads work
+#   GI_CUDA_ARCH   CMAKE_CUDA_ARCHITECTURES (default: the GPUs nvidia-smi lists)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,6 +62,54 @@ npm_clients() {
         die "npm ci failed in tests/client; check the npm registry is reachable"
 }
 
+# The backend and TLS choice: sets BACKEND, TLS, SUFFIX (of the build and install folders:
+# none for cpu without TLS, so the first build is found again) and LLAMA_FLAGS.
+llama_options() {
+    BACKEND="${GI_LLAMA_BACKEND:-}"
+    TLS="${GI_LLAMA_TLS:-0}"
+    if [ -z "$BACKEND" ]; then
+        BACKEND=cpu
+        if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
+            if [ -x /usr/local/cuda/bin/nvcc ]; then
+                BACKEND=cuda
+            else
+                printf '\033[33m[setup] a GPU is present (nvidia-smi works) but not the CUDA toolkit (/usr/local/cuda/bin/nvcc): building for the CPU; install the toolkit and run GI_LLAMA_BACKEND=cuda make setup\033[0m\n' >&2
+            fi
+        fi
+    fi
+    LLAMA_FLAGS=()
+    case "$BACKEND" in
+    cpu) ;;
+    cuda)
+        [ -x /usr/local/cuda/bin/nvcc ] || die "GI_LLAMA_BACKEND=cuda needs the CUDA toolkit at /usr/local/cuda (nvcc)"
+        local arch="${GI_CUDA_ARCH:-}"
+        if [ -z "$arch" ] && command -v nvidia-smi >/dev/null; then
+            arch="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | tr -d '. ' | sort -u | paste -sd';')"
+        fi
+        LLAMA_FLAGS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc
+            "-DCMAKE_CUDA_ARCHITECTURES=${arch:-75;80;86;89;90}")
+        ;;
+    vulkan)
+        pkg-config --exists vulkan || die "GI_LLAMA_BACKEND=vulkan needs libvulkan-dev (apt-get install libvulkan-dev)"
+        command -v glslc >/dev/null || die "GI_LLAMA_BACKEND=vulkan needs glslc (apt-get install glslc)"
+        LLAMA_FLAGS+=(-DGGML_VULKAN=ON)
+        ;;
+    *) die "GI_LLAMA_BACKEND=$BACKEND: expected cpu, cuda or vulkan" ;;
+    esac
+    case "$TLS" in
+    1 | on | ON | true) TLS=1; LLAMA_FLAGS+=(-DLLAMA_OPENSSL=ON) ;;
+    0 | off | OFF | false | "") TLS=0; LLAMA_FLAGS+=(-DLLAMA_OPENSSL=OFF) ;;
+    *) die "GI_LLAMA_TLS=$TLS: expected 1 or 0" ;;
+    esac
+    SUFFIX=""
+    DESC="$BACKEND"
+    [ "$BACKEND" = cpu ] || SUFFIX="-$BACKEND"
+    if [ "$TLS" = 1 ]; then
+        SUFFIX="$SUFFIX-tls"
+        DESC="$DESC, tls"
+    fi
+}
+
 # Prints the path of llama-server, building it first when the cache lacks it.
 llama() {
     step="llama-server"
@@ -66,6 +118,7 @@ llama() {
         say "llama-server: using GI_LLAMA_EXE=$GI_LLAMA_EXE (no build)"
         return
     fi
+    llama_options
     mkdir -p "$CACHE/src"
     local tgz="$CACHE/src/node-llama-cpp-$NLC_VERSION.tgz" pkg="$CACHE/src/node-llama-cpp-$NLC_VERSION"
     if [ ! -f "$pkg/package/llama/llama.cpp.info.json" ]; then
@@ -78,23 +131,23 @@ llama() {
     local tag
     tag="$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$pkg/package/llama/llama.cpp.info.json")"
     [ -n "$tag" ] || die "no tag in $pkg/package/llama/llama.cpp.info.json"
-    local out="$CACHE/llama-$tag-ui" # built with llama.cpp's web UI (served at GET /)
+    local out="$CACHE/llama-$tag$SUFFIX-ui" # built with llama.cpp's web UI (served at GET /)
     if [ -x "$out/bin/llama-server" ]; then
-        say "llama-server: cached $out/bin/llama-server ($tag)"
+        say "llama-server: cached $out/bin/llama-server ($tag, $DESC)"
         ln -sfn "$out" "$CACHE/llama-current"
         return
     fi
-    step="llama-server: build $tag"
-    local src="$CACHE/src/llama.cpp-$tag" bld="$CACHE/src/build-$tag"
+    step="llama-server: build $tag ($DESC)"
+    local src="$CACHE/src/llama.cpp-$tag" bld="$CACHE/src/build-$tag$SUFFIX"
     [ -d "$src/tools/server" ] || { rm -rf "$src"; git -c advice.detachedHead=false clone -q "$pkg/package/llama/gitRelease.bundle" "$src"; } ||
         die "git clone of the llama.cpp bundle failed"
     say "llama-server: configuring $tag (log: $bld.log)"
     cmake -S "$src" -B "$bld" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
         -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
-        -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_UI=ON \
+        -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_UI=ON "${LLAMA_FLAGS[@]}" \
         >"$bld.log" 2>&1 ||
         { tail -20 "$bld.log"; die "cmake configure failed; full log in $bld.log"; }
-    say "llama-server: compiling with its web UI (about 12 minutes on 2 cores, once)"
+    say "llama-server: compiling with its web UI (about 12 minutes on 2 cores for the CPU, more with CUDA; once)"
     local last="" pct
     cmake --build "$bld" --target llama-server -j"$(nproc)" 2>&1 | tee -a "$bld.log" |
         grep --line-buffered -o '^\[ *[0-9]*%\]' | while read -r pct; do

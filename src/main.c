@@ -11,6 +11,7 @@
 
 #include "admin/api_models.h"
 #include "admin/audit.h"
+#include "admin/engine.h"
 #include "admin/metrics.h"
 #include "admin/store.h"
 #include "app/generation.h"
@@ -55,6 +56,7 @@ struct app {
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
     struct store *store;                 /* the admin store (admin.state_dir) */
+    struct engine *engine;               /* llama-server builds (admin API) */
     uv_signal_t sigint, sigterm, sighup;
     uv_fs_event_t watch;
     char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
@@ -204,6 +206,9 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
     d->store = a->store;
+    d->engine = a->engine;
+    d->conf = &g->conf;
+    d->llama_exe = g->llama_exe;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
@@ -487,6 +492,7 @@ on_signal(uv_signal_t *s, int signum)
     tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
     http_server_shutdown(a->server);
     router_shutdown(a->router);
+    engine_shutdown(a->engine); /* a build in progress is cancelled */
     uv_fs_event_stop(&a->watch);
     a->shutdown_at = uv_now(a->loop);
     uv_timer_start(&a->drain, on_drain_tick, 0, 50);
@@ -576,6 +582,7 @@ setup_backends(struct app *a)
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
     swap_set_gate(a->swap, model_disabled_by, a);
     a->peer_client = http_client_new(a->loop);
+    a->engine = engine_new(a->loop, reload_cb, a);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
     a->router = router_new(&d);
@@ -743,6 +750,7 @@ static void
 cleanup(struct app *a)
 {
     router_free(a->router);
+    engine_free(a->engine);
     keys_free(&a->keys);
     tls_ctx_free(a->tls);
     generations_cleanup(&a->gens);

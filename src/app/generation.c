@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/engine.h"
 #include "admin/static.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -18,9 +19,13 @@ generation_llama_exe(const struct conf *c, char *err, size_t errlen)
 {
     const char *cache = getenv("GOINFER_CACHE"), *home = getenv("HOME");
     struct stat st;
-    char *exe;
+    char *exe = engine_chosen_exe(c->admin.state_dir);
 
-    if (c->llama_exe != NULL)
+    if (exe != NULL)
+        log_info("llama-server: %s, the engine chosen with the admin API (%s/engine.json; "
+                 "POST /api/engine/use {\"engine\":\"default\"} goes back to llama.exe)",
+                 exe, c->admin.state_dir);
+    else if (c->llama_exe != NULL)
         exe = xstrdup(c->llama_exe);
     else if (cache && *cache)
         exe = xasprintf("%s/llama-current/bin/llama-server", cache);

@@ -32,7 +32,8 @@ struct generation {
 /* Returns 0; 1 when -help was printed; or -errno with err. Never exits. */
 int generation_load(struct generation *g, int argc, char **argv, char *err, size_t errlen);
 void generation_cleanup(struct generation *g);
-/* The llama-server to run: llama.exe / GI_LLAMA_EXE, else the one `make setup` built. */
+/* The llama-server to run: the engine chosen in the admin API (state_dir/engine.json), else
+ * llama.exe / GI_LLAMA_EXE, else the one `make setup` built. */
 char *generation_llama_exe(const struct conf *c, char *err, size_t errlen);
 
 /* What the configuration files (goinfer.yml and the llama-swap.yml beside it) looked like:

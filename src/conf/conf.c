@@ -241,6 +241,8 @@ set_admin(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
         YKEY_U64("activity_keep", struct conf, admin.activity_keep),
         YKEY_U64("upload_max_bytes", struct conf, admin.upload_max_bytes),
         YKEY_LIST("download_hosts", struct conf, admin.download_hosts),
+        YKEY_STRING("engine_dir", struct conf, admin.engine_dir),
+        YKEY_STRING("engine_remote", struct conf, admin.engine_remote),
         {NULL, NULL, 0}};
 
     (void)key;
@@ -260,6 +262,7 @@ default_admin(struct conf_admin *a)
     a->upload_max_bytes = 256ull << 30;
     strv_add(&a->download_hosts, "huggingface.co", strlen("huggingface.co"));
     strv_add(&a->download_hosts, "*.hf.co", strlen("*.hf.co"));
+    a->engine_remote = xstrdup("https://github.com/ggml-org/llama.cpp");
 }
 
 /* Defaults: generous for real use, bounded against abuse. */
@@ -361,6 +364,7 @@ apply_env(struct conf *c)
     env_string("GI_DEFAULT_MODEL", &c->default_model);
     env_string("GI_TUNNEL_TOKEN", &c->tunnel_server.token);
     env_string("GI_STATE_DIR", &c->admin.state_dir);
+    env_string("GI_ENGINE_DIR", &c->admin.engine_dir);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
         strv_free(c->origins);
         c->origins = strv_split(origins);
@@ -397,6 +401,8 @@ usage(void)
             "  GI_ORIGINS        CORS origins allowed, comma-separated\n"
             "  GI_DEFAULT_MODEL  the model of a request that names none (a name or a file name)\n"
             "  GI_STATE_DIR      the admin store's folder (default ~/.local/state/goinfer)\n"
+            "  GI_ENGINE_DIR     where engine builds are installed (default GOINFER_CACHE)\n"
+            "  GI_ENGINE_SCRIPT  the engine build script (default scripts/engine-build.sh)\n"
             "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
 }
 
@@ -573,6 +579,8 @@ conf_cleanup(struct conf *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->admin.state_dir);
+    free(c->admin.engine_dir);
+    free(c->admin.engine_remote);
     strv_free(c->admin.download_hosts);
     free(c->host);
     tunnelconf_cleanup(&c->tunnel_server, &c->tunnel_client);

@@ -65,6 +65,8 @@ struct conf {
         uint64_t activity_keep;    /* requests kept in the activity store */
         uint64_t upload_max_bytes; /* one model file, uploaded or downloaded */
         char **download_hosts;     /* hosts downloads may come from (and redirect to) */
+        char *engine_dir;          /* engine folders (llama-server builds); NULL: the cache */
+        char *engine_remote;       /* the llama.cpp git remote an engine build pulls from */
     } admin;
 
     bool tunnel_accept; /* a server: section: this process accepts tunnels */

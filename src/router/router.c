@@ -11,6 +11,7 @@
 
 #include "admin/api_models.h"
 #include "admin/audit.h"
+#include "admin/engine.h"
 #include "admin/handlers.h"
 #include "admin/metrics.h"
 #include "admin/static.h"
@@ -665,6 +666,44 @@ handle_admin_events(struct router *r, struct http_request *req)
     events_stream(&r->events, r->d.swap, r->d.tunnels, req, true);
 }
 
+/* ---- admin API: engine (src/admin/engine.c) ---- */
+
+static struct engine_ctx
+engine_ctx_of(struct router *r)
+{
+    return (struct engine_ctx){r->d.conf, r->d.llama_exe, r->d.cat};
+}
+
+static void
+handle_engine_get(struct router *r, struct http_request *req)
+{
+    struct engine_ctx x = engine_ctx_of(r);
+
+    engine_get(r->d.engine, req, &x);
+}
+
+static void
+handle_engine_build(struct router *r, struct http_request *req)
+{
+    struct engine_ctx x = engine_ctx_of(r);
+
+    engine_build(r->d.engine, req, &x);
+}
+
+static void
+handle_engine_cancel(struct router *r, struct http_request *req)
+{
+    engine_cancel(r->d.engine, req);
+}
+
+static void
+handle_engine_use(struct router *r, struct http_request *req)
+{
+    struct engine_ctx x = engine_ctx_of(r);
+
+    engine_use(r->d.engine, req, &x);
+}
+
 static void
 handle_models_sse(struct router *r, struct http_request *req)
 {
@@ -794,6 +833,11 @@ static const struct route routes[] = {
     {"GET", "/models/sse", SVC_ANY | LSWAP, USER, handle_models_sse}, /* llama.cpp's state feed */
     {"GET", "/api/events", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_admin_events},
     {"GET", "/api/openapi.json", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_openapi},
+    /* admin API: engine */
+    {"GET", "/api/engine", GI | ROUTER_SVC_ADMIN, ADMIN, handle_engine_get},
+    {"POST", "/api/engine/build", GI | ROUTER_SVC_ADMIN, ADMIN, handle_engine_build},
+    {"DELETE", "/api/engine/build", GI | ROUTER_SVC_ADMIN, ADMIN, handle_engine_cancel},
+    {"POST", "/api/engine/use", GI | ROUTER_SVC_ADMIN, ADMIN, handle_engine_use},
     {"GET", "/ui", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui},
     {"GET", "/ui/", GI | LSWAP | ROUTER_SVC_ADMIN, PUBLIC, handle_ui}, /* the app's files */
     {"GET", "/running", GI | LSWAP | ROUTER_SVC_ADMIN, USER, handle_running},

@@ -35,11 +35,15 @@ struct router_deps {
     struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
     struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
     struct store *store;             /* the admin store: activity, audit, enabled models */
+    struct engine *engine;           /* the llama-server builds (GET/POST /api/engine) */
+    const struct conf *conf;         /* the configuration in force */
+    const char *llama_exe;           /* the llama-server it runs */
 };
 
 struct router;
 struct store;
 struct tunnel_server;
+struct engine;
 
 /* Borrows deps for its life. */
 struct router *router_new(const struct router_deps *deps);

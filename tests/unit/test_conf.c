@@ -12,6 +12,7 @@
 #include "proc/argv.h"
 #include "conf/conf.h"
 #include "conf/swapconf.h"
+#include "admin/engine.h"
 #include "app/generation.h"
 #include "core/xmalloc.h"
 #include "router/router.h"
@@ -534,6 +535,58 @@ model_macros(void **state)
     conf_cleanup(&c);
 }
 
+/* admin.engine_dir and engine_remote, GI_ENGINE_DIR over the file; the engine an admin chose
+ * (state_dir/engine.json) is taken while it is an executable, and wins over llama.exe. */
+static void
+admin_engine_keys_and_choice(void **state)
+{
+    struct conf c;
+    char err[512], dir[] = "/tmp/goinfer-engine-XXXXXX", *file, *exe;
+    FILE *f;
+
+    (void)state;
+    assert_int_equal(
+        load("admin:\n  engine_dir: /e\n  engine_remote: https://x/llama.cpp\n", &c, err), 0);
+    assert_string_equal(c.admin.engine_dir, "/e");
+    assert_string_equal(c.admin.engine_remote, "https://x/llama.cpp");
+    conf_cleanup(&c);
+    setenv("GI_ENGINE_DIR", "/env/engines", 1);
+    assert_int_equal(load("admin:\n  engine_dir: /e\n", &c, err), 0);
+    assert_string_equal(c.admin.engine_dir, "/env/engines");
+    assert_string_equal(c.admin.engine_remote, "https://github.com/ggml-org/llama.cpp");
+    unsetenv("GI_ENGINE_DIR");
+    conf_cleanup(&c);
+    assert_int_not_equal(load("admin:\n  engine_dirs: /e\n", &c, err), 0);
+    assert_non_null(strstr(err, "engine_dirs"));
+    conf_cleanup(&c);
+
+    assert_non_null(mkdtemp(dir));
+    assert_null(engine_chosen_exe(dir)); /* none chosen */
+    file = xasprintf("%s/engine.json", dir);
+    f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("{\"exe\": \"/bin/true\", \"engine\": \"x\"}", f);
+    fclose(f);
+    exe = engine_chosen_exe(dir);
+    assert_string_equal(exe, "/bin/true");
+    free(exe);
+    assert_int_equal(load("llama:\n  exe: /file/llama\n", &c, err), 0);
+    free(c.admin.state_dir);
+    c.admin.state_dir = xstrdup(dir);
+    exe = generation_llama_exe(&c, err, sizeof(err));
+    assert_string_equal(exe, "/bin/true"); /* the admin's choice over llama.exe */
+    free(exe);
+    conf_cleanup(&c);
+    f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("{\"exe\": \"/nonexistent/llama-server\"}", f);
+    fclose(f);
+    assert_null(engine_chosen_exe(dir)); /* gone: the configured one again */
+    unlink(file);
+    rmdir(dir);
+    free(file);
+}
+
 int
 main(void)
 {
@@ -554,6 +607,7 @@ main(void)
         cmocka_unit_test(generations_free_what_nothing_uses),
         cmocka_unit_test(stamps_tell_a_change_from_none),
         cmocka_unit_test(loopback_hosts),
+        cmocka_unit_test(admin_engine_keys_and_choice),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
