@@ -36,6 +36,13 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
  * (with the context of http_server_set_tls); *bound_port gets the real port. */
 int http_server_listen(struct http_server *srv, const char *host, int port, unsigned services,
                        bool tls, int *bound_port);
+/* The same over fd, a listening socket inherited from the process we replace (a graceful
+ * restart): adopted as it is, made close-on-exec (no child inherits it). Takes ownership of fd
+ * on success. */
+int http_server_listen_fd(struct http_server *srv, int fd, unsigned services, bool tls,
+                          int *bound_port);
+/* The socket of the listener bound to host:port, or -1: what a graceful restart hands on. */
+int http_server_listener_fd(const struct http_server *srv, const char *host, int port);
 /* The certificate for TLS listeners' new connections (a reload may change it); borrowed. */
 struct tls_ctx;
 void http_server_set_tls(struct http_server *srv, struct tls_ctx *ctx);
