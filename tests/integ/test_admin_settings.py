@@ -25,7 +25,7 @@ def own_models(tmp_path_factory):
     return d
 
 
-def goinfer_yml(models):
+def goinfer_yml(models, common="-c 512 -np 2 --no-warmup"):
     return (f"models_dir: {models}\n"
             f"api_key: {API_KEY}\n"
             "listen:\n"
@@ -33,7 +33,7 @@ def goinfer_yml(models):
             "  \"127.0.0.2:0\": openai\n"
             "llama:\n"
             "  args:\n"
-            "    common: -c 512 -np 2 --no-warmup\n")
+            f"    common: {common}\n")
 
 
 def swap_yml(models, extra=""):
@@ -44,8 +44,8 @@ def swap_yml(models, extra=""):
             " -c 512 --no-warmup\n" + extra)
 
 
-def start(tmp_path, own_models, start_goinfer, **kw):
-    (tmp_path / "goinfer.yml").write_text(goinfer_yml(own_models))
+def start(tmp_path, own_models, start_goinfer, common="-c 512 -np 2 --no-warmup", **kw):
+    (tmp_path / "goinfer.yml").write_text(goinfer_yml(own_models, common))
     (tmp_path / "llama-swap.yml").write_text(swap_yml(own_models))
     return start_goinfer(None, args=["-config", str(tmp_path / "goinfer.yml")], config=False,
                          **kw)
@@ -223,7 +223,7 @@ def pid_alive(pid):
 
 
 def test_graceful_restart_under_load(tmp_path, own_models, start_goinfer, client):
-    g = start(tmp_path, own_models, start_goinfer)
+    g = start(tmp_path, own_models, start_goinfer, common="-c 8192 -np 1 --no-warmup")
     host, port = g.ports["goinfer"]
     old = g.proc.pid
     assert chat(client, g.url(), "tiny-a").status_code == 200
@@ -249,26 +249,27 @@ def test_graceful_restart_under_load(tmp_path, own_models, start_goinfer, client
             time.sleep(0.003)
 
     # a long streaming chat across the restart
-    stream = {"text": "", "done": False, "error": None}
+    stream = {"text": "", "done": False, "error": None, "lines": 0}
 
     def long_chat():
         try:
             with httpx.Client(timeout=60) as c:
                 with c.stream("POST", g.url() + "/v1/chat/completions", headers=auth(),
-                              json={"model": "tiny-a", "stream": True, "max_tokens": 400,
+                              json={"model": "tiny-a", "stream": True, "max_tokens": 3000,
                                     "ignore_eos": True,
                                     "messages": [{"role": "user", "content": "go"}]}) as r:
                     for line in r.iter_lines():
                         stream["text"] += line + "\n"
-                        if line == "data: [DONE]":
-                            stream["done"] = True
+                        stream["lines"] += 1
+                    stream["done"] = "data: [DONE]" in stream["text"]
         except Exception as e:  # noqa: BLE001 (reported below)
             stream["error"] = repr(e)
 
     threads = [threading.Thread(target=hammer), threading.Thread(target=long_chat)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    while stream["lines"] < 10 and stream["error"] is None:  # the stream has begun
+        time.sleep(0.01)
     n = len(g.lines)
     r = client.post(g.url() + "/api/restart", headers=auth())
     assert r.status_code == 202 and r.json()["pid"] == old, r.text
@@ -282,7 +283,12 @@ def test_graceful_restart_under_load(tmp_path, own_models, start_goinfer, client
         stop.set()
         for t in threads:
             t.join(60)
-        assert stream["done"] and stream["error"] is None, (stream, g.log())
+        assert stream["done"] and stream["error"] is None, (stream["text"][-300:], stream["error"])
+        # it ran across the hand-off: it ended in the old process after the new one listened
+        done_at = next(i for i, l in enumerate(g.lines)
+                       if i > n and "POST /v1/chat/completions model=tiny-a" in l)
+        ready_at = next(i for i, l in enumerate(g.lines) if "restart: pid %d listens" % new in l)
+        assert done_at > ready_at, "\n".join(g.lines)
         assert results["refused"] == 0 and not results["other"], (results, g.log())
         assert results["ok"] > 20, results
         # the new process serves: a chat, the admin API, and it holds the same port
