@@ -30,7 +30,7 @@
 #define SHUTDOWN_GRACE_MS 10000
 #define RESTART_GRACE_MS  60000 /* a restart lets streams run longer: nobody asked them to end */
 #define RESTART_WAIT_MS   30000 /* the new process has this long to say it listens */
-#define RELOAD_QUIET_MS   300 /* a changed file is read once it has been still this long */
+#define RELOAD_QUIET_MS   300   /* a changed file is read once it has been still this long */
 #define COLLECT_RETRY_MS  1000
 
 struct keys {
@@ -566,8 +566,7 @@ settings_check(void *arg, const struct admin_text text[ADMIN_SETTINGS_FILES], ch
 
     for (int i = 0; i < 2; i++)
         t[i] = (struct generation_text){(char *)text[i].data, text[i].len};
-    return generation_check(a->argc, a->argv, a->gens.current->conf.file, t, err, errlen,
-                            warnings);
+    return generation_check(a->argc, a->argv, a->gens.current->conf.file, t, err, errlen, warnings);
 }
 
 static int
@@ -753,8 +752,8 @@ drop_inherited(struct app *a)
 {
     for (size_t i = 0; i < a->n_inherited; i++) {
         if (a->inherited[i].fd >= 0) {
-            log_info("restart: %s:%d is no longer a listen address; closed",
-                     a->inherited[i].host, a->inherited[i].port);
+            log_info("restart: %s:%d is no longer a listen address; closed", a->inherited[i].host,
+                     a->inherited[i].port);
             close(a->inherited[i].fd);
         }
         free(a->inherited[i].host);
@@ -885,8 +884,8 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     restart_init();
     a.n_inherited = restart_inherited(a.inherited, RESTART_MAX_FDS);
-    a.settings = (struct admin_settings_ops){&a,           settings_file,   settings_in_force,
-                                             settings_check, settings_reload, settings_restart};
+    a.settings = (struct admin_settings_ops){
+        &a, settings_file, settings_in_force, settings_check, settings_reload, settings_restart};
     signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD inherited from our parent would reap our
                                  children before we could learn how they ended */
     rc = generation_load(first, argc, argv, err, sizeof(err));

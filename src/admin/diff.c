@@ -64,11 +64,10 @@ middle(const struct lines *a, size_t ahi, const struct lines *b, size_t bhi, siz
         t = xcalloc((n + 1) * (m + 1), sizeof(*t));
         for (size_t x = n; x-- > 0;)
             for (size_t y = m; y-- > 0;)
-                t[x * (m + 1) + y] = same(&a->v[lo + x], &b->v[lo + y])
-                                         ? t[(x + 1) * (m + 1) + y + 1] + 1
-                                     : t[(x + 1) * (m + 1) + y] > t[x * (m + 1) + y + 1]
-                                         ? t[(x + 1) * (m + 1) + y]
-                                         : t[x * (m + 1) + y + 1];
+                t[x * (m + 1) + y] =
+                    same(&a->v[lo + x], &b->v[lo + y]) ? t[(x + 1) * (m + 1) + y + 1] + 1
+                    : t[(x + 1) * (m + 1) + y] > t[x * (m + 1) + y + 1] ? t[(x + 1) * (m + 1) + y]
+                                                                        : t[x * (m + 1) + y + 1];
         while (i < n && j < m) {
             if (same(&a->v[lo + i], &b->v[lo + j]))
                 ops[(*k)++] = (struct op){' ', lo + i++, lo + j++};
@@ -95,8 +94,7 @@ put_line(struct buf *out, char kind, const struct lines *l, size_t i)
 
 /* Hunks: runs of changes with CONTEXT lines around, merged when close. */
 static void
-hunks(struct buf *out, const struct op *ops, size_t k, const struct lines *a,
-      const struct lines *b)
+hunks(struct buf *out, const struct op *ops, size_t k, const struct lines *a, const struct lines *b)
 {
     size_t i = 0;
 

@@ -14,7 +14,7 @@
 
 /* "--- a_name\n+++ b_name\n@@ ... @@\n..." with 3 lines of context; "" when a and b are the same
  * text. The caller frees it. */
-char *admin_diff(const char *a_name, const char *a, size_t alen, const char *b_name,
-                 const char *b, size_t blen);
+char *admin_diff(const char *a_name, const char *a, size_t alen, const char *b_name, const char *b,
+                 size_t blen);
 
 #endif

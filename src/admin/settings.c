@@ -144,8 +144,7 @@ problem_json(const struct admin_settings_ops *ops, const char *msg)
         char *end = NULL;
         unsigned long line;
 
-        if (strncmp(msg, paths[i], n) != 0 || msg[n] != ':' || msg[n + 1] < '0' ||
-            msg[n + 1] > '9')
+        if (strncmp(msg, paths[i], n) != 0 || msg[n] != ':' || msg[n + 1] < '0' || msg[n + 1] > '9')
             continue;
         line = strtoul(msg + n + 1, &end, 10);
         if (*end != ':')
@@ -339,8 +338,8 @@ admin_config_get(struct http_request *req, const struct admin_settings_ops *ops)
         struct disk d;
         int rc = disk_read(ops, i, &d, err, sizeof(err));
         bool in_force = (d.data == NULL) == (force[i].data == NULL) &&
-                        (d.data == NULL || (d.len == force[i].len &&
-                                            memcmp(d.data, force[i].data, d.len) == 0));
+                        (d.data == NULL ||
+                         (d.len == force[i].len && memcmp(d.data, force[i].data, d.len) == 0));
 
         if (rc < 0) {
             disk_cleanup(&d);
@@ -350,11 +349,12 @@ admin_config_get(struct http_request *req, const struct admin_settings_ops *ops)
         }
         same &= in_force;
         json_array_append_new(
-            files, json_pack("{s:s, s:s, s:b, s:o, s:o, s:f, s:I, s:b}", "name", file_names[i],
-                             "path", d.path, "exists", d.data != NULL, "text",
-                             text_json(d.data, d.len), "hash", hash_json(d.data, d.len), "mtime",
-                             d.data ? (double)d.st.st_mtim.tv_sec + d.st.st_mtim.tv_nsec / 1e9 : 0.0,
-                             "size", (json_int_t)d.len, "in_force", in_force));
+            files,
+            json_pack("{s:s, s:s, s:b, s:o, s:o, s:f, s:I, s:b}", "name", file_names[i], "path",
+                      d.path, "exists", d.data != NULL, "text", text_json(d.data, d.len), "hash",
+                      hash_json(d.data, d.len), "mtime",
+                      d.data ? (double)d.st.st_mtim.tv_sec + d.st.st_mtim.tv_nsec / 1e9 : 0.0,
+                      "size", (json_int_t)d.len, "in_force", in_force));
         disk_cleanup(&d);
     }
     http_respond_json(req, 200, json_pack("{s:o, s:b}", "files", files, "in_force", same));
@@ -461,8 +461,8 @@ pair_valid(struct http_request *req, const struct admin_settings_ops *ops,
     }
     json_object_set_new(result, "error",
                         json_pack("{s:s, s:s, s:i}", "message",
-                                  "the configuration does not load; nothing was written",
-                                  "type", "invalid_request_error", "code", 422));
+                                  "the configuration does not load; nothing was written", "type",
+                                  "invalid_request_error", "code", 422));
     audit_record(req, action, target, 422);
     http_respond_json(req, 422, result);
     return false;
@@ -781,8 +781,9 @@ args_of_script(struct http_request *req, const struct admin_settings_ops *ops,
     }
     if (!args_words(req, want, &words, m->name))
         goto out;
-    buf_printf(&b, "#!/bin/sh\n# llama-server arguments for %s, from Goinfer's admin API; Goinfer\n"
-                   "# adds the model file, host, port and alias itself.\nexec llama-server",
+    buf_printf(&b,
+               "#!/bin/sh\n# llama-server arguments for %s, from Goinfer's admin API; Goinfer\n"
+               "# adds the model file, host, port and alias itself.\nexec llama-server",
                m->name);
     for (char **w = words; *w; w++) {
         buf_append(&b, " ", 1);

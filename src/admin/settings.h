@@ -13,7 +13,7 @@
 #include "http/server.h"
 #include "models/catalog.h"
 
-#define ADMIN_SETTINGS_FILES   2 /* goinfer.yml, llama-swap.yml */
+#define ADMIN_SETTINGS_FILES   2          /* goinfer.yml, llama-swap.yml */
 #define ADMIN_SETTINGS_MAX     (1u << 20) /* a configuration text the API takes */
 #define ADMIN_SETTINGS_BACKUPS 10         /* backups kept beside each file */
 

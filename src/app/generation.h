@@ -22,10 +22,11 @@ struct generation {
     struct model_list models;
     struct catalog cat;
     char *llama_exe;
-    char *ui_dir;            /* llama.cpp's web UI beside that llama-server, or NULL */
-    bool ui_proxy;           /* no ui_dir: / is proxied to a llama-server's own page */
-    char *ui_source;         /* where / comes from, in words, for the log */
-    size_t users;            /* requests begun while it was in force and not ended yet */
+    char *ui_dir;    /* llama.cpp's web UI beside that llama-server, or NULL */
+    bool ui_proxy;   /* no ui_dir: / is proxied to a llama-server's own page */
+    char *ui_source; /* where / comes from, in words, for the log */
+    size_t users;    /* requests begun while it was in force and not ended yet */
+
     /* goinfer.yml's and llama-swap.yml's text as this generation read them (the admin API's
      * "configuration in force"); data NULL when the file was absent */
     struct generation_text {

@@ -79,8 +79,8 @@ replace(const char *text, size_t len, const yaml_node_t *v, const char *value, c
 }
 
 int
-conf_edit_scalar(const char *text, size_t len, const char *const *keys, size_t n,
-                 const char *value, char **out, char *err, size_t errlen)
+conf_edit_scalar(const char *text, size_t len, const char *const *keys, size_t n, const char *value,
+                 char **out, char *err, size_t errlen)
 {
     yaml_parser_t parser;
     yaml_document_t doc;

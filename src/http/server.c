@@ -1265,8 +1265,7 @@ http_server_listen(struct http_server *srv, const char *host, int port, unsigned
 }
 
 int
-http_server_listen_fd(struct http_server *srv, int fd, unsigned services, bool tls,
-                      int *bound_port)
+http_server_listen_fd(struct http_server *srv, int fd, unsigned services, bool tls, int *bound_port)
 {
     struct listener *l;
     int rc, flags = fcntl(fd, F_GETFD);
