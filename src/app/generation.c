@@ -285,6 +285,7 @@ generation_check(int argc, char **argv, const char *file, const struct generatio
     char *dir = NULL, *tmp[2] = {NULL, NULL}, *real_swap = conf_swap_file_for(file), **v = NULL;
     const char *real[2] = {file, real_swap};
     struct generation g;
+    enum log_level level;
     int rc, n;
 
     *warnings = NULL;
@@ -308,7 +309,10 @@ generation_check(int argc, char **argv, const char *file, const struct generatio
         goto out;
     }
     v = argv_with_config(argc, argv, tmp[0], &n);
+    level = log_threshold; /* a candidate's warnings go in the answer, not in the log */
+    log_set_level(LOG_LEVEL_ERROR);
     rc = generation_load(&g, n, v, err, errlen);
+    log_set_level(level);
     if (rc == 1)
         rc = 0;
     check_results(&g, (const char *const *)tmp, real, rc < 0, err, errlen, warnings);
