@@ -477,6 +477,11 @@ on_restarted(void *arg, bool ok, pid_t pid, const char *msg)
     struct app *a = arg;
 
     a->restarting = false;
+    if (a->stopping) { /* a signal asked us to stop meanwhile: the new process serves alone */
+        log_info("restart: pid %d %s; this process was already stopping", (int)pid,
+                 ok ? "listens" : "did not start");
+        return;
+    }
     if (!ok) {
         log_warnx("restart failed: %s; this process keeps serving", msg);
         return;

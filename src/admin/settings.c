@@ -604,13 +604,26 @@ cmd_words(const char *s, struct span *v, size_t max)
     return n;
 }
 
-/* What Goinfer's reserved-flag rule says of one written word (0 when not reserved). */
+/* --mmproj FILE (1) or --mmproj=FILE (2): the model's projector, its own file. */
+static int
+projector_flag(const char *w)
+{
+    if (strcmp(w, "--mmproj") == 0 || strcmp(w, "-mm") == 0)
+        return 1;
+    return strncmp(w, "--mmproj=", 9) == 0 || strncmp(w, "-mm=", 4) == 0 ? 2 : 0;
+}
+
+/* Whether a written word is kept in a cmd: 1 a flag whose value follows, 2 "--flag=value", 0
+ * not kept. Goinfer's reserved flags, and the projector. */
 static int
 word_reserved(const struct span *w)
 {
     char *text = xstrndup(w->p, w->n), **words = NULL;
-    int own = proc_argv_split(text, &words) == 1 ? models_flag_reserved(words[0]) : 0;
+    int own = 0;
 
+    if (proc_argv_split(text, &words) == 1)
+        own = models_flag_reserved(words[0]) ? models_flag_reserved(words[0])
+                                             : projector_flag(words[0]);
     proc_argv_free(words);
     free(text);
     return own;
@@ -619,7 +632,8 @@ word_reserved(const struct span *w)
 /*
  * The rule for a configured cmd: its first word (the program, or a macro such as
  * ${cmd-common}) and the reserved flags with their values (model, host, port, keys, path: what
- * Goinfer needs to reach and name the process) are kept; every other word is "the arguments".
+ * Goinfer needs to reach and name the process) and the projector (--mmproj, the model's own
+ * file) are kept; every other word is "the arguments".
  * keep gets the kept words, args the others, each joined by spaces.
  */
 static void
@@ -790,8 +804,8 @@ args_of_script(struct http_request *req, const struct admin_settings_ops *ops,
         proc_argv_quote(&b, *w);
     }
     buf_printf(&b, " \"$@\"\n");
-    commit(req, ops, &d, "model.sh", buf_cstr(&b), b.len,
-           json_pack("{s:s, s:s}", "model", m->name, "args", want), "model.args", m->name);
+    commit(req, ops, &d, strrchr(d.path, '/') ? strrchr(d.path, '/') + 1 : d.path, buf_cstr(&b),
+           b.len, json_pack("{s:s, s:s}", "model", m->name, "args", want), "model.args", m->name);
 out:
     strv_free(named);
     proc_argv_free(words);

@@ -374,3 +374,22 @@ def _is_listening(link):
             if cols[9] == inode and cols[3] == "0A":  # LISTEN
                 return True
     return False
+
+
+def test_restart_that_cannot_start_keeps_serving(tmp_path, own_models, start_goinfer, client):
+    """The file on disk no longer loads (saved by hand; the reload was refused): the new
+    process dies at start, the old one says so and keeps serving on the same sockets."""
+    g = start(tmp_path, own_models, start_goinfer)
+    g.proc.send_signal(signal.SIGSTOP)  # the watcher must not try the file before the restart
+    try:
+        (tmp_path / "goinfer.yml").write_text(goinfer_yml(own_models) + "tll: 3\n")
+    finally:
+        g.proc.send_signal(signal.SIGCONT)
+    g.wait_log(r"reload \(configuration file changed\) refused", timeout=10)
+    n = len(g.lines)
+    r = client.post(g.url() + "/api/restart", headers=auth())
+    assert r.status_code == 202, r.text
+    g.wait_log(r"restart failed: the new process ended before it listened", start=n)
+    assert g.proc.poll() is None
+    assert chat(client, g.url(), "tiny-a").status_code == 200
+    assert client.get(g.url() + "/health").status_code == 200

@@ -45,7 +45,8 @@ ends_and_newline(void **state)
     char *d = diff("b\n", "a\nb\nc");
 
     (void)state;
-    assert_string_equal(d, "--- a\n+++ b\n@@ -1,1 +1,3 @@\n+a\n b\n+c\n\\ No newline at end of file\n");
+    assert_string_equal(
+        d, "--- a\n+++ b\n@@ -1,1 +1,3 @@\n+a\n b\n+c\n\\ No newline at end of file\n");
     free(d);
     d = diff("", "new\n");
     assert_string_equal(d, "--- a\n+++ b\n@@ -0,0 +1,1 @@\n+new\n");
