@@ -455,15 +455,19 @@ on_drain_tick(uv_timer_t *t)
     swap_shutdown(a->swap, on_children_stopped, a);
 }
 
-/* No new connections; open ones finish within grace_ms, then the children stop and we exit. */
+/* No new connections; open ones finish within grace_ms, then the children stop and we exit.
+ * hand_off: another process listens on our sockets now (a restart). */
 static void
-begin_stop(struct app *a, uint64_t grace_ms)
+begin_stop(struct app *a, uint64_t grace_ms, bool hand_off)
 {
     a->stopping = true;
     a->grace_ms = grace_ms;
     tunnel_client_drain(a->tunnel_client); /* servers route elsewhere; ours finish */
     tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
-    http_server_shutdown(a->server);
+    if (hand_off)
+        http_server_hand_off(a->server);
+    else
+        http_server_shutdown(a->server);
     router_shutdown(a->router);
     uv_fs_event_stop(&a->watch);
     a->shutdown_at = uv_now(a->loop);
@@ -489,7 +493,7 @@ on_restarted(void *arg, bool ok, pid_t pid, const char *msg)
     log_info("restart: pid %d listens; this process stops accepting, finishes %zu open "
              "connections (%d s at most), stops its models and exits",
              (int)pid, http_server_active(a->server), RESTART_GRACE_MS / 1000);
-    begin_stop(a, RESTART_GRACE_MS);
+    begin_stop(a, RESTART_GRACE_MS, true);
 }
 
 /* A graceful restart: a new copy of this program inherits the listening sockets. */
@@ -540,7 +544,7 @@ on_signal(uv_signal_t *s, int signum)
     }
     log_info("signal %d: no new connections; finishing %zu open ones", signum,
              http_server_active(a->server));
-    begin_stop(a, SHUTDOWN_GRACE_MS);
+    begin_stop(a, SHUTDOWN_GRACE_MS, false);
 }
 
 /* ---- the admin API's settings: what they need of the application ---- */

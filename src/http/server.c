@@ -75,6 +75,7 @@ struct http_conn {
         CONN_CLOSED,    /* uv_close called; freed when its handles are */
     } state;
 
+    bool served;  /* a request has begun on it: between requests it is an idle keep-alive */
     bool kick;    /* the timer fires to parse pipelined bytes, not for a timeout */
     bool stalled; /* the client stopped reading; the timer bounds how long */
     bool read_paused;
@@ -786,6 +787,7 @@ request_begin(struct http_conn *c)
     struct http_request *r = &c->req;
 
     r->id = next_request_id++;
+    c->served = true;
     if (c->srv->shutting_down)
         r->keep_alive = false;
     r->started = r->chunked = r->ended = false;
@@ -1315,8 +1317,10 @@ on_listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
-void
-http_server_shutdown(struct http_server *srv)
+/* Stops accepting; idle connections close. With keep_new, a connection whose first request
+ * has not come yet (or came in part) is not idle: it gets its answer, then closes. */
+static void
+stop_accepting(struct http_server *srv, bool keep_new)
 {
     struct http_conn *c, *next;
 
@@ -1331,11 +1335,24 @@ http_server_shutdown(struct http_server *srv)
         next = c->next;
         if (c->up != NULL)
             continue; /* taken over (a tunnel): its owner drains and closes it */
-        if (c->state != CONN_HANDLING)
-            conn_close(c);
-        else
+        if (c->state == CONN_HANDLING ||
+            (keep_new && c->state == CONN_READING && (!c->served || h1_started(&c->h1))))
             c->req.keep_alive = false;
+        else
+            conn_close(c);
     }
+}
+
+void
+http_server_shutdown(struct http_server *srv)
+{
+    stop_accepting(srv, false);
+}
+
+void
+http_server_hand_off(struct http_server *srv)
+{
+    stop_accepting(srv, true);
 }
 
 void

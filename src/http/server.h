@@ -48,6 +48,10 @@ struct tls_ctx;
 void http_server_set_tls(struct http_server *srv, struct tls_ctx *ctx);
 /* Stops accepting and closes idle connections; busy ones close after their response. */
 void http_server_shutdown(struct http_server *srv);
+/* The same when another process takes the listening sockets over (a graceful restart): a
+ * connection accepted just before, whose request has not come in whole yet, is answered too
+ * (then closed), never cut: only idle keep-alive connections close, which clients retry. */
+void http_server_hand_off(struct http_server *srv);
 /* Open connections plus running local requests (a shutdown waits for both). */
 size_t http_server_active(const struct http_server *srv);
 void http_server_free(struct http_server *srv);
