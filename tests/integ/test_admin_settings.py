@@ -23,7 +23,7 @@ def own_models(tmp_path_factory):
     mkmodel(d / "tiny-a.gguf", "-n", "tiny-a", "-s", "1")
     mkmodel(d / "tiny-b.gguf", "-n", "tiny-b", "-s", "2")
     # long: a context for thousands of tokens and enough layers for them to take seconds
-    mkmodel(d / "long.gguf", "-n", "long", "-s", "3", "-c", "4096", "-l", "4", "-e", "128")
+    mkmodel(d / "long.gguf", "-n", "long", "-s", "3", "-c", "4096", "-l", "8", "-e", "256")
     return d
 
 
