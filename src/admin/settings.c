@@ -386,7 +386,7 @@ admin_config_validate(struct http_request *req, const struct admin_settings_ops 
     if (body == NULL)
         return;
     if (json_unpack(body, "{s:s, s:s%}", "file", &name, "text", &text, &len) != 0 ||
-        (i = file_index(ops, name)) < 0) {
+        (i = file_index(ops, name)) < 0 || len > ADMIN_SETTINGS_MAX) {
         http_respond_error(req, 400, "invalid_request_error",
                            "expected {\"file\": \"goinfer.yml\" or \"llama-swap.yml\", "
                            "\"text\": \"...\"}");

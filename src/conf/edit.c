@@ -67,6 +67,8 @@ replace(const char *text, size_t len, const yaml_node_t *v, const char *value, c
                  v->data.scalar.style == YAML_FOLDED_SCALAR_STYLE;
     struct buf b;
 
+    if (start == end)
+        return -EINVAL; /* no value written ("key:", or a flow key alone): nothing to replace */
     buf_init(&b, EDIT_MAX_BYTES + 4096);
     buf_append(&b, text, start);
     quote(&b, value);
@@ -114,8 +116,10 @@ conf_edit_scalar(const char *text, size_t len, const char *const *keys, size_t n
     }
     if (rc == 0 && value == NULL)
         *out = xstrndup((const char *)node->data.scalar.value, node->data.scalar.length);
-    else if (rc == 0)
-        rc = replace(text, len, node, value, out);
+    else if (rc == 0 && replace(text, len, node, value, out) < 0) {
+        snprintf(err, errlen, "'%s' has no value written to replace", keys[n - 1]);
+        rc = -EINVAL;
+    }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return rc;
