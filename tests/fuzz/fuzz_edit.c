@@ -19,7 +19,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (conf_edit_scalar((const char *)data, size, keys, 3, NULL, &old, err, sizeof(err)) != 0)
         return 0;
-    if (conf_edit_scalar((const char *)data, size, keys, 3, value, &edited, err, sizeof(err)) != 0) {
+    if (conf_edit_scalar((const char *)data, size, keys, 3, value, &edited, err, sizeof(err)) !=
+        0) {
         if (old[0] != '\0')
             abort(); /* it was read: it must be replaceable (an empty value is refused) */
         free(old);
