@@ -20,6 +20,7 @@
 extern char **environ;
 
 static char self_exe[4096];
+static int told_fd = -1; /* the new side: where to say we listen */
 
 struct restart {
     uv_pipe_t pipe; /* the read end of the ready pipe */
@@ -241,10 +242,12 @@ restart_inherited(struct restart_fd *out, size_t max)
     unsetenv(ENV_FDS);
     v = getenv(ENV_READY);
     if (v != NULL) { /* kept until restart_tell_ready, but no child may hold it */
-        long fd = strtol(v, NULL, 10);
+        char *end = NULL;
+        long fd = strtol(v, &end, 10);
 
-        if (fd >= 3 && fd <= 65535)
-            fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+        if (*end == '\0' && fd >= 3 && fd <= 65535 && fcntl((int)fd, F_SETFD, FD_CLOEXEC) == 0)
+            told_fd = (int)fd;
+        unsetenv(ENV_READY);
     }
     return n;
 }
@@ -252,17 +255,10 @@ restart_inherited(struct restart_fd *out, size_t max)
 void
 restart_tell_ready(void)
 {
-    const char *v = getenv(ENV_READY);
-    char *end = NULL;
-    long fd;
-
-    if (v == NULL)
+    if (told_fd < 0)
         return;
-    fd = strtol(v, &end, 10);
-    unsetenv(ENV_READY);
-    if (*end != '\0' || fd < 3 || fd > 65535)
-        return;
-    if (write((int)fd, "1", 1) != 1)
+    if (write(told_fd, "1", 1) != 1)
         log_warn("restart: telling the old process we listen");
-    close((int)fd);
+    close(told_fd);
+    told_fd = -1;
 }

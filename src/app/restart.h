@@ -37,8 +37,9 @@ void restart_init(void);
 int restart_start(uv_loop_t *loop, char **argv, const struct restart_fd *fds, size_t n,
                   uint64_t timeout_ms, restart_done_cb done, void *arg, char *err, size_t errlen);
 
-/* The new side: the sockets the old process handed on (removed from the environment, so no
- * child sees them), made close-on-exec. Returns how many were put in out (at most max). */
+/* The new side: the sockets the old process handed on and the pipe to tell it we listen, both
+ * removed from the environment (no child sees them) and made close-on-exec. Call once, early.
+ * Returns how many sockets were put in out (at most max). */
 size_t restart_inherited(struct restart_fd *out, size_t max);
 /* The new side: tells the old process we listen (once; nothing when we were not started so). */
 void restart_tell_ready(void);
