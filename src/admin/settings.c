@@ -196,7 +196,7 @@ prune_backups(const char *path)
     struct dirent *e;
     size_t n;
 
-    while (d != NULL && (e = readdir(d)) != NULL)
+    for (e = d ? readdir(d) : NULL; e != NULL; e = readdir(d))
         if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
             strv_add(&names, e->d_name, strlen(e->d_name));
     if (d != NULL)
@@ -385,8 +385,10 @@ admin_config_validate(struct http_request *req, const struct admin_settings_ops 
 
     if (body == NULL)
         return;
-    if (json_unpack(body, "{s:s, s:s%}", "file", &name, "text", &text, &len) != 0 ||
-        (i = file_index(ops, name)) < 0 || len > ADMIN_SETTINGS_MAX) {
+    if (json_unpack(body, "{s:s, s:s%}", "file", &name, "text", &text, &len) != 0)
+        name = "";
+    i = file_index(ops, name);
+    if (i < 0 || len > ADMIN_SETTINGS_MAX) {
         http_respond_error(req, 400, "invalid_request_error",
                            "expected {\"file\": \"goinfer.yml\" or \"llama-swap.yml\", "
                            "\"text\": \"...\"}");

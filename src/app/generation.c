@@ -243,7 +243,7 @@ renamed(const char *s, const char *from, const char *to)
     char *out = xstrdup(""), *next;
     const char *hit;
 
-    while ((hit = strstr(s, from)) != NULL) {
+    for (hit = strstr(s, from); hit != NULL; hit = strstr(s, from)) {
         next = xasprintf("%s%.*s%s", out, (int)(hit - s), s, to);
         free(out);
         out = next;
