@@ -403,3 +403,56 @@ def test_restart_that_cannot_start_keeps_serving(tmp_path, own_models, start_goi
     assert g.proc.poll() is None
     assert chat(client, g.url(), "tiny-a").status_code == 200
     assert client.get(g.url() + "/health").status_code == 200
+
+
+def wait_gone(pid, timeout=30):
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def test_restart_of_a_gpu_client_and_of_a_server_keeps_server_client_mode(tmp_path,
+                                                                         tmp_path_factory):
+    """Server/client mode in network namespaces (tests/integ/tunnel_net.py): a restarted GPU
+    client dials its server again from the new process; a restarted server gets the client
+    back on the sockets it handed on; a chat through the server works after each."""
+    from tunnel_net import Net, Nodes
+
+    gpu = tmp_path_factory.mktemp("restart-gpu")
+    mkmodel(gpu / "tiny-a.gguf", "-n", "tiny-a", "-s", "1")
+    body = json.dumps({"model": "tiny-a", "stream": True, "max_tokens": 4,
+                       "messages": [{"role": "user", "content": "Hi"}]})
+    net = Net()
+    nodes = Nodes(net, tmp_path)
+    extra = []
+    try:
+        s, u, c = net.ns("s"), net.ns("u"), net.ns("c0")
+        s_user, _ = net.link(s, u)
+        s_ip, _ = net.link(s, c)
+        ident = nodes.identity("gpu1")
+        srv = nodes.server(s, s_user, [ident[2]])
+        cli = nodes.client(c, "gpu1", gpu, [(s_ip, srv.pin)], ident)
+        srv.wait_log(r"registered: tiny-a")
+        for g in (cli, srv):  # the GPU client first, then the server
+            n_srv, n = len(srv.lines), len(g.lines)
+            os.kill(g.proc.pid, signal.SIGUSR2)
+            new = int(g.wait_log(r"goinfer ready: \d+ models \(pid (\d+)\)", start=n).group(1))
+            extra.append(new)
+            assert g.proc.wait(30) == 0, g.log()
+            srv.wait_log(r"registered: tiny-a", start=n_srv, timeout=30)
+            r = net.curl(u, "-H", f"Authorization: Bearer {API_KEY}",
+                         f"{srv.api}/v1/chat/completions", "-d", body)
+            assert "data: [DONE]" in r.stdout, (r.stdout, r.stderr, srv.log(), cli.log())
+        for g in (srv, cli):
+            log = g.log()
+            assert "Sanitizer" not in log and "runtime error" not in log, log
+    finally:
+        for pid in extra:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        gone = [wait_gone(pid) for pid in extra]
+        problems = nodes.stop_all()
+        net.cleanup()
+    assert all(gone), "a restarted goinfer did not stop"
+    assert not problems, "\n".join(problems)
