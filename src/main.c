@@ -14,7 +14,9 @@
 #include "admin/engine.h"
 #include "admin/metrics.h"
 #include "admin/store.h"
+#include "admin/settings.h"
 #include "app/generation.h"
+#include "app/restart.h"
 #include "app/write.h"
 #include "core/log.h"
 #include "core/strv.h"
@@ -30,7 +32,9 @@
 #include "tunnel/tunnel_server.h"
 
 #define SHUTDOWN_GRACE_MS 10000
-#define RELOAD_QUIET_MS   300 /* a changed file is read once it has been still this long */
+#define RESTART_GRACE_MS  60000 /* a restart lets streams run longer: nobody asked them to end */
+#define RESTART_WAIT_MS   30000 /* the new process has this long to say it listens */
+#define RELOAD_QUIET_MS   300   /* a changed file is read once it has been still this long */
 #define COLLECT_RETRY_MS  1000
 
 struct keys {
@@ -57,13 +61,16 @@ struct app {
     struct http_client *peer_client;     /* to llama-swap's peers */
     struct store *store;                 /* the admin store (admin.state_dir) */
     struct engine *engine;               /* llama-server builds (admin API) */
-    uv_signal_t sigint, sigterm, sighup;
+    uv_signal_t sigint, sigterm, sighup, sigusr2;
     uv_fs_event_t watch;
     char *watch_names[2];                   /* goinfer.yml's and llama-swap.yml's base names */
     struct generation_stamp loaded, looked; /* the files as last read, and as last looked at */
     uv_timer_t drain, debounce, collect;
-    uint64_t shutdown_at;
-    bool stopping;
+    uint64_t shutdown_at, grace_ms;
+    bool stopping, restarting;
+    struct admin_settings_ops settings;
+    struct restart_fd inherited[RESTART_MAX_FDS]; /* listening sockets a restart handed us */
+    size_t n_inherited;
 };
 
 static void
@@ -144,12 +151,14 @@ make_tls(const struct conf *c, struct tls_ctx **out, char *err, size_t errlen)
     return *out ? 0 : -EINVAL;
 }
 
-static void reload(struct app *a, const char *why);
+static int reload(struct app *a, const char *why, char *err, size_t errlen);
 
 static void
 reload_cb(void *arg, const char *why)
 {
-    reload(arg, why);
+    char err[1024];
+
+    reload(arg, why, err, sizeof(err));
 }
 
 /* GI_DEFAULT_MODEL as a model name, or as the seed writes it: a file name ("name.gguf", or a
@@ -201,6 +210,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->admin_auth = a->keys.admin;
     d->reload = reload_cb;
     d->reload_arg = a;
+    d->settings = &a->settings;
     d->swap = a->swap;
     d->server = a->server;
     d->tunnels = a->tunnels;
@@ -303,30 +313,32 @@ reload_warn_restart(const struct conf *cur, const struct conf *next)
                   "at restart; the tunnels keep running as they are");
 }
 
-static void
-reload(struct app *a, const char *why)
+/* Returns 0 when the new configuration was taken, else -errno with err (the old one stays). */
+static int
+reload(struct app *a, const char *why, char *err, size_t errlen)
 {
     struct generation *next = xcalloc(1, sizeof(*next));
     struct router_deps d;
     struct keys keys = {0};
     struct tls_ctx *tls = NULL;
-    char err[1024] = "no API key (set api_key, GI_API_KEY or -no-api-key)";
     int rc;
 
     generation_stamp(a->gens.current->conf.file, &a->loaded); /* taken, or refused: seen */
     a->looked = a->loaded;
-    rc = generation_load(next, a->argc, a->argv, err, sizeof(err));
+    rc = generation_load(next, a->argc, a->argv, err, errlen);
 
     if (rc == 0)
-        rc = make_tls(&next->conf, &tls, err, sizeof(err));
-    if (rc == 0)
-        rc = make_keys(&next->conf, &keys);
+        rc = make_tls(&next->conf, &tls, err, errlen);
+    if (rc == 0 && make_keys(&next->conf, &keys) < 0) {
+        rc = -EACCES;
+        snprintf(err, errlen, "no API key (set api_key, GI_API_KEY or -no-api-key)");
+    }
     if (rc != 0) {
         tls_ctx_free(tls);
         log_warnx("reload (%s) refused, the running configuration stays: %s", why, err);
         generation_cleanup(next);
         free(next);
-        return;
+        return rc < 0 ? rc : -EINVAL;
     }
     reload_warn_restart(&a->gens.current->conf, &next->conf);
     if (strcmp(a->gens.current->conf.admin.state_dir, next->conf.admin.state_dir) != 0)
@@ -351,6 +363,7 @@ reload(struct app *a, const char *why)
     collect_soon(a); /* the old one goes as soon as nothing uses it */
     log_info("reloaded (%s): %zu models", why, next->cat.n);
     warn_keyless_public(a);
+    return 0;
 }
 
 /*
@@ -372,7 +385,7 @@ on_quiet(uv_timer_t *t)
         return;
     }
     if (!generation_stamp_same(&now, &a->loaded))
-        reload(a, "configuration file changed");
+        reload_cb(a, "configuration file changed");
 }
 
 static void
@@ -440,6 +453,7 @@ on_children_stopped(void *arg)
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sighup, NULL);
+    uv_close((uv_handle_t *)&a->sigusr2, NULL);
     uv_close((uv_handle_t *)&a->watch, NULL);
     uv_close((uv_handle_t *)&a->drain, NULL);
     uv_close((uv_handle_t *)&a->debounce, NULL);
@@ -460,24 +474,98 @@ static void
 on_drain_tick(uv_timer_t *t)
 {
     struct app *a = t->data;
-    bool late = uv_now(a->loop) - a->shutdown_at > SHUTDOWN_GRACE_MS;
+    bool late = uv_now(a->loop) - a->shutdown_at > a->grace_ms;
 
     if (http_server_active(a->server) > 0 && !late)
         return;
     if (late)
-        log_warnx("%zu connections still open after %d ms; closing them",
-                  http_server_active(a->server), SHUTDOWN_GRACE_MS);
+        log_warnx("%zu connections still open after %llu ms; closing them",
+                  http_server_active(a->server), (unsigned long long)a->grace_ms);
     uv_timer_stop(t);
     swap_shutdown(a->swap, on_children_stopped, a);
+}
+
+/* No new connections; open ones finish within grace_ms, then the children stop and we exit.
+ * hand_off: another process listens on our sockets now (a restart). */
+static void
+begin_stop(struct app *a, uint64_t grace_ms, bool hand_off)
+{
+    a->stopping = true;
+    a->grace_ms = grace_ms;
+    tunnel_client_drain(a->tunnel_client); /* servers route elsewhere; ours finish */
+    tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
+    if (hand_off)
+        http_server_hand_off(a->server);
+    else
+        http_server_shutdown(a->server);
+    router_shutdown(a->router);
+    engine_shutdown(a->engine); /* a build in progress is cancelled */
+    uv_fs_event_stop(&a->watch);
+    a->shutdown_at = uv_now(a->loop);
+    uv_timer_start(&a->drain, on_drain_tick, 0, 50);
+}
+
+/* The new process listens, or could not start: we hand over, or keep serving. */
+static void
+on_restarted(void *arg, bool ok, pid_t pid, const char *msg)
+{
+    struct app *a = arg;
+
+    a->restarting = false;
+    if (a->stopping) { /* a signal asked us to stop meanwhile: the new process serves alone */
+        log_info("restart: pid %d %s; this process was already stopping", (int)pid,
+                 ok ? "listens" : "did not start");
+        return;
+    }
+    if (!ok) {
+        log_warnx("restart failed: %s; this process keeps serving", msg);
+        return;
+    }
+    log_info("restart: pid %d listens; this process stops accepting, finishes %zu open "
+             "connections (%d s at most), stops its models and exits",
+             (int)pid, http_server_active(a->server), RESTART_GRACE_MS / 1000);
+    begin_stop(a, RESTART_GRACE_MS, true);
+}
+
+/* A graceful restart: a new copy of this program inherits the listening sockets. */
+static int
+start_restart(struct app *a, const char *why, char *err, size_t errlen)
+{
+    struct restart_fd fds[CONF_MAX_LISTEN];
+    size_t n = 0;
+    int rc;
+
+    if (a->stopping || a->restarting) {
+        snprintf(err, errlen, "a %s is already under way", a->stopping ? "shutdown" : "restart");
+        return -EBUSY;
+    }
+    for (size_t i = 0; i < a->n_bound; i++) {
+        int fd = http_server_listener_fd(a->server, a->bound[i].host, a->bound[i].port);
+
+        if (fd >= 0)
+            fds[n++] = (struct restart_fd){fd, a->bound[i].host, a->bound[i].port};
+    }
+    log_info("restart (%s): starting a new process", why);
+    rc = restart_start(a->loop, a->argv, fds, n, RESTART_WAIT_MS, on_restarted, a, err, errlen);
+    if (rc == 0)
+        a->restarting = true;
+    else
+        log_warnx("restart (%s) failed: %s", why, err);
+    return rc;
 }
 
 static void
 on_signal(uv_signal_t *s, int signum)
 {
     struct app *a = s->data;
+    char err[512];
 
     if (signum == SIGHUP) {
-        reload(a, "SIGHUP");
+        reload_cb(a, "SIGHUP");
+        return;
+    }
+    if (signum == SIGUSR2) {
+        start_restart(a, "SIGUSR2", err, sizeof(err));
         return;
     }
     if (a->stopping) {
@@ -485,17 +573,52 @@ on_signal(uv_signal_t *s, int signum)
         a->shutdown_at = 0;
         return;
     }
-    a->stopping = true;
     log_info("signal %d: no new connections; finishing %zu open ones", signum,
              http_server_active(a->server));
-    tunnel_client_drain(a->tunnel_client); /* servers route elsewhere; ours finish */
-    tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
-    http_server_shutdown(a->server);
-    router_shutdown(a->router);
-    engine_shutdown(a->engine); /* a build in progress is cancelled */
-    uv_fs_event_stop(&a->watch);
-    a->shutdown_at = uv_now(a->loop);
-    uv_timer_start(&a->drain, on_drain_tick, 0, 50);
+    begin_stop(a, SHUTDOWN_GRACE_MS, false);
+}
+
+/* ---- the admin API's settings: what they need of the application ---- */
+
+static const char *
+settings_file(void *arg)
+{
+    struct app *a = arg;
+
+    return a->gens.current->conf.file;
+}
+
+static void
+settings_in_force(void *arg, struct admin_text out[ADMIN_SETTINGS_FILES])
+{
+    struct app *a = arg;
+
+    for (int i = 0; i < ADMIN_SETTINGS_FILES; i++)
+        out[i] = (struct admin_text){a->gens.current->text[i].data, a->gens.current->text[i].len};
+}
+
+static int
+settings_check(void *arg, const struct admin_text text[ADMIN_SETTINGS_FILES], char *err,
+               size_t errlen, char ***warnings)
+{
+    struct app *a = arg;
+    struct generation_text t[2];
+
+    for (int i = 0; i < 2; i++)
+        t[i] = (struct generation_text){(char *)text[i].data, text[i].len};
+    return generation_check(a->argc, a->argv, a->gens.current->conf.file, t, err, errlen, warnings);
+}
+
+static int
+settings_reload(void *arg, const char *why, char *err, size_t errlen)
+{
+    return reload(arg, why, err, errlen);
+}
+
+static int
+settings_restart(void *arg, const char *why, char *err, size_t errlen)
+{
+    return start_restart(arg, why, err, errlen);
 }
 
 /* ---- start-up ---- */
@@ -671,6 +794,40 @@ setup_tunnel_client(struct app *a)
         fatalx("client: %s", err);
 }
 
+/* l's socket: the one a restart handed us for that address when there is one (so no
+ * connection is refused while the processes change), else a new one. */
+static int
+listen_one(struct app *a, const struct conf_listen *l, int *port)
+{
+    for (size_t i = 0; i < a->n_inherited; i++) {
+        struct restart_fd *f = &a->inherited[i];
+
+        if (f->fd < 0 || strcmp(f->host, l->host) != 0 || (l->port != 0 && l->port != f->port))
+            continue;
+        if (http_server_listen_fd(a->server, f->fd, l->services, l->tls, port) == 0) {
+            f->fd = -1;
+            return 0;
+        }
+        log_warnx("restart: cannot adopt the socket of %s:%d; binding anew", f->host, f->port);
+    }
+    return http_server_listen(a->server, l->host, l->port, l->services, l->tls, port);
+}
+
+/* Sockets handed on that no listen address wants any more are closed. */
+static void
+drop_inherited(struct app *a)
+{
+    for (size_t i = 0; i < a->n_inherited; i++) {
+        if (a->inherited[i].fd >= 0) {
+            log_info("restart: %s:%d is no longer a listen address; closed", a->inherited[i].host,
+                     a->inherited[i].port);
+            close(a->inherited[i].fd);
+        }
+        free(a->inherited[i].host);
+    }
+    a->n_inherited = 0;
+}
+
 static void
 setup_listeners(struct app *a)
 {
@@ -705,8 +862,7 @@ setup_listeners(struct app *a)
     router_set_deps(a->router, &d); /* now with the server, for /metrics */
     for (size_t i = 0; i < a->gens.current->conf.n_listen; i++) {
         struct conf_listen *l = &a->gens.current->conf.listen[i];
-        int port = 0,
-            rc = http_server_listen(a->server, l->host, l->port, l->services, l->tls, &port);
+        int port = 0, rc = listen_one(a, l, &port);
 
         if (rc < 0)
             fatalx("cannot listen on %s:%d: %s; pick another port in goinfer.yml 'listen'", l->host,
@@ -721,6 +877,7 @@ setup_listeners(struct app *a)
             tls_listen = l, tls_port = port;
         a->bound[a->n_bound++] = (struct conf_listen){xstrdup(l->host), port, l->services, l->tls};
     }
+    drop_inherited(a);
     warn_keyless_public(a);
     setup_tunnel_server(a, tls_listen, tls_port);
     setup_tunnel_client(a);
@@ -731,10 +888,10 @@ setup_listeners(struct app *a)
 static void
 setup_signals(struct app *a)
 {
-    uv_signal_t *sigs[] = {&a->sigint, &a->sigterm, &a->sighup};
-    int nums[] = {SIGINT, SIGTERM, SIGHUP};
+    uv_signal_t *sigs[] = {&a->sigint, &a->sigterm, &a->sighup, &a->sigusr2};
+    int nums[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR2};
 
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         uv_signal_init(a->loop, sigs[i]);
         sigs[i]->data = a;
         uv_signal_start(sigs[i], on_signal, nums[i]);
@@ -793,6 +950,10 @@ main(int argc, char **argv)
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
+    restart_init();
+    a.n_inherited = restart_inherited(a.inherited, RESTART_MAX_FDS);
+    a.settings = (struct admin_settings_ops){
+        &a, settings_file, settings_in_force, settings_check, settings_reload, settings_restart};
     signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD inherited from our parent would reap our
                                  children before we could learn how they ended */
     rc = generation_load(first, argc, argv, err, sizeof(err));
@@ -816,7 +977,8 @@ main(int argc, char **argv)
         setup_signals(&a);
         swap_preload(a.swap);
         log_info("web UI: %s", a.gens.current->ui_source);
-        log_info("goinfer ready: %zu models", a.gens.current->cat.n);
+        log_info("goinfer ready: %zu models (pid %d)", a.gens.current->cat.n, (int)getpid());
+        restart_tell_ready();
         uv_run(a.loop, UV_RUN_DEFAULT);
         log_info("goinfer stopped");
     }

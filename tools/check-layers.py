@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_ALLOWED = {"src/conf/conf.c", "src/conf/swapconf.c", "src/conf/tunnelconf.c",
-                "src/conf/yaml.c"}
+                "src/conf/yaml.c", "src/conf/edit.c"}
 
 
 def deps(src, cflags):

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,11 @@
 #include "admin/engine.h"
 #include "admin/static.h"
 #include "core/log.h"
+#include "core/strv.h"
 #include "core/xmalloc.h"
 #include "proc/argv.h"
+
+#define TEXT_MAX (4u << 20) /* a configuration file kept as text: far above any real one */
 
 char *
 generation_llama_exe(const struct conf *c, char *err, size_t errlen)
@@ -112,6 +116,45 @@ ui_source(struct generation *g)
 }
 
 int
+generation_read_text(const char *path, size_t max, struct generation_text *t)
+{
+    FILE *f = fopen(path, "rb");
+    char *data;
+    size_t n;
+
+    t->data = NULL;
+    t->len = 0;
+    if (f == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    data = xmalloc(max + 1);
+    n = fread(data, 1, max + 1, f);
+    if (ferror(f) || n > max) {
+        fclose(f);
+        free(data);
+        return n > max ? -EFBIG : -EIO;
+    }
+    fclose(f);
+    data[n] = '\0';
+    t->data = data;
+    t->len = n;
+    return 0;
+}
+
+/* The texts the configuration in force came from (read just after the loader read them). */
+static void
+keep_texts(struct generation *g)
+{
+    char *swap_file;
+
+    if (g->conf.file == NULL)
+        return;
+    swap_file = conf_swap_file_for(g->conf.file);
+    generation_read_text(g->conf.file, TEXT_MAX, &g->text[0]);
+    generation_read_text(swap_file, TEXT_MAX, &g->text[1]);
+    free(swap_file);
+}
+
+int
 generation_load(struct generation *g, int argc, char **argv, char *err, size_t errlen)
 {
     char msg[512];
@@ -124,6 +167,7 @@ generation_load(struct generation *g, int argc, char **argv, char *err, size_t e
     rc = discover(g, err, errlen);
     if (rc < 0)
         return rc;
+    keep_texts(g);
     g->llama_exe = generation_llama_exe(&g->conf, err, errlen);
     if (g->llama_exe == NULL && !g->conf.write)
         return -ENOENT;
@@ -146,7 +190,148 @@ generation_cleanup(struct generation *g)
     free(g->llama_exe);
     free(g->ui_dir);
     free(g->ui_source);
+    free(g->text[0].data);
+    free(g->text[1].data);
     memset(g, 0, sizeof(*g));
+}
+
+/* ---- checking candidate texts with the loader the process uses ---- */
+
+/* Writes len bytes of data to path, new, mode 0600. */
+static int
+write_new(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    while (len > 0 && rc == 0) {
+        ssize_t w = write(fd, data, len);
+
+        if (w < 0 && errno != EINTR)
+            rc = -errno;
+        else if (w > 0)
+            data += w, len -= (size_t)w;
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+/* argv with its -config replaced by file. */
+static char **
+argv_with_config(int argc, char **argv, const char *file, int *n)
+{
+    char **v = xcalloc((size_t)argc + 3, sizeof(*v));
+
+    *n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i] + (strncmp(argv[i], "--", 2) == 0 ? 2 : 1);
+
+        if (i > 0 && argv[i][0] == '-' && strcmp(a, "config") == 0) {
+            i++;
+            continue;
+        }
+        if (i > 0 && argv[i][0] == '-' && strncmp(a, "config=", 7) == 0)
+            continue;
+        v[(*n)++] = argv[i];
+    }
+    v[(*n)++] = "-config";
+    v[(*n)++] = (char *)file;
+    return v;
+}
+
+/* s with every from replaced by to (the temporary names by the real ones). */
+static char *
+renamed(const char *s, const char *from, const char *to)
+{
+    char *out = xstrdup(""), *next;
+    const char *hit;
+
+    for (hit = strstr(s, from); hit != NULL; hit = strstr(s, from)) {
+        next = xasprintf("%s%.*s%s", out, (int)(hit - s), s, to);
+        free(out);
+        out = next;
+        s = hit + strlen(from);
+    }
+    next = xasprintf("%s%s", out, s);
+    free(out);
+    return next;
+}
+
+static void
+check_results(const struct generation *g, const char *const tmp[2], const char *const real[2],
+              bool failed, char *err, size_t errlen, char ***warnings)
+{
+    char *const *w = g->cat.warnings ? g->cat.warnings : g->conf.warnings;
+    char *a, *b;
+
+    if (failed) {
+        a = renamed(err, tmp[1], real[1]);
+        b = renamed(a, tmp[0], real[0]);
+        snprintf(err, errlen, "%s", b);
+        free(a);
+        free(b);
+    }
+    for (size_t i = 0; w != NULL && w[i] != NULL; i++) {
+        a = renamed(w[i], tmp[1], real[1]);
+        b = renamed(a, tmp[0], real[0]);
+        strv_add(warnings, b, strlen(b));
+        free(a);
+        free(b);
+    }
+}
+
+int
+generation_check(int argc, char **argv, const char *file, const struct generation_text text[2],
+                 char *err, size_t errlen, char ***warnings)
+{
+    const char *slash = strrchr(file, '/');
+    char *dir = NULL, *tmp[2] = {NULL, NULL}, *real_swap = conf_swap_file_for(file), **v = NULL;
+    const char *real[2] = {file, real_swap};
+    struct generation g;
+    enum log_level level;
+    int rc, n;
+
+    *warnings = NULL;
+    dir = slash ? xasprintf("%.*s/.goinfer-check-XXXXXX", (int)(slash - file), file)
+                : xstrdup(".goinfer-check-XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot make a folder to check in beside %s: %s", file,
+                 strerror(errno));
+        free(dir);
+        free(real_swap);
+        return rc;
+    }
+    tmp[0] = xasprintf("%s/%s", dir, slash ? slash + 1 : file);
+    tmp[1] = conf_swap_file_for(tmp[0]);
+    rc = write_new(tmp[0], text[0].data, text[0].len);
+    if (rc == 0 && text[1].data != NULL)
+        rc = write_new(tmp[1], text[1].data, text[1].len);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot write in %s: %s", dir, strerror(-rc));
+        goto out;
+    }
+    v = argv_with_config(argc, argv, tmp[0], &n);
+    level = log_threshold; /* a candidate's warnings go in the answer, not in the log */
+    log_set_level(LOG_LEVEL_ERROR);
+    rc = generation_load(&g, n, v, err, errlen);
+    log_set_level(level);
+    if (rc == 1)
+        rc = 0;
+    check_results(&g, (const char *const *)tmp, real, rc < 0, err, errlen, warnings);
+    generation_cleanup(&g);
+out:
+    unlink(tmp[0]);
+    unlink(tmp[1]);
+    rmdir(dir);
+    free(v);
+    free(tmp[0]);
+    free(tmp[1]);
+    free(dir);
+    free(real_swap);
+    return rc;
 }
 
 void

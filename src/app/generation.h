@@ -22,16 +22,35 @@ struct generation {
     struct model_list models;
     struct catalog cat;
     char *llama_exe;
-    char *ui_dir;            /* llama.cpp's web UI beside that llama-server, or NULL */
-    bool ui_proxy;           /* no ui_dir: / is proxied to a llama-server's own page */
-    char *ui_source;         /* where / comes from, in words, for the log */
-    size_t users;            /* requests begun while it was in force and not ended yet */
+    char *ui_dir;    /* llama.cpp's web UI beside that llama-server, or NULL */
+    bool ui_proxy;   /* no ui_dir: / is proxied to a llama-server's own page */
+    char *ui_source; /* where / comes from, in words, for the log */
+    size_t users;    /* requests begun while it was in force and not ended yet */
+
+    /* goinfer.yml's and llama-swap.yml's text as this generation read them (the admin API's
+     * "configuration in force"); data NULL when the file was absent */
+    struct generation_text {
+        char *data;
+        size_t len;
+    } text[2];
     struct generation *next; /* in the retired list */
 };
 
 /* Returns 0; 1 when -help was printed; or -errno with err. Never exits. */
 int generation_load(struct generation *g, int argc, char **argv, char *err, size_t errlen);
 void generation_cleanup(struct generation *g);
+/*
+ * Loads the candidate texts of goinfer.yml (text[0]) and llama-swap.yml (text[1], NULL: none)
+ * as generation_load would load them from file with the same argv: written to a private folder
+ * beside file (so paths relative to it and the pair read together behave the same), loaded,
+ * then removed. Errors and warnings name file and its llama-swap.yml, never the temporary
+ * names. Returns 0 or -errno with err; *warnings (owned strv, may be NULL) what loading warned.
+ */
+int generation_check(int argc, char **argv, const char *file, const struct generation_text text[2],
+                     char *err, size_t errlen, char ***warnings);
+/* Reads path whole (at most max bytes) into t; t->data stays NULL when it is absent. */
+int generation_read_text(const char *path, size_t max, struct generation_text *t);
+
 /* The llama-server to run: the engine chosen in the admin API (state_dir/engine.json), else
  * llama.exe / GI_LLAMA_EXE, else the one `make setup` built. */
 char *generation_llama_exe(const struct conf *c, char *err, size_t errlen);

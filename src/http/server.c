@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -74,6 +75,7 @@ struct http_conn {
         CONN_CLOSED,    /* uv_close called; freed when its handles are */
     } state;
 
+    bool served;  /* a request has begun on it: between requests it is an idle keep-alive */
     bool kick;    /* the timer fires to parse pipelined bytes, not for a timeout */
     bool stalled; /* the client stopped reading; the timer bounds how long */
     bool read_paused;
@@ -785,6 +787,7 @@ request_begin(struct http_conn *c)
     struct http_request *r = &c->req;
 
     r->id = next_request_id++;
+    c->served = true;
     if (c->srv->shutting_down)
         r->keep_alive = false;
     r->started = r->chunked = r->ended = false;
@@ -1222,19 +1225,11 @@ http_server_new(uv_loop_t *loop, const struct http_limits *limits, http_handler_
     return srv;
 }
 
-int
-http_server_listen(struct http_server *srv, const char *host, int port, unsigned services, bool tls,
-                   int *bound_port)
+static struct listener *
+listener_new(struct http_server *srv, unsigned services, bool tls)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss), rc;
     struct listener *l = xcalloc(1, sizeof(*l));
 
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-        free(l);
-        return UV_EINVAL;
-    }
     uv_tcp_init(srv->loop, &l->tcp);
     l->tcp.data = l;
     l->srv = srv;
@@ -1242,14 +1237,82 @@ http_server_listen(struct http_server *srv, const char *host, int port, unsigned
     l->tls = tls;
     l->next = srv->listeners;
     srv->listeners = l;
-    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    return l;
+}
+
+static int
+listener_start(struct listener *l, int *bound_port)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss), rc;
+
+    rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rc == 0)
         rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
     if (rc == 0)
         *bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port); /* same offset for v6 */
     return rc;
+}
+
+int
+http_server_listen(struct http_server *srv, const char *host, int port, unsigned services, bool tls,
+                   int *bound_port)
+{
+    struct sockaddr_storage ss;
+    struct listener *l;
+    int rc;
+
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+        return UV_EINVAL;
+    l = listener_new(srv, services, tls);
+    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    return rc == 0 ? listener_start(l, bound_port) : rc;
+}
+
+int
+http_server_listen_fd(struct http_server *srv, int fd, unsigned services, bool tls, int *bound_port)
+{
+    struct listener *l;
+    int rc, flags = fcntl(fd, F_GETFD);
+
+    if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+        return uv_translate_sys_error(errno);
+    l = listener_new(srv, services, tls);
+    rc = uv_tcp_open(&l->tcp, fd);
+    return rc == 0 ? listener_start(l, bound_port) : rc;
+}
+
+/* host:port as the kernel writes a bound address, for comparing with one. */
+static bool
+same_address(const struct sockaddr_storage *ss, const char *host, int port)
+{
+    char a[64], b[64];
+    struct sockaddr_storage want;
+
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&want) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&want) != 0)
+        return false;
+    if (ss->ss_family != want.ss_family ||
+        ((const struct sockaddr_in *)ss)->sin_port != ((struct sockaddr_in *)&want)->sin_port)
+        return false;
+    return uv_ip_name((const struct sockaddr *)ss, a, sizeof(a)) == 0 &&
+           uv_ip_name((const struct sockaddr *)&want, b, sizeof(b)) == 0 && strcmp(a, b) == 0;
+}
+
+int
+http_server_listener_fd(const struct http_server *srv, const char *host, int port)
+{
+    for (const struct listener *l = srv->listeners; l != NULL; l = l->next) {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        uv_os_fd_t fd;
+
+        if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) == 0 &&
+            same_address(&ss, host, port) && uv_fileno((const uv_handle_t *)&l->tcp, &fd) == 0)
+            return fd;
+    }
+    return -1;
 }
 
 static void
@@ -1258,8 +1321,10 @@ on_listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
-void
-http_server_shutdown(struct http_server *srv)
+/* Stops accepting; idle connections close. With keep_new, a connection whose first request
+ * has not come yet (or came in part) is not idle: it gets its answer, then closes. */
+static void
+stop_accepting(struct http_server *srv, bool keep_new)
 {
     struct http_conn *c, *next;
 
@@ -1274,11 +1339,24 @@ http_server_shutdown(struct http_server *srv)
         next = c->next;
         if (c->up != NULL)
             continue; /* taken over (a tunnel): its owner drains and closes it */
-        if (c->state != CONN_HANDLING)
-            conn_close(c);
-        else
+        if (c->state == CONN_HANDLING ||
+            (keep_new && c->state == CONN_READING && (!c->served || h1_started(&c->h1))))
             c->req.keep_alive = false;
+        else
+            conn_close(c);
     }
+}
+
+void
+http_server_shutdown(struct http_server *srv)
+{
+    stop_accepting(srv, false);
+}
+
+void
+http_server_hand_off(struct http_server *srv)
+{
+    stop_accepting(srv, true);
 }
 
 void

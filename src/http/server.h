@@ -36,11 +36,22 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
  * (with the context of http_server_set_tls); *bound_port gets the real port. */
 int http_server_listen(struct http_server *srv, const char *host, int port, unsigned services,
                        bool tls, int *bound_port);
+/* The same over fd, a listening socket inherited from the process we replace (a graceful
+ * restart): adopted as it is, made close-on-exec (no child inherits it). Takes ownership of fd
+ * on success. */
+int http_server_listen_fd(struct http_server *srv, int fd, unsigned services, bool tls,
+                          int *bound_port);
+/* The socket of the listener bound to host:port, or -1: what a graceful restart hands on. */
+int http_server_listener_fd(const struct http_server *srv, const char *host, int port);
 /* The certificate for TLS listeners' new connections (a reload may change it); borrowed. */
 struct tls_ctx;
 void http_server_set_tls(struct http_server *srv, struct tls_ctx *ctx);
 /* Stops accepting and closes idle connections; busy ones close after their response. */
 void http_server_shutdown(struct http_server *srv);
+/* The same when another process takes the listening sockets over (a graceful restart): a
+ * connection accepted just before, whose request has not come in whole yet, is answered too
+ * (then closed), never cut: only idle keep-alive connections close, which clients retry. */
+void http_server_hand_off(struct http_server *srv);
 /* Open connections plus running local requests (a shutdown waits for both). */
 size_t http_server_active(const struct http_server *srv);
 void http_server_free(struct http_server *srv);

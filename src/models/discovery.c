@@ -372,16 +372,23 @@ seen_before(struct walk *w, const struct stat *st)
     return false;
 }
 
+char *
+models_script_for(const char *path)
+{
+    const char *b = base_name(path);
+
+    return xasprintf("%.*s%.*s.sh", (int)(b - path), path, (int)stem_len(b), b);
+}
+
 /* "&k=v" flags in the name, else a <stem>.sh beside the model; either way without the flags
  * Goinfer sets itself. */
 static char **
 companion_flags(const char *path)
 {
-    const char *b = base_name(path);
     char **flags = models_flags_from_name(path), *sh;
 
     if (flags == NULL) {
-        sh = xasprintf("%.*s%.*s.sh", (int)(b - path), path, (int)stem_len(b), b);
+        sh = models_script_for(path);
         flags = models_flags_from_script(sh);
         free(sh);
     }

@@ -63,6 +63,8 @@ char **models_flags_from_name(const char *path);
  * each one argument; NULL when unreadable or larger than 256 KiB. Pass the result through
  * models_flags_clean. */
 char **models_flags_from_script(const char *sh_path);
+/* The <stem>.sh read beside the model file path (whether it exists or not); caller frees. */
+char *models_script_for(const char *path);
 char **models_flags_from_text(const char *text);
 /*
  * The one rule for flags from a file name or a companion script: drops the flags Goinfer sets

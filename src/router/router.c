@@ -14,6 +14,7 @@
 #include "admin/engine.h"
 #include "admin/handlers.h"
 #include "admin/metrics.h"
+#include "admin/settings.h"
 #include "admin/static.h"
 #include "admin/store.h"
 #include "admin/ui.h"
@@ -716,6 +717,58 @@ handle_reload(struct router *r, struct http_request *req)
     admin_reload(req, r->d.reload, r->d.reload_arg);
 }
 
+/* The settings handlers need the application's loader: 501 on a road that has none. */
+static bool
+settings_here(struct router *r, struct http_request *req)
+{
+    if (r->d.settings != NULL)
+        return true;
+    http_respond_error(req, 501, "not_implemented", "%s is not available here", req->path);
+    return false;
+}
+
+static void
+handle_config_get(struct router *r, struct http_request *req)
+{
+    if (settings_here(r, req))
+        admin_config_get(req, r->d.settings);
+}
+
+static void
+handle_config_validate(struct router *r, struct http_request *req)
+{
+    if (settings_here(r, req))
+        admin_config_validate(req, r->d.settings);
+}
+
+static void
+handle_config_diff(struct router *r, struct http_request *req)
+{
+    if (settings_here(r, req))
+        admin_config_diff(req, r->d.settings);
+}
+
+static void
+handle_config_put(struct router *r, struct http_request *req)
+{
+    if (settings_here(r, req))
+        admin_config_put(req, r->d.settings);
+}
+
+static void
+handle_model_args(struct router *r, struct http_request *req)
+{
+    if (settings_here(r, req))
+        admin_model_args(req, r->d.settings, r->d.cat);
+}
+
+static void
+handle_restart(struct router *r, struct http_request *req)
+{
+    if (settings_here(r, req))
+        admin_restart(req, r->d.settings);
+}
+
 static void
 handle_metrics(struct router *r, struct http_request *req)
 {
@@ -854,6 +907,14 @@ static const struct route routes[] = {
     {"GET", "/v1/models/", SVC_ANY | INFER, USER, handle_model_one},
     {"GET", "/logs", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_logs},
     {"POST", "/reload", GI | ROUTER_SVC_ADMIN, ADMIN, handle_reload},
+    /* admin API: settings, restart */
+    {"GET", "/api/config", GI | ROUTER_SVC_ADMIN, ADMIN, handle_config_get},
+    {"POST", "/api/config/validate", GI | ROUTER_SVC_ADMIN, ADMIN, handle_config_validate},
+    {"GET", "/api/config/diff", GI | ROUTER_SVC_ADMIN, ADMIN, handle_config_diff},
+    {"PUT", "/api/config/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_config_put},
+    {"GET", "/api/models/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_model_args}, /* <id>/args */
+    {"PUT", "/api/models/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_model_args},
+    {"POST", "/api/restart", GI | ROUTER_SVC_ADMIN, ADMIN, handle_restart},
     {"GET", "/metrics", GI | ROUTER_SVC_ADMIN, ADMIN, handle_metrics},
     /* admin API: models, activity, audit (store) */
     {"GET", "/api/models", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_models},

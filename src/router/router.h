@@ -30,6 +30,7 @@ struct router_deps {
     struct auth *admin_auth;   /* admin keys (the user keys when no admin key is set) */
     void (*reload)(void *arg, const char *why);
     void *reload_arg;
+    const struct admin_settings_ops *settings; /* the admin API's settings and restart */
     struct swap *swap;
     struct http_server *server;      /* for the connection count in /metrics */
     struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
@@ -44,6 +45,7 @@ struct router;
 struct store;
 struct tunnel_server;
 struct engine;
+struct admin_settings_ops;
 
 /* Borrows deps for its life. */
 struct router *router_new(const struct router_deps *deps);
