@@ -154,14 +154,18 @@ function modelRow(m) {
     el("td", { class: "num", text: m.last_load_ms == null ? "" : fmtS(m.last_load_ms / 1000) }),
     el("td", { class: "num", text: fmtNum(m.tokens_per_s), title: m.requests_last_hour ? m.requests_last_hour + " requests in the last hour" : null }),
     el("td", {}, el("code", { class: "args", text: args }), " ",
-      m.enabled === undefined ? null : el("button", { text: "Edit", on: { click: () => editArgs(m, args) } })));
+      m.enabled === undefined ? null : el("button", { text: "Edit", on: { click: () => editArgs(m) } })));
 }
 
-async function editArgs(m, current) {
-  const next = prompt("llama-server arguments of " + m.id + " (written back to the configuration):", m.extra_args || "");
+async function editArgs(m) {
+  const path = "/api/models/" + encodeURIComponent(m.id) + "/args";
+  const cur = await api(path).catch((e) => ({ error: e.message }));
+  if (cur.error) return say("arguments of " + m.id + ": " + cur.error);
+  const next = prompt("llama-server arguments of " + m.id + " (written to " + cur.path + "; " +
+    "the program, -m, --host and --port stay Goinfer's):", cur.args || "");
   if (next === null) return;
   try {
-    const r = await api("/api/models/" + encodeURIComponent(m.id) + "/args", { method: "PUT", json: { args: next } });
+    const r = await api(path, { method: "PUT", json: { args: next } });
     say(r && r.reload && r.reload.taken === false ? "saved, but the reload was refused: " + r.reload.error : "");
   } catch (e) {
     say("arguments of " + m.id + ": " + e.message);
@@ -402,7 +406,7 @@ function showConfig() {
 
 function numberLines(errors) {
   const n = $("cfg-text").value.split("\n").length;
-  const bad = new Set(errors.map((e) => e.line));
+  const bad = new Set(errors.filter((e) => !e.file || e.file === $("cfg-file").value).map((e) => e.line));
   $("cfg-lines").replaceChildren(...Array.from({ length: n }, (_, i) => {
     const t = String(i + 1) + "\n";
     return bad.has(i + 1) ? el("b", { text: t }) : document.createTextNode(t);
@@ -411,7 +415,7 @@ function numberLines(errors) {
 
 function showErrors(errors, warnings) {
   numberLines(errors);
-  $("cfg-errors").replaceChildren(...errors.map((e) => el("li", { text: (e.line ? "line " + e.line + ": " : "") + e.message })),
+  $("cfg-errors").replaceChildren(...errors.map((e) => el("li", { text: (e.file ? e.file + ":" : "") + (e.line ? e.line + ": " : "") + e.message })),
     ...(warnings || []).map((w) => el("li", { class: "warn", text: typeof w === "string" ? w : w.message })));
 }
 
