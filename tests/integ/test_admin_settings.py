@@ -106,7 +106,7 @@ def test_read_validate_save_diff(tmp_path, own_models, start_goinfer, client):
     assert r.status_code == 422 and r.json()["errors"][0]["line"] in (9, 10), r.text
     assert (tmp_path / "goinfer.yml").read_text() == f["goinfer.yml"]["text"]
     assert chat(client, g.url(), "tiny-a").status_code == 200
-    g.wait_log(r"audit: config.save goinfer.yml by admin key from 127.0.0.1.*: 422")
+    g.wait_log(r"audit: config.save goinfer.yml by api_key from 127.0.0.1.*: 422")
 
     # PUT valid: a backup, the file replaced (mode kept), reloaded, the change visible
     os.chmod(tmp_path / "llama-swap.yml", 0o640)
