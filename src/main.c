@@ -190,6 +190,10 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->server = a->server;
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
+    d->loop = a->loop;
+    d->models_dir = g->conf.models_dir;
+    d->admin = &g->conf.admin;
+    d->body_bytes = g->conf.limits.body_bytes;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address

@@ -33,6 +33,11 @@ struct router_deps {
     struct http_server *server;      /* for the connection count in /metrics */
     struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
     struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
+    /* the admin API's files, uploads and downloads */
+    uv_loop_t *loop;
+    const char *models_dir;         /* ':'-separated roots */
+    const struct conf_admin *admin; /* upload_max_bytes, download_hosts */
+    uint64_t body_bytes;            /* limits.body_bytes: one upload chunk */
 };
 
 struct router;
