@@ -1,6 +1,7 @@
 """The admin API's model files (issue 12, Files): uploads (chunked, resumable, checked), the
 listing, deletes (refused while running, forced, confined), downloads from a fake hub."""
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -251,3 +252,144 @@ def test_delete_refused_while_running_forced_and_confined(start_goinfer, mdir, t
     r = client.delete(g.url() + "/api/files/split-00002-of-00003.gguf", headers=auth())
     assert r.status_code == 200 and len(r.json()["files"]) == 3, r.text
     assert not list(mdir.glob("split-*"))
+
+
+# ---- downloads, from a fake hub ----
+
+FAKE_HUB = Path(__file__).parent / "fakes" / "fake_hub.py"
+
+
+@pytest.fixture
+def hub(tmp_path):
+    root = tmp_path / "hub"
+    root.mkdir()
+    p = subprocess.Popen(["/usr/bin/python3", str(FAKE_HUB), str(root)], stdout=subprocess.PIPE,
+                         text=True)
+    line = p.stdout.readline()
+    assert line.startswith("FAKE hub listening on "), line
+    port = int(line.split()[-1])
+    yield root, port
+    p.kill()
+    p.wait()
+
+
+def start_for_hub(start_goinfer, mdir, port, hosts=("127.0.0.1", "localhost")):
+    extra = "admin:\n  download_hosts:\n" + "".join(f"    - \"{h}\"\n" for h in hosts)
+    return start_goinfer(mdir, env={"GI_HF_BASE": f"http://127.0.0.1:{port}"}, extra=extra)
+
+
+def download(client, g, body, want="done", timeout=60):
+    r = client.post(g.url() + "/api/downloads", headers=auth(), json=body)
+    assert r.status_code == 202, r.text
+    did = r.json()["id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get(g.url() + "/api/downloads", headers=auth())
+        d = {x["id"]: x for x in r.json()["downloads"]}[did]
+        if d["state"] not in ("resolving", "downloading", "verifying"):
+            break
+        assert time.monotonic() < deadline, d
+        time.sleep(0.05)
+    assert d["state"] == want, d
+    return d
+
+
+def requests_log(root):
+    return (root / "requests.log").read_text().splitlines()
+
+
+def test_download_hf_split_model_redirect_and_range_resume(start_goinfer, mdir, hub, client):
+    root, port = hub
+    repo = root / "org" / "Split-GGUF"
+    (repo / "Q4_K_M").mkdir(parents=True)
+    mkmodel(repo / "Q4_K_M" / "split-Q4_K_M.gguf", "-n", "split", "-s", "3", "--split", "3")
+    mkmodel(repo / "split-Q8_0.gguf", "-n", "other", "-s", "4")
+    (root / ".cut").write_text("split-Q4_K_M-00002-of-00003.gguf")
+    g = start_for_hub(start_goinfer, mdir, port)
+    d = download(client, g, {"hf": "org/Split-GGUF:Q4_K_M"})
+    names = sorted(f["name"] for f in d["files"])
+    assert names == [f"split-Q4_K_M-0000{i}-of-00003.gguf" for i in (1, 2, 3)], d
+    assert d["bytes"] == d["total"] and all(len(f["sha256"]) == 64 for f in d["files"])
+    for f in d["files"]:
+        src = repo / "Q4_K_M" / f["name"]
+        assert (mdir / f["name"]).read_bytes() == src.read_bytes()
+    assert not (mdir / "split-Q8_0.gguf").exists()
+    log = requests_log(root)
+    assert any(line.startswith("GET /api/models/org/Split-GGUF/tree/main") for line in log), log
+    assert any("/resolve/main/Q4_K_M/" in line for line in log), log
+    part2 = [line for line in log if line.startswith("GET /cdn/") and "00002-of" in line]
+    assert len(part2) == 2 and part2[1].split()[-1].startswith("bytes="), part2
+    assert not [p for p in os.listdir(mdir) if p.startswith(".")]
+    wait_model(client, g, "split-Q4_K_M")
+    r = client.post(g.url() + "/v1/chat/completions", headers=auth(),
+                    json=dict(CHAT, model="split-Q4_K_M"))
+    assert r.status_code == 200, r.text
+    g.wait_log(r"audit: download.start org/Split-GGUF:Q4_K_M by .* 202")
+
+
+def test_download_wrong_checksum_refused(start_goinfer, mdir, hub, client):
+    root, port = hub
+    repo = root / "org" / "Bad-GGUF"
+    repo.mkdir(parents=True)
+    mkmodel(repo / "bad-Q4_0.gguf", "-n", "bad", "-s", "6")
+    (repo / ".oids.json").write_text(json.dumps({"bad-Q4_0.gguf": "ab" * 32}))
+    g = start_for_hub(start_goinfer, mdir, port)
+    d = download(client, g, {"hf": "org/Bad-GGUF:Q4_0"}, want="failed")
+    assert "sha256 mismatch" in d["error"] and "removed" in d["error"], d
+    assert sorted(os.listdir(mdir)) == ["tiny-a.gguf"]
+    d = download(client, g, {"hf": "org/Bad-GGUF:Q5_K"}, want="failed")
+    assert "no .gguf file" in d["error"] and "bad-Q4_0.gguf" in d["error"], d
+    d = download(client, g, {"hf": "org/Missing-GGUF:Q5_K"}, want="failed")
+    assert "404" in d["error"], d
+
+
+def test_download_hosts_limited(start_goinfer, mdir, hub, client):
+    root, port = hub
+    (root / "files").mkdir()
+    mkmodel(root / "files" / "plain.gguf", "-n", "plain", "-s", "7")
+    repo = root / "org" / "R-GGUF"
+    repo.mkdir(parents=True)
+    mkmodel(repo / "r-Q4_0.gguf", "-n", "r", "-s", "8")
+    g = start_for_hub(start_goinfer, mdir, port, hosts=("127.0.0.1",))
+    r = client.post(g.url() + "/api/downloads", headers=auth(),
+                    json={"url": "http://127.0.0.3:9/x.gguf"})
+    assert r.status_code == 403 and "download_hosts" in r.text, r.text
+    r = client.post(g.url() + "/api/downloads", headers=auth(),
+                    json={"url": "https://127.0.0.1/x.gguf"})
+    assert r.status_code == 501 and "plain http" in r.text, r.text
+    for bad in [{"hf": "../x:Q4"}, {"hf": "org/repo"}, {}, {"url": "http://127.0.0.1/x.txt"}]:
+        r = client.post(g.url() + "/api/downloads", headers=auth(), json=bad)
+        assert r.status_code == 400, (bad, r.text)
+    # the hub redirects to localhost, which is not allowed here
+    d = download(client, g, {"hf": "org/R-GGUF:Q4_0"}, want="failed")
+    assert "redirected to http://localhost" in d["error"] and "download_hosts" in d["error"], d
+    assert sorted(os.listdir(mdir)) == ["tiny-a.gguf"]
+    # a plain URL from an allowed host, with its sha256
+    data = (root / "files" / "plain.gguf").read_bytes()
+    d = download(client, g, {"url": f"http://127.0.0.1:{port}/files/plain.gguf",
+                             "sha256": hashlib.sha256(data).hexdigest()})
+    assert (mdir / "plain.gguf").read_bytes() == data
+    wait_model(client, g, "plain")
+
+
+def test_download_progress_and_cancel(start_goinfer, mdir, hub, tmp_path, client):
+    root, port = hub
+    (root / "files").mkdir()
+    big_file(tmp_path, 30 << 20).rename(root / "files" / "slowmodel.gguf")
+    g = start_for_hub(start_goinfer, mdir, port)
+    r = client.post(g.url() + "/api/downloads", headers=auth(),
+                    json={"url": f"http://127.0.0.1:{port}/slow/slowmodel.gguf"})
+    did = r.json()["id"]
+    deadline = time.monotonic() + 20
+    while True:
+        d = client.get(g.url() + "/api/downloads", headers=auth()).json()["downloads"][0]
+        if d["bytes"] > 2 << 20:
+            break
+        assert time.monotonic() < deadline, d
+        time.sleep(0.1)
+    assert d["state"] == "downloading" and d["total"] == 30 << 20 and d["rate"] > 0, d
+    assert [x["id"] for x in files(client, g)["downloads"]] == [did]
+    r = client.delete(g.url() + f"/api/downloads/{did}", headers=auth())
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    time.sleep(0.3)
+    assert sorted(os.listdir(mdir)) == ["tiny-a.gguf"]
