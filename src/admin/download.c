@@ -209,10 +209,10 @@ dl_json(const struct download *d)
         known &= f->size > 0;
     }
     return json_pack("{s:s, s:s, s:s, s:I, s:o, s:f, s:o, s:s?, s:s}", "id", d->id, "source",
-                     d->source, "state", state_names[d->state], "bytes", (json_int_t)bytes,
-                     "total", known && d->n_files ? json_integer((json_int_t)total) : json_null(),
-                     "rate", d->rate, "files", files, "error", d->error[0] ? d->error : NULL,
-                     "folder", d->dir);
+                     d->source, "state", state_names[d->state], "bytes", (json_int_t)bytes, "total",
+                     known && d->n_files ? json_integer((json_int_t)total) : json_null(), "rate",
+                     d->rate, "files", files, "error", d->error[0] ? d->error : NULL, "folder",
+                     d->dir);
 }
 
 json_t *
@@ -225,8 +225,7 @@ admin_downloads_json(const struct admin_downloads *a)
     return v;
 }
 
-static void
-dl_fail(struct download *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void dl_fail(struct download *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Ends d as failed with the message; its partial files go. */
 static void
@@ -455,8 +454,8 @@ retry(struct download *d, const char *why)
         dl_fail(d, "%s (gave up after %d retries)", why, MAX_RETRIES);
         return;
     }
-    log_info("download %s: %s; retrying in %d ms from byte %" PRIu64, d->id, why,
-             200 * d->retries, d->n_files ? d->files[d->cur].have : 0);
+    log_info("download %s: %s; retrying in %d ms from byte %" PRIu64, d->id, why, 200 * d->retries,
+             d->n_files ? d->files[d->cur].have : 0);
     if (!d->timer_open) {
         uv_timer_init(d->owner->env->loop, &d->timer);
         d->timer.data = d;
@@ -794,8 +793,7 @@ resolved(struct download *d)
     char *repo = xstrndup(d->source, (size_t)(colon - d->source)), *names = NULL;
     size_t i;
 
-    json_array_foreach(tree, i, e)
-    {
+    json_array_foreach (tree, i, e) {
         const char *path = json_string_value(json_object_get(e, "path"));
         const char *type = json_string_value(json_object_get(e, "type"));
         json_t *lfs = json_object_get(e, "lfs");
@@ -872,10 +870,10 @@ start_args(struct admin_downloads *a, struct http_request *req, struct download 
                            "a Hugging Face reference reads org/repo:quant (e.g. "
                            "unsloth/Qwen3-0.6B-GGUF:Q4_K_M)");
     } else {
-        char *first = hf ? xasprintf("%s/api/models/%.*s/tree/main?recursive=true",
-                                     base && *base ? base : HF_BASE,
-                                     (int)(strrchr(hf, ':') - hf), hf)
-                         : xstrdup(url);
+        char *first =
+            hf ? xasprintf("%s/api/models/%.*s/tree/main?recursive=true",
+                           base && *base ? base : HF_BASE, (int)(strrchr(hf, ':') - hf), hf)
+               : xstrdup(url);
 
         d->source = xstrdup(hf ? hf : url);
         if (!host_allowed(d->hosts, first, why, sizeof(why))) {

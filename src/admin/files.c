@@ -60,8 +60,7 @@ admin_file_name_check(const char *name, size_t len, char *err, size_t errlen)
         return -EINVAL;
     }
     for (size_t i = 0; i < len; i++) {
-        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f || name[i] == '/' ||
-            name[i] == '\\') {
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f || name[i] == '/' || name[i] == '\\') {
             snprintf(err, errlen, "a file name holds no '/', '\\', NUL or control byte");
             return -EINVAL;
         }
@@ -284,8 +283,8 @@ walk_entry(struct list_job *l, const char *root, int dirfd, const char *rel, con
         json_array_append_new(
             l->files,
             json_pack("{s:s, s:s, s:I, s:I, s:b, s:o}", "folder", root, "name", path, "size",
-                      (json_int_t)target.st_size, "mtime", (json_int_t)st.st_mtime, "symlink",
-                      link, "models", models_using(l->models, l->n_models, dirfd, name, &target)));
+                      (json_int_t)target.st_size, "mtime", (json_int_t)st.st_mtime, "symlink", link,
+                      "models", models_using(l->models, l->n_models, dirfd, name, &target)));
     }
 out:
     free(path);
@@ -319,10 +318,10 @@ list_run(struct admin_job *j)
         json_t *f = json_pack("{s:s}", "path", l->roots[i]);
 
         if (fd >= 0 && fstatvfs(fd, &vfs) == 0) {
-            json_object_set_new(f, "free_bytes", json_integer((json_int_t)vfs.f_bavail *
-                                                              (json_int_t)vfs.f_frsize));
-            json_object_set_new(f, "total_bytes", json_integer((json_int_t)vfs.f_blocks *
-                                                               (json_int_t)vfs.f_frsize));
+            json_object_set_new(f, "free_bytes",
+                                json_integer((json_int_t)vfs.f_bavail * (json_int_t)vfs.f_frsize));
+            json_object_set_new(f, "total_bytes",
+                                json_integer((json_int_t)vfs.f_blocks * (json_int_t)vfs.f_frsize));
         } else {
             json_object_set_new(f, "error", json_string(strerror(errno)));
         }
@@ -349,14 +348,12 @@ list_done(struct admin_job *j)
     size_t i;
     json_t *f, *o;
 
-    json_array_foreach(l->files, i, f)
-    {
+    json_array_foreach (l->files, i, f) {
         json_t *running = json_array();
         size_t k;
         json_t *name;
 
-        json_array_foreach(json_object_get(f, "models"), k, name)
-        {
+        json_array_foreach (json_object_get(f, "models"), k, name) {
             if (model_runs(l->env, json_string_value(name)))
                 json_array_append(running, name);
         }
@@ -394,9 +391,9 @@ admin_files_list(struct http_request *req, const struct admin_files_env *e,
 
 struct delete_job {
     char **roots;
-    char *rel;   /* as asked: "sub/name.gguf" */
+    char *rel; /* as asked: "sub/name.gguf" */
     bool force;
-    int dirfd;   /* the folder that holds it, opened without following links */
+    int dirfd;    /* the folder that holds it, opened without following links */
     char **parts; /* the names to remove in dirfd */
     char **using; /* models that use them */
     struct model_files *models;
@@ -529,8 +526,7 @@ delete_unlink(struct admin_job *j)
     for (size_t i = 0; d->parts && d->parts[i]; i++) {
         if (unlinkat(d->dirfd, d->parts[i], 0) != 0 && d->err == 0) { /* a link: the link only */
             d->err = -errno;
-            snprintf(d->msg, sizeof(d->msg), "cannot remove %s: %s", d->parts[i],
-                     strerror(errno));
+            snprintf(d->msg, sizeof(d->msg), "cannot remove %s: %s", d->parts[i], strerror(errno));
         }
     }
 }
@@ -548,9 +544,9 @@ delete_removed(struct admin_job *j)
     for (size_t i = 0; d->unloaded && d->unloaded[i]; i++)
         json_array_append_new(unloaded, json_string(d->unloaded[i]));
     if (j->req != NULL && d->err == 0)
-        http_respond_json(j->req, 200,
-                          json_pack("{s:s, s:o, s:o}", "deleted", d->rel, "files", parts,
-                                    "unloaded", unloaded));
+        http_respond_json(
+            j->req, 200,
+            json_pack("{s:s, s:o, s:o}", "deleted", d->rel, "files", parts, "unloaded", unloaded));
     else {
         json_decref(parts);
         json_decref(unloaded);
@@ -641,8 +637,9 @@ check_rel(const char *rel, char *err, size_t errlen)
 
     for (const char *p = rel; p < base; p += strcspn(p, "/") + 1)
         if (*p == '.' || *p == '/') {
-            snprintf(err, errlen, "folder names in a file's path neither start with '.' nor "
-                                  "are empty");
+            snprintf(err, errlen,
+                     "folder names in a file's path neither start with '.' nor "
+                     "are empty");
             return -EINVAL;
         }
     return admin_file_name_check(base, strlen(base), err, errlen);

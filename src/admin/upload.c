@@ -128,8 +128,8 @@ static json_t *
 upload_json(const struct upload *up)
 {
     json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s}", "id", up->id, "name", up->name, "size",
-                          (json_int_t)up->size, "offset", (json_int_t)up->offset, "folder",
-                          up->dir, "state", up->busy ? "writing" : "waiting");
+                          (json_int_t)up->size, "offset", (json_int_t)up->offset, "folder", up->dir,
+                          "state", up->busy ? "writing" : "waiting");
 
     if (up->expect[0])
         json_object_set_new(o, "expected_sha256", json_string(up->expect));
@@ -246,8 +246,8 @@ create_run(uv_work_t *w)
     } else if ((uint64_t)vfs.f_bavail * vfs.f_frsize < up->size) {
         up->err = -ENOSPC;
         snprintf(up->msg, sizeof(up->msg),
-                 "not enough free space in %s: %" PRIu64 " bytes free, %" PRIu64 " needed",
-                 up->dir, (uint64_t)vfs.f_bavail * vfs.f_frsize, up->size);
+                 "not enough free space in %s: %" PRIu64 " bytes free, %" PRIu64 " needed", up->dir,
+                 (uint64_t)vfs.f_bavail * vfs.f_frsize, up->size);
     } else if ((fd = open(up->meta, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
                write_all(fd, text, strlen(text), 0) < 0 ||
                (up->fd = open(up->part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0) {
@@ -601,9 +601,9 @@ finish_done(uv_work_t *w, int status)
     } else {
         log_info("upload %s: %s complete, sha256 %s", up->id, up->name, up->sha);
         if (req != NULL)
-            respond_state(req, up, 200,
-                          json_pack("{s:s, s:s, s:b}", "sha256", up->sha, "state", "done", "done",
-                                    1));
+            respond_state(
+                req, up, 200,
+                json_pack("{s:s, s:s, s:b}", "sha256", up->sha, "state", "done", "done", 1));
     }
     if (req != NULL)
         audit_record(req, "upload.complete", up->name, code);

@@ -22,13 +22,22 @@ check(const char *name)
 static void
 names(void **state)
 {
-    static const char *const good[] = {"a.gguf", "Qwen3-0.6B-Q4_K_M.gguf",
-                                       "m-00001-of-00003.gguf", "m-00003-of-00003.gguf",
-                                       "with space.gguf"};
-    static const char *const bad[] = {"",          ".gguf",          ".hidden.gguf", "../a.gguf",
-                                      "a/b.gguf",  "a\\b.gguf",      "a..b.gguf",    "a.bin",
-                                      "a.GGUF.sh", "x\n.gguf",       "gguf",         "a\x7f.gguf",
-                                      "m-00000-of-00003.gguf",       "m-00004-of-00003.gguf"};
+    static const char *const good[] = {"a.gguf", "Qwen3-0.6B-Q4_K_M.gguf", "m-00001-of-00003.gguf",
+                                       "m-00003-of-00003.gguf", "with space.gguf"};
+    static const char *const bad[] = {"",
+                                      ".gguf",
+                                      ".hidden.gguf",
+                                      "../a.gguf",
+                                      "a/b.gguf",
+                                      "a\\b.gguf",
+                                      "a..b.gguf",
+                                      "a.bin",
+                                      "a.GGUF.sh",
+                                      "x\n.gguf",
+                                      "gguf",
+                                      "a\x7f.gguf",
+                                      "m-00000-of-00003.gguf",
+                                      "m-00004-of-00003.gguf"};
     char err[256];
 
     (void)state;
