@@ -47,6 +47,9 @@ struct upload {
     enum op op;
     struct buf chunk;
     size_t chunk_len;
+    /* the next chunk, sent on another connection while this one is written (pipelining) */
+    struct http_request *next_req;
+    struct buf next_chunk;
     uv_work_t w_write, w_hash, w_job;
     int pending;
     int err; /* negative errno of the job */
@@ -79,6 +82,7 @@ upload_free(struct upload *up)
         close(up->fd);
     EVP_MD_CTX_free(up->md);
     buf_cleanup(&up->chunk);
+    buf_cleanup(&up->next_chunk);
     strv_free(up->roots);
     free(up->name);
     free(up->dir);
@@ -109,6 +113,7 @@ upload_new(struct admin_uploads *u)
     up->owner = u;
     up->fd = -1;
     buf_init(&up->chunk, SIZE_MAX);
+    buf_init(&up->next_chunk, SIZE_MAX);
     up->w_write.data = up->w_hash.data = up->w_job.data = up;
     return up;
 }
@@ -118,8 +123,10 @@ up_abort(struct http_request *req, void *data)
 {
     struct upload *up = data;
 
-    (void)req;
-    up->req = NULL;
+    if (req == up->next_req)
+        up->next_req = NULL;
+    else
+        up->req = NULL;
 }
 
 static const struct http_handler up_handler = {up_abort, NULL};
@@ -497,6 +504,59 @@ restore_done(uv_work_t *w, int status)
     run_op(up);
 }
 
+/* The Upload-Offset header as a number; false when absent or malformed. */
+static bool
+header_offset(struct http_request *req, uint64_t *out)
+{
+    size_t n = 0;
+    const char *h = http_header_get(req, "upload-offset", &n);
+    char v[24], *end;
+
+    if (h == NULL || n == 0 || n >= sizeof(v))
+        return false;
+    memcpy(v, h, n);
+    v[n] = '\0';
+    *out = strtoull(v, &end, 10);
+    return *end == '\0' && v[0] >= '0' && v[0] <= '9';
+}
+
+/* A chunk that follows the one being written, come on another connection: held (its body
+ * taken) until that one is written, so a client with two connections keeps the disk busy while
+ * it sends. One at a time; true when taken. */
+static bool
+queue_next(struct upload *up, struct http_request *req)
+{
+    uint64_t off;
+
+    if (up->next_req != NULL || up->next_chunk.len > 0 || up->pending == 0 ||
+        !header_offset(req, &off) || off != up->offset + up->chunk_len || off >= up->size)
+        return false;
+    up->next_req = req;
+    up->next_chunk = req->body;
+    buf_init(&req->body, req->body.max);
+    http_attach(req, &up_handler, up);
+    return true;
+}
+
+/* The held chunk becomes the current one (its client may have left: then it goes). */
+static void
+run_next(struct upload *up)
+{
+    struct buf t = up->chunk;
+
+    if (up->next_req == NULL) {
+        buf_reset(&up->next_chunk);
+        return;
+    }
+    up->chunk = up->next_chunk;
+    up->next_chunk = t;
+    buf_reset(&up->next_chunk);
+    up->req = up->next_req;
+    up->next_req = NULL;
+    up->op = OP_CHUNK;
+    run_op(up);
+}
+
 /* The upload the path names: in memory, or restored from disk (then op runs after). */
 static struct upload *
 lookup(struct admin_uploads *u, struct http_request *req, enum op op)
@@ -504,6 +564,8 @@ lookup(struct admin_uploads *u, struct http_request *req, enum op op)
     const char *id = req->path + strlen(PREFIX);
     struct upload *up = find(u, id);
 
+    if (up != NULL && up->busy && op == OP_CHUNK && queue_next(up, req))
+        return NULL;
     if (up != NULL && up->busy) {
         http_respond_error(req, 409, "conflict",
                            "upload %s is busy with another request; ask again when it answered",
@@ -630,6 +692,13 @@ chunk_done(uv_work_t *w, int status)
                                "cannot write the chunk: %s; ask GET " PREFIX "%s for the offset",
                                strerror(-up->err), up->id);
         }
+        if (up->next_req != NULL) {
+            http_detach(up->next_req);
+            http_respond_error(up->next_req, 409, "conflict",
+                               "the chunk before this one could not be written; ask GET " PREFIX
+                               "%s for the offset",
+                               up->id);
+        }
         drop(up);
         return;
     }
@@ -639,31 +708,26 @@ chunk_done(uv_work_t *w, int status)
         return;
     }
     up->busy = false;
+    up->req = NULL;
     if (req != NULL) {
         http_detach(req);
         respond_state(req, up, 200, NULL);
     }
+    run_next(up);
 }
 
 static bool
 chunk_check(struct upload *up, struct http_request *req)
 {
-    size_t n = 0;
-    const char *h = http_header_get(req, "upload-offset", &n);
-    char v[24];
     uint64_t off;
-    char *end;
 
-    if (h == NULL || n == 0 || n >= sizeof(v)) {
+    if (!header_offset(req, &off)) {
         http_respond_error(req, 400, "invalid_request_error",
                            "send the chunk's place in Upload-Offset (GET " PREFIX "%s tells it)",
                            up->id);
         return false;
     }
-    memcpy(v, h, n);
-    v[n] = '\0';
-    off = strtoull(v, &end, 10);
-    if (*end != '\0' || off != up->offset) {
+    if (off != up->offset) {
         respond_state(req, up, 409,
                       json_pack("{s:s}", "error", "Upload-Offset is not the upload's offset"));
         return false;

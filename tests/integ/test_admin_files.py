@@ -393,3 +393,49 @@ def test_download_progress_and_cancel(start_goinfer, mdir, hub, tmp_path, client
     assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
     time.sleep(0.3)
     assert sorted(os.listdir(mdir)) == ["tiny-a.gguf"]
+
+
+def raw_patch(g, uid, offset, data):
+    host, port = g.ports["goinfer"]
+    s = socket.create_connection((host, port))
+    s.sendall((f"PATCH /api/uploads/{uid} HTTP/1.1\r\nHost: localhost\r\n"
+               f"Authorization: {auth()['Authorization']}\r\nUpload-Offset: {offset}\r\n"
+               f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data)
+    return s
+
+
+def raw_status(s):
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    return int(out.split(b" ", 2)[1]), out
+
+
+def test_upload_next_chunk_on_a_second_connection(start_goinfer, mdir, tmp_path, client):
+    """A chunk that follows the one being written waits for it instead of being refused."""
+    g = start_goinfer(mdir)
+    data = big_file(tmp_path, 96 << 20).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    uid = create(client, g, "two.gguf", len(data), sha).json()["id"]
+    part = 32 << 20
+    held = 0
+    for k in range(0, 3, 2):
+        a = raw_patch(g, uid, k * part, data[k * part:(k + 1) * part])
+        b = raw_patch(g, uid, (k + 1) * part, data[(k + 1) * part:(k + 2) * part]) \
+            if k + 1 < 3 else None
+        assert raw_status(a)[0] == 200
+        if b is not None:
+            code, out = raw_status(b)
+            if code == 409:  # came before its predecessor was taken: sent again
+                assert b"Upload-Offset" in out
+                assert patch(client, g, uid, (k + 1) * part,
+                             data[(k + 1) * part:(k + 2) * part]).status_code == 200
+            else:
+                held += 1
+                assert code == 200, out
+    assert hashlib.sha256((mdir / "two.gguf").read_bytes()).hexdigest() == sha
+    print(f"chunks held for their predecessor: {held}")
