@@ -154,6 +154,7 @@ admin_job_start(uv_loop_t *loop, struct http_request *req, admin_job_cb run, adm
 struct model_files {
     char *name;
     char *path, *mmproj;
+    struct stat st, mst; /* of path and mmproj, once stat_models ran; st_ino 0: none */
 };
 
 struct list_job {
@@ -224,12 +225,22 @@ free_models(struct model_files *v, size_t n)
     free(v);
 }
 
-static bool
-same_file(const char *path, const struct stat *st)
+/* Each model's files, stat'ed once per job (not once per file listed). */
+static void
+stat_models(struct model_files *m, size_t n)
 {
-    struct stat o;
+    for (size_t i = 0; i < n; i++) {
+        if (stat(m[i].path, &m[i].st) != 0)
+            m[i].st.st_ino = 0;
+        if (m[i].mmproj == NULL || stat(m[i].mmproj, &m[i].mst) != 0)
+            m[i].mst.st_ino = 0;
+    }
+}
 
-    return path != NULL && stat(path, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino != 0 && a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
 /* The models whose file (or projector) is st; for a split part, its first part's models. */
@@ -251,7 +262,7 @@ models_using(const struct model_files *m, size_t n, int dirfd, const char *name,
         free(p);
     }
     for (size_t i = 0; i < n; i++)
-        if (same_file(m[i].path, &first) || same_file(m[i].mmproj, st))
+        if (same_file(&m[i].st, &first) || same_file(&m[i].mst, st))
             json_array_append_new(a, json_string(m[i].name));
     return a;
 }
@@ -312,6 +323,7 @@ list_run(struct admin_job *j)
 {
     struct list_job *l = j->data;
 
+    stat_models(l->models, l->n_models);
     for (size_t i = 0; l->roots && l->roots[i]; i++) {
         struct statvfs vfs;
         int fd = open(l->roots[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -508,11 +520,12 @@ delete_find(struct admin_job *j)
         return;
     }
     delete_parts(d, base);
+    stat_models(d->models, d->n_models);
     for (size_t i = 0; d->parts && d->parts[i]; i++) {
         if (fstatat(d->dirfd, d->parts[i], &st, 0) != 0) /* a link's target, to find users */
             continue;
         for (size_t k = 0; k < d->n_models; k++)
-            if ((same_file(d->models[k].path, &st) || same_file(d->models[k].mmproj, &st)) &&
+            if ((same_file(&d->models[k].st, &st) || same_file(&d->models[k].mst, &st)) &&
                 !strv_has(d->using, d->models[k].name))
                 strv_add(&d->using, d->models[k].name, strlen(d->models[k].name));
     }
