@@ -863,12 +863,12 @@ start_args(struct admin_downloads *a, struct http_request *req, struct download 
 
     (void)a;
     if ((url == NULL) == (hf == NULL)) {
-        http_respond_error(req, 400, "invalid_request_error",
-                           "send {\"url\":\"http://...\"} or {\"hf\":\"org/repo:quant\"}");
+        admin_refuse(req, "download.start", NULL, 400, "invalid_request_error",
+                     "send {\"url\":\"http://...\"} or {\"hf\":\"org/repo:quant\"}");
     } else if (hf != NULL && !hf_ref_ok(hf)) {
-        http_respond_error(req, 400, "invalid_request_error",
-                           "a Hugging Face reference reads org/repo:quant (e.g. "
-                           "unsloth/Qwen3-0.6B-GGUF:Q4_K_M)");
+        admin_refuse(req, "download.start", NULL, 400, "invalid_request_error",
+                     "a Hugging Face reference reads org/repo:quant (e.g. "
+                     "unsloth/Qwen3-0.6B-GGUF:Q4_K_M)");
     } else {
         char *first =
             hf ? xasprintf("%s/api/models/%.*s/tree/main?recursive=true",
@@ -877,8 +877,8 @@ start_args(struct admin_downloads *a, struct http_request *req, struct download 
 
         d->source = xstrdup(hf ? hf : url);
         if (!host_allowed(d->hosts, first, why, sizeof(why))) {
-            http_respond_error(req, strncmp(first, "https:", 6) ? 403 : 501,
-                               "invalid_request_error", "%s", why);
+            admin_refuse(req, "download.start", NULL, strncmp(first, "https:", 6) ? 403 : 501,
+                         "invalid_request_error", "%s", why);
         } else {
             const char *path = strstr(first, "://") + 3, *q;
             char *name;
@@ -892,7 +892,8 @@ start_args(struct admin_downloads *a, struct http_request *req, struct download 
             d->resolving = hf != NULL;
             ok = hf != NULL || add_file(d, name, url, sha, 0);
             if (!ok)
-                http_respond_error(req, 400, "invalid_request_error", "%s", d->error);
+                admin_refuse(req, "download.start", NULL, 400, "invalid_request_error", "%s",
+                             d->error);
             free(name);
         }
         free(first);
@@ -915,7 +916,8 @@ admin_downloads_start(struct admin_downloads *a, struct http_request *req)
     buf_init(&d->inflight, SIZE_MAX);
     d->hosts = hosts_copy(a->env->admin->download_hosts);
     if (admin_files_target(a->env, dir, sizeof(dir)) < 0 || RAND_bytes(rnd, 8) != 1) {
-        http_respond_error(req, 500, "server_error", "no models folder to download into");
+        admin_refuse(req, "download.start", NULL, 500, "server_error",
+                     "no models folder to download into");
         dl_free(d);
         return;
     }
@@ -932,13 +934,12 @@ admin_downloads_start(struct admin_downloads *a, struct http_request *req)
             dl_drop(old);
     }
     if (a->n >= ADMIN_DOWNLOADS_MAX) {
-        http_respond_error(req, 429, "server_error", "%d downloads are running already",
-                           ADMIN_DOWNLOADS_MAX);
+        admin_refuse(req, "download.start", NULL, 429, "server_error",
+                     "%d downloads are running already", ADMIN_DOWNLOADS_MAX);
         dl_free(d);
         return;
     }
     if (!start_args(a, req, d)) {
-        audit_record(req, "download.start", d->source, req->status);
         dl_free(d);
         return;
     }
@@ -947,8 +948,8 @@ admin_downloads_start(struct admin_downloads *a, struct http_request *req)
     d->state = DL_RESOLVING;
     d->t0 = d->rate_t = uv_now(a->env->loop);
     log_info("download %s: %s into %s", d->id, d->source, d->dir);
-    http_respond_json(req, 202, dl_json(d));
     audit_record(req, "download.start", d->source, 202);
+    http_respond_json(req, 202, dl_json(d));
     if (d->resolving)
         fetch_next(d);
     else
@@ -1009,6 +1010,6 @@ admin_downloads_cancel(struct admin_downloads *a, struct http_request *req)
         if (!d->writing)
             dl_cancelled(d);
     }
-    http_respond_json(req, 200, dl_json(d));
     audit_record(req, "download.cancel", d->source, 200);
+    http_respond_json(req, 200, dl_json(d));
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,20 @@ admin_files_target(const struct admin_files_env *e, char *out, size_t size)
     memcpy(out, roots, n);
     out[n] = '\0';
     return 0;
+}
+
+void
+admin_refuse(struct http_request *req, const char *action, const char *target, int status,
+             const char *type, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    audit_record(req, action, target, status);
+    http_respond_error(req, status, type, "%s", msg);
 }
 
 /* ---- jobs ---- */
@@ -556,6 +571,8 @@ delete_removed(struct admin_job *j)
         json_array_append_new(parts, json_string(d->parts[i]));
     for (size_t i = 0; d->unloaded && d->unloaded[i]; i++)
         json_array_append_new(unloaded, json_string(d->unloaded[i]));
+    if (j->req != NULL)
+        audit_record(j->req, "file.delete", d->rel, status);
     if (j->req != NULL && d->err == 0)
         http_respond_json(
             j->req, 200,
@@ -566,8 +583,6 @@ delete_removed(struct admin_job *j)
         if (j->req != NULL)
             http_respond_error(j->req, 500, "server_error", "%s", d->msg);
     }
-    if (j->req != NULL)
-        audit_record(j->req, "file.delete", d->rel, status);
     log_info("files: deleted %s (%zu files)%s", d->rel, strv_len(d->parts),
              d->err ? ", with an error" : "");
     e->reload(e->reload_arg, "a model file was deleted");
@@ -590,8 +605,8 @@ delete_found(struct admin_job *j)
 
     if (req == NULL || d->err != 0) {
         if (req != NULL) {
-            http_respond_error(req, delete_status(d->err), "invalid_request_error", "%s", d->msg);
-            audit_record(req, "file.delete", d->rel, delete_status(d->err));
+            admin_refuse(req, "file.delete", d->rel, delete_status(d->err), "invalid_request_error",
+                         "%s", d->msg);
         }
         delete_free(d);
         return;
@@ -602,12 +617,11 @@ delete_found(struct admin_job *j)
         if (m == NULL || !model_runs(e, d->using[i]))
             continue;
         if (!d->force) {
-            http_respond_error(req, 409, "conflict",
-                               "%s is used by model %s, which is running: unload it first "
-                               "(POST /models/unload {\"model\":\"%s\"}) or ask DELETE "
-                               "/api/files/%s?force=1 to unload it and delete",
-                               d->rel, m->name, m->name, d->rel);
-            audit_record(req, "file.delete", d->rel, 409);
+            admin_refuse(req, "file.delete", d->rel, 409, "conflict",
+                         "%s is used by model %s, which is running: unload it first "
+                         "(POST /models/unload {\"model\":\"%s\"}) or ask DELETE "
+                         "/api/files/%s?force=1 to unload it and delete",
+                         d->rel, m->name, m->name, d->rel);
             delete_free(d);
             return;
         }
@@ -668,9 +682,8 @@ admin_files_delete(struct http_request *req, const struct admin_files_env *e)
     d->env = e;
     d->rel = unescape(req->path + strlen("/api/files/"));
     if (d->rel == NULL || check_rel(d->rel, err, sizeof(err)) < 0) {
-        http_respond_error(req, 400, "invalid_request_error", "%s",
-                           d->rel ? err : "bad %-escape in the file name");
-        audit_record(req, "file.delete", NULL, 400);
+        admin_refuse(req, "file.delete", NULL, 400, "invalid_request_error", "%s",
+                     d->rel ? err : "bad %-escape in the file name");
         delete_free(d);
         return;
     }

@@ -65,6 +65,11 @@ struct admin_job {
 void admin_job_start(uv_loop_t *loop, struct http_request *req, admin_job_cb run, admin_job_cb done,
                      void *data);
 
+/* Writes the audit line of a refused action, then answers the error (the request may be gone
+ * once answered, so the audit comes first). */
+void admin_refuse(struct http_request *req, const char *action, const char *target, int status,
+                  const char *type, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 /* ---- handlers ---- */
 
 struct admin_uploads;

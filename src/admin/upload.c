@@ -300,8 +300,8 @@ create_done(uv_work_t *w, int status)
     up->req = NULL;
     if (up->err != 0) {
         if (req != NULL) {
-            http_respond_error(req, err_status(up->err), "invalid_request_error", "%s", up->msg);
-            audit_record(req, "upload.create", up->name, err_status(up->err));
+            admin_refuse(req, "upload.create", up->name, err_status(up->err),
+                         "invalid_request_error", "%s", up->msg);
         }
         drop(up);
         return;
@@ -312,8 +312,8 @@ create_done(uv_work_t *w, int status)
         char *loc = xasprintf(PREFIX "%s", up->id);
 
         http_add_header(req, "Location", loc, strlen(loc));
-        respond_state(req, up, 201, NULL);
         audit_record(req, "upload.create", up->name, 201);
+        respond_state(req, up, 201, NULL);
         free(loc);
     }
     (void)u;
@@ -332,20 +332,21 @@ create_args(struct admin_uploads *u, struct http_request *req, struct upload *up
     bool ok = false;
 
     if (!json_is_string(name) || !json_is_integer(size) || json_integer_value(size) <= 0) {
-        http_respond_error(req, 400, "invalid_request_error",
-                           "send {\"name\":\"<file>.gguf\",\"size\":<bytes>,\"sha256\":\"<hex>\"} "
-                           "(sha256 optional)");
+        admin_refuse(req, "upload.create", NULL, 400, "invalid_request_error",
+                     "send {\"name\":\"<file>.gguf\",\"size\":<bytes>,\"sha256\":\"<hex>\"} "
+                     "(sha256 optional)");
     } else if (admin_file_name_check(json_string_value(name), json_string_length(name), err,
                                      sizeof(err)) < 0 ||
                strlen(json_string_value(name)) != json_string_length(name)) {
-        http_respond_error(req, 400, "invalid_request_error", "%s",
-                           strchr(err, ' ') ? err : "a file name holds no NUL");
+        admin_refuse(req, "upload.create", NULL, 400, "invalid_request_error", "%s",
+                     strchr(err, ' ') ? err : "a file name holds no NUL");
     } else if ((uint64_t)json_integer_value(size) > max) {
-        http_respond_error(req, 413, "invalid_request_error",
-                           "%" PRIu64 " bytes is more than admin.upload_max_bytes (%" PRIu64 ")",
-                           (uint64_t)json_integer_value(size), max);
+        admin_refuse(req, "upload.create", NULL, 413, "invalid_request_error",
+                     "%" PRIu64 " bytes is more than admin.upload_max_bytes (%" PRIu64 ")",
+                     (uint64_t)json_integer_value(size), max);
     } else if (sha != NULL && (strlen(sha) != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64)) {
-        http_respond_error(req, 400, "invalid_request_error", "sha256 is 64 hex digits");
+        admin_refuse(req, "upload.create", NULL, 400, "invalid_request_error",
+                     "sha256 is 64 hex digits");
     } else {
         up->name = xstrdup(json_string_value(name));
         up->size = (uint64_t)json_integer_value(size);
@@ -365,24 +366,24 @@ admin_uploads_create(struct admin_uploads *u, struct http_request *req)
     char dir[4096];
 
     if (!create_args(u, req, up)) {
-        audit_record(req, "upload.create", up->name, req->status);
         upload_free(up);
         return;
     }
     for (struct upload *o = u->first; o != NULL; o = o->next) {
         if (strcmp(o->name, up->name) == 0) {
-            http_respond_error(req, 409, "conflict", "%s is being uploaded already (id %s)",
-                               up->name, o->id);
+            admin_refuse(req, "upload.create", NULL, 409, "conflict",
+                         "%s is being uploaded already (id %s)", up->name, o->id);
             upload_free(up);
             return;
         }
     }
     if (u->n >= ADMIN_UPLOADS_MAX || admin_files_target(u->env, dir, sizeof(dir)) < 0 ||
         RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        http_respond_error(req, u->n >= ADMIN_UPLOADS_MAX ? 429 : 500, "server_error",
-                           u->n >= ADMIN_UPLOADS_MAX ? "%d uploads are open already"
-                                                     : "no models folder to upload into (%d)",
-                           ADMIN_UPLOADS_MAX);
+        admin_refuse(req, "upload.create", NULL, u->n >= ADMIN_UPLOADS_MAX ? 429 : 500,
+                     "server_error",
+                     u->n >= ADMIN_UPLOADS_MAX ? "%d uploads are open already"
+                                               : "no models folder to upload into (%d)",
+                     ADMIN_UPLOADS_MAX);
         upload_free(up);
         return;
     }
@@ -654,8 +655,10 @@ finish_done(uv_work_t *w, int status)
     int code = up->err ? err_status(up->err) : 200;
 
     (void)status;
-    if (req != NULL)
+    if (req != NULL) {
         http_detach(req);
+        audit_record(req, "upload.complete", up->name, code);
+    }
     if (up->err != 0) {
         log_warnx("upload %s: %s: %s", up->id, up->name, up->msg);
         if (req != NULL)
@@ -667,8 +670,6 @@ finish_done(uv_work_t *w, int status)
                 req, up, 200,
                 json_pack("{s:s, s:s, s:b}", "sha256", up->sha, "state", "done", "done", 1));
     }
-    if (req != NULL)
-        audit_record(req, "upload.complete", up->name, code);
     if (up->err == 0)
         e->reload(e->reload_arg, "a model file was uploaded");
     drop(up);
@@ -758,8 +759,8 @@ run_op(struct upload *up)
         respond_state(req, up, 200, NULL);
     } else if (op == OP_CANCEL) {
         unlink_files(up);
-        http_respond_json(req, 200, json_pack("{s:s, s:s}", "id", up->id, "state", "cancelled"));
         audit_record(req, "upload.cancel", up->name, 200);
+        http_respond_json(req, 200, json_pack("{s:s, s:s}", "id", up->id, "state", "cancelled"));
         drop(up);
     } else if (!chunk_check(up, req)) {
         buf_reset(&up->chunk);
