@@ -407,7 +407,10 @@ static int
 read_meta(struct upload *up, const char *path)
 {
     json_error_t jerr;
-    json_t *o = json_load_file(path, 0, &jerr);
+    char text[META_MAX];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof(text)) : -1;
+    json_t *o = n > 0 ? json_loadb(text, (size_t)n, 0, &jerr) : NULL;
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *sha = json_string_value(json_object_get(o, "sha256"));
     json_int_t size = json_integer_value(json_object_get(o, "size"));
@@ -421,6 +424,8 @@ read_meta(struct upload *up, const char *path)
         rc = 0;
     }
     json_decref(o);
+    if (fd >= 0)
+        close(fd);
     return rc;
 }
 
