@@ -219,6 +219,10 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->engine = a->engine;
     d->conf = &g->conf;
     d->llama_exe = g->llama_exe;
+    d->loop = a->loop;
+    d->models_dir = g->conf.models_dir;
+    d->admin = &g->conf.admin;
+    d->body_bytes = g->conf.limits.body_bytes;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address

@@ -11,13 +11,16 @@
 
 #include "admin/api_models.h"
 #include "admin/audit.h"
+#include "admin/download.h"
 #include "admin/engine.h"
+#include "admin/files.h"
 #include "admin/handlers.h"
 #include "admin/metrics.h"
 #include "admin/settings.h"
 #include "admin/static.h"
 #include "admin/store.h"
 #include "admin/ui.h"
+#include "admin/upload.h"
 #include "core/buf.h"
 #include "core/list.h"
 #include "core/log.h"
@@ -40,6 +43,9 @@ struct router {
     time_t started;
     struct admin_logstreams streams; /* open /logs/stream responses, ended at shutdown */
     struct events_streams events;    /* open /models/sse feeds, the same */
+    struct admin_files_env files;    /* what the files API works with, refreshed at reloads */
+    struct admin_uploads *uploads;
+    struct admin_downloads *downloads;
 };
 
 typedef void (*route_cb)(struct router *r, struct http_request *req);
@@ -618,6 +624,7 @@ router_shutdown(struct router *r)
 {
     admin_logs_end(&r->streams);
     events_end(&r->events);
+    admin_downloads_shutdown(r->downloads);
 }
 
 /* POST /api/fleet/load|unload {"machine": pin, "model": id}: through that machine's tunnel. */
@@ -870,6 +877,60 @@ handle_ui(struct router *r, struct http_request *req)
     admin_ui_page(req);
 }
 
+static void
+handle_files(struct router *r, struct http_request *req)
+{
+    admin_files_list(req, &r->files, r->uploads, r->downloads);
+}
+
+static void
+handle_file_delete(struct router *r, struct http_request *req)
+{
+    admin_files_delete(req, &r->files);
+}
+
+static void
+handle_upload_create(struct router *r, struct http_request *req)
+{
+    admin_uploads_create(r->uploads, req);
+}
+
+static void
+handle_upload_chunk(struct router *r, struct http_request *req)
+{
+    admin_uploads_chunk(r->uploads, req);
+}
+
+static void
+handle_upload_status(struct router *r, struct http_request *req)
+{
+    admin_uploads_status(r->uploads, req);
+}
+
+static void
+handle_upload_cancel(struct router *r, struct http_request *req)
+{
+    admin_uploads_cancel(r->uploads, req);
+}
+
+static void
+handle_download_start(struct router *r, struct http_request *req)
+{
+    admin_downloads_start(r->downloads, req);
+}
+
+static void
+handle_downloads(struct router *r, struct http_request *req)
+{
+    admin_downloads_list(r->downloads, req);
+}
+
+static void
+handle_download_cancel(struct router *r, struct http_request *req)
+{
+    admin_downloads_cancel(r->downloads, req);
+}
+
 #define GI     ROUTER_SVC_GOINFER
 #define INFER  ROUTER_SVC_INFER
 #define LSWAP  ROUTER_SVC_SWAP         /* llama-swap's API beside /v1 */
@@ -923,6 +984,17 @@ static const struct route routes[] = {
     {"GET", "/api/activity/series", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_series},
     {"GET", "/api/audit", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_audit},
     {"GET", "/logs/stream", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
+    /* admin API: files, uploads, downloads */
+    {"GET", "/api/files", GI | ROUTER_SVC_ADMIN, ADMIN, handle_files},
+    {"DELETE", "/api/files/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_file_delete},
+    {"POST", "/api/uploads", GI | ROUTER_SVC_ADMIN, ADMIN, handle_upload_create},
+    {"PATCH", "/api/uploads/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_upload_chunk},
+    {"PUT", "/api/uploads/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_upload_chunk},
+    {"GET", "/api/uploads/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_upload_status},
+    {"DELETE", "/api/uploads/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_upload_cancel},
+    {"POST", "/api/downloads", GI | ROUTER_SVC_ADMIN, ADMIN, handle_download_start},
+    {"GET", "/api/downloads", GI | ROUTER_SVC_ADMIN, ADMIN, handle_downloads},
+    {"DELETE", "/api/downloads/", GI | ROUTER_SVC_ADMIN, ADMIN, handle_download_cancel},
     /* llama.cpp's native API, on Goinfer's listener */
     {"POST", "/completions", GI | INFER, USER, handle_proxy},
     {"POST", "/completion", GI | INFER, USER, handle_proxy},
@@ -1176,6 +1248,19 @@ router_handle(struct http_request *req, void *arg)
     ((const struct route *)req->route)->handle(r, req);
 }
 
+static void
+files_env_from(struct router *r)
+{
+    r->files.loop = r->d.loop;
+    r->files.models_dir = r->d.models_dir;
+    r->files.admin = r->d.admin;
+    r->files.chunk_max = r->d.body_bytes;
+    r->files.cat = r->d.cat;
+    r->files.swap = r->d.swap;
+    r->files.reload = r->d.reload;
+    r->files.reload_arg = r->d.reload_arg;
+}
+
 struct router *
 router_new(const struct router_deps *deps)
 {
@@ -1183,6 +1268,9 @@ router_new(const struct router_deps *deps)
 
     r->d = *deps;
     r->started = time(NULL);
+    files_env_from(r);
+    r->uploads = admin_uploads_new(&r->files);
+    r->downloads = admin_downloads_new(&r->files);
     return r;
 }
 
@@ -1190,10 +1278,15 @@ void
 router_set_deps(struct router *r, const struct router_deps *deps)
 {
     r->d = *deps;
+    files_env_from(r);
 }
 
 void
 router_free(struct router *r)
 {
+    if (r == NULL)
+        return;
+    admin_uploads_free(r->uploads);
+    admin_downloads_free(r->downloads);
     free(r);
 }

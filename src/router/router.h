@@ -39,6 +39,11 @@ struct router_deps {
     struct engine *engine;           /* the llama-server builds (GET/POST /api/engine) */
     const struct conf *conf;         /* the configuration in force */
     const char *llama_exe;           /* the llama-server it runs */
+    /* the admin API's files, uploads and downloads */
+    uv_loop_t *loop;
+    const char *models_dir;         /* ':'-separated roots */
+    const struct conf_admin *admin; /* upload_max_bytes, download_hosts */
+    uint64_t body_bytes;            /* limits.body_bytes: one upload chunk */
 };
 
 struct router;

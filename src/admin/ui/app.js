@@ -302,20 +302,22 @@ async function loadFiles() {
       el("td", { text: x.name }), el("td", { text: x.folder }), el("td", { class: "num", text: fmtBytes(x.size) }),
       el("td", { text: (x.models || []).join(", ") + (x.running ? " (running)" : "") }),
       el("td", {}, el("button", { text: "Delete", on: { click: () => deleteFile(x) } })))));
-    $("free-space").textContent = (f.folders || []).map((d) => d.path + ": " + fmtBytes(d.free) + " free").join(" · ");
+    $("free-space").textContent = (f.folders || []).map((d) => d.path + ": " + (d.free_bytes === undefined ? "?" : fmtBytes(d.free_bytes)) + " free").join(" · ");
     await loadDownloads();
   } catch (e) {
     say("files: " + e.message);
   }
 }
 
+const filePath = (x) => x.name.split("/").map(encodeURIComponent).join("/");
+
 async function deleteFile(x) {
   if (!confirm("Delete " + x.name + "?")) return;
   try {
-    await api("/api/files/" + encodeURIComponent(x.name), { method: "DELETE" });
+    await api("/api/files/" + filePath(x), { method: "DELETE" });
   } catch (e) {
     if (e.status !== 409 || !confirm(e.message + "\n\nStop it and delete anyway?")) return say(e.message);
-    await api("/api/files/" + encodeURIComponent(x.name) + "?force=1", { method: "DELETE" }).catch((e2) => say(e2.message));
+    await api("/api/files/" + filePath(x) + "?force=1", { method: "DELETE" }).catch((e2) => say(e2.message));
   }
   loadFiles();
 }
@@ -331,7 +333,7 @@ async function upload() {
   bar.hidden = false;
   try {
     const up = await api("/api/uploads", { method: "POST", json: { name: file.name, size: file.size } });
-    let offset = up.offset || 0;
+    let offset = up.offset || 0, last = {};
     const t0 = performance.now();
     while (offset < file.size) {
       const chunk = file.slice(offset, Math.min(file.size, offset + CHUNK));
@@ -342,13 +344,14 @@ async function upload() {
         await new Promise((res) => setTimeout(res, 1000)); // the network dropped: ask where it is
         r = await fetch("/api/uploads/" + up.id, { method: "HEAD", headers: auth() });
       }
-      if (!r.ok && r.status !== 409) throw new Error("upload: " + r.status + " " + (await r.text()));
-      offset = Number(r.headers.get("Upload-Offset") || offset);
+      const body = r.headers.get("Content-Type")?.includes("json") ? await r.json() : {};
+      if (!r.ok && r.status !== 409) throw new Error("upload: " + ((body.error && body.error.message) || r.status));
+      offset = Number(r.headers.get("Upload-Offset") ?? body.offset ?? offset);
+      last = body;
       bar.value = offset / file.size;
       $("upload-note").textContent = fmtBytes(offset) + " of " + fmtBytes(file.size) + ", " + fmtNum(offset / (1 << 20) / ((performance.now() - t0) / 1000)) + " MiB/s";
     }
-    const done = await api("/api/uploads/" + up.id);
-    $("upload-note").textContent = "done: " + file.name + (done && done.sha256 ? " sha256 " + done.sha256 : "");
+    $("upload-note").textContent = "done: " + file.name + (last.sha256 ? " sha256 " + last.sha256 : "");
   } catch (e) {
     say(e.message);
   }
@@ -356,15 +359,16 @@ async function upload() {
 }
 
 let downloadsTimer = null;
+const ACTIVE = ["resolving", "downloading", "verifying"];
 async function loadDownloads() {
   const d = await api("/api/downloads").catch(() => ({ data: [] }));
-  const list = d.data || d.downloads || [];
+  const list = d.downloads || [];
   $("downloads").tBodies[0].replaceChildren(...list.map((x) => el("tr", {},
-    el("td", { text: x.source || x.url || x.hf || "" }), el("td", { text: x.state + (x.error ? ": " + x.error : "") }),
+    el("td", { text: x.source || "" }), el("td", { text: x.state + (x.error ? ": " + x.error : "") }),
     el("td", {}, el("progress", { max: x.total || 1, value: x.bytes || 0 }), " " + fmtBytes(x.bytes || 0) + (x.total ? " of " + fmtBytes(x.total) : "")),
-    el("td", {}, x.state === "running" ? el("button", { text: "Cancel", on: { click: () => api("/api/downloads/" + x.id, { method: "DELETE" }).then(loadDownloads, (e) => say(e.message)) } }) : ""))));
+    el("td", {}, ACTIVE.includes(x.state) ? el("button", { text: "Cancel", on: { click: () => api("/api/downloads/" + x.id, { method: "DELETE" }).then(loadDownloads, (e) => say(e.message)) } }) : ""))));
   clearTimeout(downloadsTimer);
-  if (list.some((x) => x.state === "running") && !$("page-files").hidden) downloadsTimer = setTimeout(loadDownloads, 1000); // only while one runs
+  if (list.some((x) => ACTIVE.includes(x.state)) && !$("page-files").hidden) downloadsTimer = setTimeout(loadDownloads, 1000); // only while one runs
 }
 
 async function download(ev) {
