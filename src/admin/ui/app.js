@@ -109,7 +109,7 @@ async function loadModels() {
     if (e.status !== 404) return say(e.message);
     list = (await api("/models")).data; // a Goinfer without the admin store: what it lists
   }
-  S.models = new Map(list.map((m) => [m.id, m]));
+  S.models = new Map(list.filter((m) => !m.unlisted).map((m) => [m.id, m])); // GI_ variants follow theirs
   renderModels();
   const run = await api("/running").catch(() => ({}));
   const w = run.warnings || [];
@@ -479,12 +479,12 @@ function show() {
   const known = loaders[page] ? page : "models";
   for (const s of document.querySelectorAll(".page")) s.hidden = s.id !== "page-" + known;
   for (const a of $("nav").children) a.classList.toggle("on", a.getAttribute("href") === "#" + known);
-  loaders[known]();
+  Promise.resolve(loaders[known]()).catch((e) => say(e.message));
 }
 
 function start() {
   say("");
-  loadModels().then(show, (e) => say(e.message));
+  show(); // loads the page's data (the Models page: the models)
   follow();
 }
 
