@@ -402,6 +402,7 @@ usage(void)
             "  GI_DEFAULT_MODEL  the model of a request that names none (a name or a file name)\n"
             "  GI_STATE_DIR      the admin store's folder (default ~/.local/state/goinfer)\n"
             "  GI_ENGINE_DIR     where engine builds are installed (default GOINFER_CACHE)\n"
+            "  GI_HF_BASE        the Hugging Face hub downloads resolve against\n"
             "  GI_ENGINE_SCRIPT  the engine build script (default scripts/engine-build.sh)\n"
             "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
 }

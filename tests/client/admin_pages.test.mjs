@@ -1,6 +1,6 @@
 // Every page of Goinfer's admin app in Debian's Chromium (playwright-core): Models (enable,
 // disable), Activity (the requests and the charts), Settings (an error shown at its line, a
-// save with its reload), Files (an upload with its progress and sha256), Fleet. Environment:
+// save with its reload), Files (an upload with its progress and sha256), Engine, Fleet. Environment:
 // GOINFER_ORIGIN, GOINFER_KEY, SHOTS (a folder for one screenshot per page), UPLOAD (a .gguf).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,6 +68,12 @@ test('the admin app, page by page', async () => {
       await page.locator('#files tbody tr', { hasText: 'uploaded.gguf' }).waitFor();
       await shot(page, 'files');
     }
+
+    // Engine: the llama-server in use, described
+    await page.click('a[href="#engine"]');
+    await page.waitForFunction(() => document.querySelector('#engine-current').textContent.includes('llama-server'));
+    assert.match(await page.textContent('#engine-current'), /backend\s*cpu/);
+    await shot(page, 'engine');
 
     // Fleet: this machine has no GPU machine behind it, and says so
     await page.click('a[href="#fleet"]');

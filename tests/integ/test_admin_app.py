@@ -29,7 +29,8 @@ def test_every_page_in_chromium(start_goinfer, client, tmp_path):
                        env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout + p.stderr + g.log()
     assert "# pass 1" in p.stdout
-    for name in ("models", "activity", "settings-error", "settings-saved", "files", "fleet"):
+    for name in ("models", "activity", "settings-error", "settings-saved", "files", "engine",
+                 "fleet"):
         assert (shots / f"{name}.png").stat().st_size > 10_000, name
     g.wait_log(r"audit: model.disable tiny-b by api_key")
     g.wait_log(r"audit: config.save goinfer.yml by api_key .*: 200")

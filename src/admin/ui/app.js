@@ -453,6 +453,39 @@ async function restart() {
   try { await api("/api/restart", { method: "POST" }); $("cfg-note").textContent = "restarting..."; } catch (e) { say(e.message); }
 }
 
+// ---- Engine ----
+
+let engineTimer = null;
+async function loadEngine() {
+  try {
+    const e = await api("/api/engine");
+    const c = e.current || {};
+    $("engine-current").tBodies[0].replaceChildren(...[["program", c.path], ["llama.cpp", c.tag], ["backend", c.backend],
+      ["TLS", c.tls ? "on" : "off"], ["version", c.version], ["build folder", c.build_dir]].map(([k, v]) =>
+      el("tr", {}, el("th", { text: k }), el("td", { text: v === undefined || v === null ? "" : String(v) }))));
+    $("engines").tBodies[0].replaceChildren(...(e.engines || []).map((x) => el("tr", {},
+      el("td", { text: x.name + (x.current ? " (in use)" : "") }), el("td", { text: x.tag || "" }),
+      el("td", { text: (x.backend || "") + (x.tls ? " + TLS" : "") }), el("td", { text: typeof x.built === "number" ? new Date(x.built * 1000).toLocaleString() : x.built || "" }),
+      el("td", {}, x.current ? "" : el("button", { text: "Use", on: { click: () => api("/api/engine/use", { method: "POST", json: { engine: x.name } }).then(loadEngine, (er) => say(er.message)) } })))));
+    const j = e.job;
+    $("engine-progress").value = j ? j.progress || 0 : 0;
+    $("engine-step").textContent = j ? j.state + (j.step ? ": " + j.step : "") + (j.error ? " - " + j.error : "") : "no build yet";
+    $("engine-log").textContent = j && j.log_tail ? j.log_tail : "";
+    clearTimeout(engineTimer);
+    if (j && !j.ended && !$("page-engine").hidden) engineTimer = setTimeout(loadEngine, 1000); // only while a build runs
+  } catch (e) {
+    say("engine: " + e.message);
+  }
+}
+
+async function buildEngine(ev) {
+  ev.preventDefault();
+  const body = { source: $("engine-source").value, backend: $("engine-backend").value, tls: $("engine-tls").checked };
+  if (body.source === "local") body.path = $("engine-path").value;
+  try { await api("/api/engine/build", { method: "POST", json: body }); } catch (e) { say(e.message); }
+  loadEngine();
+}
+
 // ---- Fleet ----
 
 function renderFleet(tunnels) {
@@ -472,7 +505,7 @@ function renderFleet(tunnels) {
 
 // ---- pages ----
 
-const loaders = { models: loadModels, activity: loadActivity, logs: renderLogs, files: loadFiles, settings: loadConfig, fleet: loadModels };
+const loaders = { models: loadModels, activity: loadActivity, logs: renderLogs, files: loadFiles, settings: loadConfig, engine: loadEngine, fleet: loadModels };
 
 function show() {
   const page = (location.hash || "#models").slice(1);
@@ -508,6 +541,8 @@ $("cfg-text").addEventListener("scroll", () => { $("cfg-lines").scrollTop = $("c
 $("cfg-validate").addEventListener("click", validateConfig);
 $("cfg-save").addEventListener("click", async () => { if (await validateConfig()) saveConfig(); });
 $("restart").addEventListener("click", restart);
+$("engine-form").addEventListener("submit", buildEngine);
+$("engine-cancel").addEventListener("click", () => api("/api/engine/build", { method: "DELETE" }).then(loadEngine, (e) => say(e.message)));
 window.addEventListener("hashchange", show);
 $("key").value = key();
 if (key()) start();
