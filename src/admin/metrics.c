@@ -142,6 +142,8 @@ metrics_scan_timings(struct http_request *req, const char *model, const char *da
     u->completion_tokens = (int64_t)(completion >= 0 ? completion : n);
     u->tokens_per_s = tps;
     u->predicted_ms = number_after(tail, n_tail, "\"predicted_ms\":");
+    if (number_after(tail, n_tail, "\"cost\":") >= 0) /* OpenRouter's, in USD */
+        u->cost_usd = number_after(tail, n_tail, "\"cost\":");
     if (tps >= 0)
         metrics_tokens(model, tps, n > 0 ? n : 0);
 }

@@ -39,9 +39,11 @@ struct router_deps {
     struct engine *engine;           /* the llama-server builds (GET/POST /api/engine) */
     const struct conf *conf;         /* the configuration in force */
     const char *llama_exe;           /* the llama-server it runs */
+    struct broker *keys;             /* virtual keys and browser tokens, or NULL */
 };
 
 struct router;
+struct broker;
 struct store;
 struct tunnel_server;
 struct engine;
