@@ -126,6 +126,8 @@ broker_sync(struct broker *ks)
         log_warnx("keys: cannot read the ledger's keys");
 }
 
+static void sweep(struct broker *ks, int64_t now);
+
 static void
 on_watch(uv_timer_t *t)
 {
@@ -133,6 +135,7 @@ on_watch(uv_timer_t *t)
 
     if (ledger_changed(ks->l))
         broker_sync(ks);
+    sweep(ks, (int64_t)time(NULL));
 }
 
 struct broker *
@@ -266,11 +269,13 @@ lookup(struct broker *ks, const char *s, size_t len, int64_t now, struct vkey **
         return refuse(why, 401, "authentication_error",
                       is_token ? "invalid or expired browser token" : "invalid API key");
     if (is_token) {
-        if ((*tok)->k.expires <= now)
-            return refuse(why, 401, "authentication_error", "browser token expired");
         *key = key_by_id(ks, (*tok)->key_id);
         if (*key == NULL)
             return refuse(why, 401, "authentication_error", "invalid or expired browser token");
+        if (key_usable(*key, now, why) < 0) /* revoking a key revokes its tokens */
+            return -1;
+        if ((*tok)->k.expires <= now)
+            return refuse(why, 401, "authentication_error", "browser token expired");
     }
     return key_usable(*key, now, why);
 }
@@ -497,8 +502,9 @@ broker_origin_known(void *arg, const char *origin, size_t len)
     struct broker *ks = arg;
     int64_t now = (int64_t)time(NULL);
 
-    for (size_t i = 0; i < ks->nt; i++)
-        if (ks->t[i]->k.expires > now && vkey_origin_allowed(&ks->t[i]->k, origin, len))
+    for (size_t i = 0; i < ks->nt; i++) /* a dead token's page still reads why it was refused */
+        if (ks->t[i]->k.expires + BROKER_TOKEN_GRACE > now &&
+            vkey_origin_allowed(&ks->t[i]->k, origin, len))
             return true;
     for (size_t i = 0; i < ks->n; i++)
         if (ks->v[i]->origins[0] && !ks->v[i]->revoked &&
@@ -670,9 +676,6 @@ broker_revoke(struct broker *ks, const char *which, int64_t now, int *status, ch
         snprintf(err, errlen, "cannot write '%s'", k->name);
         return NULL;
     }
-    for (size_t i = 0; i < ks->nt; i++)
-        if (ks->t[i]->key_id == k->id)
-            ks->t[i]->k.expires = now; /* and they are dropped at the next sweep */
     return vkey_json(k, now);
 }
 
@@ -685,7 +688,8 @@ sweep(struct broker *ks, int64_t now)
     for (size_t i = 0; i < ks->nt; i++) {
         struct token *t = ks->t[i];
 
-        if (t->k.expires <= now && t->k.usd.reserved == 0 && t->k.tokens.reserved == 0) {
+        if (t->k.expires + BROKER_TOKEN_GRACE <= now && t->k.usd.reserved == 0 &&
+            t->k.tokens.reserved == 0) {
             vkey_cleanup(&t->k);
             free(t);
         } else {

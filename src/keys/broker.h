@@ -24,6 +24,8 @@
 
 #define BROKER_TOKEN_TTL_MAX 3600 /* seconds a browser token may live */
 #define BROKER_TOKENS_MAX    100000
+#define BROKER_TOKEN_GRACE 600 /* seconds an expired token's origin still passes CORS, so its
+                                  page reads the 401 that says why */
 #define BROKER_WATCH_MS      1000 /* how often the ledger is looked at for the command line's edits */
 
 struct broker;

@@ -254,6 +254,10 @@ def test_browser_token_in_chromium(models_dir, start_goinfer, client, tmp_path):
         assert r.status_code == 201, r.text
         token = r.json()["token"]
         assert token.startswith("gt-") and r.json()["expires"] > time.time() + 250
+        # both sites serve the documented example page, and the token its server hands out
+        page = (ROOT / "docs" / "browser-token.html").read_text()
+        (page_dir / "browser-token.html").write_text(page.replace("https://goinfer.example.com", g.url()))
+        (page_dir / "goinfer-token").write_text(json.dumps({"token": token}))
         r = client.post(g.url() + "/v1/tokens", headers=bearer(k["secret"]),
                         json={"origin": other})
         assert r.status_code == 403  # not an origin of the key's
@@ -268,13 +272,17 @@ def test_browser_token_in_chromium(models_dir, start_goinfer, client, tmp_path):
         assert out["app"]["status"] == 200 and out["app"]["content"] is not None, out
         assert out["other"]["error"], out  # the browser refuses: no CORS grant for that origin
         assert out["model_b"]["status"] == 403, out  # outside the token's models
-        # the token's origin alone: from elsewhere (not a browser) it is refused too
+        # from elsewhere (not a browser) it is refused too: CORS knows no such origin, and
+        # without an Origin the token is not bound to anything it could check
         r = post_chat(client, g, token, chat_body(), Origin=other)
+        assert r.status_code == 403 and "not allowed" in r.json()["error"]["message"]
+        r = post_chat(client, g, token, chat_body())
         assert r.status_code == 403 and "bound to the origin" in r.json()["error"]["message"]
+        assert post_chat(client, g, token, chat_body(), Origin=app).status_code == 200
         # revoking the key revokes its tokens
         assert client.delete(g.url() + "/api/keys/web", headers=auth()).status_code == 200
         r = post_chat(client, g, token, chat_body(), Origin=app)
-        assert r.status_code == 401
+        assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
         assert token not in g.log()
     finally:
         for s in sites:
