@@ -22,13 +22,12 @@ static json_t *
 body_json(struct http_request *req)
 {
     json_error_t e;
-    json_t *o = json_loadb(req->body.len ? req->body.data : "{}", req->body.len ? req->body.len : 2,
-                           0, &e);
+    json_t *o =
+        json_loadb(req->body.len ? req->body.data : "{}", req->body.len ? req->body.len : 2, 0, &e);
 
     if (!json_is_object(o)) {
         json_decref(o);
-        http_respond_error(req, 400, "invalid_request_error", "expected a JSON object: %s",
-                           e.text);
+        http_respond_error(req, 400, "invalid_request_error", "expected a JSON object: %s", e.text);
         return NULL;
     }
     return o;
@@ -36,16 +35,16 @@ body_json(struct http_request *req)
 
 /* Answers o (taken) or the error; audited when action is not NULL. */
 static void
-answer(struct http_request *req, json_t *o, int ok, int status, const char *err,
-       const char *action, const char *target)
+answer(struct http_request *req, json_t *o, int ok, int status, const char *err, const char *action,
+       const char *target)
 {
     if (action != NULL)
         audit_record(req, action, target, o ? ok : status);
     if (o != NULL)
         http_respond_json(req, ok, o);
     else
-        http_respond_error(req, status, status == 404 ? "not_found" : "invalid_request_error",
-                           "%s", err);
+        http_respond_error(req, status, status == 404 ? "not_found" : "invalid_request_error", "%s",
+                           err);
 }
 
 void
@@ -120,8 +119,7 @@ api_tokens_mint(struct http_request *req, struct broker *ks)
         http_respond_json(req, status, o);
     else
         http_respond_error(req, status,
-                           status == 403 ? "permission_error" : "invalid_request_error", "%s",
-                           err);
+                           status == 403 ? "permission_error" : "invalid_request_error", "%s", err);
     json_decref(spec);
 }
 

@@ -96,8 +96,8 @@ struct http_request {
     bool want_drain;
     char *log_model; /* for the access line; owned */
     const char *log_backend;
-    char key_name[HTTP_KEY_NAME_MAX];         /* which key the router accepted ("api_key"), or "" */
-    struct http_usage usage;                  /* the upstream's token counts, when it said them */
+    char key_name[HTTP_KEY_NAME_MAX]; /* which key the router accepted ("api_key"), or "" */
+    struct http_usage usage;          /* the upstream's token counts, when it said them */
     void *grant; /* a virtual key's admission and reservation (keys/broker.h), settled and
                     freed by keys_settle when the request ends */
     struct http_header extra[HTTP_MAX_EXTRA]; /* added to whatever response starts; borrowed */

@@ -196,8 +196,7 @@ broker_is_virtual(const char *s, size_t len)
            (memcmp(s, VKEY_PREFIX, 3) == 0 || memcmp(s, VKEY_TOKEN, 3) == 0);
 }
 
-static int
-refuse(struct broker_refusal *why, int status, const char *type, const char *fmt, ...)
+static int refuse(struct broker_refusal *why, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int
@@ -231,12 +230,11 @@ key_usable(const struct vkey *k, int64_t now, struct broker_refusal *why)
     char when[32];
 
     if (k->revoked)
-        return refuse(why, 401, "authentication_error", "virtual key '%s' was revoked",
-                      k->name);
+        return refuse(why, 401, "authentication_error", "virtual key '%s' was revoked", k->name);
     if (k->expires != 0 && k->expires <= now) {
         iso_time(k->expires, when);
-        return refuse(why, 401, "authentication_error", "virtual key '%s' expired at %s",
-                      k->name, when);
+        return refuse(why, 401, "authentication_error", "virtual key '%s' expired at %s", k->name,
+                      when);
     }
     return 0;
 }
@@ -282,7 +280,7 @@ lookup(struct broker *ks, const char *s, size_t len, int64_t now, struct vkey **
 
 int
 broker_admit(struct broker *ks, struct http_request *req, const char *secret, size_t len,
-           int64_t now, struct broker_refusal *why)
+             int64_t now, struct broker_refusal *why)
 {
     struct vkey *k = NULL;
     struct token *t = NULL;
@@ -303,8 +301,8 @@ broker_admit(struct broker *ks, struct http_request *req, const char *secret, si
     wait = vkey_rate_take(k, now);
     if (wait > 0) {
         refuse(why, 429, "rate_limit_error",
-               "virtual key '%s' is over its limit of %lld %s per minute; retry in %lld s",
-               k->name, (long long)(k->rate.requests >= k->rpm && k->rpm ? k->rpm : k->tpm),
+               "virtual key '%s' is over its limit of %lld %s per minute; retry in %lld s", k->name,
+               (long long)(k->rate.requests >= k->rpm && k->rpm ? k->rpm : k->tpm),
                k->rate.requests >= k->rpm && k->rpm ? "requests" : "tokens", (long long)wait);
         why->retry_after = wait;
         return -1;
@@ -346,8 +344,8 @@ bound_max_tokens(const struct vkey *k, struct http_request *req, int64_t *max,
     }
     if (*max > cap && k->max_tokens > 0) {
         rc = refuse(why, 400, "invalid_request_error",
-                    "max_tokens %lld is over the cap of virtual key '%s' (%lld)",
-                    (long long)*max, k->name, (long long)cap);
+                    "max_tokens %lld is over the cap of virtual key '%s' (%lld)", (long long)*max,
+                    k->name, (long long)cap);
         goto out;
     }
     if (*max >= 0 || !json_is_object(body))
@@ -378,8 +376,7 @@ over_budget(const char *who, const struct vkey_budget *b, const char *unit, doub
     return refuse(why, 402, "insufficient_quota",
                   "budget exhausted for %s: %.6g of %.6g %s spent, %.6g reserved by requests "
                   "in flight, this request may need %.6g; resets: %s",
-                  who, b->spent, b->limit,
-                  unit, b->reserved, need, when);
+                  who, b->spent, b->limit, unit, b->reserved, need, when);
 }
 
 static int
@@ -397,7 +394,7 @@ fits(const struct vkey *k, const char *kind, double usd, double tokens, struct b
 
 int
 broker_reserve(struct broker *ks, struct http_request *req, const char *model, int64_t now,
-             struct broker_refusal *why)
+               struct broker_refusal *why)
 {
     struct grant *g = req->grant;
     struct vkey *k = g ? key_by_id(ks, g->key_id) : NULL;
@@ -555,8 +552,7 @@ found(struct broker *ks, const char *which, int *status, char *err, size_t errle
 }
 
 json_t *
-broker_get(struct broker *ks, const char *which, int64_t now, int *status, char *err,
-         size_t errlen)
+broker_get(struct broker *ks, const char *which, int64_t now, int *status, char *err, size_t errlen)
 {
     struct vkey *k = found(ks, which, status, err, errlen);
     int64_t requests = 0;
@@ -590,7 +586,7 @@ random_hex(char out[65])
 
 json_t *
 broker_create(struct broker *ks, const json_t *spec, int64_t now, int *status, char *err,
-            size_t errlen)
+              size_t errlen)
 {
     struct vkey k;
     char hex[65], secret[VKEY_SECRET_MAX];
@@ -632,7 +628,7 @@ out:
 
 json_t *
 broker_update(struct broker *ks, const char *which, const json_t *spec, int64_t now, int *status,
-            char *err, size_t errlen)
+              char *err, size_t errlen)
 {
     struct vkey *k = found(ks, which, status, err, errlen);
     struct vkey copy;
@@ -664,7 +660,7 @@ broker_update(struct broker *ks, const char *which, const json_t *spec, int64_t 
 
 json_t *
 broker_revoke(struct broker *ks, const char *which, int64_t now, int *status, char *err,
-            size_t errlen)
+              size_t errlen)
 {
     struct vkey *k = found(ks, which, status, err, errlen);
 
@@ -737,7 +733,7 @@ token_rules(const struct vkey *k, struct token *t, const json_t *spec, int64_t n
 
 json_t *
 broker_mint(struct broker *ks, const struct http_request *req, const json_t *spec, int64_t now,
-          int *status, char *err, size_t errlen)
+            int *status, char *err, size_t errlen)
 {
     const struct grant *g = req->grant;
     struct vkey *k = g ? key_by_id(ks, g->key_id) : NULL;

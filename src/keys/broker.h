@@ -24,9 +24,10 @@
 
 #define BROKER_TOKEN_TTL_MAX 3600 /* seconds a browser token may live */
 #define BROKER_TOKENS_MAX    100000
-#define BROKER_TOKEN_GRACE 600 /* seconds an expired token's origin still passes CORS, so its
-                                  page reads the 401 that says why */
-#define BROKER_WATCH_MS      1000 /* how often the ledger is looked at for the command line's edits */
+#define BROKER_TOKEN_GRACE                                                                         \
+    600                      /* seconds an expired token's origin still passes CORS, so its        \
+                                page reads the 401 that says why */
+#define BROKER_WATCH_MS 1000 /* how often the ledger is looked at for the command line's edits */
 
 struct broker;
 
@@ -50,11 +51,11 @@ bool broker_is_virtual(const char *secret, size_t len);
 /* Admission from the head. Returns 0 (req->grant set, req->key_name the key's name) or -1 with
  * why filled. now: Unix seconds. */
 int broker_admit(struct broker *ks, struct http_request *req, const char *secret, size_t len,
-               int64_t now, struct broker_refusal *why);
+                 int64_t now, struct broker_refusal *why);
 /* With the body read and the model known: the model against the patterns, max_tokens against
  * the cap (written into the body when absent), then the worst case reserved. 0, or -1. */
 int broker_reserve(struct broker *ks, struct http_request *req, const char *model, int64_t now,
-                 struct broker_refusal *why);
+                   struct broker_refusal *why);
 /* When the request ends, whatever its status: releases, counts, queues for the ledger, frees
  * req->grant. No-op without a grant. */
 void broker_settle(struct broker *ks, struct http_request *req, int64_t now);
@@ -67,18 +68,18 @@ bool broker_origin_known(void *ks, const char *origin, size_t len);
  * Each returns a JSON answer, or NULL with err and *status set. */
 json_t *broker_list(struct broker *ks, int64_t now);
 json_t *broker_get(struct broker *ks, const char *which, int64_t now, int *status, char *err,
-                 size_t errlen);
+                   size_t errlen);
 /* The answer holds "secret": the only time it is shown. */
 json_t *broker_create(struct broker *ks, const json_t *spec, int64_t now, int *status, char *err,
-                    size_t errlen);
+                      size_t errlen);
 json_t *broker_update(struct broker *ks, const char *which, const json_t *spec, int64_t now,
-                    int *status, char *err, size_t errlen);
+                      int *status, char *err, size_t errlen);
 json_t *broker_revoke(struct broker *ks, const char *which, int64_t now, int *status, char *err,
-                    size_t errlen);
+                      size_t errlen);
 /* POST /v1/tokens with req's virtual key: {"origin", "models", "ttl", "budget_usd",
  * "budget_tokens"} → {"token", "expires", ...}. */
 json_t *broker_mint(struct broker *ks, const struct http_request *req, const json_t *spec,
-                  int64_t now, int *status, char *err, size_t errlen);
+                    int64_t now, int *status, char *err, size_t errlen);
 struct ledger *broker_ledger(struct broker *ks);
 
 #endif

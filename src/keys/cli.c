@@ -21,7 +21,8 @@ static const char usage[] =
     "  --budget-usd X --budget-usd-period daily|weekly|monthly|none\n"
     "  --budget-tokens N --budget-tokens-period ...  --rpm N --tpm N --max-tokens N\n"
     "  --price-prompt USD --price-completion USD (a token, for models that report no cost)\n"
-    "The ledger is <state dir>/" KEYS_LEDGER_FILE "; the state dir is -state-dir, else GI_STATE_DIR,\n"
+    "The ledger is <state dir>/" KEYS_LEDGER_FILE
+    "; the state dir is -state-dir, else GI_STATE_DIR,\n"
     "else $XDG_STATE_HOME/goinfer, else ~/.local/state/goinfer (admin.state_dir's default).\n";
 
 static char *

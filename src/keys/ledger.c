@@ -51,8 +51,8 @@ open_conn(const char *path, sqlite3 **db, char **msg)
     if (rc == SQLITE_OK)
         rc = sqlite3_busy_timeout(*db, BUSY_MS);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-                          msg);
+        rc =
+            sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, msg);
     return rc;
 }
 
@@ -229,8 +229,7 @@ ledger_close(struct ledger *l)
     if (l == NULL)
         return;
     if (l->n > 0 && l->db != NULL && commit(l->db, l->q, l->n) != SQLITE_OK)
-        log_warnx("keys: cannot commit %zu settlements at close: %s", l->n,
-                  sqlite3_errmsg(l->db));
+        log_warnx("keys: cannot commit %zu settlements at close: %s", l->n, sqlite3_errmsg(l->db));
     sqlite3_close(l->db);
     sqlite3_close(l->wdb);
     free(l->q);

@@ -53,7 +53,6 @@ void ledger_settle(struct ledger *l, const struct ledger_entry *e);
 /* Settlements queued or being committed. */
 size_t ledger_pending(const struct ledger *l);
 /* The key's spend rows summed: {"requests", "usd", "tokens"} (tests, the API). */
-int ledger_totals(struct ledger *l, int64_t key_id, int64_t *requests, double *usd,
-                  double *tokens);
+int ledger_totals(struct ledger *l, int64_t key_id, int64_t *requests, double *usd, double *tokens);
 
 #endif

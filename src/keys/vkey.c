@@ -349,8 +349,9 @@ apply_one(struct vkey *k, const char *key, const json_t *v, int64_t now)
     } else if (strcmp(key, "rpm") == 0 || strcmp(key, "tpm") == 0 ||
                strcmp(key, "max_tokens") == 0) {
         rc = number_of(v, 0, &d);
-        *(key[0] == 'r' ? &k->rpm : key[0] == 't' ? &k->tpm : &k->max_tokens) =
-            d < 0 ? 0 : (int64_t)d;
+        *(key[0] == 'r'   ? &k->rpm
+          : key[0] == 't' ? &k->tpm
+                          : &k->max_tokens) = d < 0 ? 0 : (int64_t)d;
     } else {
         return 1;
     }
@@ -409,15 +410,15 @@ limit_json(double limit)
 json_t *
 vkey_spec(const struct vkey *k)
 {
-    return json_pack(
-        "{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:I, s:I, s:I, s:f, s:f}", "name", k->name,
-        "models", strings_json(k->models), "origins", strings_json(k->origins), "expires",
-        k->expires ? json_integer(k->expires) : json_null(), "budget_usd", limit_json(k->usd.limit),
-        "budget_usd_period", vkey_period_name(k->usd.period), "budget_tokens",
-        limit_json(k->tokens.limit), "budget_tokens_period", vkey_period_name(k->tokens.period),
-        "rpm", (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "max_tokens",
-        (json_int_t)k->max_tokens, "price_prompt", k->price_prompt, "price_completion",
-        k->price_completion);
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:I, s:I, s:I, s:f, s:f}", "name",
+                     k->name, "models", strings_json(k->models), "origins",
+                     strings_json(k->origins), "expires",
+                     k->expires ? json_integer(k->expires) : json_null(), "budget_usd",
+                     limit_json(k->usd.limit), "budget_usd_period", vkey_period_name(k->usd.period),
+                     "budget_tokens", limit_json(k->tokens.limit), "budget_tokens_period",
+                     vkey_period_name(k->tokens.period), "rpm", (json_int_t)k->rpm, "tpm",
+                     (json_int_t)k->tpm, "max_tokens", (json_int_t)k->max_tokens, "price_prompt",
+                     k->price_prompt, "price_completion", k->price_completion);
 }
 
 static json_t *
@@ -434,9 +435,9 @@ json_t *
 vkey_json(const struct vkey *k, int64_t now)
 {
     json_t *o = vkey_spec(k);
-    const char *state = k->revoked                         ? "revoked"
+    const char *state = k->revoked                        ? "revoked"
                         : k->expires && k->expires <= now ? "expired"
-                                                           : "active";
+                                                          : "active";
 
     json_object_set_new(o, "id", json_integer(k->id));
     json_object_set_new(o, "created", json_integer(k->created));

@@ -15,7 +15,7 @@
 #define VKEY_HASH_LEN    32
 #define VKEY_SECRET_MAX  96 /* "gk-<id>-<64 hex>" */
 #define VKEY_NAME_MAX    64
-#define VKEY_PATTERNS    32   /* models or origins one key may list */
+#define VKEY_PATTERNS    32    /* models or origins one key may list */
 #define VKEY_PROMPT_MAX  32768 /* the prompt estimate's cap, in tokens */
 #define VKEY_DEFAULT_MAX 4096  /* max_tokens written into a request that names none */
 #define VKEY_PREFIX      "gk-" /* a virtual key's secret */
@@ -47,7 +47,7 @@ struct vkey {
     int64_t created, expires;         /* Unix s; expires 0: never */
     bool revoked;
     struct vkey_budget usd, tokens;
-    int64_t rpm, tpm, max_tokens; /* 0: none */
+    int64_t rpm, tpm, max_tokens;          /* 0: none */
     double price_prompt, price_completion; /* USD a token, when the upstream reports no cost */
     struct vkey_rate rate;
 };

@@ -1222,8 +1222,8 @@ router_admit(struct http_request *req, void *arg)
     struct router *r = arg;
     const struct route *rt;
 
-    switch (cors_handle_with(r->d.origins, r->d.keys ? broker_origin_known : NULL, r->d.keys,
-                             req)) {
+    switch (
+        cors_handle_with(r->d.origins, r->d.keys ? broker_origin_known : NULL, r->d.keys, req)) {
     case CORS_REFUSED:
         return false;
     case CORS_PREFLIGHT:

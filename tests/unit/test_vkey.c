@@ -36,8 +36,8 @@ reset_periods(void **state)
     (void)state;
     assert_int_equal(vkey_period_start(VKEY_PERIOD_DAILY, wed), 1764720000);
     assert_int_equal(vkey_period_next(VKEY_PERIOD_DAILY, 1764720000), 1764720000 + 86400);
-    assert_int_equal(vkey_period_start(VKEY_PERIOD_WEEKLY, wed), 1764547200); /* Mon 1 Dec */
-    assert_int_equal(vkey_period_start(VKEY_PERIOD_MONTHLY, wed), 1764547200); /* 1 Dec */
+    assert_int_equal(vkey_period_start(VKEY_PERIOD_WEEKLY, wed), 1764547200);        /* Mon 1 Dec */
+    assert_int_equal(vkey_period_start(VKEY_PERIOD_MONTHLY, wed), 1764547200);       /* 1 Dec */
     assert_int_equal(vkey_period_next(VKEY_PERIOD_MONTHLY, 1764547200), 1767225600); /* 1 Jan */
     assert_int_equal(vkey_period_next(VKEY_PERIOD_MONTHLY, 1767225600), 1769904000); /* 1 Feb */
     assert_int_equal(vkey_period_start(VKEY_PERIOD_NONE, wed), 0);
@@ -94,9 +94,9 @@ secrets_and_rules(void **state)
 {
     struct vkey k;
     char err[128];
-    json_t *spec = json_pack("{s:s, s:[s], s:s, s:f, s:s, s:i}", "name", "app", "models",
-                             "tiny-*", "expires", "2h", "budget_usd", 5.0, "budget_usd_period",
-                             "monthly", "max_tokens", 64);
+    json_t *spec =
+        json_pack("{s:s, s:[s], s:s, s:f, s:s, s:i}", "name", "app", "models", "tiny-*", "expires",
+                  "2h", "budget_usd", 5.0, "budget_usd_period", "monthly", "max_tokens", 64);
     json_t *bad = json_pack("{s:s}", "colour", "blue");
 
     (void)state;
@@ -127,8 +127,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(glob_patterns),         cmocka_unit_test(reset_periods),
-        cmocka_unit_test(budget_rolls_and_reserves), cmocka_unit_test(worst_case_and_rates),
+        cmocka_unit_test(glob_patterns),
+        cmocka_unit_test(reset_periods),
+        cmocka_unit_test(budget_rolls_and_reserves),
+        cmocka_unit_test(worst_case_and_rates),
         cmocka_unit_test(secrets_and_rules),
     };
 
