@@ -3,6 +3,7 @@
 and tiny models; budgets that concurrency cannot overrun; rates; browser tokens bound to an
 origin (Chromium); settled spend that survives kill -9."""
 import concurrent.futures
+import http.server
 import json
 import os
 import signal
@@ -343,3 +344,65 @@ def test_openai_sdk_with_a_virtual_key(models_dir, start_goinfer, client):
     assert p.returncode == 0, p.stdout + p.stderr
     final = wait_settled(client, g, "sdk")
     assert final["ledger"]["requests"] >= 2 and final["tokens"]["spent"] > 0
+
+
+class FakeCloud(http.server.BaseHTTPRequestHandler):
+    """FAKE cloud provider (OpenRouter's shape): every answer's usage carries its cost, in USD;
+    streamed, in the last chunk. It records the key it was given."""
+    keys = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeCloud.keys.append(self.headers.get("Authorization"))
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 0.0125}
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for chunk in ({"choices": [{"index": 0, "delta": {"content": "Hi"}}]},
+                          {"choices": [], "usage": usage}):
+                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
+        out = json.dumps({"id": "c1", "object": "chat.completion", "model": body["model"],
+                          "choices": [{"index": 0, "message": {"role": "assistant",
+                                                               "content": "Hi"}}],
+                          "usage": usage}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def test_cloud_road_settles_the_reported_cost(start_goinfer, client, tmp_path):
+    from test_swapconf import config
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeCloud)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        swap = f"peers:\n  cloud:\n    proxy: http://127.0.0.1:{srv.server_port}\n" \
+               "    apiKey: sk-provider-secret\n    models: [fake-gpt]\n"
+        empty = tmp_path / "no-models"
+        empty.mkdir()
+        g = start_goinfer(None, args=["-config", str(config(tmp_path, swap, empty))], config=False)
+        # the price per token only sizes the reservation: the provider's cost is what settles
+        k = create(client, g, name="cloud", models=["cloud/*"], budget_usd=0.03,
+                   price_prompt=0.00001, price_completion=0.0001)
+        for stream in (False, True):
+            r = post_chat(client, g, k["secret"], chat_body("cloud/fake-gpt", max_tokens=10,
+                                                            stream=stream))
+            assert r.status_code == 200, r.text
+        assert FakeCloud.keys[-1] == "Bearer sk-provider-secret"  # never the virtual key
+        final = wait_settled(client, g, "cloud")
+        assert abs(final["usd"]["spent"] - 0.025) < 1e-9, final
+        # 0.005 left, and the next request may cost up to ~0.0019: served; then refused
+        r = post_chat(client, g, k["secret"], chat_body("cloud/fake-gpt", max_tokens=10))
+        assert r.status_code == 200
+        r = post_chat(client, g, k["secret"], chat_body("cloud/fake-gpt", max_tokens=10))
+        assert r.status_code == 402 and "USD" in r.json()["error"]["message"]
+        assert "sk-provider-secret" not in r.text and "sk-provider-secret" not in g.log()
+    finally:
+        srv.shutdown()
