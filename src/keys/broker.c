@@ -432,7 +432,8 @@ broker_reserve(struct broker *ks, struct http_request *req, const char *model, i
 }
 
 /* What a finished request used: the upstream's report; without one, a 2xx answer is charged
- * its worst case (a stream cut before its usage must not be free), an error nothing. */
+ * its worst case (a stream cut before its usage must not be free), and so is a client that
+ * left first (499: a provider may bill the work begun), an error nothing. */
 static void
 used(const struct vkey *k, const struct http_request *req, const struct grant *g, double *usd,
      double *tokens)
@@ -444,7 +445,7 @@ used(const struct vkey *k, const struct http_request *req, const struct grant *g
 
         *tokens = (double)(u->prompt_tokens + c);
         *usd = u->cost_usd >= 0 ? u->cost_usd : vkey_usd(k, u->prompt_tokens, c);
-    } else if (req->status >= 200 && req->status < 300) {
+    } else if ((req->status >= 200 && req->status < 300) || req->status == 499) {
         *tokens = g->tokens;
         *usd = u->cost_usd >= 0 ? u->cost_usd : g->usd;
     } else {

@@ -218,6 +218,13 @@ def test_requests_per_minute(models_dir, start_goinfer, client):
     assert r.status_code == 429
     assert 1 <= int(r.headers["retry-after"]) <= 60
     assert "3 requests per minute" in r.json()["error"]["message"]
+    # tokens per minute: the first request's settled tokens use the minute up
+    k = create(client, g, name="thin", tpm=1)
+    assert post_chat(client, g, k["secret"], chat_body()).status_code == 200
+    wait_settled(client, g, "thin")
+    r = post_chat(client, g, k["secret"], chat_body())
+    assert r.status_code == 429 and "1 tokens per minute" in r.json()["error"]["message"]
+    assert 1 <= int(r.headers["retry-after"]) <= 60
 
 
 def test_expired_key_model_patterns_and_max_tokens_cap(models_dir, start_goinfer, client):
