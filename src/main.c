@@ -957,13 +957,14 @@ int
 main(int argc, char **argv)
 {
     struct app a = {.argc = argc, .argv = argv};
-    struct generation *first = xcalloc(1, sizeof(*first));
+    struct generation *first;
     char err[1024];
     int rc;
 
-    signal(SIGPIPE, SIG_IGN);
-    if (argc > 1 && strcmp(argv[1], "keys") == 0)
+    if (argc > 1 && strcmp(argv[1], "keys") == 0) /* the virtual keys' command line */
         return keys_cli(argc - 1, argv + 1);
+    first = xcalloc(1, sizeof(*first));
+    signal(SIGPIPE, SIG_IGN);
     restart_init();
     a.n_inherited = restart_inherited(a.inherited, RESTART_MAX_FDS);
     a.settings = (struct admin_settings_ops){
