@@ -39,8 +39,13 @@ http_usage_scan(struct http_usage *u, const char *data, size_t len, double *pred
     *predicted_n = n;
     if (tps < 0 && completion < 0)
         return false;
-    if (prompt < 0)
+    if (prompt < 0) { /* llama-server's timings: the prompt is what it read plus its cache */
+        double cached = number_after(tail, n_tail, "\"cache_n\":");
+
         prompt = number_after(tail, n_tail, "\"prompt_n\":");
+        if (prompt >= 0 && cached > 0)
+            prompt += cached;
+    }
     u->reported = true;
     u->prompt_tokens = (int64_t)prompt;
     u->completion_tokens = (int64_t)(completion >= 0 ? completion : n);

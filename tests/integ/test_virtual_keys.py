@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from conftest import API_KEY, GOINFER, ROOT, auth
+from test_tunnel import chat as tunnel_chat, gpu_models, net, nodes, one_client  # noqa: F401
 
 CHAT = "/v1/chat/completions"
 
@@ -413,3 +414,39 @@ def test_cloud_road_settles_the_reported_cost(start_goinfer, client, tmp_path):
         assert "sk-provider-secret" not in r.text and "sk-provider-secret" not in g.log()
     finally:
         srv.shutdown()
+
+
+def test_tunnel_road_settles_the_gpu_machines_usage(net, nodes, gpu_models):
+    """A virtual key on a server whose model runs on a GPU machine behind a tunnel: admitted and
+    reserved on the server, and settled to the usage llama-server reported through the tunnel
+    (not to the worst case)."""
+    t = one_client(net, nodes, gpu_models / "tiny-a", "tiny-a")
+    admin = ["-H", f"Authorization: Bearer {API_KEY}", "-H", "Content-Type: application/json"]
+    r = net.curl(t.u, *admin, f"{t.srv.api}/api/keys", "-d",
+                 json.dumps({"name": "far", "models": ["tiny-*"], "budget_tokens": 100000}))
+    secret = json.loads(r.stdout)["secret"]
+    used = 0
+    for stream in (False, True):
+        r = net.curl(t.u, "-H", f"Authorization: Bearer {secret}", f"{t.srv.api}{CHAT}", "-d",
+                     tunnel_chat("tiny-a", stream=stream, tokens=3))
+        assert r.returncode == 0, r.stdout
+        last = json.loads([line for line in r.stdout.splitlines()
+                           if '"usage"' in line or '"timings"' in line][-1].removeprefix("data: "))
+        if "usage" in last:
+            used += last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
+        else:  # a stream: llama-server's timings (the prompt it read, its cache, generated)
+            tm = last["timings"]
+            used += tm["prompt_n"] + tm.get("cache_n", 0) + tm["predicted_n"]
+    t.srv.wait_log(r"model=tiny-a backend=tunnel status=200")
+    deadline = time.monotonic() + 10
+    while True:
+        k = json.loads(net.curl(t.u, *admin, f"{t.srv.api}/api/keys/far").stdout)
+        if k["tokens"]["reserved"] == 0 and k["ledger"]["pending"] == 0:
+            break
+        assert time.monotonic() < deadline, k
+        time.sleep(0.1)
+    assert k["tokens"]["spent"] == used and k["ledger"]["requests"] == 2, (k, used)
+    r = net.curl(t.u, "-H", f"Authorization: Bearer {secret}", f"{t.srv.api}{CHAT}", "-d",
+                 tunnel_chat("other", stream=False))
+    assert '"code":403' in r.stdout.replace(" ", ""), r.stdout
+    assert secret not in t.cli.log()  # the GPU machine never sees the virtual key
