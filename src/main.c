@@ -693,10 +693,14 @@ setup_store(struct app *a)
         fatalx("%s", err);
     audit_set_store(a->store);
     log_info("admin store: %s/%s", c->state_dir, STORE_FILE);
-    if (ledger_open(a->loop, c->state_dir, &ledger, err, sizeof(err)) < 0)
+    if (ledger_open(a->loop, c->state_dir, a->gens.current->conf.ledger, &ledger, err,
+                    sizeof(err)) < 0)
         fatalx("%s", err);
     a->broker = broker_new(a->loop, ledger);
-    log_info("keys: ledger %s/%s", c->state_dir, KEYS_LEDGER_FILE);
+    if (a->gens.current->conf.ledger != NULL)
+        log_info("keys: ledger in PostgreSQL"); /* never the URL: it may hold a password */
+    else
+        log_info("keys: ledger %s/%s", c->state_dir, KEYS_LEDGER_FILE);
 }
 
 static void

@@ -11,7 +11,7 @@
 #include "keys/broker.h"
 
 static const char usage[] =
-    "usage: goinfer keys [-state-dir DIR] COMMAND\n"
+    "usage: goinfer keys [-state-dir DIR] [-ledger postgresql://...] COMMAND\n"
     "  create NAME [RULES]   a new key; prints its secret, the only time it is shown\n"
     "  list                  every key with its spend (never a secret)\n"
     "  show NAME|ID          one key, with its ledger totals\n"
@@ -23,7 +23,8 @@ static const char usage[] =
     "  --price-prompt USD --price-completion USD (a token, for models that report no cost)\n"
     "The ledger is <state dir>/" KEYS_LEDGER_FILE
     "; the state dir is -state-dir, else GI_STATE_DIR,\n"
-    "else $XDG_STATE_HOME/goinfer, else ~/.local/state/goinfer (admin.state_dir's default).\n";
+    "else $XDG_STATE_HOME/goinfer, else ~/.local/state/goinfer (admin.state_dir's default);\n"
+    "with -ledger (or GI_LEDGER), goinfer.yml's ledger: in PostgreSQL instead.\n";
 
 static char *
 state_dir(const char *flag)
@@ -147,23 +148,25 @@ run(struct broker *b, int argc, char **argv)
 int
 keys_cli(int argc, char **argv)
 {
-    const char *flag = NULL;
+    const char *flag = NULL, *url = getenv("GI_LEDGER");
     char err[512], *dir;
     struct ledger *l = NULL;
     struct broker *b;
     int rc;
 
     argc--, argv++;
-    if (argc >= 2 && (strcmp(argv[0], "-state-dir") == 0 || strcmp(argv[0], "--state-dir") == 0)) {
-        flag = argv[1];
+    while (argc >= 2 && (strcmp(argv[0], "-state-dir") == 0 || strcmp(argv[0], "-ledger") == 0)) {
+        *(argv[0][1] == 's' ? &flag : &url) = argv[1];
         argc -= 2, argv += 2;
     }
+    if (url != NULL && *url == '\0')
+        url = NULL;
     if (argc < 1 || strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "help") == 0) {
         fprintf(argc < 1 ? stderr : stdout, "%s", usage);
         return argc < 1;
     }
     dir = state_dir(flag);
-    if (ledger_open(NULL, dir, &l, err, sizeof(err)) < 0) {
+    if (ledger_open(NULL, dir, url, &l, err, sizeof(err)) < 0) {
         fprintf(stderr, "goinfer %s\n", err);
         free(dir);
         return 1;

@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "keys/ledger_pg.h"
 
 #define BUSY_MS 5000 /* the command line and the worker wait for each other this long */
 
@@ -33,6 +34,7 @@ struct batch {
 };
 
 struct ledger {
+    struct pgl *pg;  /* PostgreSQL instead of the SQLite file, or NULL */
     sqlite3 *db;     /* the loop's (or the command line's) */
     sqlite3 *wdb;    /* the worker's */
     uv_loop_t *loop; /* NULL: the command line */
@@ -57,7 +59,8 @@ open_conn(const char *path, sqlite3 **db, char **msg)
 }
 
 int
-ledger_open(uv_loop_t *loop, const char *dir, struct ledger **out, char *err, size_t errlen)
+ledger_open(uv_loop_t *loop, const char *dir, const char *url, struct ledger **out, char *err,
+            size_t errlen)
 {
     struct ledger *l = xcalloc(1, sizeof(*l));
     char *path = xasprintf("%s/%s", dir, KEYS_LEDGER_FILE), *msg = NULL;
@@ -65,6 +68,18 @@ ledger_open(uv_loop_t *loop, const char *dir, struct ledger **out, char *err, si
 
     *out = NULL;
     l->loop = loop;
+    if (url != NULL) {
+        if (!pgl_is_url(url)) {
+            snprintf(err, errlen, "ledger: expected a postgresql:// URL");
+            rc = -EINVAL;
+            goto fail;
+        }
+        rc = pgl_open(loop, url, &l->pg, err, errlen);
+        if (rc < 0)
+            goto fail;
+        *out = l;
+        goto out;
+    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "keys: cannot create %s: %s", dir, strerror(errno));
         rc = -errno;
@@ -205,6 +220,10 @@ start_batch(struct ledger *l)
 void
 ledger_settle(struct ledger *l, const struct ledger_entry *e)
 {
+    if (l->pg != NULL) {
+        pgl_settle(l->pg, e);
+        return;
+    }
     if (l->n >= LEDGER_QUEUE_MAX) {
         log_warnx("keys: %d settlements wait for the ledger; one is dropped", LEDGER_QUEUE_MAX);
         return;
@@ -220,6 +239,8 @@ ledger_settle(struct ledger *l, const struct ledger_entry *e)
 size_t
 ledger_pending(const struct ledger *l)
 {
+    if (l->pg != NULL)
+        return pgl_pending(l->pg);
     return l->n + (l->busy ? l->busy->n : 0);
 }
 
@@ -228,6 +249,7 @@ ledger_close(struct ledger *l)
 {
     if (l == NULL)
         return;
+    pgl_close(l->pg);
     if (l->n > 0 && l->db != NULL && commit(l->db, l->q, l->n) != SQLITE_OK)
         log_warnx("keys: cannot commit %zu settlements at close: %s", l->n, sqlite3_errmsg(l->db));
     sqlite3_close(l->db);
@@ -264,10 +286,14 @@ int
 ledger_load(struct ledger *l, ledger_key_cb cb, void *arg)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(l->db,
-                                "SELECT id, name, salt, hash, spec, created, revoked, usd_spent,"
-                                " usd_start, tok_spent, tok_start FROM keys ORDER BY id",
-                                -1, &s, NULL);
+    int rc;
+
+    if (l->pg != NULL)
+        return pgl_load(l->pg, cb, arg);
+    rc = sqlite3_prepare_v2(l->db,
+                            "SELECT id, name, salt, hash, spec, created, revoked, usd_spent,"
+                            " usd_start, tok_spent, tok_start FROM keys ORDER BY id",
+                            -1, &s, NULL);
 
     while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct vkey *k = xmalloc(sizeof(*k));
@@ -284,12 +310,18 @@ int
 ledger_insert(struct ledger *l, struct vkey *k)
 {
     sqlite3_stmt *s = NULL;
-    json_t *spec = vkey_spec(k);
-    char *text = json_dumps(spec, JSON_COMPACT);
-    int rc = sqlite3_prepare_v2(l->db,
-                                "INSERT INTO keys (name, salt, hash, spec, created, usd_start,"
-                                " tok_start) VALUES (?,?,?,?,?,?,?)",
-                                -1, &s, NULL);
+    json_t *spec;
+    char *text;
+    int rc;
+
+    if (l->pg != NULL)
+        return pgl_insert(l->pg, k);
+    spec = vkey_spec(k);
+    text = json_dumps(spec, JSON_COMPACT);
+    rc = sqlite3_prepare_v2(l->db,
+                            "INSERT INTO keys (name, salt, hash, spec, created, usd_start,"
+                            " tok_start) VALUES (?,?,?,?,?,?,?)",
+                            -1, &s, NULL);
 
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(s, 1, k->name, -1, SQLITE_STATIC);
@@ -313,10 +345,16 @@ int
 ledger_update(struct ledger *l, const struct vkey *k)
 {
     sqlite3_stmt *s = NULL;
-    json_t *spec = vkey_spec(k);
-    char *text = json_dumps(spec, JSON_COMPACT);
-    int rc = sqlite3_prepare_v2(l->db, "UPDATE keys SET name=?, spec=?, revoked=? WHERE id=?", -1,
-                                &s, NULL);
+    json_t *spec;
+    char *text;
+    int rc;
+
+    if (l->pg != NULL)
+        return pgl_update(l->pg, k);
+    spec = vkey_spec(k);
+    text = json_dumps(spec, JSON_COMPACT);
+    rc = sqlite3_prepare_v2(l->db, "UPDATE keys SET name=?, spec=?, revoked=? WHERE id=?", -1, &s,
+                            NULL);
 
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(s, 1, k->name, -1, SQLITE_STATIC);
@@ -337,6 +375,8 @@ ledger_changed(struct ledger *l)
     sqlite3_stmt *s = NULL;
     int64_t v = l->data_version;
 
+    if (l->pg != NULL) /* other servers settle too: their spend and edits, read every time */
+        return true;
     if (sqlite3_prepare_v2(l->db, "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK &&
         sqlite3_step(s) == SQLITE_ROW)
         v = sqlite3_column_int64(s, 0);
@@ -351,9 +391,13 @@ int
 ledger_totals(struct ledger *l, int64_t key_id, int64_t *requests, double *usd, double *tokens)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(
-        l->db, "SELECT count(*), total(usd), total(tokens) FROM spend WHERE key_id=?", -1, &s,
-        NULL);
+    int rc;
+
+    if (l->pg != NULL)
+        return pgl_totals(l->pg, key_id, requests, usd, tokens);
+    rc = sqlite3_prepare_v2(l->db,
+                            "SELECT count(*), total(usd), total(tokens) FROM spend WHERE key_id=?",
+                            -1, &s, NULL);
 
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, key_id);

@@ -33,9 +33,11 @@ struct ledger_entry {
     int64_t usd_start, tok_start;
 };
 
-/* Opens (creating dir with mode 0700 and the file) the ledger in dir. loop NULL (the command
+/* Opens (creating dir with mode 0700 and the file) the ledger in dir, or, with url (a
+ * postgresql:// URL, see ledger_pg.h), in that PostgreSQL database. loop NULL (the command
  * line): no worker; settlements are not taken. Returns 0 or -errno with err. */
-int ledger_open(uv_loop_t *loop, const char *dir, struct ledger **out, char *err, size_t errlen);
+int ledger_open(uv_loop_t *loop, const char *dir, const char *url, struct ledger **out, char *err,
+                size_t errlen);
 /* Commits what is queued, then closes; NULL is a no-op. */
 void ledger_close(struct ledger *l);
 

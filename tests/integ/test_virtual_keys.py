@@ -6,8 +6,10 @@ import concurrent.futures
 import http.server
 import json
 import os
+import shutil
 import signal
 import sqlite3
+import tempfile
 import subprocess
 import threading
 import time
@@ -450,3 +452,83 @@ def test_tunnel_road_settles_the_gpu_machines_usage(net, nodes, gpu_models):
                  tunnel_chat("other", stream=False))
     assert '"code":403' in r.stdout.replace(" ", ""), r.stdout
     assert secret not in t.cli.log()  # the GPU machine never sees the virtual key
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def start_postgres():
+    """A real PostgreSQL of our own: a folder owned by postgres, a Unix socket in it, no TCP."""
+    d = Path(tempfile.mkdtemp(prefix="goinfer-pg-"))
+    d.chmod(0o755)
+    subprocess.run(["chown", "postgres:postgres", str(d)], check=True)
+    data = d / "data"
+    port = 20000 + os.getpid() % 20000
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data),
+                    "-A", "trust"], check=True, capture_output=True)
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data),
+                    "-o", f"-k {d} -p {port} -c listen_addresses=''", "-l", str(d / "log"),
+                    "-w", "start"], check=True, capture_output=True)
+    return d, data, f"postgresql:///postgres?host={d}&port={port}&user=postgres"
+
+
+def stop_postgres(d, data):
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data),
+                    "-m", "fast", "-w", "stop"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_two_servers_share_keys_and_spend_through_postgresql(models_dir, start_goinfer, client,
+                                                            tmp_path):
+    d, data, url = start_postgres()
+    try:
+        g1 = start_goinfer(models_dir, env={"GI_LEDGER": url, "GI_STATE_DIR": str(tmp_path / "s1")})
+        g2 = start_goinfer(models_dir, env={"GI_LEDGER": url, "GI_STATE_DIR": str(tmp_path / "s2")})
+        assert url not in g1.log() and "ledger in PostgreSQL" in g1.log()
+        body = chat_body(max_tokens=2)
+        worst = body_bytes(body) + 2
+        k = create(client, g1, name="shared", budget_tokens=worst * 6)
+        # made on one server, usable on the other within a second or so
+        deadline = time.monotonic() + 5
+        while post_chat(client, g2, k["secret"], body).status_code != 200:
+            assert time.monotonic() < deadline, "the second server never saw the key"
+            time.sleep(0.2)
+        assert post_chat(client, g1, k["secret"], body).status_code == 200
+        # both settled into one total, which each server reads back
+        wait_settled(client, g1, "shared")
+        wait_settled(client, g2, "shared")
+        time.sleep(1.5)
+        s1, s2 = (key_state(client, g, "shared") for g in (g1, g2))
+        assert s1["ledger"]["requests"] == 2 and s1["tokens"]["spent"] == s2["tokens"]["spent"]
+        assert s1["tokens"]["spent"] == s1["ledger"]["tokens"] > 0
+        # spent on both until one refuses; the other then refuses too
+        codes = []
+        for i in range(20):
+            g = (g1, g2)[i % 2]
+            codes.append(post_chat(client, g, k["secret"], body).status_code)
+            wait_settled(client, g, "shared")
+            time.sleep(1.2)  # the other server reads the shared total every second
+            if codes[-1] == 402:
+                break
+        assert codes[-1] == 402 and set(codes[:-1]) == {200}, codes
+        other = (g1, g2)[len(codes) % 2]
+        assert post_chat(client, other, k["secret"], body).status_code == 402
+        final = key_state(client, g1, "shared")
+        assert final["tokens"]["spent"] <= worst * 6, final
+        # the command line on the same ledger: listed, revoked for both servers
+        p = subprocess.run([str(GOINFER), "keys", "-ledger", url, "list"], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0 and "shared" in p.stdout and k["secret"] not in p.stdout
+        p = subprocess.run([str(GOINFER), "keys", "-ledger", url, "revoke", "shared"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        for g in (g1, g2):
+            deadline = time.monotonic() + 5
+            while (r := post_chat(client, g, k["secret"], body)).status_code != 401:
+                assert time.monotonic() < deadline, "a server never saw the revocation"
+                time.sleep(0.2)
+            assert "revoked" in r.json()["error"]["message"]
+        for g in (g1, g2):
+            g.stop()
+    finally:
+        stop_postgres(d, data)
