@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import API_KEY, GOINFER, ROOT, auth
+from conftest import API_KEY, GOINFER, ROOT, auth, stop_clean
 from test_tunnel import chat as tunnel_chat, gpu_models, net, nodes, one_client  # noqa: F401
 
 CHAT = "/v1/chat/completions"
@@ -528,7 +528,7 @@ def test_two_servers_share_keys_and_spend_through_postgresql(models_dir, start_g
                 assert time.monotonic() < deadline, "a server never saw the revocation"
                 time.sleep(0.2)
             assert "revoked" in r.json()["error"]["message"]
-        for g in (g1, g2):
-            g.stop()
+        for g in (g1, g2):  # queued settlements committed at exit, cleanly (ASan builds too)
+            stop_clean(g)
     finally:
         stop_postgres(d, data)
