@@ -133,7 +133,7 @@ on_watch(uv_timer_t *t)
 {
     struct broker *ks = t->data;
 
-    if (ledger_changed(ks->l))
+    if (!ledger_refresh(ks->l, take_key, ks) && ledger_changed(ks->l))
         broker_sync(ks);
     sweep(ks, (int64_t)time(NULL));
 }

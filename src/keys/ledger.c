@@ -370,6 +370,15 @@ ledger_update(struct ledger *l, const struct vkey *k)
 }
 
 bool
+ledger_refresh(struct ledger *l, ledger_key_cb cb, void *arg)
+{
+    if (l->pg == NULL || l->loop == NULL)
+        return false;
+    pgl_refresh(l->pg, cb, arg);
+    return true;
+}
+
+bool
 ledger_changed(struct ledger *l)
 {
     sqlite3_stmt *s = NULL;

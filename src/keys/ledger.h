@@ -48,6 +48,9 @@ int ledger_load(struct ledger *l, ledger_key_cb cb, void *arg);
 int ledger_insert(struct ledger *l, struct vkey *k);
 /* A key's rules and revocation, never its spend (that is the server's). */
 int ledger_update(struct ledger *l, const struct vkey *k);
+/* A shared ledger (PostgreSQL): asks for every key again without blocking the loop, cb called
+ * as they arrive, and returns true; false for SQLite (ask ledger_changed, then ledger_load). */
+bool ledger_refresh(struct ledger *l, ledger_key_cb cb, void *arg);
 /* Whether another connection (the command line, a worker) wrote since the last call. */
 bool ledger_changed(struct ledger *l);
 /* Queued for the worker; copied. */

@@ -29,6 +29,9 @@ struct pgl {
     uv_poll_t *poll;
     struct ledger_entry *q, *busy; /* queued; being committed */
     size_t n, cap, n_busy;
+    bool refreshing, refresh_wanted; /* a read of every key in flight; one asked for */
+    ledger_key_cb refresh_cb;
+    void *refresh_arg;
     bool failed; /* the batch in flight failed: queued again once it ends */
     bool warned;
 };
@@ -58,6 +61,11 @@ connect_to(const char *url, char *err, size_t errlen)
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void row_key(PGresult *r, int i, struct vkey *k);
+
+#define SELECT_KEYS                                                                                \
+    "SELECT id, name, salt, hash, spec, created, revoked, usd_spent, usd_start, tok_spent,"        \
+    " tok_start FROM keys ORDER BY id"
 
 int
 pgl_open(uv_loop_t *loop, const char *url, struct pgl **out, char *err, size_t errlen)
@@ -126,13 +134,28 @@ batch_sql(PGconn *c, const struct ledger_entry *v, size_t n)
     return s;
 }
 
+/* Asks for the keys (rules and shared spend) on the loop's connection, when it is free. */
+static void
+start_refresh(struct pgl *p)
+{
+    if (p->async == NULL || p->busy != NULL || p->refreshing || !p->refresh_wanted)
+        return;
+    if (PQsendQuery(p->async, SELECT_KEYS) != 1)
+        return; /* the next settlement's failure resets the connection */
+    p->refresh_wanted = false;
+    p->refreshing = true;
+    uv_poll_start(p->poll, UV_READABLE | UV_WRITABLE, on_poll);
+}
+
 static void
 start_batch(struct pgl *p)
 {
     char *sql;
 
-    if (p->async == NULL || p->busy != NULL || p->n == 0)
+    if (p->async == NULL || p->busy != NULL || p->refreshing || p->n == 0) {
+        start_refresh(p);
         return;
+    }
     sql = batch_sql(p->async, p->q, p->n);
     if (PQsendQuery(p->async, sql) != 1) {
         if (!p->warned)
@@ -189,17 +212,34 @@ on_poll(uv_poll_t *h, int status, int events)
     if (status < 0 || !(events & UV_READABLE))
         return;
     if (PQconsumeInput(p->async) != 1) {
-        p->failed = true;
-        batch_done(p);
+        p->failed = p->busy != NULL;
+        p->refreshing = false;
+        if (p->busy != NULL)
+            batch_done(p);
+        else
+            uv_poll_stop(h);
         return;
     }
     while (!PQisBusy(p->async)) {
         r = PQgetResult(p->async);
+        if (r == NULL && p->refreshing) {
+            p->refreshing = false;
+            uv_poll_stop(p->poll);
+            start_batch(p);
+            return;
+        }
         if (r == NULL) {
             batch_done(p);
             return;
         }
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        if (p->refreshing && PQresultStatus(r) == PGRES_TUPLES_OK)
+            for (int i = 0; i < PQntuples(r); i++) {
+                struct vkey *k = xmalloc(sizeof(*k));
+
+                row_key(r, i, k);
+                p->refresh_cb(p->refresh_arg, k);
+            }
+        else if (PQresultStatus(r) != PGRES_COMMAND_OK)
             p->failed = true;
         PQclear(r);
     }
@@ -244,7 +284,7 @@ pgl_close(struct pgl *p)
         return;
     if (p->async != NULL) {
         PQsetnonblocking(p->async, 0);
-        while (p->busy != NULL && (r = PQgetResult(p->async)) != NULL)
+        while ((p->busy != NULL || p->refreshing) && (r = PQgetResult(p->async)) != NULL)
             PQclear(r);
         if (p->n > 0) {
             char *sql = batch_sql(p->async, p->q, p->n);
@@ -304,11 +344,19 @@ row_key(PGresult *r, int i, struct vkey *k)
     k->tokens.start = strtoll(PQgetvalue(r, i, 10), NULL, 10);
 }
 
+void
+pgl_refresh(struct pgl *p, ledger_key_cb cb, void *arg)
+{
+    p->refresh_cb = cb;
+    p->refresh_arg = arg;
+    p->refresh_wanted = true;
+    start_batch(p);
+}
+
 int
 pgl_load(struct pgl *p, ledger_key_cb cb, void *arg)
 {
-    PGresult *r = PQexec(p->sync, "SELECT id, name, salt, hash, spec, created, revoked, usd_spent,"
-                                  " usd_start, tok_spent, tok_start FROM keys ORDER BY id");
+    PGresult *r = PQexec(p->sync, SELECT_KEYS);
     int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -EIO;
 
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
