@@ -108,6 +108,17 @@ out:
     return rc;
 }
 
+/* Whether a settlement after v[i] in the batch is of the same key (a short look: batches
+ * mostly hold a few busy keys; past the window the key is simply written again). */
+static bool
+later_same_key(const struct ledger_entry *v, size_t n, size_t i)
+{
+    for (size_t j = i + 1; j < n && j < i + 64; j++)
+        if (v[j].key_id == v[i].key_id)
+            return true;
+    return false;
+}
+
 /* In the worker (or at close): one transaction for the whole batch. */
 static int
 commit(sqlite3 *db, const struct ledger_entry *v, size_t n)
@@ -137,6 +148,8 @@ commit(sqlite3 *db, const struct ledger_entry *v, size_t n)
         sqlite3_bind_double(ins, 7, e->usd);
         rc = sqlite3_step(ins) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
         sqlite3_reset(ins);
+        if (later_same_key(v, n, i))
+            continue; /* the key's totals are absolute: its last settlement writes them */
         sqlite3_bind_double(upd, 1, e->usd_spent);
         sqlite3_bind_int64(upd, 2, e->usd_start);
         sqlite3_bind_double(upd, 3, e->tok_spent);
