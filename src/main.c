@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -25,6 +26,8 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "keys/broker.h"
+#include "keys/cli.h"
 #include "models/discovery.h"
 #include "router/router.h"
 #include "swap/swap.h"
@@ -60,6 +63,7 @@ struct app {
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
     struct store *store;                 /* the admin store (admin.state_dir) */
+    struct broker *broker;               /* virtual keys and their ledger (admin.state_dir) */
     struct engine *engine;               /* llama-server builds (admin API) */
     uv_signal_t sigint, sigterm, sighup, sigusr2;
     uv_fs_event_t watch;
@@ -223,6 +227,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->models_dir = g->conf.models_dir;
     d->admin = &g->conf.admin;
     d->body_bytes = g->conf.limits.body_bytes;
+    d->keys = a->broker;
 }
 
 /* -no-api-key is the explicit word DESIGN.md asks for before serving keyless on an address
@@ -298,6 +303,7 @@ static void
 on_request_done(struct http_request *req)
 {
     metrics_request_done(req);
+    broker_settle(the_app->broker, req, (int64_t)time(NULL));
     if (router_is_activity(req))
         api_activity_record(the_app->store, req);
     if (generations_end(&the_app->gens, req->id))
@@ -684,12 +690,21 @@ static void
 setup_store(struct app *a)
 {
     const struct conf_admin *c = &a->gens.current->conf.admin;
+    struct ledger *ledger = NULL;
     char err[1024];
 
     if (store_open(a->loop, c->state_dir, c->activity_keep, &a->store, err, sizeof(err)) < 0)
         fatalx("%s", err);
     audit_set_store(a->store);
     log_info("admin store: %s/%s", c->state_dir, STORE_FILE);
+    if (ledger_open(a->loop, c->state_dir, a->gens.current->conf.ledger, &ledger, err,
+                    sizeof(err)) < 0)
+        fatalx("%s", err);
+    a->broker = broker_new(a->loop, ledger);
+    if (a->gens.current->conf.ledger != NULL)
+        log_info("keys: ledger in PostgreSQL"); /* never the URL: it may hold a password */
+    else
+        log_info("keys: ledger %s/%s", c->state_dir, KEYS_LEDGER_FILE);
 }
 
 static void
@@ -911,6 +926,7 @@ static void
 cleanup(struct app *a)
 {
     router_free(a->router);
+    broker_free(a->broker); /* commits the settlements still queued */
     engine_free(a->engine);
     keys_free(&a->keys);
     tls_ctx_free(a->tls);
@@ -949,10 +965,13 @@ int
 main(int argc, char **argv)
 {
     struct app a = {.argc = argc, .argv = argv};
-    struct generation *first = xcalloc(1, sizeof(*first));
+    struct generation *first;
     char err[1024];
     int rc;
 
+    if (argc > 1 && strcmp(argv[1], "keys") == 0) /* the virtual keys' command line */
+        return keys_cli(argc - 1, argv + 1);
+    first = xcalloc(1, sizeof(*first));
     signal(SIGPIPE, SIG_IGN);
     restart_init();
     a.n_inherited = restart_inherited(a.inherited, RESTART_MAX_FDS);

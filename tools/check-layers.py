@@ -61,7 +61,7 @@ def cycle(graph):
 
 def main():
     cflags = subprocess.run(["pkg-config", "--cflags", "libuv", "libnghttp2", "openssl",
-                             "yaml-0.1", "jansson"], capture_output=True, text=True,
+                             "yaml-0.1", "jansson", "libpq"], capture_output=True, text=True,
                             check=True).stdout.split()
     sources = subprocess.run(["git", "ls-files", "src/*.c"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.split()

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/usage.h"
+
 #define MAX_MODELS 128
 #define N_BUCKETS  12
 
@@ -95,55 +97,19 @@ metrics_tokens(const char *model, double per_second, double predicted)
     m->tokens += predicted;
 }
 
-/* The number after "key": in data, or -1 when absent (or cut by a chunk boundary). */
-static double
-number_after(const char *data, size_t len, const char *key)
-{
-    size_t k = strlen(key);
-    const char *p = memmem(data, len, key, k);
-    char tmp[32];
-    size_t n;
-
-    if (p == NULL)
-        return -1;
-    p += k;
-    n = (size_t)(data + len - p);
-    n = n < sizeof(tmp) - 1 ? n : sizeof(tmp) - 1;
-    memcpy(tmp, p, n);
-    tmp[n] = '\0';
-    return strtod(tmp, NULL);
-}
-
 /*
- * llama-server ends an answer (the last event of a stream) with its "timings" object, and
- * OpenAI's "usage" beside it, so only the tail of each piece is searched: a large answer is
- * not scanned end to end on the loop.
+ * llama-server ends an answer (the last event of a stream) with its "timings", and OpenAI's
+ * "usage" beside it: http_usage_scan reads them from each piece's tail.
  */
 void
 metrics_scan_timings(struct http_request *req, const char *model, const char *data, size_t len)
 {
-    enum { TAIL = 4096 };
+    double n = -1;
 
-    size_t skip = len > TAIL ? len - TAIL : 0;
-    const char *tail = data + skip;
-    size_t n_tail = len - skip;
-    double tps = number_after(tail, n_tail, "\"predicted_per_second\":");
-    double n = number_after(tail, n_tail, "\"predicted_n\":");
-    double prompt = number_after(tail, n_tail, "\"prompt_tokens\":");
-    double completion = number_after(tail, n_tail, "\"completion_tokens\":");
-    struct http_usage *u = &req->usage;
-
-    if (tps < 0 && completion < 0)
+    if (!http_usage_scan(&req->usage, data, len, &n))
         return;
-    if (prompt < 0)
-        prompt = number_after(tail, n_tail, "\"prompt_n\":");
-    u->reported = true;
-    u->prompt_tokens = (int64_t)prompt;
-    u->completion_tokens = (int64_t)(completion >= 0 ? completion : n);
-    u->tokens_per_s = tps;
-    u->predicted_ms = number_after(tail, n_tail, "\"predicted_ms\":");
-    if (tps >= 0)
-        metrics_tokens(model, tps, n > 0 ? n : 0);
+    if (req->usage.tokens_per_s >= 0)
+        metrics_tokens(model, req->usage.tokens_per_s, n > 0 ? n : 0);
 }
 
 static void

@@ -298,6 +298,7 @@ static const struct ykey goinfer_keys[] = {
     {"server", tunnelconf_set_server, 0},
     {"client", tunnelconf_set_client, 0},
     YKEY_STRING("default_model", struct conf, default_model),
+    YKEY_STRING("ledger", struct conf, ledger),
     LLAMA_SWAP_KEYS,
     {NULL, NULL, 0}};
 
@@ -364,6 +365,7 @@ apply_env(struct conf *c)
     env_string("GI_DEFAULT_MODEL", &c->default_model);
     env_string("GI_TUNNEL_TOKEN", &c->tunnel_server.token);
     env_string("GI_STATE_DIR", &c->admin.state_dir);
+    env_string("GI_LEDGER", &c->ledger);
     env_string("GI_ENGINE_DIR", &c->admin.engine_dir);
     if (origins != NULL) { /* set, even empty, replaces the file's list */
         strv_free(c->origins);
@@ -563,6 +565,7 @@ conf_cleanup(struct conf *c)
     free(c->models_dir);
     wipe_free(c->api_key);
     wipe_free(c->admin_api_key);
+    wipe_free(c->ledger); /* a URL may hold a password */
     free(c->api_key_file);
     free(c->admin_api_key_file);
     strv_free(c->origins);

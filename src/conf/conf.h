@@ -45,6 +45,8 @@ struct conf {
     char *llama_exe;
     char *args_common, *args_goinfer, *args_verbose, *args_debug;
     char *default_model;
+    char *ledger;             /* the virtual keys' ledger: a postgresql:// URL, or NULL (SQLite in
+                                 admin.state_dir) */
     char *tls_cert, *tls_key; /* PEM files for the listeners marked tls */
     char *host;               /* for ":port" addresses; GI_HOST */
     bool no_api_key, debug, quiet, write;

@@ -34,6 +34,12 @@ cors_check(char *const *origins, const char *origin, size_t n, const char *host,
 enum cors_action
 cors_handle(char *const *origins, struct http_request *req)
 {
+    return cors_handle_with(origins, NULL, NULL, req);
+}
+
+enum cors_action
+cors_handle_with(char *const *origins, cors_also_cb also, void *arg, struct http_request *req)
+{
     size_t n = 0, host_len = 0;
     const char *origin = http_header_get(req, "origin", &n);
     const char *host = http_header_get(req, "host", &host_len);
@@ -44,6 +50,8 @@ cors_handle(char *const *origins, struct http_request *req)
     http_add_header(req, "Vary", "Origin", 6);
     if (v == CORS_NONE)
         return CORS_PASS;
+    if (v == CORS_DENIED && also != NULL && also(arg, origin, n))
+        v = CORS_ALLOWED;
     if (v == CORS_DENIED) {
         http_respond_error(req, 403, "permission_error",
                            "origin %.*s is not allowed: add it to 'origins' in goinfer.yml "

@@ -30,6 +30,11 @@ enum cors_action {
  * serve one origin's answer to another, nor an answer without CORS headers to a browser) and
  * the allow headers for an allowed origin. */
 enum cors_action cors_handle(char *const *origins, struct http_request *req);
+/* The same, with also (when not NULL) asked of an origin the list does not hold: the origins
+ * that virtual keys and browser tokens name. */
+typedef bool (*cors_also_cb)(void *arg, const char *origin, size_t len);
+enum cors_action cors_handle_with(char *const *origins, cors_also_cb also, void *arg,
+                                  struct http_request *req);
 /* Answers a preflight that cors_handle allowed (204, no key needed). */
 void cors_preflight(struct http_request *req);
 

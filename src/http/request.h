@@ -32,9 +32,10 @@ struct http_usage {
     double predicted_ms;   /* generation time, < 0: not reported */
     uint64_t t_first_byte; /* uv_hrtime() of the upstream's first body byte, 0: none yet */
     double ttft_ms;        /* time to first token, < 0: unknown */
+    double cost_usd;       /* what the provider says it cost (OpenRouter's "cost"), < 0: unknown */
 };
 
-#define HTTP_KEY_NAME_MAX 24 /* "apiKeys[12345]" */
+#define HTTP_KEY_NAME_MAX 72 /* "apiKeys[12345]", a virtual key's name (64) */
 
 struct http_request;
 struct http_server;
@@ -95,8 +96,10 @@ struct http_request {
     bool want_drain;
     char *log_model; /* for the access line; owned */
     const char *log_backend;
-    char key_name[HTTP_KEY_NAME_MAX];         /* which key the router accepted ("api_key"), or "" */
-    struct http_usage usage;                  /* the upstream's token counts, when it said them */
+    char key_name[HTTP_KEY_NAME_MAX]; /* which key the router accepted ("api_key"), or "" */
+    struct http_usage usage;          /* the upstream's token counts, when it said them */
+    void *grant; /* a virtual key's admission and reservation (keys/broker.h), settled and
+                    freed by keys_settle when the request ends */
     struct http_header extra[HTTP_MAX_EXTRA]; /* added to whatever response starts; borrowed */
     size_t n_extra;
 

@@ -51,6 +51,16 @@ static const struct {
     {"GET", "/api/activity", "The recent requests, newest first (?limit=&before=&model=)"},
     {"GET", "/api/activity/series", "Requests, tokens and tokens/s per model over time"},
     {"GET", "/api/audit", "The audit trail of admin actions"},
+    {"GET", "/api/keys", "The virtual keys with their rules and spend (never a secret)"},
+    {"POST", "/api/keys",
+     "Create a virtual key: {\"name\", \"models\", \"budget_usd\", ...}; its secret is "
+     "shown once"},
+    {"GET", "/api/keys/", "One virtual key (id or name), with its ledger totals"},
+    {"PATCH", "/api/keys/", "Change a virtual key's rules (the fields given)"},
+    {"DELETE", "/api/keys/", "Revoke a virtual key and its browser tokens"},
+    {"POST", "/v1/tokens",
+     "Mint a browser token with a virtual key: {\"origin\", \"models\", \"ttl\", "
+     "\"budget_usd\", \"budget_tokens\"}"},
     {"POST", "/api/fleet/load",
      "Load a model on one GPU machine: {\"machine\": pin, \"model\": id}"},
     {"POST", "/api/fleet/unload",

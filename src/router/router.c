@@ -15,6 +15,7 @@
 #include "admin/engine.h"
 #include "admin/files.h"
 #include "admin/handlers.h"
+#include "admin/keys_api.h"
 #include "admin/metrics.h"
 #include "admin/settings.h"
 #include "admin/static.h"
@@ -28,6 +29,7 @@
 #include "core/xmalloc.h"
 #include "http/cors.h"
 #include "http/errors.h"
+#include "keys/broker.h"
 #include "router/events.h"
 #include "router/listing.h"
 #include "router/openapi.h"
@@ -382,6 +384,14 @@ handle_proxy(struct router *r, struct http_request *req)
         return;
     }
     req->log_model = name; /* owned by the request from here */
+    if (name != NULL && req->grant != NULL) {
+        struct broker_refusal why;
+
+        if (broker_reserve(r->d.keys, req, name, (int64_t)time(NULL), &why) < 0) {
+            api_keys_refuse(req, &why);
+            return;
+        }
+    }
     for (size_t i = 0; name != NULL && i < sizeof(backends) / sizeof(backends[0]); i++) {
         if (backends[i].serves(r, name)) {
             backends[i].forward(r, req, name);
@@ -870,6 +880,48 @@ handle_api_audit(struct router *r, struct http_request *req)
     api_query_free(&q);
 }
 
+static const char *
+key_which(const struct http_request *req)
+{
+    return req->path + strlen("/api/keys/");
+}
+
+static void
+handle_keys_list(struct router *r, struct http_request *req)
+{
+    api_keys_list(req, r->d.keys);
+}
+
+static void
+handle_keys_create(struct router *r, struct http_request *req)
+{
+    api_keys_create(req, r->d.keys);
+}
+
+static void
+handle_keys_get(struct router *r, struct http_request *req)
+{
+    api_keys_get(req, r->d.keys, key_which(req));
+}
+
+static void
+handle_keys_update(struct router *r, struct http_request *req)
+{
+    api_keys_update(req, r->d.keys, key_which(req));
+}
+
+static void
+handle_keys_revoke(struct router *r, struct http_request *req)
+{
+    api_keys_revoke(req, r->d.keys, key_which(req));
+}
+
+static void
+handle_tokens_mint(struct router *r, struct http_request *req)
+{
+    api_tokens_mint(req, r->d.keys);
+}
+
 static void
 handle_ui(struct router *r, struct http_request *req)
 {
@@ -983,6 +1035,13 @@ static const struct route routes[] = {
     {"GET", "/api/activity", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_activity},
     {"GET", "/api/activity/series", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_series},
     {"GET", "/api/audit", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_api_audit},
+    /* admin API: virtual keys */
+    {"GET", "/api/keys", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_keys_list},
+    {"POST", "/api/keys", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_keys_create},
+    {"GET", "/api/keys/", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_keys_get},
+    {"PATCH", "/api/keys/", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_keys_update},
+    {"DELETE", "/api/keys/", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_keys_revoke},
+    {"POST", "/v1/tokens", SVC_ANY, USER, handle_tokens_mint}, /* a virtual key's browser token */
     {"GET", "/logs/stream", GI | LSWAP | ROUTER_SVC_ADMIN, ADMIN, handle_logs_stream},
     /* admin API: files, uploads, downloads */
     {"GET", "/api/files", GI | ROUTER_SVC_ADMIN, ADMIN, handle_files},
@@ -1096,6 +1155,26 @@ host_allowed(struct router *r, struct http_request *req)
     return false;
 }
 
+/* A virtual key or a browser token: inference routes only, never the admin ones. */
+static bool
+authorized_virtual(struct router *r, struct http_request *req, enum access need, const char *key,
+                   size_t len)
+{
+    struct broker_refusal why;
+
+    if (need == ADMIN) {
+        http_respond_error(req, 403, "permission_error",
+                           "%s %s needs the admin key; a virtual key opens the inference routes",
+                           req->method_name, req->path);
+        return false;
+    }
+    if (broker_admit(r->d.keys, req, key, len, (int64_t)time(NULL), &why) < 0) {
+        api_keys_refuse(req, &why);
+        return false;
+    }
+    return true;
+}
+
 /* USER routes take a user or an admin key; ADMIN routes an admin key (the user key when no
  * admin key is configured). */
 static bool
@@ -1107,6 +1186,8 @@ authorized(struct router *r, struct http_request *req, enum access need)
 
     if (need == PUBLIC)
         return true;
+    if (r->d.keys != NULL && broker_is_virtual(key, len))
+        return authorized_virtual(r, req, need, key, len);
     name = auth_which(need == ADMIN ? r->d.admin_auth : r->d.auth, key, len);
     if (name != NULL) { /* which key, for the activity and the audit trail; never the key */
         snprintf(req->key_name, sizeof(req->key_name), "%s", name);
@@ -1199,13 +1280,22 @@ find_route(struct router *r, struct http_request *req)
     return NULL;
 }
 
+/* What a virtual key may reach: what is metered (inference), the model list, its tokens. */
+static bool
+virtual_route(const struct route *rt)
+{
+    return rt->handle == handle_proxy || rt->handle == handle_models ||
+           rt->handle == handle_model_one || rt->handle == handle_tokens_mint;
+}
+
 bool
 router_admit(struct http_request *req, void *arg)
 {
     struct router *r = arg;
     const struct route *rt;
 
-    switch (cors_handle(r->d.origins, req)) {
+    switch (
+        cors_handle_with(r->d.origins, r->d.keys ? broker_origin_known : NULL, r->d.keys, req)) {
     case CORS_REFUSED:
         return false;
     case CORS_PREFLIGHT:
@@ -1219,6 +1309,12 @@ router_admit(struct http_request *req, void *arg)
     rt = find_route(r, req);
     if (rt == NULL || !authorized(r, req, rt->access))
         return false;
+    if (req->grant != NULL && !virtual_route(rt)) {
+        http_respond_error(req, 403, "permission_error",
+                           "a virtual key opens the inference routes (/v1/...), not %s %s",
+                           req->method_name, req->path);
+        return false;
+    }
     if (rt->path[0] != '\0' && rt->path[strlen(rt->path) - 1] == '/' &&
         has_dot_segment(req->path)) { /* a prefix route must not reach past its prefix */
         http_respond_error(req, 400, "invalid_request_error",

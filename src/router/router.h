@@ -44,9 +44,11 @@ struct router_deps {
     const char *models_dir;         /* ':'-separated roots */
     const struct conf_admin *admin; /* upload_max_bytes, download_hosts */
     uint64_t body_bytes;            /* limits.body_bytes: one upload chunk */
+    struct broker *keys;             /* virtual keys and browser tokens, or NULL */
 };
 
 struct router;
+struct broker;
 struct store;
 struct tunnel_server;
 struct engine;

@@ -11,6 +11,7 @@
 #include "core/xmalloc.h"
 #include "http/relay.h"
 #include "http/tls.h"
+#include "http/usage.h"
 #include "tunnel/fleet.h"
 #include "tunnel/h2link.h"
 #include "tunnel/proof.h"
@@ -559,6 +560,7 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
 {
     struct tlink *l = user;
     struct tstream *s = nghttp2_session_get_stream_user_data(session, id);
+    double predicted_n;
 
     (void)flags;
     if (s == NULL || s->req == NULL || !s->started) {
@@ -569,6 +571,8 @@ on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data
         nghttp2_session_consume(session, id, len);
         return 0;
     }
+    /* the GPU machine relays llama-server's answer as is: its usage settles virtual keys */
+    http_usage_scan(&s->req->usage, (const char *)data, len, &predicted_n);
     if (http_stream_write(s->req, (const char *)data, len) < 0) {
         nghttp2_session_consume(session, id, len); /* the user is gone: on_user_abort resets */
         return 0;
