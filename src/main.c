@@ -23,6 +23,7 @@
 #include "core/xmalloc.h"
 #include "http/auth.h"
 #include "http/client.h"
+#include "http/remote.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "models/discovery.h"
@@ -59,6 +60,7 @@ struct app {
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
+    struct http_remote *peer_remote;     /* to https:// peers (cloud upstreams) */
     struct store *store;                 /* the admin store (admin.state_dir) */
     struct engine *engine;               /* llama-server builds (admin API) */
     uv_signal_t sigint, sigterm, sighup, sigusr2;
@@ -215,6 +217,7 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->server = a->server;
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
+    d->peer_remote = a->peer_remote;
     d->store = a->store;
     d->engine = a->engine;
     d->conf = &g->conf;
@@ -448,6 +451,8 @@ on_children_stopped(void *arg)
     a->tunnels = NULL;
     http_client_release(a->peer_client); /* it goes once its fetches are done */
     a->peer_client = NULL;
+    http_remote_release(a->peer_remote);
+    a->peer_remote = NULL;
     router_deps_from(a, &d);
     router_set_deps(a->router, &d);
     uv_close((uv_handle_t *)&a->sigint, NULL);
@@ -705,6 +710,7 @@ setup_backends(struct app *a)
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
     swap_set_gate(a->swap, model_disabled_by, a);
     a->peer_client = http_client_new(a->loop);
+    a->peer_remote = http_remote_new(a->loop);
     a->engine = engine_new(a->loop, reload_cb, a);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);

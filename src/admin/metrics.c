@@ -131,8 +131,11 @@ metrics_scan_timings(struct http_request *req, const char *model, const char *da
     double n = number_after(tail, n_tail, "\"predicted_n\":");
     double prompt = number_after(tail, n_tail, "\"prompt_tokens\":");
     double completion = number_after(tail, n_tail, "\"completion_tokens\":");
+    double cost = number_after(tail, n_tail, "\"cost\":");
     struct http_usage *u = &req->usage;
 
+    if (cost >= 0) /* a cloud provider's (OpenRouter's) price of the request, in USD */
+        u->cost_usd = cost;
     if (tps < 0 && completion < 0)
         return;
     if (prompt < 0)

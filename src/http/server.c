@@ -802,6 +802,7 @@ request_begin(struct http_conn *c)
     r->log_backend = NULL;
     r->key_name[0] = '\0';
     memset(&r->usage, 0, sizeof(r->usage));
+    r->usage.cost_usd = -1;
 }
 
 /* Answers when the body limits cannot take rc's bytes; the request was begun. Returns -1: the
@@ -932,6 +933,7 @@ synthetic_request(struct http_conn *c)
     r->log_backend = NULL;
     r->key_name[0] = '\0';
     memset(&r->usage, 0, sizeof(r->usage));
+    r->usage.cost_usd = -1;
     c->state = CONN_HANDLING;
     return r;
 }

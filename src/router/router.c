@@ -274,11 +274,25 @@ local_serves(struct router *r, const char *model)
     return m != NULL && enabled(r, m);
 }
 
+/* The peer model that answers for m when it cannot (its fallback:); false when none. */
+static bool
+fallback_peer(struct router *r, const struct model_def *m, struct proxy_peer *out)
+{
+    *out = (struct proxy_peer){r->d.peer_client, r->d.peer_remote, NULL, NULL};
+    if (m == NULL || m->fallback == NULL)
+        return false;
+    out->conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, m->fallback, &out->model);
+    return out->conf != NULL;
+}
+
 static void
 local_forward(struct router *r, struct http_request *req, const char *model)
 {
-    proxy_forward(req, r->d.swap, catalog_find(r->d.cat, model, strlen(model)), req->path,
-                  r->d.upstream_idle_s);
+    const struct model_def *m = catalog_find(r->d.cat, model, strlen(model));
+    struct proxy_peer fb;
+    bool has_fb = fallback_peer(r, m, &fb);
+
+    proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s, has_fb ? &fb : NULL);
 }
 
 static bool
@@ -305,13 +319,10 @@ peer_serves(struct router *r, const char *model)
 static void
 peer_forward(struct router *r, struct http_request *req, const char *model)
 {
-    struct proxy_peer p = {r->d.peer_client, NULL, NULL};
+    struct proxy_peer p = {r->d.peer_client, r->d.peer_remote, NULL, NULL};
 
     p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &p.model);
-    if (p.client == NULL) /* shutting down: its client is released */
-        http_respond_error(req, 503, "upstream_error", "goinfer is shutting down");
-    else
-        proxy_forward_peer(req, &p, r->d.upstream_idle_s);
+    proxy_forward_peer(req, &p, r->d.upstream_idle_s); /* 503 when shutting down */
 }
 
 static size_t
@@ -370,6 +381,7 @@ handle_proxy(struct router *r, struct http_request *req)
 {
     char err[512], *name = NULL, *names;
     const struct model_def *m;
+    struct proxy_peer fb;
 
     if (requested_model(r, req, &name, err, sizeof(err)) < 0) {
         http_respond_error(req, 400, "invalid_request_error", "%s", err);
@@ -383,6 +395,12 @@ handle_proxy(struct router *r, struct http_request *req)
         }
     }
     m = name ? catalog_find(r->d.cat, name, strlen(name)) : NULL;
+    if (fallback_peer(r, m, &fb)) { /* disabled here, and nobody else has it: its fallback */
+        log_info("req=%llu model %s is disabled: falling back to peer %s model %s",
+                 (unsigned long long)req->id, m->name, fb.conf->name, fb.model);
+        proxy_forward_peer(req, &fb, r->d.upstream_idle_s);
+        return;
+    }
     if (m != NULL) { /* here, but disabled */
         respond_disabled(r, req, m);
         return;
@@ -431,7 +449,8 @@ handle_upstream(struct router *r, struct http_request *req)
     if (!enabled(r, &r->d.cat->v[i]))
         respond_disabled(r, req, &r->d.cat->v[i]);
     else
-        proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s);
+        proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s,
+                      NULL);
 }
 
 static void
@@ -1083,7 +1102,7 @@ handle_static(struct router *r, struct http_request *req)
             return;
         }
         req->log_model = xstrdup(m->name);
-        proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s);
+        proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s, NULL);
     } else if (!static_serve(r->d.ui_dir, req)) {
         http_respond_error(req, 404, "not_found", "no endpoint %s %s on this listener",
                            req->method_name, req->path);
