@@ -1,0 +1,233 @@
+"""Cloud upstreams (issue 13, item 1): an https:// peer in llama-swap's peers: syntax, reached
+through libcurl, in front of a FAKE OpenRouter (tests/integ/fakes/fake_openrouter.py) with the
+test's own CA, which Goinfer is told to trust (caFile). Through the official openai SDK: chat and
+stream with the provider's usage and cost, its error codes passed on, a retry before the first
+byte only, a stream cut mid-way, a slow first byte; and here: the client leaving cancels the
+provider's request, a local model that cannot start falls back to the cloud model, the model
+list is fetched with an allowlist, attribution headers are sent, and the provider key is in no
+response, log line or page."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import API_KEY, ROOT, auth
+from test_swapconf import config
+
+PROVIDER_KEY = "sk-or-v1-FAKE-provider-key-0123456789"
+FAKE = ROOT / "tests" / "integ" / "fakes" / "fake_openrouter.py"
+
+
+def make_ca(d):
+    """A CA and a server certificate for 127.0.0.1 signed by it, made with openssl."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "ca.key", "-out",
+        d / "ca.pem", "-days", "2", "-subj", "/CN=FAKE OpenRouter test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "srv.key", "-out", d / "srv.csr",
+        "-subj", "/CN=localhost")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", d / "srv.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+        "-CAcreateserial", "-out", d / "srv.pem", "-days", "2", "-extfile", d / "ext.cnf")
+    return d / "ca.pem", d / "srv.pem", d / "srv.key"
+
+
+class Fake:
+    def __init__(self, d):
+        self.dir = d
+        self.ca, cert, key = make_ca(d)
+        self.log = d / "requests.jsonl"
+        self.proc = subprocess.Popen([sys.executable, str(FAKE), "0", str(cert), str(key),
+                                      PROVIDER_KEY, str(self.log), str(d)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().split()[1])
+        self.url = f"https://127.0.0.1:{self.port}/api"
+
+    def requests(self, model=None):
+        if not self.log.exists():
+            return []
+        rows = [json.loads(x) for x in self.log.read_text().splitlines()]
+        return [r for r in rows if model is None or r["model"] == model]
+
+
+@pytest.fixture
+def fake(tmp_path):
+    d = tmp_path / "fake"
+    d.mkdir()
+    f = Fake(d)
+    yield f
+    f.proc.kill()
+    f.proc.wait()
+
+
+def swap_yaml(fake, tmp_path, extra=""):
+    keyfile = tmp_path / "or.key"
+    keyfile.write_text(PROVIDER_KEY + "\n")
+    return f"""
+peers:
+  or:
+    proxy: {fake.url}
+    apiKeyFile: {keyfile}
+    caFile: {fake.ca}
+    headers:
+      HTTP-Referer: https://app.example
+      X-Title: Goinfer tests
+    models: [fake/ok, fake/payment, fake/ratelimit, fake/down, fake/flaky, fake/cut,
+             fake/slow, fake/endless]
+  badkey:
+    proxy: {fake.url}
+    apiKey: sk-or-v1-wrong
+    caFile: {fake.ca}
+    models: [other/not-allowed]
+{extra}"""
+
+
+def start_cloud(start_goinfer, fake, tmp_path, extra="", models_dir=None):
+    empty = tmp_path / "no-models"
+    empty.mkdir(exist_ok=True)
+    cfg = config(tmp_path, swap_yaml(fake, tmp_path, extra), models_dir or empty)
+    return start_goinfer(None, args=["-config", str(cfg)], config=False)
+
+
+def chat(client, g, model, **kw):
+    return client.post(g.url() + "/v1/chat/completions", headers=auth(),
+                       json={"model": model, "messages": [{"role": "user", "content": "hi"}], **kw})
+
+
+def test_openai_sdk_through_goinfer_to_the_cloud(start_goinfer, fake, tmp_path, client):
+    g = start_cloud(start_goinfer, fake, tmp_path)
+    client_dir = ROOT / "tests" / "client"
+    if not (client_dir / "node_modules" / "openai").exists():
+        raise AssertionError("the openai npm package is missing: run `make setup`")
+    env = dict(os.environ, GOINFER_URL=g.url() + "/v1", GOINFER_KEY=API_KEY)
+    p = subprocess.run(["node", "--test", "cloud_sdk.test.mjs"], cwd=client_dir, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr + g.log()
+    assert "# pass 7" in p.stdout and "# fail 0" in p.stdout, p.stdout
+    # the provider got its key (never the caller's), the attribution headers and its own ids
+    rows = fake.requests()
+    assert all(r["key_ok"] for r in rows if r["title"]), rows  # peer or: the right key
+    assert any(not r["key_ok"] for r in rows if not r["title"]), rows  # peer badkey
+    ok = fake.requests("fake/ok")
+    assert ok[0]["referer"] == "https://app.example" and ok[0]["title"] == "Goinfer tests"
+    # a retry before the first byte only: 502 twice (one retry), a cut stream once, 402 once
+    assert len(fake.requests("fake/down")) == 2
+    assert len(fake.requests("fake/cut")) == 1
+    assert len(fake.requests("fake/payment")) == 1
+    g.wait_log(r"model=or/fake/ok backend=cloud status=200")
+    g.wait_log(r"peer or for model fake/cut failed mid-response")
+    assert PROVIDER_KEY not in g.log()
+
+
+def test_a_retry_before_the_first_byte_hides_a_flaky_provider(start_goinfer, fake, tmp_path,
+                                                              client):
+    g = start_cloud(start_goinfer, fake, tmp_path)
+    r = chat(client, g, "fake/flaky")
+    assert r.status_code == 200 and r.json()["usage"]["cost"] == 0.000123, r.text
+    assert len(fake.requests("fake/flaky")) == 2  # 503, then 200
+
+
+def test_the_client_leaving_cancels_the_provider_request(start_goinfer, fake, tmp_path):
+    g = start_cloud(start_goinfer, fake, tmp_path)
+    with httpx.Client(timeout=10) as c:
+        with c.stream("POST", g.url() + "/v1/chat/completions", headers=auth(),
+                      json={"model": "fake/endless", "stream": True,
+                            "messages": [{"role": "user", "content": "go on"}]}) as r:
+            assert r.status_code == 200
+            got = b""
+            for piece in r.iter_bytes():
+                got += piece
+                if got.count(b"data: ") >= 3:
+                    break
+        left = time.time()
+    gone = fake.dir / "endless.gone"
+    deadline = time.monotonic() + 5
+    while not gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gone.exists(), "the FAKE provider never saw its request end"
+    assert float(gone.read_text()) - left < 1.0
+
+
+def test_fallback_from_a_local_model_that_cannot_start(start_goinfer, fake, tmp_path, client):
+    broken = tmp_path / "broken-server"
+    broken.write_text("#!/bin/sh\necho FAKE llama-server that cannot start >&2\nexit 1\n")
+    broken.chmod(0o755)
+    extra = f"""models:
+  local-chat:
+    cmd: {broken} --port ${{PORT}}
+    fallback: or/fake/ok
+  no-fallback:
+    cmd: {broken} --port ${{PORT}}
+"""
+    g = start_cloud(start_goinfer, fake, tmp_path, extra)
+    r = chat(client, g, "local-chat")
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "FAKE hello", \
+        r.text
+    assert fake.requests("fake/ok")[-1]["key_ok"]  # the body's model became the provider's id
+    g.wait_log(r"model local-chat cannot answer .*falling back to peer or model fake/ok")
+    g.wait_log(r"model=local-chat backend=cloud status=200")
+    r = chat(client, g, "no-fallback")
+    assert r.status_code == 502, r.text
+    # streaming takes the same road
+    with client.stream("POST", g.url() + "/v1/chat/completions", headers=auth(),
+                       json={"model": "local-chat", "stream": True,
+                             "messages": [{"role": "user", "content": "s"}]}) as s:
+        body = s.read()
+    assert s.status_code == 200 and b"data: [DONE]" in body and b'"cost":0.000123' in body
+
+
+def test_a_fallback_that_names_no_peer_model_is_refused(start_goinfer, fake, tmp_path):
+    extra = """models:
+  m:
+    cmd: /bin/false ${PORT}
+    fallback: or/not-listed
+"""
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    cfg = config(tmp_path, swap_yaml(fake, tmp_path, extra), empty)
+    g = start_goinfer(None, args=["-config", str(cfg)], config=False, ready=False)
+    assert g.proc.wait(20) != 0
+    assert "fallback or/not-listed is no peer's model" in g.log(), g.log()
+
+
+def test_an_untrusted_certificate_is_refused(start_goinfer, fake, tmp_path, client):
+    """Without caFile, the FAKE provider's certificate is not trusted: 502, nothing sent."""
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    swap = f"""
+peers:
+  or:
+    proxy: {fake.url}
+    apiKey: {PROVIDER_KEY}
+    models: [fake/ok]
+"""
+    g = start_goinfer(None, args=["-config", str(config(tmp_path, swap, empty))], config=False)
+    r = chat(client, g, "fake/ok")
+    assert r.status_code == 502 and "peer or" in r.text, r.text
+    assert "certificate" in r.text.lower() or "ssl" in r.text.lower(), r.text
+    assert PROVIDER_KEY not in r.text and PROVIDER_KEY not in g.log()
+    assert fake.requests("fake/ok") == []
+
+
+def test_the_provider_key_is_in_no_response_log_or_page(start_goinfer, fake, tmp_path, client):
+    g = start_cloud(start_goinfer, fake, tmp_path)
+    seen = []
+    for model in ("fake/ok", "fake/payment", "fake/down", "badkey/other/not-allowed"):
+        r = chat(client, g, model)
+        seen.append(r.text + str(r.headers))
+    for path in ("/v1/models", "/models", "/running", "/ui/", "/api/config", "/api/models",
+                 "/metrics", "/logs", "/api/activity", "/api/audit", "/api/openapi.json",
+                 "/v1/models/or/fake/ok", "/health"):
+        r = client.get(g.url() + path, headers=auth())
+        seen.append(f"{path} {r.status_code} {r.text} {r.headers}")
+    everything = "\n".join(seen)
+    assert "or/fake/ok" in everything  # the listings were read
+    assert PROVIDER_KEY not in everything
+    assert PROVIDER_KEY not in g.log()
+    assert "sk-or-v1-wrong" not in everything and "sk-or-v1-wrong" not in g.log()
