@@ -27,6 +27,7 @@
 #include "http/server.h"
 #include "http/tls.h"
 #include "models/discovery.h"
+#include "router/peerlist.h"
 #include "router/router.h"
 #include "swap/swap.h"
 #include "tunnel/tunnel_client.h"
@@ -61,6 +62,7 @@ struct app {
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
     struct http_remote *peer_remote;     /* to https:// peers (cloud upstreams) */
+    struct peerlist *peer_lists;         /* the peers' fetched model lists */
     struct store *store;                 /* the admin store (admin.state_dir) */
     struct engine *engine;               /* llama-server builds (admin API) */
     uv_signal_t sigint, sigterm, sighup, sigusr2;
@@ -218,6 +220,8 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
     d->peer_remote = a->peer_remote;
+    peerlist_set(a->peer_lists, g->cat.peers, g->cat.n_peers); /* the generation in force's */
+    d->peer_lists = a->peer_lists;
     d->store = a->store;
     d->engine = a->engine;
     d->conf = &g->conf;
@@ -504,6 +508,7 @@ begin_stop(struct app *a, uint64_t grace_ms, bool hand_off)
     else
         http_server_shutdown(a->server);
     router_shutdown(a->router);
+    peerlist_stop(a->peer_lists); /* its fetches end; its lists serve the requests draining */
     engine_shutdown(a->engine); /* a build in progress is cancelled */
     uv_fs_event_stop(&a->watch);
     a->shutdown_at = uv_now(a->loop);
@@ -711,6 +716,7 @@ setup_backends(struct app *a)
     swap_set_gate(a->swap, model_disabled_by, a);
     a->peer_client = http_client_new(a->loop);
     a->peer_remote = http_remote_new(a->loop);
+    a->peer_lists = peerlist_new(a->loop, a->peer_client, a->peer_remote);
     a->engine = engine_new(a->loop, reload_cb, a);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
@@ -913,6 +919,7 @@ static void
 cleanup(struct app *a)
 {
     router_free(a->router);
+    peerlist_free(a->peer_lists);
     engine_free(a->engine);
     keys_free(&a->keys);
     tls_ctx_free(a->tls);

@@ -780,6 +780,8 @@ static const struct ykey peer_keys[] = {
     YKEY_STRING("caFile", struct conf_peer, ca_file),
     {"headers", set_peer_headers, 0},
     YKEY_U64("retries", struct conf_peer, retries),
+    YKEY_U64("modelsRefresh", struct conf_peer, models_refresh),
+    YKEY_LIST("allow", struct conf_peer, allow),
     {NULL, NULL, 0},
 };
 
@@ -838,8 +840,10 @@ check_peer(struct yctx *y, const yaml_node_t *n, const struct swapconf *s, struc
     if (p->proxy == NULL ||
         (strncmp(p->proxy, "http://", 7) != 0 && strncmp(p->proxy, "https://", 8) != 0))
         return yerr(y, n, p->name, "proxy is required: the peer's base URL, http://host:port");
-    if (strv_len(p->models) == 0)
-        return yerr(y, n, p->name, "models can not be empty (the models the peer serves)");
+    if (strv_len(p->models) == 0 && p->models_refresh == 0)
+        return yerr(y, n, p->name,
+                    "models can not be empty (the models the peer serves; or set modelsRefresh "
+                    "to fetch them)");
     return 0;
 }
 
@@ -1026,6 +1030,7 @@ swapconf_cleanup(struct swapconf *s)
         free(p->name), free(p->proxy), free(p->api_key);
         free(p->api_key_file), free(p->ca_file);
         strv_free(p->headers);
+        strv_free(p->allow);
         strv_free(p->models);
         filters_cleanup(&p->filters);
     }

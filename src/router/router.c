@@ -28,6 +28,7 @@
 #include "router/events.h"
 #include "router/listing.h"
 #include "router/openapi.h"
+#include "router/peerlist.h"
 #include "router/peers.h"
 #include "router/proxy.h"
 #include "router/select.h"
@@ -37,6 +38,7 @@
 
 struct router {
     struct router_deps d;
+    struct peers_extra px; /* the peers' fetched models, from d.peer_lists */
     time_t started;
     struct admin_logstreams streams; /* open /logs/stream responses, ended at shutdown */
     struct events_streams events;    /* open /models/sse feeds, the same */
@@ -281,7 +283,7 @@ fallback_peer(struct router *r, const struct model_def *m, struct proxy_peer *ou
     *out = (struct proxy_peer){r->d.peer_client, r->d.peer_remote, NULL, NULL};
     if (m == NULL || m->fallback == NULL)
         return false;
-    out->conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, m->fallback, &out->model);
+    out->conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, m->fallback, &out->model);
     return out->conf != NULL;
 }
 
@@ -313,7 +315,7 @@ peer_serves(struct router *r, const char *model)
 {
     const char *id;
 
-    return peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &id) != NULL;
+    return peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, model, &id) != NULL;
 }
 
 static void
@@ -321,14 +323,14 @@ peer_forward(struct router *r, struct http_request *req, const char *model)
 {
     struct proxy_peer p = {r->d.peer_client, r->d.peer_remote, NULL, NULL};
 
-    p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &p.model);
+    p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, model, &p.model);
     proxy_forward_peer(req, &p, r->d.upstream_idle_s); /* 503 when shutting down */
 }
 
 static size_t
 peer_list(struct router *r, struct buf *out)
 {
-    return peers_list(r->d.cat->peers, r->d.cat->n_peers, (long long)r->started, out);
+    return peers_list(r->d.cat->peers, r->d.cat->n_peers, &r->px, (long long)r->started, out);
 }
 
 static const struct backend backends[] = {
@@ -535,7 +537,7 @@ handle_model_one(struct router *r, struct http_request *req)
                           listing_model(m, id, model_status(r, m), (json_int_t)r->started, false));
     } else if (tunnel_serves(r, id)) {
         http_respond_json(req, 200, tunnel_server_model(r->d.tunnels, id, (json_int_t)r->started));
-    } else if ((peer = peers_find(r->d.cat->peers, r->d.cat->n_peers, id, &peer_model)) != NULL) {
+    } else if ((peer = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, id, &peer_model)) != NULL) {
         http_respond_json(req, 200, peers_model(peer, peer_model, (long long)r->started));
     } else {
         http_respond_error(req, 404, "model_not_found", "model '%s' not found", id);
@@ -1201,6 +1203,7 @@ router_new(const struct router_deps *deps)
     struct router *r = xcalloc(1, sizeof(*r));
 
     r->d = *deps;
+    r->px = peerlist_extra(deps->peer_lists);
     r->started = time(NULL);
     return r;
 }
@@ -1209,6 +1212,7 @@ void
 router_set_deps(struct router *r, const struct router_deps *deps)
 {
     r->d = *deps;
+    r->px = peerlist_extra(deps->peer_lists);
 }
 
 void

@@ -36,6 +36,7 @@ struct router_deps {
     struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
     struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
     struct http_remote *peer_remote; /* to https:// peers (cloud upstreams), libcurl */
+    const struct peerlist *peer_lists; /* the peers' fetched model lists (modelsRefresh:) */
     struct store *store;             /* the admin store: activity, audit, enabled models */
     struct engine *engine;           /* the llama-server builds (GET/POST /api/engine) */
     const struct conf *conf;         /* the configuration in force */
@@ -43,6 +44,7 @@ struct router_deps {
 };
 
 struct router;
+struct peerlist;
 struct store;
 struct tunnel_server;
 struct engine;

@@ -234,3 +234,31 @@ def test_the_provider_key_is_in_no_response_log_or_page(start_goinfer, fake, tmp
     # a key written literally in the file (peer badkey) is shown by the admin's config editor,
     # as the file is; it is in no answer to a request and no log line
     assert "sk-or-v1-wrong" not in "\n".join(seen[:4]) and "sk-or-v1-wrong" not in g.log()
+
+
+def test_the_model_list_is_fetched_refreshed_and_filtered(start_goinfer, fake, tmp_path, client):
+    """modelsRefresh: GET <proxy>/v1/models at start and every N s, with the key; allow: keeps
+    the ids that match; the configured models stay."""
+    extra = f"""  listed:
+    proxy: {fake.url}
+    apiKeyFile: {tmp_path / "or.key"}
+    caFile: {fake.ca}
+    modelsRefresh: 1
+    allow: ["fake/o*", "fake/pay*"]
+"""
+    g = start_cloud(start_goinfer, fake, tmp_path, extra)
+    g.wait_log(r"peer listed: 2 models from https://127\.0\.0\.1:\d+/api/v1/models \(9 listed\)")
+    ids = [m["id"] for m in client.get(g.url() + "/v1/models", headers=auth()).json()["data"]]
+    assert "listed/fake/ok" in ids and "listed/fake/payment" in ids, ids
+    assert "listed/other/not-allowed" not in ids and "listed/fake/cut" not in ids, ids
+    assert "or/fake/cut" in ids  # configured models are listed as before
+    r = chat(client, g, "listed/fake/ok")
+    assert r.status_code == 200, r.text
+    assert chat(client, g, "listed/fake/cut").status_code == 404  # not allowed
+    deadline = time.monotonic() + 10
+    while len([r for r in fake.requests() if r["method"] == "GET"]) < 2:
+        assert time.monotonic() < deadline, fake.requests()
+        time.sleep(0.1)
+    gets = [r for r in fake.requests() if r["method"] == "GET"]
+    assert all(r["key_ok"] and r["path"] == "/api/v1/models" for r in gets), gets
+    assert PROVIDER_KEY not in g.log()
