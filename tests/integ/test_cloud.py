@@ -79,7 +79,7 @@ peers:
       HTTP-Referer: https://app.example
       X-Title: Goinfer tests
     models: [fake/ok, fake/payment, fake/ratelimit, fake/down, fake/flaky, fake/cut,
-             fake/slow, fake/endless]
+             fake/slow, fake/endless, fake/big]
   badkey:
     proxy: {fake.url}
     apiKey: sk-or-v1-wrong
@@ -120,7 +120,13 @@ def test_openai_sdk_through_goinfer_to_the_cloud(start_goinfer, fake, tmp_path, 
     assert len(fake.requests("fake/down")) == 2
     assert len(fake.requests("fake/cut")) == 1
     assert len(fake.requests("fake/payment")) == 1
-    g.wait_log(r"model=or/fake/ok backend=cloud status=200")
+    # the provider's usage reached the request: the cost on the access line, tokens in activity
+    g.wait_log(r"model=or/fake/ok backend=cloud status=200 .*total=[\d.]+ms cost=\$0\.000123")
+    g.wait_log(r"model=fake/ok backend=cloud status=200 .* cost=\$0\.000123")  # streamed
+    rows = client.get(g.url() + "/api/activity", headers=auth()).json()["data"]
+    row = next(x for x in rows if x["model"] == "or/fake/ok")
+    assert row["prompt_tokens"] == 7 and row["completion_tokens"] == 3 and row["backend"] == "cloud"
+
     g.wait_log(r"peer or for model fake/cut failed mid-response")
     assert PROVIDER_KEY not in g.log()
 
@@ -152,6 +158,35 @@ def test_the_client_leaving_cancels_the_provider_request(start_goinfer, fake, tm
         time.sleep(0.01)
     assert gone.exists(), "the FAKE provider never saw its request end"
     assert float(gone.read_text()) - left < 1.0
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_slow_reader_holds_the_provider_back(start_goinfer, fake, tmp_path):
+    """32 MiB streamed by the provider to a client that stops reading for a while: Goinfer
+    pauses the transfer (its memory stays flat) and resumes it; every event arrives once, in
+    order."""
+    g = start_cloud(start_goinfer, fake, tmp_path)
+    before = rss_kib(g.proc.pid)
+    with httpx.Client(timeout=30) as c:
+        with c.stream("POST", g.url() + "/v1/chat/completions", headers=auth(),
+                      json={"model": "fake/big", "stream": True, "messages": []}) as r:
+            it = r.iter_raw(65536)
+            pieces = [next(it)]
+            time.sleep(1.5)  # the provider has sent all it can; Goinfer must hold it back
+            peak = rss_kib(g.proc.pid)
+            pieces.extend(it)
+    body = b"".join(pieces)
+    assert peak - before < 16 * 1024, (before, peak)
+    seq = [json.loads(line[6:])["i"] for line in body.split(b"\n\n")
+           if line.startswith(b'data: {"i"')]
+    assert seq == list(range(512)), seq[:5]
+    assert body.endswith(b"data: [DONE]\n\n")
 
 
 def test_fallback_from_a_local_model_that_cannot_start(start_goinfer, fake, tmp_path, client):
@@ -247,7 +282,7 @@ def test_the_model_list_is_fetched_refreshed_and_filtered(start_goinfer, fake, t
     allow: ["fake/o*", "fake/pay*"]
 """
     g = start_cloud(start_goinfer, fake, tmp_path, extra)
-    g.wait_log(r"peer listed: 2 models from https://127\.0\.0\.1:\d+/api/v1/models \(9 listed\)")
+    g.wait_log(r"peer listed: 2 models from https://127\.0\.0\.1:\d+/api/v1/models \(\d+ listed\)")
     ids = [m["id"] for m in client.get(g.url() + "/v1/models", headers=auth()).json()["data"]]
     assert "listed/fake/ok" in ids and "listed/fake/payment" in ids, ids
     assert "listed/other/not-allowed" not in ids and "listed/fake/cut" not in ids, ids

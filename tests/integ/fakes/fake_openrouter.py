@@ -14,6 +14,7 @@ The model picks a behaviour:
                                                                      of a request, then 200
   fake/cut        streams 2 chunks, then closes the connection mid-stream
   fake/slow       waits 2 s before answering (a slow first byte)
+  fake/big        streams 512 chunks of 64 KiB (32 MiB) as fast as it can, then usage
   fake/endless    streams a chunk every 20 ms until the client goes, then writes the moment it
                   noticed to GONE_DIR/endless.gone
 Every request is appended to LOGFILE as one JSON line: method, path, model, whether the key
@@ -34,7 +35,7 @@ GONE_DIR = sys.argv[6] if len(sys.argv) > 6 else None
 LOCK = threading.Lock()
 FLAKY_SEEN = set()
 MODELS = ["fake/ok", "fake/payment", "fake/ratelimit", "fake/down", "fake/flaky", "fake/cut",
-          "fake/slow", "fake/endless", "other/not-allowed"]
+          "fake/slow", "fake/endless", "fake/big", "other/not-allowed"]
 
 
 def dumps(o):
@@ -141,6 +142,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
 
         send(b": OPENROUTER PROCESSING\n\n")
+        if kind == "big":
+            pad = "x" * 65000
+            for i in range(512):
+                send(b"data: " + dumps({"i": i, "choices": [{"index": 0, "delta": {"content": pad}}]}
+                                       ).encode() + b"\n\n")
+            send(chunk(0, model, usage=usage()))
+            send(b"data: [DONE]\n\n")
+            send(b"")
+            return
         if kind == "endless":
             try:
                 for i in range(100000):
