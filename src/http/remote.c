@@ -13,6 +13,9 @@
 #include "core/xmalloc.h"
 
 #define REMOTE_HEAD_MAX (64 * 1024) /* a response head larger than this is refused */
+/* Easy handles kept for the next fetches: a new one costs its buffers' allocation and libcurl's
+ * defaults each time, a fifth of a cloud request's CPU when measured (bench/cloud_bench.py). */
+#define REMOTE_POOL_MAX 64
 
 /* One socket libcurl asked us to watch; freed in its close callback. */
 struct remote_sock {
@@ -28,6 +31,8 @@ struct http_remote {
     uv_timer_t timer; /* libcurl's next timeout */
     struct http_remote_fetch *fetches;
     struct remote_sock *socks;
+    CURL *pool[REMOTE_POOL_MAX]; /* idle easy handles, reset */
+    size_t n_pool;
     int depth;  /* > 0 while inside a libcurl call that may run our callbacks */
     int n_open; /* libuv handles not closed yet: the timer and the socks */
     bool released, destroyed;
@@ -185,6 +190,8 @@ destroy(struct http_remote *r)
     if (r->destroyed)
         return;
     r->destroyed = true;
+    while (r->n_pool > 0)
+        curl_easy_cleanup(r->pool[--r->n_pool]);
     curl_multi_cleanup(r->multi);
     r->multi = NULL;
     while (r->socks != NULL)
@@ -209,7 +216,12 @@ fetch_free(struct http_remote_fetch *f)
     struct http_remote *r = f->r;
 
     curl_multi_remove_handle(r->multi, f->easy);
-    curl_easy_cleanup(f->easy);
+    if (r->n_pool < REMOTE_POOL_MAX && !f->cancelled) {
+        curl_easy_reset(f->easy); /* options back to defaults; its buffers stay */
+        r->pool[r->n_pool++] = f->easy;
+    } else {
+        curl_easy_cleanup(f->easy);
+    }
     for (struct curl_slist *s = f->headers; s != NULL; s = s->next)
         explicit_bzero(s->data, strlen(s->data)); /* the provider's key is among them */
     curl_slist_free_all(f->headers);
@@ -450,7 +462,7 @@ http_remote_start(struct http_remote *r, const struct http_fetch_opts *o,
     f->arg = arg;
     f->tries_left = ro ? ro->retries : 0;
     buf_init(&f->head, REMOTE_HEAD_MAX);
-    f->easy = curl_easy_init();
+    f->easy = r->n_pool > 0 ? r->pool[--r->n_pool] : curl_easy_init();
     if (f->easy == NULL)
         fatalx("libcurl: curl_easy_init failed");
     for (size_t i = 0; i < o->n_headers; i++) {
