@@ -509,7 +509,7 @@ begin_stop(struct app *a, uint64_t grace_ms, bool hand_off)
         http_server_shutdown(a->server);
     router_shutdown(a->router);
     peerlist_stop(a->peer_lists); /* its fetches end; its lists serve the requests draining */
-    engine_shutdown(a->engine); /* a build in progress is cancelled */
+    engine_shutdown(a->engine);   /* a build in progress is cancelled */
     uv_fs_event_stop(&a->watch);
     a->shutdown_at = uv_now(a->loop);
     uv_timer_start(&a->drain, on_drain_tick, 0, 50);

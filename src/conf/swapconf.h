@@ -64,8 +64,9 @@ struct conf_peer {
     char *ca_file;      /* caFile: PEM bundle to verify an https:// proxy with */
     char **headers;     /* headers: "Name: value" lines sent with every request */
     uint64_t retries;   /* retries: more attempts before the first byte (default 1) */
-    uint64_t models_refresh; /* modelsRefresh: seconds between fetches of <proxy>/v1/models; 0 off */
-    char **allow;            /* allow: fnmatch patterns the fetched models must match */
+    uint64_t
+        models_refresh; /* modelsRefresh: seconds between fetches of <proxy>/v1/models; 0 off */
+    char **allow;       /* allow: fnmatch patterns the fetched models must match */
 };
 
 struct conf_group {

@@ -61,8 +61,8 @@ on_handle_closed(uv_handle_t *h)
     struct http_remote *r = h->data;
 
     if (h->type == UV_POLL) {
-        struct remote_sock *k = (struct remote_sock *)((char *)h - offsetof(struct remote_sock,
-                                                                             poll));
+        struct remote_sock *k =
+            (struct remote_sock *)((char *)h - offsetof(struct remote_sock, poll));
         r = k->r;
         free(k);
     }

@@ -92,7 +92,7 @@ parse_ids(const struct entry *e, size_t *total)
         return NULL;
     }
     ids = xcalloc(json_array_size(data) + 1, sizeof(*ids));
-    json_array_foreach(data, i, m) {
+    json_array_foreach (data, i, m) {
         const char *id = json_string_value(json_object_get(m, "id"));
 
         if (id == NULL)
@@ -120,13 +120,14 @@ on_done(void *arg, int err, const char *msg)
     if (ids != NULL) {
         strv_free(e->ids);
         e->ids = ids;
-        log_info("peer %s: %zu models from %s (%zu listed)", e->name, strv_len(ids), e->url,
-                 total);
+        log_info("peer %s: %zu models from %s (%zu listed)", e->name, strv_len(ids), e->url, total);
     } else {
         if (e->refresh_ms > PEERLIST_RETRY_MS)
             e->due = uv_now(e->pl->loop) + PEERLIST_RETRY_MS;
         log_warnx("peer %s: no model list from %s: %s", e->name, e->url,
-                  err ? msg : e->status != 200 ? "not 200" : "not an OpenAI model list");
+                  err                ? msg
+                  : e->status != 200 ? "not 200"
+                                     : "not an OpenAI model list");
     }
     buf_reset(&e->body);
 }

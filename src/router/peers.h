@@ -24,9 +24,8 @@ struct peers_extra {
 /* The peer that serves name, as llama-swap resolves it: "<peer id>/<model id>" exactly, else a
  * bare model id that exactly one peer lists. Sets *model to the id the peer knows. NULL when
  * no peer, or more than one, serves it. x may be NULL. */
-const struct conf_peer *peers_find(const struct conf_peer *v, size_t n,
-                                   const struct peers_extra *x, const char *name,
-                                   const char **model);
+const struct conf_peer *peers_find(const struct conf_peer *v, size_t n, const struct peers_extra *x,
+                                   const char *name, const char **model);
 /* One peer model as the listings show it: id "<peer id>/<model id>", llama-swap's name
  * "<peer id>: <model id>". A new reference. */
 json_t *peers_model(const struct conf_peer *p, const char *model, long long created);

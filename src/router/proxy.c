@@ -28,13 +28,13 @@ struct proxy {
     struct http_client *client; /* a peer's; a local model's comes with its lease */
     struct http_remote *remote; /* an https:// peer's, instead of client */
     struct http_remote_opts ropts;
-    char **extra_headers;                /* a peer's headers: ("Name: value"), borrowed */
-    struct http_remote_fetch *rfetch;    /* the fetch when remote */
-    struct proxy_peer fallback;          /* conf NULL: none */
-    char *base;                 /* a peer's URL; a local model's is its lease's */
-    char *auth;                 /* "Bearer <a peer's key>", wiped when freed; or NULL */
-    const char *api_key;        /* the peer's key for x-api-key (borrowed), or NULL */
-    struct select_rewrite rw;   /* borrowed, but for strip_owned */
+    char **extra_headers;             /* a peer's headers: ("Name: value"), borrowed */
+    struct http_remote_fetch *rfetch; /* the fetch when remote */
+    struct proxy_peer fallback;       /* conf NULL: none */
+    char *base;                       /* a peer's URL; a local model's is its lease's */
+    char *auth;                       /* "Bearer <a peer's key>", wiped when freed; or NULL */
+    const char *api_key;              /* the peer's key for x-api-key (borrowed), or NULL */
+    struct select_rewrite rw;         /* borrowed, but for strip_owned */
     char **strip_owned;
     struct http_fetch *fetch;
     char *path;

@@ -537,7 +537,8 @@ handle_model_one(struct router *r, struct http_request *req)
                           listing_model(m, id, model_status(r, m), (json_int_t)r->started, false));
     } else if (tunnel_serves(r, id)) {
         http_respond_json(req, 200, tunnel_server_model(r->d.tunnels, id, (json_int_t)r->started));
-    } else if ((peer = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, id, &peer_model)) != NULL) {
+    } else if ((peer = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, id, &peer_model)) !=
+               NULL) {
         http_respond_json(req, 200, peers_model(peer, peer_model, (long long)r->started));
     } else {
         http_respond_error(req, 404, "model_not_found", "model '%s' not found", id);
