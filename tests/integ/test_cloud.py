@@ -215,6 +215,14 @@ def test_fallback_from_a_local_model_that_cannot_start(start_goinfer, fake, tmp_
                              "messages": [{"role": "user", "content": "s"}]}) as s:
         body = s.read()
     assert s.status_code == 200 and b"data: [DONE]" in body and b'"cost":0.000123' in body
+    # disabled on the admin page: straight to its fallback, no start tried
+    r = client.post(g.url() + "/api/models/local-chat/disable", headers=auth())
+    assert r.status_code == 200, r.text
+    r = chat(client, g, "local-chat")
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "FAKE hello"
+    g.wait_log(r"model local-chat is disabled: falling back to peer or model fake/ok")
+    r = client.post(g.url() + "/api/models/no-fallback/disable", headers=auth())
+    assert chat(client, g, "no-fallback").status_code == 404
 
 
 def test_a_fallback_that_names_no_peer_model_is_refused(start_goinfer, fake, tmp_path):
