@@ -305,3 +305,62 @@ def test_the_model_list_is_fetched_refreshed_and_filtered(start_goinfer, fake, t
     gets = [r for r in fake.requests() if r["method"] == "GET"]
     assert all(r["key_ok"] and r["path"] == "/api/v1/models" for r in gets), gets
     assert PROVIDER_KEY not in g.log()
+
+
+def connect_proxy(seen):
+    """A FAKE forward proxy that speaks CONNECT (what https_proxy names): notes each target in
+    seen, then pipes bytes both ways. Returns its port."""
+    import select
+    import socket
+    import threading
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+
+    def pipe(a, b):
+        with a, b:
+            while True:
+                r, _, _ = select.select([a, b], [], [], 30)
+                if not r:
+                    return
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+
+    def serve(c):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(4096)
+        target = head.split()[1].decode()
+        seen.append(target)
+        host, port = target.rsplit(":", 1)
+        up = socket.create_connection((host, int(port)))
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        pipe(c, up)
+
+    def accept():
+        while True:
+            c, _ = lsock.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return lsock.getsockname()[1]
+
+
+def test_https_proxy_is_honoured(start_goinfer, fake, tmp_path, client):
+    """libcurl takes https_proxy (and no_proxy) from Goinfer's environment: the provider is
+    reached through the CONNECT proxy, the TLS still ends at the provider (caFile verifies it)."""
+    seen = []
+    port = connect_proxy(seen)
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    cfg = config(tmp_path, swap_yaml(fake, tmp_path), empty)
+    g = start_goinfer(None, args=["-config", str(cfg)], config=False,
+                      env={"https_proxy": f"http://127.0.0.1:{port}", "no_proxy": "",
+                           "NO_PROXY": "", "HTTPS_PROXY": ""})
+    r = chat(client, g, "fake/ok")
+    assert r.status_code == 200, r.text
+    assert seen == [f"127.0.0.1:{fake.port}"], seen
