@@ -364,3 +364,71 @@ def test_https_proxy_is_honoured(start_goinfer, fake, tmp_path, client):
     r = chat(client, g, "fake/ok")
     assert r.status_code == 200, r.text
     assert seen == [f"127.0.0.1:{fake.port}"], seen
+
+
+def test_http2_to_a_provider_that_offers_it(start_goinfer, fake, tmp_path, client):
+    """An nginx over HTTPS that offers HTTP/2 (ALPN h2) is the FAKE provider here: requests go
+    over HTTP/2 (its access log says so), and a 32 MiB stream to a reader that stops for a while
+    is paused and resumed on its HTTP/2 stream, every event once, in order."""
+    www = tmp_path / "www"
+    www.mkdir()
+    with open(www / "big.txt", "w") as f:
+        for i in range(512):
+            f.write("data: " + json.dumps({"i": i, "pad": "x" * 65000}) + "\n\n")
+        f.write("data: [DONE]\n\n")
+    nd = tmp_path / "nginx"
+    nd.mkdir()
+    ports = []
+    for _ in range(2):
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    static, h2 = ports
+    user = "user root;\n" if os.geteuid() == 0 else ""  # the files are under pytest's 0700 folder
+    (nd / "nginx.conf").write_text(user + f"""worker_processes 1;
+daemon off;
+pid {nd}/nginx.pid;
+error_log {nd}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  client_body_temp_path {nd};
+  log_format proto '$server_protocol $request_method $request_uri $http_authorization';
+  server {{ listen 127.0.0.1:{static}; access_log off; root {www};
+           default_type text/event-stream; }}
+  server {{
+    listen 127.0.0.1:{h2} ssl http2;
+    ssl_certificate {fake.dir}/srv.pem; ssl_certificate_key {fake.dir}/srv.key;
+    access_log {nd}/access.log proto;
+    location / {{ rewrite ^ /big.txt break; proxy_pass http://127.0.0.1:{static};
+                 proxy_method GET; proxy_buffering off; }}
+  }}
+}}
+""")
+    nginx = subprocess.Popen(["nginx", "-c", str(nd / "nginx.conf"), "-p", str(nd)])
+    try:
+        extra = f"""  h2:
+    proxy: https://127.0.0.1:{h2}/api
+    apiKeyFile: {tmp_path / "or.key"}
+    caFile: {fake.ca}
+    models: [fake/big2]
+"""
+        g = start_cloud(start_goinfer, fake, tmp_path, extra)
+        with httpx.Client(timeout=30) as c:
+            with c.stream("POST", g.url() + "/v1/chat/completions", headers=auth(),
+                          json={"model": "h2/fake/big2", "stream": True, "messages": []}) as r:
+                it = r.iter_raw(65536)
+                pieces = [next(it)]
+                time.sleep(1.5)
+                pieces.extend(it)
+        body = b"".join(pieces)
+        seq = [json.loads(line[6:])["i"] for line in body.split(b"\n\n")
+               if line.startswith(b'data: {"i"')]
+        assert r.status_code == 200 and seq == list(range(512)), seq[:5]
+        assert body.endswith(b"data: [DONE]\n\n")
+        log = (nd / "access.log").read_text()
+        assert log.startswith("HTTP/2.0 POST /api/v1/chat/completions Bearer "), log
+        assert f"Bearer {PROVIDER_KEY}" in log  # the provider got its key, over HTTP/2
+    finally:
+        nginx.terminate()
+        nginx.wait()
