@@ -20,7 +20,7 @@ NLC_VERSION="3.21.1"   # node-llama-cpp release whose bundle pins the llama.cpp 
 PACKAGES=(
     build-essential cmake pkg-config git clang clang-format
     libuv1-dev libhttp-parser-dev libnghttp2-dev libssl-dev
-    libyaml-dev libjansson-dev libsqlite3-dev libcmocka-dev libpq-dev postgresql
+    libyaml-dev libjansson-dev libsqlite3-dev libcmocka-dev libpq-dev postgresql libcurl4-openssl-dev
     python3-pytest python3-h2 python3-httpx python3-openssl
     curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2 iptables chromium
 )

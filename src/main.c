@@ -24,11 +24,13 @@
 #include "core/xmalloc.h"
 #include "http/auth.h"
 #include "http/client.h"
+#include "http/remote.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "keys/broker.h"
 #include "keys/cli.h"
 #include "models/discovery.h"
+#include "router/peerlist.h"
 #include "router/router.h"
 #include "swap/swap.h"
 #include "tunnel/tunnel_client.h"
@@ -62,6 +64,8 @@ struct app {
     struct tunnel_server *tunnels;       /* server: section: GPU machines dial in */
     struct tunnel_client *tunnel_client; /* client: section: we dial servers */
     struct http_client *peer_client;     /* to llama-swap's peers */
+    struct http_remote *peer_remote;     /* to https:// peers (cloud upstreams) */
+    struct peerlist *peer_lists;         /* the peers' fetched model lists */
     struct store *store;                 /* the admin store (admin.state_dir) */
     struct broker *broker;               /* virtual keys and their ledger (admin.state_dir) */
     struct engine *engine;               /* llama-server builds (admin API) */
@@ -219,6 +223,9 @@ router_deps_from(struct app *a, struct router_deps *d)
     d->server = a->server;
     d->tunnels = a->tunnels;
     d->peer_client = a->peer_client;
+    d->peer_remote = a->peer_remote;
+    peerlist_set(a->peer_lists, g->cat.peers, g->cat.n_peers); /* the generation in force's */
+    d->peer_lists = a->peer_lists;
     d->store = a->store;
     d->engine = a->engine;
     d->conf = &g->conf;
@@ -458,6 +465,8 @@ on_children_stopped(void *arg)
     a->tunnels = NULL;
     http_client_release(a->peer_client); /* it goes once its fetches are done */
     a->peer_client = NULL;
+    http_remote_release(a->peer_remote);
+    a->peer_remote = NULL;
     router_deps_from(a, &d);
     router_set_deps(a->router, &d);
     uv_close((uv_handle_t *)&a->sigint, NULL);
@@ -509,7 +518,8 @@ begin_stop(struct app *a, uint64_t grace_ms, bool hand_off)
     else
         http_server_shutdown(a->server);
     router_shutdown(a->router);
-    engine_shutdown(a->engine); /* a build in progress is cancelled */
+    peerlist_stop(a->peer_lists); /* its fetches end; its lists serve the requests draining */
+    engine_shutdown(a->engine);   /* a build in progress is cancelled */
     uv_fs_event_stop(&a->watch);
     a->shutdown_at = uv_now(a->loop);
     uv_timer_start(&a->drain, on_drain_tick, 0, 50);
@@ -724,6 +734,8 @@ setup_backends(struct app *a)
     a->swap = swap_new(a->loop, &a->swap_conf, cat);
     swap_set_gate(a->swap, model_disabled_by, a);
     a->peer_client = http_client_new(a->loop);
+    a->peer_remote = http_remote_new(a->loop);
+    a->peer_lists = peerlist_new(a->loop, a->peer_client, a->peer_remote);
     a->engine = engine_new(a->loop, reload_cb, a);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
     router_deps_from(a, &d);
@@ -927,6 +939,7 @@ cleanup(struct app *a)
 {
     router_free(a->router);
     broker_free(a->broker); /* commits the settlements still queued */
+    peerlist_free(a->peer_lists);
     engine_free(a->engine);
     keys_free(&a->keys);
     tls_ctx_free(a->tls);

@@ -427,6 +427,7 @@ static const struct ykey model_keys[] = {
     YKEY_IGNORED("timeouts"),
     {"capabilities", set_caps, 0},
     YKEY_AT("sendLoadingState", set_send_loading, struct conf_model, send_loading_state),
+    YKEY_STRING("fallback", struct conf_model, fallback),
     {NULL, NULL, 0},
 };
 
@@ -744,21 +745,93 @@ swapconf_set_api_keys(struct yctx *y, const yaml_node_t *n, const struct ykey *k
     return rc;
 }
 
+/* headers: a mapping of header name to value, kept as "Name: value" lines; values may use
+ * ${env.NAME} and the global macros. */
+static int
+set_peer_headers(struct yctx *y, const yaml_node_t *n, const struct ykey *k, void *obj)
+{
+    struct conf_peer *peer = obj;
+    size_t count = 0;
+
+    if (n->type != YAML_MAPPING_NODE)
+        return yerr(y, n, k->name, "expected a mapping of header name to value");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = ynode(y, p->key), *vn = ynode(y, p->value);
+        const char *name = (const char *)kn->data.scalar.value;
+
+        if (kn->type != YAML_SCALAR_NODE || vn->type != YAML_SCALAR_NODE || name[0] == '\0' ||
+            strpbrk(name, ": \r\n") != NULL ||
+            strpbrk((const char *)vn->data.scalar.value, "\r\n") != NULL)
+            return yerr(y, kn, k->name, "expected a header name and a one-line value");
+        peer->headers = xrealloc(peer->headers, (count + 2) * sizeof(char *));
+        peer->headers[count++] = xasprintf("%s: %s", name, (const char *)vn->data.scalar.value);
+        peer->headers[count] = NULL;
+    }
+    return 0;
+}
+
 static const struct ykey peer_keys[] = {
     YKEY_STRING("proxy", struct conf_peer, proxy),
     YKEY_STRING("apiKey", struct conf_peer, api_key),
     YKEY_LIST("models", struct conf_peer, models),
     YKEY_AT("filters", set_filters, struct conf_peer, filters),
     YKEY_IGNORED("timeouts"),
+    YKEY_STRING("apiKeyFile", struct conf_peer, api_key_file),
+    YKEY_STRING("caFile", struct conf_peer, ca_file),
+    {"headers", set_peer_headers, 0},
+    YKEY_U64("retries", struct conf_peer, retries),
+    YKEY_U64("modelsRefresh", struct conf_peer, models_refresh),
+    YKEY_LIST("allow", struct conf_peer, allow),
     {NULL, NULL, 0},
 };
+
+/* apiKeyFile: the key is the file's content, surrounding whitespace trimmed. The error names
+ * the file, never its content. */
+static int
+read_key_file(struct yctx *y, const yaml_node_t *n, struct conf_peer *p)
+{
+    char msg[512], data[4096];
+    FILE *f;
+    size_t len, start = 0;
+
+    if (p->api_key_file == NULL)
+        return 0;
+    if (p->api_key != NULL)
+        return yerr(y, n, p->name, "set apiKey or apiKeyFile, not both");
+    f = fopen(p->api_key_file, "re");
+    if (f == NULL) {
+        snprintf(msg, sizeof(msg), "apiKeyFile %s: %s", p->api_key_file, strerror(errno));
+        return yerr(y, n, p->name, msg);
+    }
+    len = fread(data, 1, sizeof(data) - 1, f);
+    fclose(f);
+    while (len > 0 && strchr(" \t\r\n", data[len - 1]) != NULL)
+        len--;
+    while (start < len && strchr(" \t\r\n", data[start]) != NULL)
+        start++;
+    if (start < len)
+        p->api_key = xstrndup(data + start, len - start);
+    explicit_bzero(data, sizeof(data));
+    if (p->api_key == NULL || strpbrk(p->api_key, " \t\r\n") != NULL) {
+        snprintf(msg, sizeof(msg), "apiKeyFile %s: expected one key on one line", p->api_key_file);
+        return yerr(y, n, p->name, msg);
+    }
+    return 0;
+}
 
 /* A peer's proxy is required and http(s)://; models is not empty (llama-swap refuses both). */
 static int
 check_peer(struct yctx *y, const yaml_node_t *n, const struct swapconf *s, struct conf_peer *p)
 {
     if (expand_secret(y, n, "apiKey", s, &p->api_key) < 0 ||
-        expand_secret(y, n, "proxy", s, &p->proxy) < 0)
+        expand_secret(y, n, "proxy", s, &p->proxy) < 0 ||
+        expand_secret(y, n, "apiKeyFile", s, &p->api_key_file) < 0 ||
+        expand_secret(y, n, "caFile", s, &p->ca_file) < 0)
+        return -EINVAL;
+    for (size_t i = 0; p->headers && p->headers[i]; i++)
+        if (expand_secret(y, n, "headers", s, &p->headers[i]) < 0)
+            return -EINVAL;
+    if (read_key_file(y, n, p) < 0)
         return -EINVAL;
     if (p->api_key != NULL && p->api_key[0] == '\0') {
         free(p->api_key);
@@ -767,13 +840,10 @@ check_peer(struct yctx *y, const yaml_node_t *n, const struct swapconf *s, struc
     if (p->proxy == NULL ||
         (strncmp(p->proxy, "http://", 7) != 0 && strncmp(p->proxy, "https://", 8) != 0))
         return yerr(y, n, p->name, "proxy is required: the peer's base URL, http://host:port");
-    if (strncmp(p->proxy, "https://", 8) == 0)
-        ywarn(y, n,
-              "peers.%s: an https:// proxy is not supported yet (Goinfer's upstream client "
-              "speaks plain HTTP): its models answer 502",
-              p->name);
-    if (strv_len(p->models) == 0)
-        return yerr(y, n, p->name, "models can not be empty (the models the peer serves)");
+    if (strv_len(p->models) == 0 && p->models_refresh == 0)
+        return yerr(y, n, p->name,
+                    "models can not be empty (the models the peer serves; or set modelsRefresh "
+                    "to fetch them)");
     return 0;
 }
 
@@ -793,6 +863,7 @@ swapconf_set_peers(struct yctx *y, const yaml_node_t *n, const struct ykey *k, v
         s->peers = xrealloc(s->peers, (s->n_peers + 1) * sizeof(*s->peers));
         peer = &s->peers[s->n_peers++];
         memset(peer, 0, sizeof(*peer));
+        peer->retries = 1;
         peer->name = xstrdup((char *)kn->data.scalar.value);
         if (ymap(y, vn, peer->name, peer_keys, peer) < 0 || check_peer(y, vn, s, peer) < 0)
             return -EINVAL;
@@ -883,11 +954,35 @@ check_peer_names(const struct swapconf *s, char *err, size_t errlen)
     return 0;
 }
 
+/* A model's fallback names a peer's model: "<peer>/<model>", or a model id a peer lists. */
+static int
+check_fallbacks(const struct swapconf *s, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < s->n_models; k++) {
+        const char *fb = s->models[k].fallback;
+        bool found = false;
+
+        for (size_t i = 0; fb != NULL && !found && i < s->n_peers; i++) {
+            size_t np = strlen(s->peers[i].name);
+
+            for (char **m = s->peers[i].models; !found && m && *m; m++)
+                found = strcmp(fb, *m) == 0 || (strncmp(fb, s->peers[i].name, np) == 0 &&
+                                                fb[np] == '/' && strcmp(fb + np + 1, *m) == 0);
+        }
+        if (fb != NULL && !found) {
+            snprintf(err, errlen, "model %s: fallback %s is no peer's model (peers: ... models:)",
+                     s->models[k].name, fb);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int
 swapconf_validate(const struct swapconf *s, char *err, size_t errlen)
 {
     if (check_groups(s, err, errlen) < 0 || check_aliases(s, err, errlen) < 0 ||
-        check_peer_names(s, err, errlen) < 0)
+        check_peer_names(s, err, errlen) < 0 || check_fallbacks(s, err, errlen) < 0)
         return -EINVAL;
     return 0;
 }
@@ -912,7 +1007,7 @@ swapconf_cleanup(struct swapconf *s)
 
         free(m->name), free(m->cmd), free(m->cmd_stop), free(m->proxy);
         free(m->check_endpoint), free(m->description), free(m->display_name);
-        free(m->use_model_name), free(m->metadata);
+        free(m->use_model_name), free(m->metadata), free(m->fallback);
         swapconf_caps_cleanup(&m->caps);
         filters_cleanup(&m->filters);
         strv_free(m->aliases);
@@ -933,6 +1028,9 @@ swapconf_cleanup(struct swapconf *s)
         if (p->api_key != NULL)
             explicit_bzero(p->api_key, strlen(p->api_key));
         free(p->name), free(p->proxy), free(p->api_key);
+        free(p->api_key_file), free(p->ca_file);
+        strv_free(p->headers);
+        strv_free(p->allow);
         strv_free(p->models);
         filters_cleanup(&p->filters);
     }

@@ -49,6 +49,7 @@ struct conf_model {
     size_t n_macros;
     bool send_loading_state; /* sendLoadingState, when set (it overrides the global one) */
     bool send_loading_state_set;
+    char *fallback; /* a peer model ("<peer>/<model>") that answers when this one cannot */
 };
 
 /* llama-swap's peers: remote OpenAI-compatible servers whose models are forwarded to. */
@@ -58,6 +59,14 @@ struct conf_peer {
     char *api_key; /* injected as Bearer and x-api-key; NULL: none (the caller's never passes) */
     char **models;
     struct conf_filters filters; /* as a model's */
+    /* Goinfer's extensions for cloud upstreams (llama-swap ignores them). */
+    char *api_key_file; /* apiKeyFile: the key read from this file (whitespace trimmed) */
+    char *ca_file;      /* caFile: PEM bundle to verify an https:// proxy with */
+    char **headers;     /* headers: "Name: value" lines sent with every request */
+    uint64_t retries;   /* retries: more attempts before the first byte (default 1) */
+    uint64_t
+        models_refresh; /* modelsRefresh: seconds between fetches of <proxy>/v1/models; 0 off */
+    char **allow;       /* allow: fnmatch patterns the fetched models must match */
 };
 
 struct conf_group {

@@ -32,7 +32,7 @@ struct http_usage {
     double predicted_ms;   /* generation time, < 0: not reported */
     uint64_t t_first_byte; /* uv_hrtime() of the upstream's first body byte, 0: none yet */
     double ttft_ms;        /* time to first token, < 0: unknown */
-    double cost_usd;       /* what the provider says it cost (OpenRouter's "cost"), < 0: unknown */
+    double cost_usd;       /* the provider's final usage "cost" (USD), < 0: not reported */
 };
 
 #define HTTP_KEY_NAME_MAX 72 /* "apiKeys[12345]", a virtual key's name (64) */

@@ -484,11 +484,14 @@ http_access_log(const struct http_request *req)
     struct http_server *srv = req->srv;
     double total = (double)(uv_hrtime() - req->t_start) / 1e6;
     double ttfb = req->t_first ? (double)(req->t_first - req->t_start) / 1e6 : total;
+    char cost[40] = "";
 
-    log_info("req=%llu %s %s model=%s backend=%s status=%d bytes=%llu ttfb=%.1fms total=%.1fms",
+    if (req->usage.cost_usd >= 0) /* a cloud provider's price of the request */
+        snprintf(cost, sizeof(cost), " cost=$%.6f", req->usage.cost_usd);
+    log_info("req=%llu %s %s model=%s backend=%s status=%d bytes=%llu ttfb=%.1fms total=%.1fms%s",
              (unsigned long long)req->id, req->method_name, req->path,
              req->log_model ? req->log_model : "-", req->log_backend ? req->log_backend : "-",
-             req->status, (unsigned long long)req->bytes_out, ttfb, total);
+             req->status, (unsigned long long)req->bytes_out, ttfb, total, cost);
     if (srv->on_complete)
         srv->on_complete((struct http_request *)req);
 }

@@ -126,6 +126,8 @@ add_configured(struct catalog *cat, const struct conf_model *m, const struct swa
     d->description = m->description ? xstrdup(m->description) : NULL;
     d->display_name = m->display_name ? xstrdup(m->display_name) : NULL;
     d->metadata = m->metadata ? xstrdup(m->metadata) : NULL;
+    free(d->fallback);
+    d->fallback = m->fallback ? xstrdup(m->fallback) : NULL;
     d->caps = m->caps;
     d->caps.in = m->caps.in ? list_dup(m->caps.in) : NULL;
     d->caps.out = m->caps.out ? list_dup(m->caps.out) : NULL;
@@ -289,7 +291,7 @@ catalog_cleanup(struct catalog *cat)
 
         free(d->name), free(d->cmd), free(d->cmd_stop), free(d->proxy);
         free(d->check_endpoint), free(d->use_model_name), free(d->description);
-        free(d->display_name), free(d->metadata);
+        free(d->display_name), free(d->metadata), free(d->fallback);
         swapconf_caps_cleanup(&d->caps);
         free(d->path), free(d->mmproj), free(d->exe);
         strv_free(d->aliases), strv_free(d->env), strv_free(d->strip_params);

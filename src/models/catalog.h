@@ -33,7 +33,8 @@ struct model_def {
     char *use_model_name;
     char *description, *display_name; /* llama-swap's description and name */
     char *metadata;                   /* JSON text of llama-swap's metadata:, or NULL */
-    struct conf_caps caps;            /* llama-swap's capabilities: */
+    char *fallback;        /* a peer model that answers when this one cannot start, or NULL */
+    struct conf_caps caps; /* llama-swap's capabilities: */
     uint64_t ttl_ms;
     unsigned concurrency_limit; /* 0: no limit */
     bool unlisted;

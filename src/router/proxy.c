@@ -15,6 +15,8 @@
 #include "http/relay.h"
 #include "router/select.h"
 
+#define PROXY_MAX_EXTRA 8 /* a peer's headers: that are sent */
+
 /* One request on its way to a local model's llama-server (through a swap lease) or to a peer
  * (no lease: the peer's URL, its key, its filters); from the fetch on, both take one road. */
 struct proxy {
@@ -24,10 +26,15 @@ struct proxy {
     char *label;                /* "llama-server for model m", "peer p for model m": for messages */
     struct swap_lease lease;    /* a local model's; idle for a peer */
     struct http_client *client; /* a peer's; a local model's comes with its lease */
-    char *base;                 /* a peer's URL; a local model's is its lease's */
-    char *auth;                 /* "Bearer <a peer's key>", wiped when freed; or NULL */
-    const char *api_key;        /* the peer's key for x-api-key (borrowed), or NULL */
-    struct select_rewrite rw;   /* borrowed, but for strip_owned */
+    struct http_remote *remote; /* an https:// peer's, instead of client */
+    struct http_remote_opts ropts;
+    char **extra_headers;             /* a peer's headers: ("Name: value"), borrowed */
+    struct http_remote_fetch *rfetch; /* the fetch when remote */
+    struct proxy_peer fallback;       /* conf NULL: none */
+    char *base;                       /* a peer's URL; a local model's is its lease's */
+    char *auth;                       /* "Bearer <a peer's key>", wiped when freed; or NULL */
+    const char *api_key;              /* the peer's key for x-api-key (borrowed), or NULL */
+    struct select_rewrite rw;         /* borrowed, but for strip_owned */
     char **strip_owned;
     struct http_fetch *fetch;
     char *path;
@@ -64,6 +71,7 @@ on_client_abort(struct http_request *req, void *data)
 
     (void)req;
     http_fetch_cancel(p->fetch);
+    http_remote_cancel(p->rfetch);
     proxy_free(p);
 }
 
@@ -75,7 +83,10 @@ on_client_drain(struct http_request *req, void *data)
     (void)req;
     if (p->paused) {
         p->paused = false;
-        http_fetch_resume(p->fetch);
+        if (p->rfetch != NULL)
+            http_remote_resume(p->rfetch);
+        else
+            http_fetch_resume(p->fetch);
     }
 }
 
@@ -140,6 +151,7 @@ on_upstream_done(void *arg, int err, const char *msg)
     struct http_request *req = p->req;
 
     p->fetch = NULL;
+    p->rfetch = NULL;
     http_detach(req); /* p is freed below, whatever the answer does */
     if (err == 0)
         usage_ttft(&req->usage, req->t_start, p->streaming);
@@ -166,7 +178,7 @@ start_upstream(struct proxy *p)
     static const struct http_fetch_cb cb = {on_upstream_response, on_upstream_body,
                                             on_upstream_done};
     struct http_request *req = p->req;
-    struct http_header h[5];
+    struct http_header h[5 + PROXY_MAX_EXTRA];
     size_t nh = 0, n;
     const char *v, *base = p->base ? p->base : swap_lease_url(&p->lease);
     char *url, *rewritten = NULL;
@@ -185,6 +197,11 @@ start_upstream(struct proxy *p)
         h[nh++] = (struct http_header){"Authorization", 13, p->auth, strlen(p->auth)};
         h[nh++] = (struct http_header){"x-api-key", 9, p->api_key, strlen(p->api_key)};
     }
+    for (char **e = p->extra_headers; e && *e && nh < sizeof(h) / sizeof(h[0]); e++) {
+        const char *colon = strchr(*e, ':');
+
+        h[nh++] = (struct http_header){*e, (size_t)(colon - *e), colon + 2, strlen(colon + 2)};
+    }
     url = req->query ? xasprintf("%s%s?%s", base, p->path, req->query)
                      : xasprintf("%s%s", base, p->path);
     o.method = req->method_name;
@@ -200,7 +217,11 @@ start_upstream(struct proxy *p)
         select_rewrite_body(req->body.data, req->body.len, &p->rw, &rewritten, &o.body_len) == 1)
         o.body = rewritten;
     p->body = rewritten;
-    p->fetch = http_fetch_start(p->client ? p->client : swap_lease_client(&p->lease), &o, &cb, p);
+    if (p->remote != NULL)
+        p->rfetch = http_remote_start(p->remote, &o, &p->ropts, &cb, p);
+    else
+        p->fetch =
+            http_fetch_start(p->client ? p->client : swap_lease_client(&p->lease), &o, &cb, p);
     free(url);
 }
 
@@ -329,12 +350,33 @@ loading_end(struct proxy *p, int err, const char *msg)
     json_decref(o);
 }
 
+/* The model cannot take the request and nothing was sent yet: its fallback (a cloud model)
+ * answers instead. */
+static bool
+try_fallback(struct proxy *p, int err, const char *msg)
+{
+    struct http_request *req = p->req;
+    struct proxy_peer fb = p->fallback;
+    long idle_s = p->idle_s;
+
+    if (fb.conf == NULL || req->started || err == -ESHUTDOWN || err == -EPERM)
+        return false;
+    log_info("req=%llu model %s cannot answer (%s): falling back to peer %s model %s",
+             (unsigned long long)req->id, p->m->name, msg, fb.conf->name, fb.model);
+    http_detach(req);
+    proxy_free(p);
+    proxy_forward_peer(req, &fb, idle_s);
+    return true;
+}
+
 static void
 on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
 {
     struct proxy *p = arg;
 
     (void)lease;
+    if (err != 0 && p->watch == NULL && try_fallback(p, err, msg))
+        return;
     if (p->watch != NULL)
         loading_end(p, err, msg);
     if (err == 0) {
@@ -359,10 +401,12 @@ on_model_ready(struct swap_lease *lease, int err, const char *msg, void *arg)
 
 void
 proxy_forward(struct http_request *req, struct swap *swap, const struct model_def *m,
-              const char *path, long idle_s)
+              const char *path, long idle_s, const struct proxy_peer *fallback)
 {
     struct proxy *p = xcalloc(1, sizeof(*p));
 
+    if (fallback != NULL)
+        p->fallback = *fallback;
     p->idle_s = idle_s;
     p->path = xstrdup(path);
     p->req = req;
@@ -385,6 +429,7 @@ proxy_forward_peer(struct http_request *req, const struct proxy_peer *peer, long
     struct proxy *p = xcalloc(1, sizeof(*p));
     const struct conf_filters *f = &peer->conf->filters;
     size_t n = strlen(peer->conf->proxy);
+    bool https = strncmp(peer->conf->proxy, "https://", 8) == 0;
 
     while (n > 0 && peer->conf->proxy[n - 1] == '/')
         n--;
@@ -393,7 +438,12 @@ proxy_forward_peer(struct http_request *req, const struct proxy_peer *peer, long
     p->req = req;
     p->name = req->log_model;
     p->label = xasprintf("peer %s for model %s", peer->conf->name, peer->model);
-    p->client = peer->client;
+    p->client = https ? NULL : peer->client;
+    if (https) {
+        p->remote = peer->remote;
+        p->ropts = (struct http_remote_opts){peer->conf->ca_file, (int)peer->conf->retries};
+    }
+    p->extra_headers = peer->conf->headers;
     p->base = xstrndup(peer->conf->proxy, n);
     if (peer->conf->api_key != NULL) {
         p->auth = xasprintf("Bearer %s", peer->conf->api_key);
@@ -405,6 +455,12 @@ proxy_forward_peer(struct http_request *req, const struct proxy_peer *peer, long
                                     strcmp(req->log_model, peer->model) != 0 ? peer->model : NULL,
                                     f->set_params, f->set_params_by_id, req->log_model};
     http_attach(req, &client_handler, p);
-    req->log_backend = "peer";
+    req->log_backend = https ? "cloud" : "peer";
+    if (p->remote == NULL && p->client == NULL) {
+        http_detach(req);
+        http_respond_error(req, 503, "upstream_error", "goinfer is shutting down");
+        proxy_free(p);
+        return;
+    }
     start_upstream(p);
 }

@@ -33,6 +33,7 @@
 #include "router/events.h"
 #include "router/listing.h"
 #include "router/openapi.h"
+#include "router/peerlist.h"
 #include "router/peers.h"
 #include "router/proxy.h"
 #include "router/select.h"
@@ -42,6 +43,7 @@
 
 struct router {
     struct router_deps d;
+    struct peers_extra px; /* the peers' fetched models, from d.peer_lists */
     time_t started;
     struct admin_logstreams streams; /* open /logs/stream responses, ended at shutdown */
     struct events_streams events;    /* open /models/sse feeds, the same */
@@ -282,11 +284,25 @@ local_serves(struct router *r, const char *model)
     return m != NULL && enabled(r, m);
 }
 
+/* The peer model that answers for m when it cannot (its fallback:); false when none. */
+static bool
+fallback_peer(struct router *r, const struct model_def *m, struct proxy_peer *out)
+{
+    *out = (struct proxy_peer){r->d.peer_client, r->d.peer_remote, NULL, NULL};
+    if (m == NULL || m->fallback == NULL)
+        return false;
+    out->conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, m->fallback, &out->model);
+    return out->conf != NULL;
+}
+
 static void
 local_forward(struct router *r, struct http_request *req, const char *model)
 {
-    proxy_forward(req, r->d.swap, catalog_find(r->d.cat, model, strlen(model)), req->path,
-                  r->d.upstream_idle_s);
+    const struct model_def *m = catalog_find(r->d.cat, model, strlen(model));
+    struct proxy_peer fb;
+    bool has_fb = fallback_peer(r, m, &fb);
+
+    proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s, has_fb ? &fb : NULL);
 }
 
 static bool
@@ -307,25 +323,22 @@ peer_serves(struct router *r, const char *model)
 {
     const char *id;
 
-    return peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &id) != NULL;
+    return peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, model, &id) != NULL;
 }
 
 static void
 peer_forward(struct router *r, struct http_request *req, const char *model)
 {
-    struct proxy_peer p = {r->d.peer_client, NULL, NULL};
+    struct proxy_peer p = {r->d.peer_client, r->d.peer_remote, NULL, NULL};
 
-    p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, model, &p.model);
-    if (p.client == NULL) /* shutting down: its client is released */
-        http_respond_error(req, 503, "upstream_error", "goinfer is shutting down");
-    else
-        proxy_forward_peer(req, &p, r->d.upstream_idle_s);
+    p.conf = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, model, &p.model);
+    proxy_forward_peer(req, &p, r->d.upstream_idle_s); /* 503 when shutting down */
 }
 
 static size_t
 peer_list(struct router *r, struct buf *out)
 {
-    return peers_list(r->d.cat->peers, r->d.cat->n_peers, (long long)r->started, out);
+    return peers_list(r->d.cat->peers, r->d.cat->n_peers, &r->px, (long long)r->started, out);
 }
 
 static const struct backend backends[] = {
@@ -378,6 +391,7 @@ handle_proxy(struct router *r, struct http_request *req)
 {
     char err[512], *name = NULL, *names;
     const struct model_def *m;
+    struct proxy_peer fb;
 
     if (requested_model(r, req, &name, err, sizeof(err)) < 0) {
         http_respond_error(req, 400, "invalid_request_error", "%s", err);
@@ -399,6 +413,12 @@ handle_proxy(struct router *r, struct http_request *req)
         }
     }
     m = name ? catalog_find(r->d.cat, name, strlen(name)) : NULL;
+    if (fallback_peer(r, m, &fb)) { /* disabled here, and nobody else has it: its fallback */
+        log_info("req=%llu model %s is disabled: falling back to peer %s model %s",
+                 (unsigned long long)req->id, m->name, fb.conf->name, fb.model);
+        proxy_forward_peer(req, &fb, r->d.upstream_idle_s);
+        return;
+    }
     if (m != NULL) { /* here, but disabled */
         respond_disabled(r, req, m);
         return;
@@ -447,7 +467,8 @@ handle_upstream(struct router *r, struct http_request *req)
     if (!enabled(r, &r->d.cat->v[i]))
         respond_disabled(r, req, &r->d.cat->v[i]);
     else
-        proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s);
+        proxy_forward(req, r->d.swap, &r->d.cat->v[i], *rest ? rest : "/", r->d.upstream_idle_s,
+                      NULL);
 }
 
 static void
@@ -532,7 +553,8 @@ handle_model_one(struct router *r, struct http_request *req)
                           listing_model(m, id, model_status(r, m), (json_int_t)r->started, false));
     } else if (tunnel_serves(r, id)) {
         http_respond_json(req, 200, tunnel_server_model(r->d.tunnels, id, (json_int_t)r->started));
-    } else if ((peer = peers_find(r->d.cat->peers, r->d.cat->n_peers, id, &peer_model)) != NULL) {
+    } else if ((peer = peers_find(r->d.cat->peers, r->d.cat->n_peers, &r->px, id, &peer_model)) !=
+               NULL) {
         http_respond_json(req, 200, peers_model(peer, peer_model, (long long)r->started));
     } else {
         http_respond_error(req, 404, "model_not_found", "model '%s' not found", id);
@@ -1236,7 +1258,7 @@ handle_static(struct router *r, struct http_request *req)
             return;
         }
         req->log_model = xstrdup(m->name);
-        proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s);
+        proxy_forward(req, r->d.swap, m, req->path, r->d.upstream_idle_s, NULL);
     } else if (!static_serve(r->d.ui_dir, req)) {
         http_respond_error(req, 404, "not_found", "no endpoint %s %s on this listener",
                            req->method_name, req->path);
@@ -1363,6 +1385,7 @@ router_new(const struct router_deps *deps)
     struct router *r = xcalloc(1, sizeof(*r));
 
     r->d = *deps;
+    r->px = peerlist_extra(deps->peer_lists);
     r->started = time(NULL);
     files_env_from(r);
     r->uploads = admin_uploads_new(&r->files);
@@ -1375,6 +1398,7 @@ router_set_deps(struct router *r, const struct router_deps *deps)
 {
     r->d = *deps;
     files_env_from(r);
+    r->px = peerlist_extra(deps->peer_lists);
 }
 
 void

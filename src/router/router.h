@@ -35,6 +35,8 @@ struct router_deps {
     struct http_server *server;      /* for the connection count in /metrics */
     struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
     struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
+    struct http_remote *peer_remote;   /* to https:// peers (cloud upstreams), libcurl */
+    const struct peerlist *peer_lists; /* the peers' fetched model lists (modelsRefresh:) */
     struct store *store;             /* the admin store: activity, audit, enabled models */
     struct engine *engine;           /* the llama-server builds (GET/POST /api/engine) */
     const struct conf *conf;         /* the configuration in force */
@@ -49,6 +51,7 @@ struct router_deps {
 
 struct router;
 struct broker;
+struct peerlist;
 struct store;
 struct tunnel_server;
 struct engine;

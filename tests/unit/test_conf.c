@@ -387,6 +387,74 @@ llama_swap_keys_honoured(void **state)
     conf_cleanup(&c);
 }
 
+/* Goinfer's keys on a peer (cloud upstreams) and a model's fallback: the key from a file
+ * (trimmed, never in an error), headers, retries, modelsRefresh with allow and no models, and a
+ * fallback that must name a peer's model. */
+static void
+cloud_peer_keys(void **state)
+{
+    struct conf c;
+    char err[512], *text;
+    char *keyfile = write_tmp("  sk-or-from-file\n");
+    const struct conf_peer *p;
+
+    (void)state;
+    text = xasprintf("peers:\n  or:\n    proxy: https://openrouter.ai/api\n"
+                     "    apiKeyFile: %s\n    caFile: /etc/ca.pem\n    retries: 2\n"
+                     "    headers: {HTTP-Referer: \"https://app.example\", X-Title: My app}\n"
+                     "    modelsRefresh: 600\n    allow: [\"openai/*\"]\n"
+                     "models:\n  local:\n    cmd: x\n    fallback: or/openai/gpt-4o\n",
+                     keyfile);
+    assert_int_equal(load(text, &c, err), -EINVAL); /* gpt-4o is listed by nobody yet */
+    assert_non_null(strstr(err, "fallback or/openai/gpt-4o is no peer's model"));
+    conf_cleanup(&c);
+    free(text);
+    text = xasprintf("peers:\n  or:\n    proxy: https://openrouter.ai/api\n"
+                     "    apiKeyFile: %s\n    caFile: /etc/ca.pem\n    retries: 2\n"
+                     "    headers: {HTTP-Referer: \"https://app.example\", X-Title: My app}\n"
+                     "    modelsRefresh: 600\n    allow: [\"openai/*\"]\n"
+                     "    models: [openai/gpt-4o]\n"
+                     "models:\n  local:\n    cmd: x\n    fallback: or/openai/gpt-4o\n",
+                     keyfile);
+    assert_int_equal(load(text, &c, err), 0);
+    p = &c.swap.peers[0];
+    assert_string_equal(p->api_key, "sk-or-from-file");
+    assert_string_equal(p->ca_file, "/etc/ca.pem");
+    assert_int_equal(p->retries, 2);
+    assert_int_equal(p->models_refresh, 600);
+    assert_string_equal(p->allow[0], "openai/*");
+    assert_string_equal(p->headers[0], "HTTP-Referer: https://app.example");
+    assert_string_equal(p->headers[1], "X-Title: My app");
+    assert_string_equal(c.swap.models[0].fallback, "or/openai/gpt-4o");
+    conf_cleanup(&c);
+    free(text);
+    /* modelsRefresh alone: models may be empty; retries defaults to 1 */
+    assert_int_equal(
+        load("peers:\n  or:\n    proxy: https://h/api\n    modelsRefresh: 60\n", &c, err), 0);
+    assert_int_equal(c.swap.peers[0].retries, 1);
+    conf_cleanup(&c);
+    text = xasprintf("peers:\n  or:\n    proxy: https://h\n    apiKey: sk-x\n"
+                     "    apiKeyFile: %s\n    models: [m]\n",
+                     keyfile);
+    assert_int_equal(load(text, &c, err), -EINVAL);
+    assert_non_null(strstr(err, "not both"));
+    conf_cleanup(&c);
+    free(text);
+    assert_int_equal(load("peers:\n  or:\n    proxy: https://h\n    apiKeyFile: /nonexistent/k\n"
+                          "    models: [m]\n",
+                          &c, err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "apiKeyFile /nonexistent/k"));
+    conf_cleanup(&c);
+    assert_int_equal(load("peers:\n  or:\n    proxy: https://h\n    models: [m]\n"
+                          "    headers: {\"Bad Name\": x}\n",
+                          &c, err),
+                     -EINVAL);
+    conf_cleanup(&c);
+    unlink(keyfile);
+    free(keyfile);
+}
+
 static void
 subst_late_macros(void **state)
 {
@@ -603,6 +671,7 @@ main(void)
         cmocka_unit_test(llama_swap_section),
         cmocka_unit_test(llama_swap_errors),
         cmocka_unit_test(llama_swap_keys_honoured),
+        cmocka_unit_test(cloud_peer_keys),
         cmocka_unit_test(subst_late_macros),
         cmocka_unit_test(generations_free_what_nothing_uses),
         cmocka_unit_test(stamps_tell_a_change_from_none),

@@ -182,19 +182,58 @@ peers_resolve(void **state)
     struct buf out;
 
     (void)state;
-    assert_ptr_equal(peers_find(v, 2, "p/a", &model), &v[0]);
+    assert_ptr_equal(peers_find(v, 2, NULL, "p/a", &model), &v[0]);
     assert_string_equal(model, "a");
-    assert_ptr_equal(peers_find(v, 2, "a", &model), &v[0]);
-    assert_ptr_equal(peers_find(v, 2, "b", &model), &v[1]);
-    assert_null(peers_find(v, 2, "shared", &model));           /* two peers list it */
-    assert_ptr_equal(peers_find(v, 2, "p/x/y", &model), NULL); /* p's x/y and p/x's y */
-    assert_ptr_equal(peers_find(v, 2, "p/shared", &model), &v[0]);
-    assert_null(peers_find(v, 2, "nope", &model));
+    assert_ptr_equal(peers_find(v, 2, NULL, "a", &model), &v[0]);
+    assert_ptr_equal(peers_find(v, 2, NULL, "b", &model), &v[1]);
+    assert_null(peers_find(v, 2, NULL, "shared", &model));           /* two peers list it */
+    assert_ptr_equal(peers_find(v, 2, NULL, "p/x/y", &model), NULL); /* p's x/y and p/x's y */
+    assert_ptr_equal(peers_find(v, 2, NULL, "p/shared", &model), &v[0]);
+    assert_null(peers_find(v, 2, NULL, "nope", &model));
     buf_init(&out, 4096);
-    assert_true(peers_list(v, 2, 7, &out) > 0);
+    assert_true(peers_list(v, 2, NULL, 7, &out) > 0);
     assert_non_null(strstr(buf_cstr(&out), "\"id\":\"p/x/b\""));
     assert_non_null(strstr(buf_cstr(&out), "\"peerID\":\"p/x\""));
     buf_cleanup(&out);
+}
+
+/* Models fetched from a peer (modelsRefresh:) are found and listed beside its configured ones,
+ * once each; allow patterns match across '/'. */
+static char *const *
+fetched_ids(const void *arg, const struct conf_peer *p)
+{
+    (void)arg;
+    static char *ids[] = {"a", "vendor/model-1", NULL};
+
+    return strcmp(p->name, "or") == 0 ? ids : NULL;
+}
+
+static void
+peers_fetched(void **state)
+{
+    static char *m1[] = {"a", NULL}, *m2[] = {"b", NULL};
+    static const struct conf_peer v[] = {{.name = "or", .models = m1}, {.name = "x", .models = m2}};
+    static char *allow[] = {"openai/*", "vendor/model-?", NULL};
+    const struct peers_extra x = {fetched_ids, NULL};
+    const char *model = NULL;
+    struct buf out;
+
+    (void)state;
+    assert_ptr_equal(peers_find(v, 2, &x, "or/vendor/model-1", &model), &v[0]);
+    assert_string_equal(model, "vendor/model-1");
+    assert_ptr_equal(peers_find(v, 2, &x, "vendor/model-1", &model), &v[0]);
+    assert_ptr_equal(peers_find(v, 2, &x, "a", &model), &v[0]); /* configured and fetched */
+    assert_null(peers_find(v, 2, NULL, "vendor/model-1", &model));
+    buf_init(&out, 4096);
+    peers_list(v, 2, &x, 7, &out);
+    assert_non_null(strstr(buf_cstr(&out), "\"id\":\"or/vendor/model-1\""));
+    assert_non_null(strstr(buf_cstr(&out), "\"id\":\"or/a\""));
+    assert_null(strstr(strstr(buf_cstr(&out), "\"id\":\"or/a\"") + 1, "\"id\":\"or/a\""));
+    buf_cleanup(&out);
+    assert_true(peers_allowed(allow, "openai/gpt-4o"));
+    assert_true(peers_allowed(allow, "vendor/model-2"));
+    assert_false(peers_allowed(allow, "anthropic/claude"));
+    assert_true(peers_allowed(NULL, "anything"));
 }
 
 /* "stream": true at the top level only; a nested or quoted one, or a false, is no stream. */
@@ -234,6 +273,7 @@ main(void)
         cmocka_unit_test(model_not_a_string),
         cmocka_unit_test(rewrite_filters),
         cmocka_unit_test(peers_resolve),
+        cmocka_unit_test(peers_fetched),
         cmocka_unit_test(wants_stream_top_level_only),
     };
 
