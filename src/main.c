@@ -16,6 +16,7 @@
 #include "admin/settings.h"
 #include "admin/store.h"
 #include "app/generation.h"
+#include "app/notify.h"
 #include "app/restart.h"
 #include "app/write.h"
 #include "core/log.h"
@@ -492,6 +493,7 @@ begin_stop(struct app *a, uint64_t grace_ms, bool hand_off)
 {
     a->stopping = true;
     a->grace_ms = grace_ms;
+    notify_stopping(hand_off);
     tunnel_client_drain(a->tunnel_client); /* servers route elsewhere; ours finish */
     tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
     if (hand_off)
@@ -561,7 +563,9 @@ on_signal(uv_signal_t *s, int signum)
     char err[512];
 
     if (signum == SIGHUP) {
+        notify_reloading();
         reload_cb(a, "SIGHUP");
+        notify_reloaded();
         return;
     }
     if (signum == SIGUSR2) {
@@ -576,6 +580,24 @@ on_signal(uv_signal_t *s, int signum)
     log_info("signal %d: no new connections; finishing %zu open ones", signum,
              http_server_active(a->server));
     begin_stop(a, SHUTDOWN_GRACE_MS, false);
+}
+
+/* systemd's STATUS= line: what is served, and the tunnels. */
+static void
+app_status(void *arg, char *buf, size_t len)
+{
+    struct app *a = arg;
+    json_t *machines = a->tunnels ? tunnel_server_clients(a->tunnels) : NULL;
+    int k = snprintf(buf, len, "%zu models, %zu running", a->gens.current->cat.n,
+                     a->swap ? swap_count_running(a->swap) : 0);
+
+    if (k > 0 && (size_t)k < len && machines != NULL)
+        k += snprintf(buf + k, len - (size_t)k, "; %zu GPU machines connected",
+                      json_array_size(machines));
+    if (k > 0 && (size_t)k < len && a->gens.current->conf.tunnel_client.n_servers > 0)
+        snprintf(buf + k, len - (size_t)k, "; tunnels to %zu servers",
+                 a->gens.current->conf.tunnel_client.n_servers);
+    json_decref(machines);
 }
 
 /* ---- the admin API's settings: what they need of the application ---- */
@@ -979,6 +1001,8 @@ main(int argc, char **argv)
         log_info("web UI: %s", a.gens.current->ui_source);
         log_info("goinfer ready: %zu models (pid %d)", a.gens.current->cat.n, (int)getpid());
         restart_tell_ready();
+        notify_start(a.loop, app_status, &a);
+        notify_ready();
         uv_run(a.loop, UV_RUN_DEFAULT);
         log_info("goinfer stopped");
     }
