@@ -78,6 +78,7 @@ static void
 log_level_from(const struct conf *c)
 {
     log_set_level(c->debug ? LOG_LEVEL_DEBUG : c->quiet ? LOG_LEVEL_WARN : LOG_LEVEL_INFO);
+    log_set_json(c->log_json);
 }
 
 static const char *
@@ -729,6 +730,7 @@ setup_backends(struct app *a)
     a->peer_client = http_client_new(a->loop);
     a->engine = engine_new(a->loop, reload_cb, a);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
+    metrics_watch(a->swap);
     router_deps_from(a, &d);
     a->router = router_new(&d);
 }

@@ -10,6 +10,7 @@
 #define HISTORY_BYTES (256 * 1024)
 
 enum log_level log_threshold = LOG_LEVEL_INFO;
+static bool json_lines;
 
 struct log_sub {
     log_line_cb cb;
@@ -181,6 +182,79 @@ log_unsubscribe(struct log_sub *s)
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void
+log_set_json(bool json)
+{
+    json_lines = json;
+}
+
+/* Appends s (n bytes, no control byte: vlog escaped them) as a JSON string's contents. */
+static void
+json_put(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            fputc('\\', f);
+        fputc(s[i], f);
+    }
+}
+
+/* The access line's "key=value" words after its "req=ID METHOD PATH" as fields of their own;
+ * a value with a space (none of these has one) would end at it. */
+static void
+json_access_fields(FILE *f, const char *m)
+{
+    static const char *const keys[] = {"model", "backend", "status", "bytes",
+                                       "ttfb",  "total",   "client"};
+    const char *sp1 = strchr(m, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    const char *sp3 = sp2 ? strchr(sp2 + 1, ' ') : NULL;
+
+    if (strncmp(m, "req=", 4) != 0 || sp3 == NULL)
+        return;
+    fprintf(f, ",\"req\":%.*s,\"method\":\"", (int)(sp1 - m - 4), m + 4);
+    json_put(f, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    fputs("\",\"path\":\"", f);
+    json_put(f, sp2 + 1, (size_t)(sp3 - sp2 - 1));
+    fputc('"', f);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char want[16];
+        const char *v, *end;
+        size_t k = (size_t)snprintf(want, sizeof(want), " %s=", keys[i]);
+
+        v = strstr(sp3, want);
+        if (v == NULL)
+            continue;
+        v += k;
+        end = v + strcspn(v, " ");
+        if (strcmp(keys[i], "ttfb") == 0 || strcmp(keys[i], "total") == 0) /* "1.5ms" */
+            fprintf(f, ",\"%s_ms\":%.*s", keys[i], (int)(end - v - 2), v);
+        else if (strcmp(keys[i], "status") == 0 || strcmp(keys[i], "bytes") == 0)
+            fprintf(f, ",\"%s\":%.*s", keys[i], (int)(end - v), v);
+        else {
+            fprintf(f, ",\"%s\":\"", keys[i]);
+            json_put(f, v, (size_t)(end - v));
+            fputc('"', f);
+        }
+    }
+}
+
+/* One JSON line on stderr: time, level, msg, and an access line's fields. */
+static void
+json_line(const char *stamp, enum log_level level, const char *m, const char *err)
+{
+    flockfile(stderr);
+    fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", stamp, level_names[level]);
+    json_put(stderr, m, strlen(m));
+    if (err != NULL) {
+        fputs(": ", stderr);
+        json_put(stderr, err, strlen(err));
+    }
+    fputc('"', stderr);
+    json_access_fields(stderr, m);
+    fputs("}\n", stderr);
+    funlockfile(stderr);
+}
+
+void
 log_set_level(enum log_level level)
 {
     log_threshold = level;
@@ -195,7 +269,7 @@ static void vlog(enum log_level level, int saved_errno, const char *fmt, va_list
 static void
 vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
 {
-    char msg[2048], esc[2048], line[2200], stamp[32];
+    char msg[2048], esc[2048], line[2200], stamp[40];
     const char *m = msg;
     struct timespec ts;
     struct tm tm;
@@ -221,7 +295,14 @@ vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
         return;
     if ((size_t)n >= sizeof(line))
         n = sizeof(line) - 1;
-    fprintf(stderr, "%s\n", line);
+    if (json_lines) {
+        char iso[64];
+
+        snprintf(iso, sizeof(iso), "%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
+        json_line(iso, level, m, saved_errno != 0 ? strerror(saved_errno) : NULL);
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
     capture(line, (size_t)n);
 }
 

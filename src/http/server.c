@@ -485,10 +485,12 @@ http_access_log(const struct http_request *req)
     double total = (double)(uv_hrtime() - req->t_start) / 1e6;
     double ttfb = req->t_first ? (double)(req->t_first - req->t_start) / 1e6 : total;
 
-    log_info("req=%llu %s %s model=%s backend=%s status=%d bytes=%llu ttfb=%.1fms total=%.1fms",
+    /* client= last: the fields before it are what tests and scripts already parse */
+    log_info("req=%llu %s %s model=%s backend=%s status=%d bytes=%llu ttfb=%.1fms total=%.1fms "
+             "client=%s",
              (unsigned long long)req->id, req->method_name, req->path,
              req->log_model ? req->log_model : "-", req->log_backend ? req->log_backend : "-",
-             req->status, (unsigned long long)req->bytes_out, ttfb, total);
+             req->status, (unsigned long long)req->bytes_out, ttfb, total, http_request_peer(req));
     if (srv->on_complete)
         srv->on_complete((struct http_request *)req);
 }
