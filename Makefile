@@ -13,12 +13,16 @@ DATADIR ?= $(PREFIX)/share/goinfer
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all setup build install uninstall asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check check-format check-layers
+.PHONY: all setup setup-run build install uninstall asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check check-format check-layers
 
 all: build
 
+# make run installs only what running needs; make test (and make setup, for CI) the test tools too.
 setup:
-	@scripts/setup.sh all
+	@scripts/setup.sh test
+
+setup-run:
+	@scripts/setup.sh run
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR) >/dev/null
@@ -34,11 +38,11 @@ fuzz-build:
 	@cmake --build $(FUZZ_BUILD) -j$(JOBS) -- --no-print-directory
 
 # Set-up, build, then serve: a demo model is generated when no GGUF is found.
-run: setup build
+run: setup-run build
 	@scripts/run.sh
 
 # Server/client mode on one machine: a server and a GPU client in two network namespaces.
-run-tunnel: setup build
+run-tunnel: setup-run build
 	@scripts/run-tunnel.sh
 
 test: setup check build asan fuzz-build

@@ -3,10 +3,13 @@ protocol played by the test (systemd is not PID 1 here: DESIGN.md section 8), an
 prerequisite check as a user who is not root."""
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from conftest import BUILD, ROOT, need
 
@@ -140,3 +143,43 @@ def test_graceful_restart_sends_mainpid_from_the_new_process(tmp_path, models_di
     assert not any("STOPPING=1" in m for m in ns.messages), ns.messages
     os.kill(new, signal.SIGTERM)
     ns.wait("STOPPING=1")
+
+
+def run_as_nobody(args, path_dir=None, timeout=60):
+    """scripts/setup.sh as the user nobody, with path_dir first in PATH when given."""
+    path = (f"{path_dir}:" if path_dir else "") + "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+    # the llama-server step is tested by make setup itself; nobody cannot read root's cache
+    return subprocess.run(
+        ["runuser", "-u", "nobody", "--", "env", "-i", f"PATH={path}", "HOME=/nonexistent",
+         "GI_LLAMA_EXE=/bin/true", "bash", str(ROOT / "scripts" / "setup.sh"), *args],
+        capture_output=True, text=True, timeout=timeout)
+
+
+def test_make_run_prerequisites_as_a_user_who_is_not_root(tmp_path):
+    if os.geteuid() != 0:
+        raise AssertionError("this test needs root to become the user nobody (runuser)")
+    p = run_as_nobody(["run"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "debian packages: all" in p.stdout and "apt-get" not in p.stdout + p.stderr
+    # the run set-up asks for no test tool (no chromium, nginx, sshd...)
+    text = (ROOT / "scripts" / "setup.sh").read_text()
+    run_list = re.search(r"RUN_PACKAGES=\(([^)]*)\)", text).group(1).split()
+    for tool in ("chromium", "nginx-light", "openssh-server", "wrk", "hyperfine",
+                 "python3-pytest", "podman"):
+        assert tool not in run_list, tool
+    # something missing: the one apt-get line to run, and no attempt to install
+    fake = Path(tempfile.mkdtemp(prefix="goinfer-fake-dpkg-"))
+    fake.chmod(0o755)
+    (fake / "dpkg-query").write_text(
+        "#!/bin/sh\nfor a; do last=$a; done\n"
+        "case $last in libuv1-dev|libyaml-dev) exit 1;; esac\n"
+        "exec /usr/bin/dpkg-query \"$@\"\n")
+    (fake / "dpkg-query").chmod(0o755)
+    try:
+        p = run_as_nobody(["run"], path_dir=fake)
+    finally:
+        shutil.rmtree(fake)
+    assert p.returncode == 1, p.stdout + p.stderr
+    lines = [l for l in p.stderr.splitlines() if "apt-get install" in l]
+    assert lines == ["  sudo apt-get install -y --no-install-recommends libuv1-dev libyaml-dev"], \
+        p.stderr
