@@ -28,12 +28,12 @@ RUN_PACKAGES=(
     libyaml-dev libjansson-dev libsqlite3-dev
 )
 # What `make test` adds: the checks, the test clients and servers, the benchmarks, the container
-# tools (podman, runc, mmdebstrap) and promtool (prometheus).
+# tools (podman, runc, mmdebstrap, podman-compose and its DNS plugin) and promtool (prometheus).
 TEST_PACKAGES=(
     clang clang-format libcmocka-dev
     python3-pytest python3-h2 python3-httpx python3-openssl
     curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2 iptables chromium
-    podman runc mmdebstrap prometheus
+    podman runc mmdebstrap podman-compose golang-github-containernetworking-plugin-dnsname prometheus
 )
 PACKAGES=("${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
 

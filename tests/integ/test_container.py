@@ -1,8 +1,9 @@
 """The container (issue 14, item 3): the CPU image built from this checkout with Debian's podman
 (offline: base images from mmdebstrap, the cached llama-server copied in), started, a chat
-answered through it from the host, its health check, its user, its size; then compose's server
-and GPU client pair from the same image, each in its own network namespace as the tunnel tests
-do (podman-compose's networking does not work on these machines: DESIGN.md section 8)."""
+answered through it from the host, its health check, its user, its size; then compose.yml's
+server and GPU client pair (the CPU image for both) with podman-compose, and the same pair
+from the image in two network namespaces, as the tunnel tests do, where the GPU machine has no
+inbound route at all."""
 import os
 import re
 import shutil
@@ -169,3 +170,47 @@ def test_compose_pair_serves_a_chat_through_the_tunnel(image, tmp_path):
         for c in containers:
             c.remove()
         net.cleanup()
+
+
+def test_podman_compose_pair_serves_a_chat_through_the_tunnel(image, tmp_path):
+    """compose.yml as it is, run by podman-compose (CNI with the dnsname plugin: the client
+    dials https://server:8443 by its service name); a chat from the host on the published
+    port reaches the GPU client's model through the tunnel."""
+    if shutil.which("podman-compose") is None or not os.path.exists(
+            "/usr/lib/cni/dnsname"):
+        pytest.fail("podman-compose or its DNS plugin missing: apt-get install podman-compose "
+                    "golang-github-containernetworking-plugin-dnsname (scripts/setup.sh test)")
+    work = tmp_path / "project"
+    work.mkdir()
+    shutil.copy(ROOT / "compose.yml", work / "compose.yml")
+    shutil.copytree(ROOT / "container", work / "container",
+                    ignore=shutil.ignore_patterns("llama", "compose"))
+    p = subprocess.run([str(work / "container" / "compose-init.sh")], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    key = (work / "container" / "compose" / "api_key").read_text().strip()
+    (work / "models").mkdir()
+    mkmodel(work / "models" / "tiny.gguf", "-n", "tiny", "-s", "1")
+    subprocess.run(["chmod", "-R", "a+rX", str(tmp_path)], check=True)
+    port, tls_port = free_port(), free_port()
+    project = f"gicompose{os.getpid()}"
+    env = {**os.environ, "GOINFER_IMAGE": image, "GOINFER_GPU_IMAGE": image,
+           "GOINFER_GPU_DEVICE": "/dev/null", "GI_MODELS_DIR": "./models",
+           "GOINFER_HTTP_PORT": str(port), "GOINFER_TLS_PORT": str(tls_port)}
+    compose = ["podman-compose", "-p", project, "--podman-run-args",
+               "--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096"]
+    try:
+        p = subprocess.run([*compose, "up", "-d"], cwd=work, env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        answer = chat(f"http://127.0.0.1:{port}", key=key)
+        assert answer["choices"], answer
+        logs = subprocess.run(["podman", "logs", f"{project}_server_1"], capture_output=True,
+                              text=True).stderr
+        assert re.search(r"POST /v1/chat/completions model=tiny backend=tunnel status=200", logs), \
+            logs[-2000:]
+    finally:
+        subprocess.run([*compose, "down", "-t", "5"], cwd=work, env=env, capture_output=True,
+                       timeout=120)
+        subprocess.run(["podman", "network", "rm", "-f", f"{project}_default"],
+                       capture_output=True, timeout=60)
