@@ -22,3 +22,5 @@ podman build --isolation=chroot --format docker -f "$ROOT/Containerfile" -t "$TA
     --build-arg BUILD_IMAGE=localhost/goinfer-build:bookworm \
     --build-arg RUNTIME_IMAGE=localhost/goinfer-runtime:bookworm \
     --build-arg GOINFER_VERSION="$version" "$ROOT"
+# Images of earlier builds (untagged, a day old) go: a tree built often would fill the disk.
+podman image prune -f --filter label=goinfer.stage --filter until=24h >/dev/null
