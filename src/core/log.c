@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,42 +199,82 @@ json_put(FILE *f, const char *s, size_t n)
     }
 }
 
-/* The access line's "key=value" words after its "req=ID METHOD PATH" as fields of their own;
- * a value with a space (none of these has one) would end at it. */
+/* The last occurrence of needle that starts in [begin, end), or NULL. */
+static const char *
+last_of(const char *begin, const char *end, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    if (end - begin < (ptrdiff_t)n)
+        return NULL;
+    for (const char *p = end - n; p >= begin; p--)
+        if (memcmp(p, needle, n) == 0)
+            return p;
+    return NULL;
+}
+
+/* A number as the access line writes it (digits and a point): JSON as it is. */
+static bool
+is_number(const char *v, size_t n)
+{
+    return n > 0 && n < 32 && strspn(v, "0123456789.") >= n && v[0] != '.';
+}
+
+static void
+json_field(FILE *f, const char *key, const char *v, size_t n)
+{
+    if (is_number(v, n) && strcmp(key, "model") != 0 && strcmp(key, "backend") != 0 &&
+        strcmp(key, "client") != 0) {
+        fprintf(f, ",\"%s\":%.*s", key, (int)n, v);
+        return;
+    }
+    fprintf(f, ",\"%s\":\"", key);
+    json_put(f, v, n);
+    fputc('"', f);
+}
+
+/*
+ * The access line's fields ("req=ID METHOD PATH model=M backend=B status=S bytes=N ttfb=Xms
+ * total=Yms client=C") as JSON fields of their own. They are found from the right: only the
+ * model comes from a client and may hold anything, " status=" included; every value is a
+ * JSON string unless it is a plain number. A line that is not an access line adds nothing.
+ */
 static void
 json_access_fields(FILE *f, const char *m)
 {
-    static const char *const keys[] = {"model", "backend", "status", "bytes",
-                                       "ttfb",  "total",   "client"};
-    const char *sp1 = strchr(m, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    const char *sp3 = sp2 ? strchr(sp2 + 1, ' ') : NULL;
+    static const char *const keys[] = {"client", "total",   "ttfb", "bytes",
+                                       "status", "backend", "model"};
 
-    if (strncmp(m, "req=", 4) != 0 || sp3 == NULL)
+    enum { N_KEYS = sizeof(keys) / sizeof(keys[0]) };
+
+    const char *sp1 = strchr(m, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    const char *end = m + strlen(m), *v[N_KEYS];
+    size_t n[N_KEYS];
+
+    if (strncmp(m, "req=", 4) != 0 || sp2 == NULL)
         return;
-    fprintf(f, ",\"req\":%.*s,\"method\":\"", (int)(sp1 - m - 4), m + 4);
-    json_put(f, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-    fputs("\",\"path\":\"", f);
-    json_put(f, sp2 + 1, (size_t)(sp3 - sp2 - 1));
-    fputc('"', f);
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    for (size_t i = 0; i < N_KEYS; i++) {
         char want[16];
-        const char *v, *end;
+        const char *p;
         size_t k = (size_t)snprintf(want, sizeof(want), " %s=", keys[i]);
 
-        v = strstr(sp3, want);
-        if (v == NULL)
-            continue;
-        v += k;
-        end = v + strcspn(v, " ");
-        if (strcmp(keys[i], "ttfb") == 0 || strcmp(keys[i], "total") == 0) /* "1.5ms" */
-            fprintf(f, ",\"%s_ms\":%.*s", keys[i], (int)(end - v - 2), v);
-        else if (strcmp(keys[i], "status") == 0 || strcmp(keys[i], "bytes") == 0)
-            fprintf(f, ",\"%s\":%.*s", keys[i], (int)(end - v), v);
-        else {
-            fprintf(f, ",\"%s\":\"", keys[i]);
-            json_put(f, v, (size_t)(end - v));
-            fputc('"', f);
-        }
+        p = last_of(sp2, end, want);
+        if (p == NULL)
+            return;
+        v[i] = p + k;
+        n[i] = (size_t)(end - v[i]);
+        if ((i == 1 || i == 2) && n[i] > 2) /* "1.5ms" */
+            n[i] -= 2;
+        end = p;
+    }
+    json_field(f, "req", m + 4, (size_t)(sp1 - m - 4));
+    json_field(f, "method", sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    json_field(f, "path", sp2 + 1, (size_t)(end - sp2 - 1));
+    for (size_t i = N_KEYS; i-- > 0;) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "%s%s", keys[i], i == 1 || i == 2 ? "_ms" : "");
+        json_field(f, key, v[i], n[i]);
     }
 }
 

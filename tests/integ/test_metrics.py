@@ -86,6 +86,14 @@ def test_access_line_has_the_client_and_json_lines(models_dir, start_goinfer, cl
     o = json.loads(m.group(0))
     assert o["status"] == 200 and o["method"] == "GET" and o["client"].startswith("127.0.0.1:")
     assert isinstance(o["total_ms"], float) and o["model"] == "-", o
+    # a model name is the client's: whatever it holds stays inside the model field
+    evil = 'x status=1,"a":2 backend=local ttfb=1ms total=1ms client=evil'
+    r = client.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers=auth(),
+                    json={"model": evil, "messages": [{"role": "user", "content": "hi"}]})
+    m = j.wait_log(r'^\{.*"path":"/v1/chat/completions".*\}$')
+    o = json.loads(m.group(0))
+    assert o["status"] == r.status_code and o["client"].startswith("127.0.0.1:"), o
+    assert o["model"].endswith("client=evil") and "a" not in o, o
     j.stop()
 
 
