@@ -188,14 +188,41 @@ log_set_json(bool json)
     json_lines = json;
 }
 
-/* Appends s (n bytes, no control byte: vlog escaped them) as a JSON string's contents. */
+/* The length of the UTF-8 sequence at s (at most n bytes), or 0 when it is not one. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80             ? 1
+                 : (s[0] & 0xe0) == 0xc0 ? 2
+                 : (s[0] & 0xf0) == 0xe0 ? 3
+                 : (s[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
+
+    if (len == 0 || len > n || (len == 2 && s[0] < 0xc2))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Appends s (n bytes, no control byte: vlog escaped them) as a JSON string's contents; a byte
+ * that is not UTF-8 (a client's, in a model name) becomes U+FFFD, so the line stays JSON. */
 static void
 json_put(FILE *f, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len((const unsigned char *)s + i, n - i);
+
+        if (k == 0) {
+            fputs("\\ufffd", f);
+            i++;
+            continue;
+        }
         if (s[i] == '"' || s[i] == '\\')
             fputc('\\', f);
-        fputc(s[i], f);
+        fwrite(s + i, 1, k, f);
+        i += k;
     }
 }
 

@@ -3,6 +3,7 @@ on a live exposition, exact status codes, goinfer_build_info, the process figure
 durations and token counters, and the admin app's own requests kept out of the histograms."""
 import re
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -94,6 +95,12 @@ def test_access_line_has_the_client_and_json_lines(models_dir, start_goinfer, cl
     o = json.loads(m.group(0))
     assert o["status"] == r.status_code and o["client"].startswith("127.0.0.1:"), o
     assert o["model"].endswith("client=evil") and "a" not in o, o
+    # bytes that are not UTF-8 in a path: the line is still JSON (U+FFFD in their place)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /bad\xff\xfe/path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.recv(4096)
+    m = j.wait_log(r'^\{.*"path":"/bad.*\}$')
+    assert json.loads(m.group(0))["path"] == "/bad\ufffd\ufffd/path", m.group(0)
     j.stop()
 
 
