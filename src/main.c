@@ -583,21 +583,29 @@ on_signal(uv_signal_t *s, int signum)
     begin_stop(a, SHUTDOWN_GRACE_MS, false);
 }
 
-/* systemd's STATUS= line: what is served, and the tunnels. */
+/* systemd's STATUS= line: the models, those running (and their state), the tunnels. */
 static void
 app_status(void *arg, char *buf, size_t len)
 {
     struct app *a = arg;
+    json_t *running = a->swap ? swap_running(a->swap) : json_array(), *o;
     json_t *machines = a->tunnels ? tunnel_server_clients(a->tunnels) : NULL;
-    int k = snprintf(buf, len, "%zu models, %zu running", a->gens.current->cat.n,
-                     a->swap ? swap_count_running(a->swap) : 0);
+    size_t i, k = (size_t)snprintf(buf, len, "%zu models; running:", a->gens.current->cat.n);
 
-    if (k > 0 && (size_t)k < len && machines != NULL)
-        k += snprintf(buf + k, len - (size_t)k, "; %zu GPU machines connected",
-                      json_array_size(machines));
-    if (k > 0 && (size_t)k < len && a->gens.current->conf.tunnel_client.n_servers > 0)
-        snprintf(buf + k, len - (size_t)k, "; tunnels to %zu servers",
+    json_array_foreach (running, i, o)
+        if (k < len)
+            k += (size_t)snprintf(buf + k, len - k, "%s %s (%s)", i ? "," : "",
+                                  json_string_value(json_object_get(o, "model")),
+                                  json_string_value(json_object_get(o, "state")));
+    if (k < len && json_array_size(running) == 0)
+        k += (size_t)snprintf(buf + k, len - k, " none");
+    if (k < len && machines != NULL)
+        k += (size_t)snprintf(buf + k, len - k, "; GPU machines connected: %zu",
+                              json_array_size(machines));
+    if (k < len && a->gens.current->conf.tunnel_client.n_servers > 0)
+        snprintf(buf + k, len - k, "; tunnels to %zu servers",
                  a->gens.current->conf.tunnel_client.n_servers);
+    json_decref(running);
     json_decref(machines);
 }
 

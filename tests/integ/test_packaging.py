@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from conftest import BUILD, ROOT, need
 
 
@@ -96,14 +98,20 @@ def notify_run(tmp_path, models_dir, start_goinfer, address, watchdog_usec=None)
     g = start_goinfer(models_dir, env=env)
     ready = ns.wait("READY=1")
     assert f"MAINPID={g.proc.pid}" in ready, ready
-    assert re.search(r"STATUS=\d+ models, \d+ running", ready), ready
+    assert re.search(r"STATUS=\d+ models; running: none", ready), ready
     return ns, g
 
 
 def test_notify_ready_status_watchdog_stopping(tmp_path, models_dir, start_goinfer):
     ns, g = notify_run(tmp_path, models_dir, start_goinfer, str(tmp_path / "notify.sock"),
                        watchdog_usec=400000)
-    ns.wait("WATCHDOG=1")
+    # a model started: the status line says so at the next tick
+    from conftest import auth
+    r = httpx.post(g.url() + "/v1/chat/completions", headers=auth(), timeout=60,
+                   json={"model": "tiny-a", "max_tokens": 2,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200
+    ns.wait("running: tiny-a (ready)")
     got = ns.collect(1.2)
     n = sum("WATCHDOG=1" in m for m in got)
     assert 4 <= n <= 8, got  # every 200 ms: half of 400 ms
