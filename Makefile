@@ -13,7 +13,7 @@ DATADIR ?= $(PREFIX)/share/goinfer
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all setup setup-run build install uninstall asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check check-format check-layers
+.PHONY: all setup setup-run build install install-files uninstall asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check check-format check-layers
 
 all: build
 
@@ -88,7 +88,11 @@ clean:
 
 # The binary (web assets embedded), goinfer(1), an example config and the systemd unit with its
 # user; DESTDIR for packaging. Installed for real (no DESTDIR), the goinfer user is created.
+# install-files installs $(BUILD)'s binary as it is (the tests: no rebuild of the build under test).
 install: build
+	@$(MAKE) --no-print-directory install-files
+
+install-files:
 	install -D -m 0755 $(BUILD)/goinfer $(DESTDIR)$(BINDIR)/goinfer
 	install -D -m 0644 dist/goinfer.1 $(DESTDIR)$(MANDIR)/man1/goinfer.1
 	install -D -m 0644 dist/goinfer.example.yml $(DESTDIR)$(DATADIR)/goinfer.example.yml
