@@ -273,7 +273,7 @@ render_process(struct buf *out)
     double tick = (double)sysconf(_SC_CLK_TCK), page = (double)sysconf(_SC_PAGESIZE);
     size_t n = 0, fds = 0;
     struct rlimit rl;
-    FILE *f = fopen("/proc/self/stat", "r");
+    FILE *f = fopen("/proc/self/stat", "re");
     DIR *d;
     struct dirent *e;
 
@@ -289,7 +289,7 @@ render_process(struct buf *out)
                "%*d %llu %llu %lld",
                &utime, &stime, &start, &vsize, &rss) != 5)
         return;
-    f = fopen("/proc/stat", "r");
+    f = fopen("/proc/stat", "re");
     while (f != NULL && fgets(stat, sizeof(stat), f) != NULL)
         if (sscanf(stat, "btime %llu", &btime) == 1)
             break;
