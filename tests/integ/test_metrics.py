@@ -48,7 +48,7 @@ def test_live_metrics_pass_promtool(models_dir, start_goinfer, client):
     # process figures from /proc/self
     assert value(text, "process_resident_memory_bytes") > 1e6
     assert 5 < value(text, "process_open_fds") < 1000
-    assert value(text, "process_cpu_seconds_total") > 0
+    assert value(text, "process_cpu_seconds_total") >= 0  # in ticks of 10 ms: may be 0 yet
     assert value(text, "process_max_fds") >= 1024
     assert value(text, "process_start_time_seconds") > 1.7e9
     # a load was timed, and the tokens counted
