@@ -117,7 +117,7 @@ def test_notify_ready_status_watchdog_stopping(tmp_path, models_dir, start_goinf
     ns.wait("running: tiny-a (ready)")
     got = ns.collect(1.2)
     n = sum("WATCHDOG=1" in m for m in got)
-    assert 4 <= n <= 8, got  # every 200 ms: half of 400 ms
+    assert 3 <= n <= 9, got  # every 200 ms (half of 400 ms), on a busy machine give or take
     g.proc.send_signal(signal.SIGHUP)
     ns.wait("RELOADING=1")
     assert g.stop() == 0
