@@ -6,13 +6,23 @@ FUZZ_BUILD ?= build-fuzz
 JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest -rfE
 WERROR := $(if $(CI),-DGOINFER_WERROR=ON,)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/goinfer
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
-.PHONY: all setup build asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check check-format check-layers
+.PHONY: all setup setup-run build install install-files uninstall asan fuzz-build run run-tunnel test test-unit test-integ test-asan test-fuzz fuzz clean format check check-format check-layers
 
 all: build
 
+# make run installs only what running needs; make test (and make setup, for CI) the test tools too.
 setup:
-	@scripts/setup.sh all
+	@scripts/setup.sh test
+
+setup-run:
+	@scripts/setup.sh run
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR) >/dev/null
@@ -28,11 +38,11 @@ fuzz-build:
 	@cmake --build $(FUZZ_BUILD) -j$(JOBS) -- --no-print-directory
 
 # Set-up, build, then serve: a demo model is generated when no GGUF is found.
-run: setup build
+run: setup-run build
 	@scripts/run.sh
 
 # Server/client mode on one machine: a server and a GPU client in two network namespaces.
-run-tunnel: setup build
+run-tunnel: setup-run build
 	@scripts/run-tunnel.sh
 
 test: setup check build asan fuzz-build
@@ -75,3 +85,27 @@ fuzz: fuzz-build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+
+# The binary (web assets embedded), goinfer(1), an example config and the systemd unit with its
+# user; DESTDIR for packaging. Installed for real (no DESTDIR), the goinfer user is created.
+# install-files installs $(BUILD)'s binary as it is (the tests: no rebuild of the build under test).
+install: build
+	@$(MAKE) --no-print-directory install-files
+
+install-files:
+	install -D -m 0755 $(BUILD)/goinfer $(DESTDIR)$(BINDIR)/goinfer
+	install -D -m 0644 dist/goinfer.1 $(DESTDIR)$(MANDIR)/man1/goinfer.1
+	install -D -m 0644 dist/goinfer.example.yml $(DESTDIR)$(DATADIR)/goinfer.example.yml
+	install -D -m 0644 dist/goinfer.sysusers $(DESTDIR)$(SYSUSERSDIR)/goinfer.conf
+	mkdir -p $(DESTDIR)$(UNITDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' dist/goinfer.service \
+		> $(DESTDIR)$(UNITDIR)/goinfer.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/goinfer.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(SYSUSERSDIR)/goinfer.conf; fi
+	@if [ -z "$(DESTDIR)" ]; then echo "next: install -D -m 0640 -g goinfer $(DATADIR)/goinfer.example.yml /etc/goinfer/goinfer.yml, edit it, systemctl enable --now goinfer"; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/goinfer $(DESTDIR)$(MANDIR)/man1/goinfer.1 \
+		$(DESTDIR)$(DATADIR)/goinfer.example.yml $(DESTDIR)$(SYSUSERSDIR)/goinfer.conf \
+		$(DESTDIR)$(UNITDIR)/goinfer.service

@@ -3,7 +3,10 @@
 # and a llama-server built from the llama.cpp source shipped inside node-llama-cpp.
 # Every step says what it does; a failure names the step and what to do next.
 #
-# Usage: scripts/setup.sh [deps|npm|llama|all]   (default: all)
+# Usage: scripts/setup.sh [run|test|deps|run-deps|npm|llama|all]   (default: all, which is test)
+#   run   what running needs: the libraries to build Goinfer, and llama-server (make run)
+#   test  that, plus the test tools: pytest, chromium, nginx, sshd, wrk, podman... (make test)
+# Root is needed only to install what is missing; anyone else is told the apt-get line to run.
 # Environment:
 #   GOINFER_CACHE  where llama-server is built and kept (default ~/.cache/goinfer)
 #   GI_LLAMA_EXE   an existing llama-server: skips the build entirely
@@ -17,13 +20,23 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${GOINFER_CACHE:-$HOME/.cache/goinfer}"
 NLC_VERSION="3.21.1"   # node-llama-cpp release whose bundle pins the llama.cpp tag
 
-PACKAGES=(
-    build-essential cmake pkg-config git clang clang-format
+# What `make run` needs: a compiler and the libraries Goinfer links (llama-server is built with
+# the same compiler and cmake; git unpacks its source).
+RUN_PACKAGES=(
+    build-essential cmake pkg-config git
     libuv1-dev libhttp-parser-dev libnghttp2-dev libssl-dev
-    libyaml-dev libjansson-dev libsqlite3-dev libcmocka-dev libpq-dev postgresql libcurl4-openssl-dev
+    libyaml-dev libjansson-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev
+)
+# What `make test` adds: the checks, the test clients and servers (a PostgreSQL for the shared
+# ledger's tests), the benchmarks, the container tools (podman, runc, mmdebstrap, podman-compose
+# and its DNS plugin) and promtool (prometheus).
+TEST_PACKAGES=(
+    clang clang-format libcmocka-dev postgresql
     python3-pytest python3-h2 python3-httpx python3-openssl
     curl wrk nghttp2-client hyperfine nginx-light openssh-server iproute2 iptables chromium
+    podman runc mmdebstrap podman-compose golang-github-containernetworking-plugin-dnsname prometheus
 )
+PACKAGES=("${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
 
 step=""
 say()  { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -41,7 +54,12 @@ deps() {
         say "debian packages: all ${#PACKAGES[@]} present"
         return
     fi
-    [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root or install them with apt-get"
+    if [ "$(id -u)" -ne 0 ]; then
+        printf '[setup] %d Debian packages are missing; install them with:\n' "${#missing[@]}" >&2
+        printf '  sudo apt-get install -y --no-install-recommends %s\n' "${missing[*]}" >&2
+        step="debian packages (not root)"
+        exit 1
+    fi
     say "debian packages: installing ${#missing[@]} missing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null || die "apt-get update failed; check the Debian archive is reachable"
@@ -123,6 +141,7 @@ llama() {
     local tgz="$CACHE/src/node-llama-cpp-$NLC_VERSION.tgz" pkg="$CACHE/src/node-llama-cpp-$NLC_VERSION"
     if [ ! -f "$pkg/package/llama/llama.cpp.info.json" ]; then
         step="llama-server: fetch node-llama-cpp@$NLC_VERSION"
+        command -v npm >/dev/null || die "npm is missing (it fetches llama.cpp's source): sudo apt-get install -y nodejs npm"
         say "$step"
         (cd "$CACHE/src" && npm pack --silent "node-llama-cpp@$NLC_VERSION" >/dev/null) ||
             die "npm pack failed; check the npm registry is reachable"
@@ -165,10 +184,12 @@ llama() {
 }
 
 case "${1:-all}" in
+run) PACKAGES=("${RUN_PACKAGES[@]}"); deps; llama ;;
+run-deps) PACKAGES=("${RUN_PACKAGES[@]}"); deps ;;
 deps) deps ;;
 npm) npm_clients ;;
 llama) llama ;;
-all) deps; npm_clients; llama ;;
-*) echo "usage: $0 [deps|npm|llama|all]" >&2; exit 2 ;;
+test | all) deps; npm_clients; llama ;;
+*) echo "usage: $0 [run|test|deps|run-deps|npm|llama|all]" >&2; exit 2 ;;
 esac
 step="done"

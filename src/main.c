@@ -17,6 +17,7 @@
 #include "admin/settings.h"
 #include "admin/store.h"
 #include "app/generation.h"
+#include "app/notify.h"
 #include "app/restart.h"
 #include "app/write.h"
 #include "core/log.h"
@@ -85,6 +86,7 @@ static void
 log_level_from(const struct conf *c)
 {
     log_set_level(c->debug ? LOG_LEVEL_DEBUG : c->quiet ? LOG_LEVEL_WARN : LOG_LEVEL_INFO);
+    log_set_json(c->log_json);
 }
 
 static const char *
@@ -511,6 +513,7 @@ begin_stop(struct app *a, uint64_t grace_ms, bool hand_off)
 {
     a->stopping = true;
     a->grace_ms = grace_ms;
+    notify_stopping(hand_off);
     tunnel_client_drain(a->tunnel_client); /* servers route elsewhere; ours finish */
     tunnel_server_drain(a->tunnels, 1000); /* clients finish, then come back to a restart */
     if (hand_off)
@@ -581,7 +584,9 @@ on_signal(uv_signal_t *s, int signum)
     char err[512];
 
     if (signum == SIGHUP) {
+        notify_reloading();
         reload_cb(a, "SIGHUP");
+        notify_reloaded();
         return;
     }
     if (signum == SIGUSR2) {
@@ -596,6 +601,32 @@ on_signal(uv_signal_t *s, int signum)
     log_info("signal %d: no new connections; finishing %zu open ones", signum,
              http_server_active(a->server));
     begin_stop(a, SHUTDOWN_GRACE_MS, false);
+}
+
+/* systemd's STATUS= line: the models, those running (and their state), the tunnels. */
+static void
+app_status(void *arg, char *buf, size_t len)
+{
+    struct app *a = arg;
+    json_t *running = a->swap ? swap_running(a->swap) : json_array(), *o;
+    json_t *machines = a->tunnels ? tunnel_server_clients(a->tunnels) : NULL;
+    size_t i, k = (size_t)snprintf(buf, len, "%zu models; running:", a->gens.current->cat.n);
+
+    json_array_foreach (running, i, o)
+        if (k < len)
+            k += (size_t)snprintf(buf + k, len - k, "%s %s (%s)", i ? "," : "",
+                                  json_string_value(json_object_get(o, "model")),
+                                  json_string_value(json_object_get(o, "state")));
+    if (k < len && json_array_size(running) == 0)
+        k += (size_t)snprintf(buf + k, len - k, " none");
+    if (k < len && machines != NULL)
+        k += (size_t)snprintf(buf + k, len - k, "; GPU machines connected: %zu",
+                              json_array_size(machines));
+    if (k < len && a->gens.current->conf.tunnel_client.n_servers > 0)
+        snprintf(buf + k, len - k, "; tunnels to %zu servers",
+                 a->gens.current->conf.tunnel_client.n_servers);
+    json_decref(running);
+    json_decref(machines);
 }
 
 /* ---- the admin API's settings: what they need of the application ---- */
@@ -738,6 +769,7 @@ setup_backends(struct app *a)
     a->peer_lists = peerlist_new(a->loop, a->peer_client, a->peer_remote);
     a->engine = engine_new(a->loop, reload_cb, a);
     swap_watch(a->swap, tell_servers, a); /* freed with the swap */
+    metrics_watch(a->swap);
     router_deps_from(a, &d);
     a->router = router_new(&d);
 }
@@ -1015,6 +1047,8 @@ main(int argc, char **argv)
         log_info("web UI: %s", a.gens.current->ui_source);
         log_info("goinfer ready: %zu models (pid %d)", a.gens.current->cat.n, (int)getpid());
         restart_tell_ready();
+        notify_start(a.loop, app_status, &a);
+        notify_ready();
         uv_run(a.loop, UV_RUN_DEFAULT);
         log_info("goinfer stopped");
     }

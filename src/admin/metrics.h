@@ -8,7 +8,10 @@
 
 #include "core/buf.h"
 #include "http/server.h"
+#include "swap/swap.h"
 
+/* Times each model's loads (goinfer_model_load_duration_seconds); the watch goes with s. */
+void metrics_watch(struct swap *s);
 /* A request ended (the server's completion hook). */
 void metrics_request_done(struct http_request *req);
 /* llama-server reported predicted tokens per second for model. */

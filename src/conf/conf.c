@@ -249,6 +249,22 @@ set_admin(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *ob
     return ymap(y, n, "admin", keys, obj);
 }
 
+/* log_format: text (the default) or json. */
+static int
+set_log_format(struct yctx *y, const yaml_node_t *n, const struct ykey *key, void *obj)
+{
+    struct conf *c = obj;
+    char *v = NULL;
+    int rc = ystring(y, n, key->name, &v);
+
+    if (rc == 0 && strcmp(v, "json") != 0 && strcmp(v, "text") != 0)
+        rc = yerr(y, n, key->name, "expected text or json");
+    if (rc == 0)
+        c->log_json = strcmp(v, "json") == 0;
+    free(v);
+    return rc;
+}
+
 /* The admin section's defaults: the state under $XDG_STATE_HOME/goinfer (~/.local/state), the
  * last 100000 requests, files up to 256 GiB, downloads from Hugging Face only. */
 static void
@@ -299,6 +315,7 @@ static const struct ykey goinfer_keys[] = {
     {"client", tunnelconf_set_client, 0},
     YKEY_STRING("default_model", struct conf, default_model),
     YKEY_STRING("ledger", struct conf, ledger),
+    {"log_format", set_log_format, 0},
     LLAMA_SWAP_KEYS,
     {NULL, NULL, 0}};
 
@@ -356,7 +373,7 @@ env_string(const char *name, char **out)
 static void
 apply_env(struct conf *c)
 {
-    const char *origins = getenv("GI_ORIGINS");
+    const char *origins = getenv("GI_ORIGINS"), *format = getenv("GI_LOG_FORMAT");
 
     env_string("GI_MODELS_DIR", &c->models_dir);
     env_string("GI_LLAMA_EXE", &c->llama_exe);
@@ -367,6 +384,8 @@ apply_env(struct conf *c)
     env_string("GI_STATE_DIR", &c->admin.state_dir);
     env_string("GI_LEDGER", &c->ledger);
     env_string("GI_ENGINE_DIR", &c->admin.engine_dir);
+    if (format != NULL && *format != '\0') /* anything but json is text */
+        c->log_json = strcmp(format, "json") == 0;
     if (origins != NULL) { /* set, even empty, replaces the file's list */
         strv_free(c->origins);
         c->origins = strv_split(origins);
@@ -406,6 +425,7 @@ usage(void)
             "  GI_ENGINE_DIR     where engine builds are installed (default GOINFER_CACHE)\n"
             "  GI_HF_BASE        the Hugging Face hub downloads resolve against\n"
             "  GI_ENGINE_SCRIPT  the engine build script (default scripts/engine-build.sh)\n"
+            "  GI_LOG_FORMAT     text (default) or json: one JSON object per log line\n"
             "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
 }
 

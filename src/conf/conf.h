@@ -50,6 +50,7 @@ struct conf {
     char *tls_cert, *tls_key; /* PEM files for the listeners marked tls */
     char *host;               /* for ":port" addresses; GI_HOST */
     bool no_api_key, debug, quiet, write;
+    bool log_json;        /* log_format: json (GI_LOG_FORMAT): JSON lines on stderr */
     struct swapconf swap; /* the model section, in llama-swap's syntax */
     char **warnings;      /* what loading warned about (keys not honoured...), for /ui */
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #define HISTORY_BYTES (256 * 1024)
 
 enum log_level log_threshold = LOG_LEVEL_INFO;
+static bool json_lines;
 
 struct log_sub {
     log_line_cb cb;
@@ -181,6 +183,146 @@ log_unsubscribe(struct log_sub *s)
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void
+log_set_json(bool json)
+{
+    json_lines = json;
+}
+
+/* The length of the UTF-8 sequence at s (at most n bytes), or 0 when it is not one. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80             ? 1
+                 : (s[0] & 0xe0) == 0xc0 ? 2
+                 : (s[0] & 0xf0) == 0xe0 ? 3
+                 : (s[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
+
+    if (len == 0 || len > n || (len == 2 && s[0] < 0xc2))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Appends s (n bytes, no control byte: vlog escaped them) as a JSON string's contents; a byte
+ * that is not UTF-8 (a client's, in a model name) becomes U+FFFD, so the line stays JSON. */
+static void
+json_put(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len((const unsigned char *)s + i, n - i);
+
+        if (k == 0) {
+            fputs("\\ufffd", f);
+            i++;
+            continue;
+        }
+        if (s[i] == '"' || s[i] == '\\')
+            fputc('\\', f);
+        fwrite(s + i, 1, k, f);
+        i += k;
+    }
+}
+
+/* The last occurrence of needle that starts in [begin, end), or NULL. */
+static const char *
+last_of(const char *begin, const char *end, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    if (end - begin < (ptrdiff_t)n)
+        return NULL;
+    for (const char *p = end - n; p >= begin; p--)
+        if (memcmp(p, needle, n) == 0)
+            return p;
+    return NULL;
+}
+
+/* A number as the access line writes it (digits and a point): JSON as it is. */
+static bool
+is_number(const char *v, size_t n)
+{
+    return n > 0 && n < 32 && strspn(v, "0123456789.") >= n && v[0] != '.';
+}
+
+static void
+json_field(FILE *f, const char *key, const char *v, size_t n)
+{
+    if (is_number(v, n) && strcmp(key, "model") != 0 && strcmp(key, "backend") != 0 &&
+        strcmp(key, "client") != 0) {
+        fprintf(f, ",\"%s\":%.*s", key, (int)n, v);
+        return;
+    }
+    fprintf(f, ",\"%s\":\"", key);
+    json_put(f, v, n);
+    fputc('"', f);
+}
+
+/*
+ * The access line's fields ("req=ID METHOD PATH model=M backend=B status=S bytes=N ttfb=Xms
+ * total=Yms client=C") as JSON fields of their own. They are found from the right: only the
+ * model comes from a client and may hold anything, " status=" included; every value is a
+ * JSON string unless it is a plain number. A line that is not an access line adds nothing.
+ */
+static void
+json_access_fields(FILE *f, const char *m)
+{
+    static const char *const keys[] = {"client", "total",   "ttfb", "bytes",
+                                       "status", "backend", "model"};
+
+    enum { N_KEYS = sizeof(keys) / sizeof(keys[0]) };
+
+    const char *sp1 = strchr(m, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    const char *end = m + strlen(m), *v[N_KEYS];
+    size_t n[N_KEYS];
+
+    if (strncmp(m, "req=", 4) != 0 || sp2 == NULL)
+        return;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char want[16];
+        const char *p;
+        size_t k = (size_t)snprintf(want, sizeof(want), " %s=", keys[i]);
+
+        p = last_of(sp2, end, want);
+        if (p == NULL)
+            return;
+        v[i] = p + k;
+        n[i] = (size_t)(end - v[i]);
+        if ((i == 1 || i == 2) && n[i] > 2) /* "1.5ms" */
+            n[i] -= 2;
+        end = p;
+    }
+    json_field(f, "req", m + 4, (size_t)(sp1 - m - 4));
+    json_field(f, "method", sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    json_field(f, "path", sp2 + 1, (size_t)(end - sp2 - 1));
+    for (size_t i = N_KEYS; i-- > 0;) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "%s%s", keys[i], i == 1 || i == 2 ? "_ms" : "");
+        json_field(f, key, v[i], n[i]);
+    }
+}
+
+/* One JSON line on stderr: time, level, msg, and an access line's fields. */
+static void
+json_line(const char *stamp, enum log_level level, const char *m, const char *err)
+{
+    flockfile(stderr);
+    fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", stamp, level_names[level]);
+    json_put(stderr, m, strlen(m));
+    if (err != NULL) {
+        fputs(": ", stderr);
+        json_put(stderr, err, strlen(err));
+    }
+    fputc('"', stderr);
+    json_access_fields(stderr, m);
+    fputs("}\n", stderr);
+    funlockfile(stderr);
+}
+
+void
 log_set_level(enum log_level level)
 {
     log_threshold = level;
@@ -195,7 +337,7 @@ static void vlog(enum log_level level, int saved_errno, const char *fmt, va_list
 static void
 vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
 {
-    char msg[2048], esc[2048], line[2200], stamp[32];
+    char msg[2048], esc[2048], line[2200], stamp[40];
     const char *m = msg;
     struct timespec ts;
     struct tm tm;
@@ -221,7 +363,14 @@ vlog(enum log_level level, int saved_errno, const char *fmt, va_list ap)
         return;
     if ((size_t)n >= sizeof(line))
         n = sizeof(line) - 1;
-    fprintf(stderr, "%s\n", line);
+    if (json_lines) {
+        char iso[64];
+
+        snprintf(iso, sizeof(iso), "%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
+        json_line(iso, level, m, saved_errno != 0 ? strerror(saved_errno) : NULL);
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
     capture(line, (size_t)n);
 }
 

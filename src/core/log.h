@@ -11,6 +11,10 @@ enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBU
 extern enum log_level log_threshold;
 
 void log_set_level(enum log_level level);
+/* json: stderr gets one JSON object per line, {"time","level","msg"} (an access line's fields
+ * too: req, method, path, model, backend, status, bytes, ttfb_ms, total_ms, client); the history
+ * (/logs) keeps the text lines either way. */
+void log_set_json(bool json);
 
 /* The level is tested before the arguments are evaluated. */
 #define log_enabled(level) ((level) <= log_threshold)

@@ -488,10 +488,13 @@ http_access_log(const struct http_request *req)
 
     if (req->usage.cost_usd >= 0) /* a cloud provider's price of the request */
         snprintf(cost, sizeof(cost), " cost=$%.6f", req->usage.cost_usd);
-    log_info("req=%llu %s %s model=%s backend=%s status=%d bytes=%llu ttfb=%.1fms total=%.1fms%s",
+    /* client= last: the fields before it are what tests and scripts already parse */
+    log_info("req=%llu %s %s model=%s backend=%s status=%d bytes=%llu ttfb=%.1fms total=%.1fms%s "
+             "client=%s",
              (unsigned long long)req->id, req->method_name, req->path,
              req->log_model ? req->log_model : "-", req->log_backend ? req->log_backend : "-",
-             req->status, (unsigned long long)req->bytes_out, ttfb, total, cost);
+             req->status, (unsigned long long)req->bytes_out, ttfb, total, cost,
+             http_request_peer(req));
     if (srv->on_complete)
         srv->on_complete((struct http_request *)req);
 }

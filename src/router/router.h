@@ -32,21 +32,21 @@ struct router_deps {
     void *reload_arg;
     const struct admin_settings_ops *settings; /* the admin API's settings and restart */
     struct swap *swap;
-    struct http_server *server;      /* for the connection count in /metrics */
-    struct tunnel_server *tunnels;   /* GPU machines connected to this server, or NULL */
-    struct http_client *peer_client; /* to llama-swap's peers (cat->peers) */
+    struct http_server *server;        /* for the connection count in /metrics */
+    struct tunnel_server *tunnels;     /* GPU machines connected to this server, or NULL */
+    struct http_client *peer_client;   /* to llama-swap's peers (cat->peers) */
     struct http_remote *peer_remote;   /* to https:// peers (cloud upstreams), libcurl */
     const struct peerlist *peer_lists; /* the peers' fetched model lists (modelsRefresh:) */
-    struct store *store;             /* the admin store: activity, audit, enabled models */
-    struct engine *engine;           /* the llama-server builds (GET/POST /api/engine) */
-    const struct conf *conf;         /* the configuration in force */
-    const char *llama_exe;           /* the llama-server it runs */
+    struct store *store;               /* the admin store: activity, audit, enabled models */
+    struct engine *engine;             /* the llama-server builds (GET/POST /api/engine) */
+    const struct conf *conf;           /* the configuration in force */
+    const char *llama_exe;             /* the llama-server it runs */
     /* the admin API's files, uploads and downloads */
     uv_loop_t *loop;
     const char *models_dir;         /* ':'-separated roots */
     const struct conf_admin *admin; /* upload_max_bytes, download_hosts */
     uint64_t body_bytes;            /* limits.body_bytes: one upload chunk */
-    struct broker *keys;             /* virtual keys and browser tokens, or NULL */
+    struct broker *keys;            /* virtual keys and browser tokens, or NULL */
 };
 
 struct router;

@@ -55,8 +55,8 @@ def test_metrics(models_dir, start_goinfer, client):
     r = client.get(g.url() + "/metrics", headers=auth())
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     m = r.text
-    assert 'goinfer_requests_total{model="tiny-a",code="2xx"} 2' in m
-    assert 'goinfer_requests_total{model="-",code="4xx"} 1' in m  # unknown names pooled
+    assert 'goinfer_requests_total{model="tiny-a",code="200"} 2' in m
+    assert re.search(r'goinfer_requests_total\{model="-",code="4\d\d"\} 1\n', m)  # names pooled
     assert "goinfer_request_duration_seconds_count" in m and 'le="+Inf"' in m
     assert 'goinfer_generation_tokens_per_second{model="tiny-a"}' in m
     assert "goinfer_models_running 1" in m
