@@ -619,6 +619,7 @@ handle_props(struct router *r, struct http_request *req)
         select_query_value(req->query, "autoload", &autoload);
     }
     if (name == NULL && (req->services & ROUTER_SVC_INFER) == 0) { /* a GPU machine proxies */
+        free(autoload);
         http_respond_json(req, 200, listing_router_props());
         return;
     }
