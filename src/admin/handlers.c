@@ -147,22 +147,31 @@ on_logstream_abort(struct http_request *req, void *data)
 static const struct http_handler logstream_handler = {on_logstream_abort, NULL};
 
 /* A slow reader loses lines (and is told how many) rather than growing our memory. */
+bool
+admin_log_room(struct http_request *req, uint64_t *dropped, char *note, size_t size)
+{
+    note[0] = '\0';
+    if (http_over_high_water(req)) {
+        (*dropped)++;
+        return false;
+    }
+    if (*dropped > 0)
+        snprintf(note, size, "[%llu lines dropped: reader too slow]", (unsigned long long)*dropped);
+    *dropped = 0;
+    return true;
+}
+
 static void
 on_log_line(void *arg, const char *line, size_t len)
 {
     struct logstream *ls = arg;
     char note[64];
-    int n;
 
-    if (http_over_high_water(ls->req)) {
-        ls->dropped++;
+    if (!admin_log_room(ls->req, &ls->dropped, note, sizeof(note)))
         return;
-    }
-    if (ls->dropped > 0) {
-        n = snprintf(note, sizeof(note), "[%llu lines dropped: reader too slow]\n",
-                     (unsigned long long)ls->dropped);
-        http_stream_write(ls->req, note, (size_t)n);
-        ls->dropped = 0;
+    if (note[0] != '\0') {
+        http_stream_write(ls->req, note, strlen(note));
+        http_stream_write(ls->req, "\n", 1);
     }
     http_stream_write(ls->req, line, len);
     http_stream_write(ls->req, "\n", 1);

@@ -29,6 +29,10 @@ void admin_logs(struct http_request *req);
 /* GET /logs/stream: the history, then each line as it is written; a slow reader loses lines
  * (and is told how many) rather than growing our memory. */
 void admin_logs_stream(struct admin_logstreams *all, struct http_request *req);
+/* For a live log reader, before each line: false (the line counted in *dropped) while req is
+ * over its high-water mark; else true, with note the "[N lines dropped...]" line to send first
+ * ("" when none). A slow reader loses lines rather than growing our memory. */
+bool admin_log_room(struct http_request *req, uint64_t *dropped, char *note, size_t size);
 /* Ends every open log stream (shutdown). */
 void admin_logs_end(struct admin_logstreams *all);
 /* POST /reload: asks for one; the log says whether the new configuration was taken. */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/handlers.h"
 #include "core/list.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -144,24 +145,16 @@ on_log_history(void *arg, const char *text, size_t len)
     }
 }
 
-/* A slow reader loses log lines, and is told how many, rather than growing our memory. */
 static void
 on_log_line(void *arg, const char *line, size_t len)
 {
     struct event_stream *es = arg;
     char note[64];
 
-    if (http_over_high_water(es->req)) {
-        es->dropped++;
+    if (!admin_log_room(es->req, &es->dropped, note, sizeof(note)))
         return;
-    }
-    if (es->dropped > 0) {
-        int n = snprintf(note, sizeof(note), "[%llu lines dropped: reader too slow]",
-                         (unsigned long long)es->dropped);
-
-        write_log_line(es, note, (size_t)n);
-        es->dropped = 0;
-    }
+    if (note[0] != '\0')
+        write_log_line(es, note, strlen(note));
     write_log_line(es, line, len);
 }
 
