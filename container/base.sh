@@ -6,9 +6,9 @@
 #   container/base.sh   ->  localhost/goinfer-build:bookworm, localhost/goinfer-runtime:bookworm
 set -euo pipefail
 CACHE="${GOINFER_CACHE:-$HOME/.cache/goinfer}/images"
-BUILD_PACKAGES="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libnghttp2-dev libssl-dev libyaml-dev libjansson-dev libsqlite3-dev"
+BUILD_PACKAGES="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libnghttp2-dev libssl-dev libyaml-dev libjansson-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev"
 # goinfer's libraries, and llama-server's (libgomp1, libstdc++6)
-RUNTIME_PACKAGES="libuv1 libhttp-parser2.9 libnghttp2-14 libssl3 libyaml-0-2 libjansson4 libsqlite3-0 libgomp1 libstdc++6"
+RUNTIME_PACKAGES="libuv1 libhttp-parser2.9 libnghttp2-14 libssl3 libyaml-0-2 libjansson4 libsqlite3-0 libpq5 libcurl4 libgomp1 libstdc++6"
 # The runtime image: /usr merged by mmdebstrap's hook (the usrmerge package would pull in perl,
 # 30 MB), no documentation, manuals, locales, iconv modules nor apt lists, and no apt, gpgv,
 # e2fsprogs nor tzdata (the image is never updated in place: it is rebuilt).

@@ -424,6 +424,7 @@ usage(void)
             "  GI_STATE_DIR      the admin store's folder (default ~/.local/state/goinfer)\n"
             "  GI_ENGINE_DIR     where engine builds are installed (default GOINFER_CACHE)\n"
             "  GI_HF_BASE        the Hugging Face hub downloads resolve against\n"
+            "  GI_LEDGER         the virtual keys' ledger: postgresql://... (default SQLite)\n"
             "  GI_ENGINE_SCRIPT  the engine build script (default scripts/engine-build.sh)\n"
             "  GI_LOG_FORMAT     text (default) or json: one JSON object per log line\n"
             "  GOINFER_CACHE     where make setup keeps the llama-server it builds\n");
