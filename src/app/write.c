@@ -16,19 +16,6 @@
 #include "http/tls.h"
 #include "proc/argv.h"
 
-int
-conf_random_key(char out[65])
-{
-    unsigned char raw[32];
-
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
-        return -EIO;
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    explicit_bzero(raw, sizeof(raw));
-    return 0;
-}
-
 /* A YAML double-quoted scalar; control characters (a newline in a file name) escaped, since
  * YAML would fold them into spaces. */
 static void
@@ -264,7 +251,7 @@ conf_write_files(const struct conf *c, const struct model_list *found, const cha
     char key[65], *path;
     int rc;
 
-    if (conf_random_key(key) < 0) {
+    if (tls_random_hex(key) < 0) {
         snprintf(err, errlen, "no random bytes for the API key");
         return -EIO;
     }

@@ -22,7 +22,5 @@
  * c->no_api_key. Returns 0 or -errno with err filled. */
 int conf_write_files(const struct conf *c, const struct model_list *found, const char *exe,
                      const char *dir, char *err, size_t errlen);
-/* 64 hex digits from the OS's random generator. Returns 0 or -EIO. */
-int conf_random_key(char out[65]);
 
 #endif

@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -433,4 +434,17 @@ tls_conn_export(const struct tls_conn *t, unsigned char *out, size_t len)
     return SSL_export_keying_material(t->ssl, out, len, label, sizeof(label) - 1, NULL, 0, 0) == 1
                ? 0
                : -EPROTO;
+}
+
+int
+tls_random_hex(char out[65])
+{
+    unsigned char raw[32];
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return -EIO;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return 0;
 }

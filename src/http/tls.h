@@ -70,4 +70,8 @@ int tls_cert_pin(const char *cert_path, char out[TLS_PIN_SIZE]);
 /* Keying material bound to this TLS session (RFC 5705), for the tunnel's token proof. */
 int tls_conn_export(const struct tls_conn *t, unsigned char *out, size_t len);
 
+/* 32 random bytes from OpenSSL's generator, as 64 hex digits (API keys, key secrets): 0 or
+ * -EIO. */
+int tls_random_hex(char out[65]);
+
 #endif

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "http/server.h"
+#include "http/tls.h"
 
 /* A browser token: a vkey of its own (origin, models, expiry, a budget slice) under a key. */
 struct token {
@@ -571,20 +572,6 @@ broker_get(struct broker *ks, const char *which, int64_t now, int *status, char 
     return o;
 }
 
-/* 32 random bytes as hex. */
-static int
-random_hex(char out[65])
-{
-    unsigned char b[32];
-
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return -EIO;
-    for (size_t i = 0; i < sizeof(b); i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
-    OPENSSL_cleanse(b, sizeof(b));
-    return 0;
-}
-
 json_t *
 broker_create(struct broker *ks, const json_t *spec, int64_t now, int *status, char *err,
               size_t errlen)
@@ -603,7 +590,7 @@ broker_create(struct broker *ks, const json_t *spec, int64_t now, int *status, c
         snprintf(err, errlen, "name: required");
         goto out;
     }
-    if (RAND_bytes(k.salt, VKEY_SALT_LEN) != 1 || random_hex(hex) < 0) {
+    if (RAND_bytes(k.salt, VKEY_SALT_LEN) != 1 || tls_random_hex(hex) < 0) {
         *status = 500;
         snprintf(err, errlen, "no randomness for the secret");
         goto out;
@@ -757,7 +744,7 @@ broker_mint(struct broker *ks, const struct http_request *req, const json_t *spe
     t = xcalloc(1, sizeof(*t));
     vkey_init(&t->k);
     rc = json_is_object(spec) ? token_rules(k, t, spec, now, err, errlen) : -EINVAL;
-    if (rc == 0 && (RAND_bytes(t->k.salt, VKEY_SALT_LEN) != 1 || random_hex(hex) < 0))
+    if (rc == 0 && (RAND_bytes(t->k.salt, VKEY_SALT_LEN) != 1 || tls_random_hex(hex) < 0))
         rc = -EIO;
     if (rc < 0) {
         *status = rc == -EPERM ? 403 : rc == -EIO ? 500 : 400;
