@@ -340,9 +340,14 @@ def test_ignored_sigchld_from_our_parent_does_not_break_stops(models_dir, tmp_pa
 
 def test_client_leaving_frees_the_llama_server_slot(models_dir, start_goinfer, client, tmp_path):
     # A context large enough that the generation cannot end by itself during the test (with
-    # the usual 256 tokens a slot, it sometimes ended before /slots was asked).
+    # the usual 256 tokens a slot, it sometimes ended before /slots was asked; and llama-server
+    # caps -c at the model's trained context, so the model itself is made with a long one).
+    from conftest import mkmodel
+    long_dir = tmp_path / "long-models"
+    long_dir.mkdir()
+    mkmodel(long_dir / "tiny-a.gguf", "-n", "tiny-a", "-s", "1", "-c", "32768")
     cfg = tmp_path / "long.yml"
-    cfg.write_text(f"models_dir: {models_dir}\napi_key: {API_KEY}\n"
+    cfg.write_text(f"models_dir: {long_dir}\napi_key: {API_KEY}\n"
                    "listen:\n  \"127.0.0.1:0\": goinfer\n"
                    "llama:\n  args:\n    common: -c 32768 -np 1 --no-warmup\n")
     g = start_goinfer(None, args=["-config", str(cfg)], config=False)
@@ -354,6 +359,7 @@ def test_client_leaving_frees_the_llama_server_slot(models_dir, start_goinfer, c
             next(it)
             busy = client.get(g.url() + "/slots?model=tiny-a", headers=auth()).json()
             assert any(s["is_processing"] for s in busy), busy
+            assert all(s["n_ctx"] >= 20000 for s in busy), busy  # it cannot end by itself
             left = time.monotonic()
     # the upstream request is cancelled at once, so llama-server stops generating
     while time.monotonic() - left < 2:
