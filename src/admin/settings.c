@@ -325,6 +325,14 @@ respond_errno(struct http_request *req, int rc, const char *err)
                        "%s", err[0] ? err : strerror(-rc));
 }
 
+/* Whether the file on disk (absent or not, and its bytes) is the text in force. */
+static bool
+disk_is_in_force(const struct disk *d, const struct admin_text *force)
+{
+    return (d->data == NULL) == (force->data == NULL) &&
+           (d->data == NULL || (d->len == force->len && memcmp(d->data, force->data, d->len) == 0));
+}
+
 void
 admin_config_get(struct http_request *req, const struct admin_settings_ops *ops)
 {
@@ -337,9 +345,7 @@ admin_config_get(struct http_request *req, const struct admin_settings_ops *ops)
     for (int i = 0; i < ADMIN_SETTINGS_FILES; i++) {
         struct disk d;
         int rc = disk_read(ops, i, &d, err, sizeof(err));
-        bool in_force = (d.data == NULL) == (force[i].data == NULL) &&
-                        (d.data == NULL ||
-                         (d.len == force[i].len && memcmp(d.data, force[i].data, d.len) == 0));
+        bool in_force = rc >= 0 && disk_is_in_force(&d, &force[i]);
 
         if (rc < 0) {
             disk_cleanup(&d);
@@ -532,6 +538,7 @@ admin_config_diff(struct http_request *req, const struct admin_settings_ops *ops
         char *a = xasprintf("in-force/%s", file_names[i]), *b = xasprintf("disk/%s", file_names[i]),
              *diff;
         int rc = disk_read(ops, i, &d, err, sizeof(err));
+        bool in_force;
 
         if (rc < 0) {
             free(a);
@@ -543,9 +550,10 @@ admin_config_diff(struct http_request *req, const struct admin_settings_ops *ops
         }
         diff = admin_diff(a, force[i].data ? force[i].data : "", force[i].len, b,
                           d.data ? d.data : "", d.len);
-        same &= diff[0] == '\0' && (d.data == NULL) == (force[i].data == NULL);
+        in_force = disk_is_in_force(&d, &force[i]);
+        same &= in_force;
         json_array_append_new(files, json_pack("{s:s, s:s, s:b}", "name", file_names[i], "diff",
-                                               diff, "same", diff[0] == '\0'));
+                                               diff, "same", in_force));
         free(diff);
         free(a);
         free(b);
